@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every check and test of csvbus on this machine: brings up Postgres and the tansu broker
+# (scripts/stack.sh: installs them if missing), then formatting, clippy and the whole test suite
+# against them.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+bash scripts/stack.sh up
+
+# Test databases of earlier runs.
+if [ "$(id -u)" = 0 ]; then
+  runuser -u postgres -- psql -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'csvbus_test_%'" |
+    while read -r db; do runuser -u postgres -- dropdb --if-exists "$db" || true; done
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

@@ -1,0 +1,145 @@
+//! The csvbus upload service: CSV over HTTP in, one Kafka message per row out.
+//!
+//! A `POST /v1/imports?table=…` body is parsed as it arrives and its rows are produced in
+//! batches; the answer comes once the broker has acknowledged every row. When the broker is
+//! slower than the client, the handler stops reading the body (bounded bytes in flight), so
+//! memory stays flat whatever the file size.
+//!
+//! Layout:
+//! - [`config`]: settings from the environment.
+//! - [`routes`]: the router, API keys, status/health/metrics handlers.
+//! - [`ingest`]: the upload handler: checks, the read → send loop, the final answer.
+//! - [`body`]: the body as a counted, capped, idle-limited, decompressed byte stream.
+//! - [`tap`]: raw record text and the record length bound.
+//! - [`rows`]: header check against the table; record → JSON message value.
+//! - [`produce`]: the producer and the in-flight bounds (backpressure).
+//! - [`progress`]: live counters saved to `csvbus.imports`; abort on a vanished client.
+//! - [`error`]: the JSON error answers.
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod produce;
+pub mod progress;
+pub mod routes;
+pub mod rows;
+pub mod tap;
+
+use std::sync::Arc;
+
+use csvbus_shared::db;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rdkafka::producer::{FutureProducer, Producer};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::UploadConfig;
+
+/// What can stop the service from starting or make it end with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    KafkaAdmin(#[from] csvbus_shared::kafka::KafkaAdminError),
+    #[error("kafka producer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The state every handler shares.
+pub struct App {
+    pub config: UploadConfig,
+    pub pool: PgPool,
+    pub producer: FutureProducer,
+    /// One permit per upload being served.
+    pub uploads: Arc<Semaphore>,
+    /// One permit per message byte awaiting acknowledgement, across uploads.
+    pub inflight: Arc<Semaphore>,
+    pub metrics: PrometheusHandle,
+    /// Background work of uploads (progress saving), drained at shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl App {
+    /// Connects to Postgres (applying migrations) and Kafka (creating the topic if needed).
+    pub async fn connect(
+        config: UploadConfig,
+        shutdown: &CancellationToken,
+    ) -> Result<Arc<Self>, UploadError> {
+        let pool = db::connect(
+            config.common.database_url.expose(),
+            config.db_pool_size,
+            shutdown,
+        )
+        .await?;
+        db::migrate(&pool).await?;
+        csvbus_shared::kafka::ensure_topic(
+            &config.common.kafka_brokers,
+            &config.common.topic,
+            config.common.topic_partitions,
+        )
+        .await?;
+        let producer = produce::producer(&config)?;
+        Ok(Arc::new(Self {
+            uploads: Arc::new(Semaphore::new(config.max_uploads)),
+            inflight: Arc::new(Semaphore::new(config.inflight_bytes_total as usize)),
+            metrics: csvbus_shared::telemetry::metrics_handle(),
+            tasks: TaskTracker::new(),
+            config,
+            pool,
+            producer,
+        }))
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled; then stops accepting, lets
+/// running uploads finish for up to `CSVBUS_SHUTDOWN_GRACE_MS`, and flushes the producer.
+pub async fn run(
+    config: UploadConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), UploadError> {
+    let app = App::connect(config, &shutdown).await?;
+    serve(app, listener, shutdown).await
+}
+
+/// [`run`] with an already connected [`App`].
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), UploadError> {
+    tracing::info!(addr = %listener.local_addr()?, topic = %app.config.common.topic, "upload service listening");
+    let router = routes::router(app.clone());
+    let stop = shutdown.clone();
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    tokio::select! {
+        r = &mut server => { r.map_err(std::io::Error::other)??; }
+        _ = shutdown.cancelled() => {
+            match tokio::time::timeout(app.config.shutdown_grace, &mut server).await {
+                Ok(r) => { r.map_err(std::io::Error::other)??; }
+                Err(_) => {
+                    tracing::warn!("uploads still running after the shutdown grace period: cut off");
+                    server.abort();
+                }
+            }
+        }
+    }
+    app.tasks.close();
+    let _ = tokio::time::timeout(app.config.shutdown_grace, app.tasks.wait()).await;
+    let producer = app.producer.clone();
+    let _ = tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(10)))
+        .await;
+    tracing::info!("upload service stopped");
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! `csvbus-upload`: reads its config from the environment and serves until SIGINT/SIGTERM.
+
+use csvbus_shared::config::Env;
+use csvbus_upload::UploadConfig;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = UploadConfig::from_env(&Env::from_process())?;
+    csvbus_shared::telemetry::init_tracing(config.common.log_json);
+    let shutdown = csvbus_shared::shutdown::on_signals();
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    csvbus_upload::run(config, listener, shutdown).await?;
+    Ok(())
+}

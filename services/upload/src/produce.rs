@@ -1,0 +1,267 @@
+//! Producing rows with bounded bytes in flight.
+//!
+//! Every message an upload sends holds permits of a shared semaphore (one per byte) and counts
+//! against the upload's own bound until the broker acknowledges it. At either bound the upload
+//! awaits acknowledgements — and meanwhile does not read its body: that is the backpressure.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokio::sync::Semaphore;
+
+use crate::config::UploadConfig;
+
+/// Why a row did not reach the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("broker did not acknowledge a row: {0}")]
+    Delivery(KafkaError),
+    #[error("the producer was shut down before a row was acknowledged")]
+    Cancelled,
+}
+
+/// The idempotent, batched producer of the upload service.
+pub fn producer(config: &UploadConfig) -> Result<FutureProducer, KafkaError> {
+    let mut c: ClientConfig = csvbus_shared::kafka::client_config(&config.common.kafka_brokers);
+    let queue_kb = (config.inflight_bytes_total / 1024 * 2).max(16 * 1024);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", &config.producer_compression)
+        .set("linger.ms", config.producer_linger_ms.to_string())
+        .set("batch.size", config.producer_batch_bytes.to_string())
+        .set(
+            "message.timeout.ms",
+            config.delivery_timeout.as_millis().to_string(),
+        )
+        .set("queue.buffering.max.kbytes", queue_kb.to_string())
+        .set("queue.buffering.max.messages", "1000000");
+    c.create()
+}
+
+/// One message awaiting its acknowledgement.
+struct Pending {
+    delivery: DeliveryFuture,
+    bytes: u32,
+    sent: Instant,
+}
+
+impl Future for Pending {
+    type Output = (Result<(), ProduceError>, u32, Duration);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let bytes = self.bytes;
+        let elapsed = self.sent.elapsed();
+        Pin::new(&mut self.delivery).poll(cx).map(|r| {
+            let r = match r {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(ProduceError::Delivery(e)),
+                Err(_) => Err(ProduceError::Cancelled),
+            };
+            (r, bytes, elapsed)
+        })
+    }
+}
+
+/// The messages one upload has in flight.
+pub struct InFlight {
+    producer: FutureProducer,
+    topic: String,
+    shared: Arc<Semaphore>,
+    /// Permits of `shared` this upload holds: given back as acks arrive, or on drop.
+    held: u64,
+    limit: u64,
+    pending: FuturesUnordered<Pending>,
+    /// Rows acknowledged so far.
+    pub acked: u64,
+}
+
+impl InFlight {
+    pub fn new(
+        producer: FutureProducer,
+        topic: String,
+        shared: Arc<Semaphore>,
+        limit: u64,
+    ) -> Self {
+        Self {
+            producer,
+            topic,
+            shared,
+            held: 0,
+            limit,
+            pending: FuturesUnordered::new(),
+            acked: 0,
+        }
+    }
+
+    /// Bytes awaiting acknowledgement.
+    pub fn bytes(&self) -> u64 {
+        self.held
+    }
+
+    /// Sends one row; first waits, if needed, until both bounds have room for it.
+    pub async fn send(
+        &mut self,
+        payload: &[u8],
+        key: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<(), ProduceError> {
+        let size = (payload.len() + key.map_or(0, <[u8]>::len) + 64) as u32;
+        while self.held + u64::from(size) > self.limit && !self.pending.is_empty() {
+            self.complete_one().await?;
+        }
+        // The shared bound: wait for permits, taking our own acks meanwhile so that permits we
+        // hold for already-acknowledged rows are given back.
+        loop {
+            if let Ok(p) = self.shared.clone().try_acquire_many_owned(size) {
+                p.forget();
+                break;
+            }
+            if self.pending.is_empty() {
+                let p = self
+                    .shared
+                    .clone()
+                    .acquire_many_owned(size)
+                    .await
+                    .map_err(|_| ProduceError::Cancelled)?;
+                p.forget();
+                break;
+            }
+            tokio::select! {
+                p = self.shared.clone().acquire_many_owned(size) => {
+                    p.map_err(|_| ProduceError::Cancelled)?.forget();
+                    break;
+                }
+                _ = self.complete_one() => {}
+            }
+        }
+        self.held += u64::from(size);
+        metrics::gauge!("csvbus_upload_inflight_bytes").increment(f64::from(size));
+        let mut headers = Some(headers);
+        loop {
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(payload);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            if let Some(h) = headers.take() {
+                record = record.headers(h);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.pending.push(Pending {
+                        delivery,
+                        bytes: size,
+                        sent: Instant::now(),
+                    });
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), rec)) => {
+                    headers = rec.headers;
+                    if self.pending.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    } else {
+                        self.complete_one().await?;
+                    }
+                }
+                Err((e, _)) => {
+                    self.release(size);
+                    return Err(ProduceError::Delivery(e));
+                }
+            }
+        }
+    }
+
+    /// Takes the acknowledgements that have arrived, without waiting.
+    pub fn poll_acks(&mut self) -> Result<(), ProduceError> {
+        while let Some(Some(r)) = futures::FutureExt::now_or_never(self.pending.next()) {
+            self.account(r)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every row in flight.
+    pub async fn drain(&mut self) -> Result<(), ProduceError> {
+        while !self.pending.is_empty() {
+            self.complete_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn complete_one(&mut self) -> Result<(), ProduceError> {
+        match self.pending.next().await {
+            Some(r) => self.account(r),
+            None => Ok(()),
+        }
+    }
+
+    fn account(
+        &mut self,
+        (r, bytes, latency): (Result<(), ProduceError>, u32, Duration),
+    ) -> Result<(), ProduceError> {
+        self.release(bytes);
+        metrics::histogram!("csvbus_upload_delivery_seconds").record(latency.as_secs_f64());
+        r?;
+        self.acked += 1;
+        Ok(())
+    }
+
+    fn release(&mut self, bytes: u32) {
+        self.held -= u64::from(bytes);
+        self.shared.add_permits(bytes as usize);
+        metrics::gauge!("csvbus_upload_inflight_bytes").decrement(f64::from(bytes));
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // An upload that ends early (client gone, error) gives its share back at once; rows
+        // still queued in librdkafka are bounded by its own queue limits.
+        if self.held > 0 {
+            self.shared.add_permits(self.held as usize);
+            metrics::gauge!("csvbus_upload_inflight_bytes").decrement(self.held as f64);
+        }
+    }
+}
+
+/// Message headers of a row.
+pub fn row_headers(import: &str, line: u64, table: &str) -> OwnedHeaders {
+    let buf = itoa_buf(line);
+    let line = std::str::from_utf8(&buf.0[..buf.1]).unwrap_or("0");
+    OwnedHeaders::new_with_capacity(3)
+        .insert(Header {
+            key: csvbus_shared::message::HEADER_IMPORT,
+            value: Some(import),
+        })
+        .insert(Header {
+            key: csvbus_shared::message::HEADER_LINE,
+            value: Some(line),
+        })
+        .insert(Header {
+            key: csvbus_shared::message::HEADER_TABLE,
+            value: Some(table),
+        })
+}
+
+/// Decimal digits of `n` without allocating.
+fn itoa_buf(mut n: u64) -> ([u8; 20], usize) {
+    let mut tmp = [0u8; 20];
+    let mut i = 20;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = [0u8; 20];
+    out[..20 - i].copy_from_slice(&tmp[i..]);
+    (out, 20 - i)
+}

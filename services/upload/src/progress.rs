@@ -1,0 +1,131 @@
+//! The live record of a running upload: counters kept in atomics by the upload loop and saved to
+//! `csvbus.imports` by a ticker task, so `GET /v1/imports/{id}` shows progress even while the
+//! upload waits on the broker. If the upload's future is dropped (the client went away), the
+//! guard marks the import `aborted`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use csvbus_shared::imports::{self, status, UploadCounters};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::App;
+
+/// Counters of one upload.
+#[derive(Debug)]
+pub struct Progress {
+    /// Body bytes as sent (compressed), counted by the body reader.
+    pub bytes: Arc<AtomicU64>,
+    pub received: AtomicU64,
+    pub produced: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+impl Progress {
+    pub fn new(bytes: Arc<AtomicU64>) -> Self {
+        Self {
+            bytes,
+            received: AtomicU64::new(0),
+            produced: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    pub fn snapshot(&self) -> UploadCounters {
+        UploadCounters {
+            rows_received: self.received.load(Ordering::Relaxed) as i64,
+            rows_produced: self.produced.load(Ordering::Relaxed) as i64,
+            rows_rejected: self.rejected.load(Ordering::Relaxed) as i64,
+            bytes_received: self.bytes.load(Ordering::Relaxed) as i64,
+        }
+    }
+}
+
+/// Saves progress periodically; marks the import aborted if dropped before [`finish`](Self::finish).
+pub struct ProgressGuard {
+    app: Arc<App>,
+    id: Uuid,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+    finished: bool,
+}
+
+impl ProgressGuard {
+    pub fn start(app: Arc<App>, id: Uuid, progress: Arc<Progress>) -> Self {
+        let stop = CancellationToken::new();
+        let (a, p, s) = (app.clone(), progress.clone(), stop.clone());
+        app.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(a.config.progress_interval);
+            let mut last = UploadCounters::default();
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let now = p.snapshot();
+                if now == last {
+                    continue;
+                }
+                count_metrics(&last, &now);
+                if let Err(e) = imports::update_progress(&a.pool, id, &now).await {
+                    tracing::warn!(import_id = %id, error = %e, "saving upload progress failed");
+                }
+                last = now;
+            }
+            count_metrics(&last, &p.snapshot());
+        });
+        Self {
+            app,
+            id,
+            progress,
+            stop,
+            finished: false,
+        }
+    }
+
+    /// Saves the final status and counters.
+    pub async fn finish(
+        &mut self,
+        final_status: &str,
+        c: UploadCounters,
+        error: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        self.finished = true;
+        self.stop.cancel();
+        imports::finish_upload(&self.app.pool, self.id, final_status, &c, error).await
+    }
+}
+
+fn count_metrics(before: &UploadCounters, now: &UploadCounters) {
+    metrics::counter!("csvbus_upload_rows_total")
+        .increment((now.rows_received - before.rows_received) as u64);
+    metrics::counter!("csvbus_upload_rows_produced_total")
+        .increment((now.rows_produced - before.rows_produced) as u64);
+    metrics::counter!("csvbus_upload_bytes_total")
+        .increment((now.bytes_received - before.bytes_received) as u64);
+}
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if self.finished {
+            return;
+        }
+        let (app, id, c) = (self.app.clone(), self.id, self.progress.snapshot());
+        tracing::warn!(import_id = %id, "upload dropped before it finished (client gone): aborted");
+        self.app.tasks.spawn(async move {
+            let r = imports::finish_upload(
+                &app.pool,
+                id,
+                status::ABORTED,
+                &c,
+                Some("the client disconnected"),
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::error!(import_id = %id, error = %e, "marking import aborted failed");
+            }
+        });
+    }
+}

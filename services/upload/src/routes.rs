@@ -1,0 +1,189 @@
+//! The HTTP API: the router, API-key check, import status, health and metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use csvbus_shared::imports::{self, ImportRecord, RejectedRow};
+use serde::{Deserialize, Serialize};
+use tower_http::timeout::TimeoutLayer;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::ingest::create_import;
+use crate::App;
+
+/// The service's routes, testable without a socket (`oneshot`).
+pub fn router(app: Arc<App>) -> Router {
+    let v1 = Router::new()
+        .route("/imports", post(create_import))
+        .route("/imports/{id}", get(get_import))
+        .route("/imports/{id}/rejected", get(get_rejected))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_key));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::disable())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            app.config.request_timeout,
+        ))
+        .with_state(app)
+}
+
+async fn require_key(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    if app.config.api_keys.is_empty() {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(k)
+            if app
+                .config
+                .api_keys
+                .iter()
+                .any(|s| constant_time_eq(s.expose().as_bytes(), k.as_bytes())) =>
+        {
+            next.run(req).await
+        }
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required: Authorization: Bearer <key>",
+        )
+        .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    /// Long-poll: answer when the import is final or this long has passed (`30s`, `500ms`).
+    wait: Option<String>,
+}
+
+fn parse_wait(s: &str) -> Option<Duration> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse().ok().map(Duration::from_millis);
+    }
+    s.strip_suffix('s')
+        .unwrap_or(s)
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found("unknown_import", format!("no import {id:?}")))
+}
+
+async fn get_import(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(w): Query<WaitQuery>,
+) -> Result<Json<ImportRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    let wait = match w.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(s) => parse_wait(s)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_wait",
+                    format!("wait={s:?}: use seconds like 30s or 500ms"),
+                )
+            })?
+            .min(Duration::from_secs(300)),
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let rec = imports::get(&app.pool, id)
+            .await
+            .map_err(|e| ApiError::database(&e))?;
+        let rec =
+            rec.ok_or_else(|| ApiError::not_found("unknown_import", format!("no import {id}")))?;
+        if rec.is_final() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(rec));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// A page of rejected rows; pass `next_after` as `after` for the next page.
+#[derive(Debug, Serialize)]
+struct RejectedPage {
+    rows: Vec<RejectedRow>,
+    next_after: Option<i64>,
+}
+
+async fn get_rejected(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(p): Query<PageQuery>,
+) -> Result<Json<RejectedPage>, ApiError> {
+    let id = parse_id(&id)?;
+    if imports::get(&app.pool, id)
+        .await
+        .map_err(|e| ApiError::database(&e))?
+        .is_none()
+    {
+        return Err(ApiError::not_found(
+            "unknown_import",
+            format!("no import {id}"),
+        ));
+    }
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = imports::rejected(&app.pool, id, p.after.unwrap_or(0), limit)
+        .await
+        .map_err(|e| ApiError::database(&e))?;
+    let next_after = if rows.len() as i64 == limit {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(RejectedPage { rows, next_after }))
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let db = sqlx::query("SELECT 1").execute(&app.pool).await.is_ok();
+    let broker =
+        csvbus_shared::kafka::brokers_reachable(&app.producer, Duration::from_secs(2)).await;
+    let status = if db && broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "database": db, "broker": broker })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+}

@@ -1,0 +1,233 @@
+//! From CSV records to row messages: the header check against the target table, and the
+//! conversion of each record into the JSON value of its message (or the reason it is rejected).
+
+use std::collections::HashSet;
+
+use csv_async::ByteRecord;
+use csvbus_shared::catalog::Column;
+use csvbus_shared::message::RowEncoder;
+
+use crate::error::ApiError;
+
+/// How to read the values of an upload (query options).
+#[derive(Debug, Clone)]
+pub struct ValueOptions {
+    pub delimiter: u8,
+    /// The unquoted text that means NULL; `None`: an unquoted empty field (Postgres' CSV default).
+    pub null: Option<String>,
+}
+
+/// The checked header of an upload.
+#[derive(Debug)]
+pub struct Header {
+    pub columns: Vec<String>,
+    pub key_index: Option<usize>,
+    encoder: RowEncoder,
+}
+
+/// Checks the header record against the table: every name is a writable column, none repeats,
+/// every NOT NULL column without a default is present, the key column is one of them.
+pub fn check_header(
+    record: &ByteRecord,
+    table: &[Column],
+    key: Option<&str>,
+) -> Result<Header, ApiError> {
+    let mut columns = Vec::with_capacity(record.len());
+    for (i, raw) in record.iter().enumerate() {
+        let name = std::str::from_utf8(raw).map_err(|_| {
+            ApiError::unprocessable(
+                "invalid_header",
+                format!("header field {} is not valid UTF-8", i + 1),
+            )
+            .at_line(1)
+        })?;
+        let name = if i == 0 {
+            name.trim_start_matches('\u{feff}')
+        } else {
+            name
+        };
+        columns.push(name.to_owned());
+    }
+    if columns.is_empty() || (columns.len() == 1 && columns[0].is_empty()) {
+        return Err(ApiError::unprocessable(
+            "missing_header",
+            "the first record must name the columns",
+        )
+        .at_line(1));
+    }
+    let mut seen = HashSet::new();
+    for name in &columns {
+        if !seen.insert(name.as_str()) {
+            return Err(ApiError::unprocessable(
+                "duplicate_column",
+                format!("column {name:?} appears twice in the header"),
+            )
+            .at_line(1));
+        }
+        match table.iter().find(|c| &c.name == name) {
+            None => {
+                return Err(ApiError::unprocessable(
+                    "unknown_column",
+                    format!("the table has no column {name:?}"),
+                )
+                .at_line(1));
+            }
+            Some(c) if c.generated => {
+                return Err(ApiError::unprocessable(
+                    "generated_column",
+                    format!("column {name:?} is generated and cannot be written"),
+                )
+                .at_line(1));
+            }
+            Some(_) => {}
+        }
+    }
+    let missing: Vec<&str> = table
+        .iter()
+        .filter(|c| c.not_null && !c.has_default && !seen.contains(c.name.as_str()))
+        .map(|c| c.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::unprocessable(
+            "missing_column",
+            format!(
+                "NOT NULL column(s) without a default missing from the header: {}",
+                missing.join(", ")
+            ),
+        )
+        .at_line(1));
+    }
+    let key_index = match key {
+        None => None,
+        Some(k) => Some(columns.iter().position(|c| c == k).ok_or_else(|| {
+            ApiError::unprocessable(
+                "unknown_key_column",
+                format!("key column {k:?} is not in the header"),
+            )
+            .at_line(1)
+        })?),
+    };
+    let encoder = RowEncoder::new(&columns);
+    Ok(Header {
+        columns,
+        key_index,
+        encoder,
+    })
+}
+
+impl Header {
+    /// Writes the JSON value of `record` into `out` (cleared first), or says why the record is
+    /// rejected. `quoted` tells which fields were quoted in the file; it is asked only when a
+    /// field could be the NULL text.
+    pub fn encode(
+        &self,
+        record: &ByteRecord,
+        opts: &ValueOptions,
+        quoted: impl FnOnce() -> Vec<bool>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        if record.len() != self.columns.len() {
+            return Err(format!(
+                "expected {} fields, found {}",
+                self.columns.len(),
+                record.len()
+            ));
+        }
+        let mut fields: Vec<&str> = Vec::with_capacity(record.len());
+        for (i, raw) in record.iter().enumerate() {
+            let s = std::str::from_utf8(raw)
+                .map_err(|_| format!("invalid UTF-8 in field {} ({})", i + 1, self.columns[i]))?;
+            fields.push(s);
+        }
+        let null_text = opts.null.as_deref().unwrap_or("");
+        let mut quoted_cache: Option<Vec<bool>> = None;
+        let mut quoted = Some(quoted);
+        let mut is_null = Vec::with_capacity(fields.len());
+        for (i, f) in fields.iter().enumerate() {
+            let candidate = *f == null_text;
+            let null = candidate && {
+                let q = quoted_cache
+                    .get_or_insert_with(|| quoted.take().map(|f| f()).unwrap_or_default());
+                !q.get(i).copied().unwrap_or(false)
+            };
+            is_null.push(null);
+        }
+        out.clear();
+        self.encoder.encode(
+            out,
+            fields
+                .iter()
+                .zip(&is_null)
+                .map(|(f, n)| if *n { None } else { Some(*f) }),
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, not_null: bool, has_default: bool) -> Column {
+        Column {
+            name: name.into(),
+            type_name: "text".into(),
+            not_null,
+            has_default,
+            generated: false,
+        }
+    }
+
+    fn rec(fields: &[&str]) -> ByteRecord {
+        ByteRecord::from(fields.to_vec())
+    }
+
+    #[test]
+    fn header_errors_are_specific() {
+        let table = [
+            col("id", true, false),
+            col("name", false, false),
+            col("ts", true, true),
+        ];
+        let e = check_header(&rec(&["id", "nope"]), &table, None).unwrap_err();
+        assert_eq!(e.code, "unknown_column");
+        let e = check_header(&rec(&["id", "id"]), &table, None).unwrap_err();
+        assert_eq!(e.code, "duplicate_column");
+        let e = check_header(&rec(&["name"]), &table, None).unwrap_err();
+        assert_eq!(e.code, "missing_column");
+        assert!(e.message.contains("id"));
+        let e = check_header(&rec(&["id"]), &table, Some("name")).unwrap_err();
+        assert_eq!(e.code, "unknown_key_column");
+        let h = check_header(&rec(&["\u{feff}id", "name"]), &table, Some("name")).unwrap();
+        assert_eq!(h.columns, ["id", "name"]);
+        assert_eq!(h.key_index, Some(1));
+    }
+
+    #[test]
+    fn empty_fields_are_null_unless_quoted_and_the_null_text_is_configurable() {
+        let table = [col("a", false, false), col("b", false, false)];
+        let h = check_header(&rec(&["a", "b"]), &table, None).unwrap();
+        let mut out = Vec::new();
+        let opts = ValueOptions {
+            delimiter: b',',
+            null: None,
+        };
+        h.encode(&rec(&["", ""]), &opts, || vec![true, false], &mut out)
+            .unwrap();
+        assert_eq!(out, br#"{"a":"","b":null}"#);
+        let opts = ValueOptions {
+            delimiter: b',',
+            null: Some("NULL".into()),
+        };
+        h.encode(&rec(&["NULL", ""]), &opts, || vec![false, false], &mut out)
+            .unwrap();
+        assert_eq!(out, br#"{"a":null,"b":""}"#);
+        let e = h
+            .encode(&rec(&["1"]), &opts, Vec::new, &mut out)
+            .unwrap_err();
+        assert_eq!(e, "expected 2 fields, found 1");
+        let bad = ByteRecord::from(vec![&b"ok"[..], &b"\xff"[..]]);
+        let e = h.encode(&bad, &opts, Vec::new, &mut out).unwrap_err();
+        assert!(e.contains("invalid UTF-8 in field 2"), "{e}");
+    }
+}

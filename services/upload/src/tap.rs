@@ -1,0 +1,178 @@
+//! A window on the bytes the CSV reader is parsing, so a record's text as it was in the file is
+//! at hand (for rejected rows, and to tell a quoted empty field from an unquoted one), and so no
+//! record can grow past a bound (an unterminated quote would otherwise swallow the whole file).
+//!
+//! The window holds the bytes from the start of the record being parsed to the reader's read
+//! position: one record plus at most one read buffer.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// A record longer than the bound.
+#[derive(Debug, thiserror::Error)]
+#[error("a CSV record starting at line {line} is longer than {max} bytes (an unterminated quote?)")]
+pub struct RecordTooLong {
+    pub line: u64,
+    pub max: usize,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    buf: Vec<u8>,
+    /// Stream offset where the record being parsed starts, and its line.
+    record_start: u64,
+    record_line: u64,
+    eof: bool,
+}
+
+/// The shared handle to the window.
+#[derive(Debug, Clone)]
+pub struct Tap {
+    window: Arc<Mutex<Window>>,
+    max_record: usize,
+}
+
+/// The reader half: wraps the decompressed body.
+pub struct TapReader<R> {
+    inner: R,
+    tap: Tap,
+}
+
+impl Tap {
+    pub fn new<R>(inner: R, max_record: usize) -> (Self, TapReader<R>) {
+        let tap = Self {
+            window: Arc::default(),
+            max_record,
+        };
+        let reader = TapReader {
+            inner,
+            tap: tap.clone(),
+        };
+        (tap, reader)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The parser is done with everything before `offset`; the next record starts there.
+    pub fn advance(&self, offset: u64, line: u64) {
+        let mut w = self.lock();
+        w.record_start = offset;
+        w.record_line = line;
+    }
+
+    /// The bytes `start..end` of the stream, if still in the window, cut to `limit` bytes.
+    pub fn slice(&self, start: u64, end: u64, limit: usize) -> Option<Vec<u8>> {
+        let w = self.lock();
+        if start < w.base || end > w.base + w.buf.len() as u64 || start > end {
+            return None;
+        }
+        let from = (start - w.base) as usize;
+        let to = ((end - w.base) as usize).min(from + limit);
+        Some(w.buf[from..to].to_vec())
+    }
+
+    /// The byte at stream offset `at`, if still in the window.
+    pub fn byte_at(&self, at: u64) -> Option<u8> {
+        let w = self.lock();
+        at.checked_sub(w.base)
+            .and_then(|i| w.buf.get(i as usize).copied())
+    }
+
+    /// Whether the reader has reached the end of the input, and the total bytes read.
+    pub fn eof(&self) -> (bool, u64) {
+        let w = self.lock();
+        (w.eof, w.base + w.buf.len() as u64)
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for TapReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = out.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, out) {
+            Poll::Ready(Ok(())) => {
+                let new = &out.filled()[before..];
+                let mut w = this.tap.lock();
+                if new.is_empty() {
+                    w.eof = true;
+                    return Poll::Ready(Ok(()));
+                }
+                // Drop what lies before the current record once it is worth the move.
+                let dead = (w.record_start.saturating_sub(w.base) as usize).min(w.buf.len());
+                if dead > 0 && dead >= w.buf.len() / 2 {
+                    w.buf.drain(..dead);
+                    w.base += dead as u64;
+                }
+                w.buf.extend_from_slice(new);
+                let pending = w.base + w.buf.len() as u64 - w.record_start;
+                if pending > (this.tap.max_record + 64 * 1024) as u64 {
+                    let e = RecordTooLong {
+                        line: w.record_line,
+                        max: this.tap.max_record,
+                    };
+                    return Poll::Ready(Err(io::Error::other(e)));
+                }
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Which fields of a raw record were quoted, honouring `""` escapes inside quotes.
+pub fn quoted_fields(raw: &[u8], delimiter: u8) -> Vec<bool> {
+    let mut quoted = Vec::new();
+    let mut i = 0;
+    loop {
+        let q = raw.get(i) == Some(&b'"');
+        quoted.push(q);
+        if q {
+            i += 1;
+            while i < raw.len() {
+                if raw[i] == b'"' {
+                    if raw.get(i + 1) == Some(&b'"') {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+        }
+        while i < raw.len() && raw[i] != delimiter && raw[i] != b'\n' && raw[i] != b'\r' {
+            i += 1;
+        }
+        if i < raw.len() && raw[i] == delimiter {
+            i += 1;
+        } else {
+            return quoted;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_fields_are_found() {
+        assert_eq!(
+            quoted_fields(b"1,\"\",,\"a,\"\"b\"\"\",x\r\n", b','),
+            vec![false, true, false, true, false]
+        );
+        assert_eq!(quoted_fields(b"\"multi\nline\";z", b';'), vec![true, false]);
+        assert_eq!(quoted_fields(b"", b','), vec![false]);
+    }
+}

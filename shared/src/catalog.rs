@@ -1,0 +1,118 @@
+//! Target tables as Postgres' catalog describes them. Table and column names reach SQL only
+//! after they were found here, and always through [`quote_ident`].
+
+use sqlx::PgPool;
+
+/// The schema holding csvbus' own state: never a target.
+pub const OWN_SCHEMA: &str = "csvbus";
+
+/// A `schema.table` name as the client gave it (case-sensitive, not SQL-quoted).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableName {
+    pub schema: String,
+    pub table: String,
+}
+
+impl TableName {
+    /// `"table"` (in `default_schema`) or `"schema.table"`.
+    pub fn parse(s: &str, default_schema: &str) -> Option<Self> {
+        let (schema, table) = match s.split_once('.') {
+            Some((sc, t)) => (sc, t),
+            None => (default_schema, s),
+        };
+        if schema.is_empty() || table.is_empty() || table.contains('.') {
+            return None;
+        }
+        Some(Self {
+            schema: schema.to_owned(),
+            table: table.to_owned(),
+        })
+    }
+
+    /// `"schema"."table"`, safe to splice into SQL.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+/// A SQL identifier in double quotes, inner quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    let mut s = String::with_capacity(name.len() + 2);
+    s.push('"');
+    for ch in name.chars() {
+        if ch == '"' {
+            s.push('"');
+        }
+        s.push(ch);
+    }
+    s.push('"');
+    s
+}
+
+/// One column of a target table.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Column {
+    pub name: String,
+    /// The type as `format_type` prints it, e.g. `numeric(10,2)`.
+    pub type_name: String,
+    pub not_null: bool,
+    /// A default, identity or generated value fills it when the CSV lacks it.
+    pub has_default: bool,
+    /// Generated columns cannot be written.
+    pub generated: bool,
+}
+
+/// The columns of `table` in table order, or `None` when no such ordinary or partitioned table
+/// exists.
+pub async fn table_columns(
+    pool: &PgPool,
+    table: &TableName,
+) -> Result<Option<Vec<Column>>, sqlx::Error> {
+    let cols: Vec<Column> = sqlx::query_as(
+        "SELECT a.attname::text AS name,
+                format_type(a.atttypid, a.atttypmod) AS type_name,
+                a.attnotnull AS not_null,
+                (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '') AS has_default,
+                (a.attgenerated <> '') AS generated
+           FROM pg_attribute a
+           JOIN pg_class c ON c.oid = a.attrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+            AND a.attnum > 0 AND NOT a.attisdropped
+          ORDER BY a.attnum",
+    )
+    .bind(&table.schema)
+    .bind(&table.table)
+    .fetch_all(pool)
+    .await?;
+    Ok(if cols.is_empty() { None } else { Some(cols) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_with_and_without_schema() {
+        let t = TableName::parse("flights", "public").unwrap();
+        assert_eq!((t.schema.as_str(), t.table.as_str()), ("public", "flights"));
+        let t = TableName::parse("s.t", "public").unwrap();
+        assert_eq!((t.schema.as_str(), t.table.as_str()), ("s", "t"));
+        assert!(TableName::parse("a.b.c", "public").is_none());
+        assert!(TableName::parse(".t", "public").is_none());
+        assert!(TableName::parse("", "public").is_none());
+    }
+
+    #[test]
+    fn identifiers_are_quoted_with_inner_quotes_doubled() {
+        assert_eq!(quote_ident(r#"we"ird"#), r#""we""ird""#);
+        let t = TableName::parse(r#"x.Robert"); DROP TABLE s; --"#, "public").unwrap();
+        assert_eq!(t.quoted(), r#""x"."Robert""); DROP TABLE s; --""#);
+    }
+}

@@ -1,0 +1,223 @@
+//! `csvbus.imports` and `csvbus.rejected_rows`: the live record of every upload, read by the
+//! status API and written by both services.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::catalog::TableName;
+
+/// Status of an import, as stored.
+pub mod status {
+    pub const RECEIVING: &str = "receiving";
+    pub const PRODUCED: &str = "produced";
+    pub const COMPLETED: &str = "completed";
+    pub const FAILED: &str = "failed";
+    pub const ABORTED: &str = "aborted";
+}
+
+/// One import as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ImportRecord {
+    pub id: Uuid,
+    pub table: String,
+    pub columns: Vec<String>,
+    pub status: String,
+    pub rows_received: i64,
+    pub rows_produced: i64,
+    pub rows_rejected: i64,
+    pub rows_written: i64,
+    pub rows_write_rejected: i64,
+    pub bytes_received: i64,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub produced_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ImportRecord {
+    /// Whether the import will change no more.
+    pub fn is_final(&self) -> bool {
+        match self.status.as_str() {
+            status::COMPLETED => true,
+            // A failed/aborted upload is final once the sink has caught up with what was produced.
+            status::FAILED | status::ABORTED => {
+                self.rows_written + self.rows_write_rejected >= self.rows_produced
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Counters the upload service keeps while reading a body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UploadCounters {
+    pub rows_received: i64,
+    pub rows_produced: i64,
+    pub rows_rejected: i64,
+    pub bytes_received: i64,
+}
+
+/// One rejected row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RejectedRow {
+    pub id: i64,
+    pub line: i64,
+    pub stage: String,
+    pub reason: String,
+    pub raw: Option<String>,
+    pub fields: Option<serde_json::Value>,
+}
+
+pub async fn create(
+    pool: &PgPool,
+    id: Uuid,
+    table: &TableName,
+    columns: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO csvbus.imports (id, target_schema, target_table, columns) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(&table.schema)
+        .bind(&table.table)
+        .bind(columns)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Live progress while the body is read.
+pub async fn update_progress(
+    pool: &PgPool,
+    id: Uuid,
+    c: &UploadCounters,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE csvbus.imports SET rows_received = $2, rows_produced = $3, rows_rejected = $4,
+                bytes_received = $5, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(c.rows_received)
+    .bind(c.rows_produced)
+    .bind(c.rows_rejected)
+    .bind(c.bytes_received)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The upload ended: `produced` (every row acknowledged) — or `completed` at once when the sink
+/// already wrote them all — or `failed`/`aborted` with the error.
+pub async fn finish_upload(
+    pool: &PgPool,
+    id: Uuid,
+    final_status: &str,
+    c: &UploadCounters,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE csvbus.imports SET
+                rows_received = $3, rows_produced = $4, rows_rejected = $5, bytes_received = $6,
+                error = $7, produced_at = CASE WHEN $2 = 'produced' THEN now() END,
+                status = CASE WHEN $2 = 'produced' AND rows_written + rows_write_rejected >= $4
+                              THEN 'completed' ELSE $2 END,
+                finished_at = CASE WHEN $2 <> 'produced' OR rows_written + rows_write_rejected >= $4
+                                   THEN now() END,
+                updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(final_status)
+    .bind(c.rows_received)
+    .bind(c.rows_produced)
+    .bind(c.rows_rejected)
+    .bind(c.bytes_received)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The sink wrote `written` rows and rejected `rejected` rows of an import (in the caller's
+/// transaction); completes the import when that covers everything produced.
+pub async fn add_written(
+    conn: &mut PgConnection,
+    id: Uuid,
+    written: i64,
+    rejected: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE csvbus.imports SET
+                rows_written = rows_written + $2, rows_write_rejected = rows_write_rejected + $3,
+                status = CASE WHEN status = 'produced'
+                               AND rows_written + rows_write_rejected + $2 + $3 >= rows_produced
+                              THEN 'completed' ELSE status END,
+                finished_at = CASE WHEN status = 'produced'
+                               AND rows_written + rows_write_rejected + $2 + $3 >= rows_produced
+                              THEN now() ELSE finished_at END,
+                updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(written)
+    .bind(rejected)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a rejected row (upload: `raw` text; sink: `fields`).
+pub async fn insert_rejected(
+    conn: &mut PgConnection,
+    import_id: Uuid,
+    line: i64,
+    stage: &str,
+    reason: &str,
+    raw: Option<&str>,
+    fields: Option<&serde_json::Value>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO csvbus.rejected_rows (import_id, line, stage, reason, raw, fields)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(import_id)
+    .bind(line)
+    .bind(stage)
+    .bind(reason)
+    .bind(raw)
+    .bind(fields)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ImportRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, target_schema || '.' || target_table AS table, columns, status, rows_received,
+                rows_produced, rows_rejected, rows_written, rows_write_rejected, bytes_received,
+                error, created_at, produced_at, finished_at, updated_at
+           FROM csvbus.imports WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Rejected rows of an import ordered by line, `limit` after the row with id `after`.
+pub async fn rejected(
+    pool: &PgPool,
+    id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<RejectedRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, line, stage, reason, raw, fields FROM csvbus.rejected_rows
+          WHERE import_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,93 @@
+//! Kafka client construction and topic administration, the same for every binary.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::ClientConfig;
+
+/// A Kafka operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaAdminError {
+    #[error("kafka client: {0}")]
+    Client(#[from] KafkaError),
+    #[error("creating topic {topic}: {code}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("topic {0} did not appear in the broker's metadata")]
+    TopicMissing(String),
+}
+
+/// The base client configuration: bootstrap servers and what every client shares.
+pub fn client_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        // Addresses in the metadata are loopback in the local stack; keep lookups simple.
+        .set("broker.address.family", "v4")
+        .set("socket.keepalive.enable", "true");
+    c
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists; waits until the broker's
+/// metadata shows it, so producers and consumers can use it at once.
+pub async fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), KafkaAdminError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers).create()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&new], &opts).await? {
+        match result {
+            Ok(_) => tracing::info!(topic, partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(KafkaAdminError::CreateTopic { topic, code }),
+        }
+    }
+    wait_for_topic(brokers, topic, Duration::from_secs(20)).await
+}
+
+/// Polls the broker's metadata until `topic` has partitions, or `timeout` passes.
+pub async fn wait_for_topic(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), KafkaAdminError> {
+    let producer: FutureProducer = client_config(brokers).create()?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let p = producer.clone();
+        let t = topic.to_owned();
+        let found = tokio::task::spawn_blocking(move || {
+            p.client()
+                .fetch_metadata(Some(&t), Duration::from_secs(5))
+                .map(|md| {
+                    md.topics()
+                        .iter()
+                        .any(|x| x.name() == t && x.error().is_none() && !x.partitions().is_empty())
+                })
+        })
+        .await
+        .map_err(|_| KafkaAdminError::TopicMissing(topic.to_owned()))?;
+        if let Ok(true) = found {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(KafkaAdminError::TopicMissing(topic.to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether the brokers answer a metadata request within `timeout` (readiness probes).
+pub async fn brokers_reachable(producer: &FutureProducer, timeout: Duration) -> bool {
+    let p = producer.clone();
+    tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, timeout).is_ok())
+        .await
+        .unwrap_or(false)
+}

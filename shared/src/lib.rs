@@ -1,0 +1,25 @@
+//! The library both csvbus services (upload and sink) and the `csvbus` command stand on.
+//!
+//! It owns what must agree between the two halves of the pipeline — the Kafka message format of a
+//! row, the Postgres schema of csvbus' own state — and the plumbing both need. It never holds
+//! service logic: parsing uploads lives in `csvbus-upload`, writing batches in `csvbus-sink`.
+//!
+//! Layout:
+//! - [`config`]: typed settings read from an injectable environment, with documented defaults.
+//! - [`message`]: the wire format of one row on the topic (JSON value, import/line headers).
+//! - [`kafka`]: producer, consumer and admin client construction; topic creation.
+//! - [`db`]: Postgres pool with start-up retry and the embedded migrator (one for all binaries).
+//! - [`catalog`]: target-table introspection and identifier quoting, so names reach SQL only
+//!   checked against the catalog and quoted.
+//! - [`imports`]: reads and writes of `csvbus.imports` and `csvbus.rejected_rows`.
+//! - [`telemetry`]: tracing subscriber (text or JSON) and the Prometheus recorder.
+//! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
+
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod imports;
+pub mod kafka;
+pub mod message;
+pub mod shutdown;
+pub mod telemetry;

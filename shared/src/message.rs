@@ -1,0 +1,151 @@
+//! The wire format of one CSV row on the topic. Documented in the README: other consumer groups
+//! read it too.
+//!
+//! - value: a JSON object `{"column": "text" | null, ...}` in the file's header order; values are
+//!   the field text exactly as in the file (unquoted), `null` for SQL NULL;
+//! - headers: [`HEADER_IMPORT`] (import id, UUID text), [`HEADER_LINE`] (1-based line number of
+//!   the record's first line in the file, decimal), [`HEADER_TABLE`] (`schema.table`, quoted
+//!   identifier parts joined by a dot are *not* used: plain `schema.table` names);
+//! - key: the value of the upload's `key` column, or none.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+pub const HEADER_IMPORT: &str = "csvbus-import";
+pub const HEADER_LINE: &str = "csvbus-line";
+pub const HEADER_TABLE: &str = "csvbus-table";
+
+/// A message that is not a csvbus row.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("message has no value")]
+    NoValue,
+    #[error("message header {0} is missing or invalid")]
+    Header(&'static str),
+    #[error("message value is not a JSON object of strings or nulls: {0}")]
+    Value(#[from] serde_json::Error),
+}
+
+/// Encodes rows for one header: the JSON keys are escaped once, values per row.
+#[derive(Debug, Clone)]
+pub struct RowEncoder {
+    /// `"col":` for each column, already JSON-escaped, with the leading `{` or `,`.
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl RowEncoder {
+    pub fn new<S: AsRef<str>>(columns: &[S]) -> Self {
+        let prefixes = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut p = vec![if i == 0 { b'{' } else { b',' }];
+                // Serializing a &str into a Vec cannot fail.
+                serde_json::to_writer(&mut p, c.as_ref()).expect("json string");
+                p.push(b':');
+                p
+            })
+            .collect();
+        Self { prefixes }
+    }
+
+    /// Appends the JSON object of one row to `out`. `values` must yield one item per column.
+    pub fn encode<'v>(&self, out: &mut Vec<u8>, values: impl IntoIterator<Item = Option<&'v str>>) {
+        let mut n = 0;
+        for (prefix, value) in self.prefixes.iter().zip(values) {
+            out.extend_from_slice(prefix);
+            match value {
+                None => out.extend_from_slice(b"null"),
+                Some(v) => write_json_str(out, v),
+            }
+            n += 1;
+        }
+        if n == 0 {
+            out.push(b'{');
+        }
+        out.push(b'}');
+    }
+}
+
+/// JSON string escaping without going through serde for the common, plain case.
+fn write_json_str(out: &mut Vec<u8>, v: &str) {
+    if v.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, v).expect("json string");
+    }
+}
+
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// One decoded row: `(column, value)` pairs in the order they were produced.
+#[derive(Debug, PartialEq)]
+pub struct Row<'a> {
+    pub fields: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+}
+
+impl<'a> Row<'a> {
+    /// Decodes a message value, borrowing from it where no escapes were needed.
+    pub fn decode(value: &'a [u8]) -> Result<Self, MessageError> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Row<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of strings or nulls")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Row<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<Text<'de>, Option<Text<'de>>>()? {
+                    fields.push((k.0, v.map(|t| t.0)));
+                }
+                Ok(Row { fields })
+            }
+        }
+        let mut de = serde_json::Deserializer::from_slice(value);
+        let row = serde::Deserializer::deserialize_map(&mut de, V)?;
+        de.end()?;
+        Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip_with_escapes_nulls_and_unicode() {
+        let enc = RowEncoder::new(&["id", "na\"me", "note"]);
+        let mut out = Vec::new();
+        enc.encode(&mut out, [Some("1"), Some("a \"q\", b\nc"), None]);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"id":"1","na\"me":"a \"q\", b\nc","note":null}"#
+        );
+        let row = Row::decode(&out).unwrap();
+        assert_eq!(row.fields[1].0, "na\"me");
+        assert_eq!(row.fields[1].1.as_deref(), Some("a \"q\", b\nc"));
+        assert_eq!(row.fields[2].1, None);
+        assert!(matches!(row.fields[0].1, Some(Cow::Borrowed("1"))));
+
+        let mut out = Vec::new();
+        enc.encode(&mut out, [Some("é漢字"), Some(""), Some("\u{1}")]);
+        let row = Row::decode(&out).unwrap();
+        assert_eq!(row.fields[0].1.as_deref(), Some("é漢字"));
+        assert_eq!(row.fields[1].1.as_deref(), Some(""));
+        assert_eq!(row.fields[2].1.as_deref(), Some("\u{1}"));
+    }
+
+    #[test]
+    fn non_objects_are_refused() {
+        assert!(Row::decode(b"[1,2]").is_err());
+        assert!(Row::decode(br#"{"a":1}"#).is_err());
+        assert!(Row::decode(br#"{"a":"x"} trailing"#).is_err());
+    }
+}

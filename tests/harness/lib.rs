@@ -1,0 +1,165 @@
+//! Test harness: real Postgres, a real Kafka-API broker, services spawned in-process.
+//!
+//! Every test gets a fresh database (created from `CSVBUS_TEST_ADMIN_URL`), a random topic and
+//! random consumer groups, so tests run in parallel without seeing each other. Services run on
+//! port 0 and are stopped by cancelling their `CancellationToken`; [`Service::stop`] asserts they
+//! returned `Ok`. The broker is the one `scripts/stack.sh` starts (tansu on 127.0.0.1:9092) or
+//! `KAFKA_BROKERS`; librdkafka's mock cluster is used only by fault-injection tests.
+//!
+//! Layout:
+//! - this file: databases, topics, environments, spawning services;
+//! - [`kafka`]: reading a topic back whole.
+
+pub mod kafka;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use csvbus_shared::config::Env;
+use sqlx::{Connection, PgPool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The broker tests use.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn admin_url() -> String {
+    std::env::var("CSVBUS_TEST_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://csvbus:csvbus@127.0.0.1:5432/postgres".into())
+}
+
+/// A random name with a prefix, for topics and groups.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A database of its own for one test, with csvbus' schema applied.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    /// Creates a fresh database and applies the migrations.
+    pub async fn new() -> Self {
+        let db = Self::empty().await;
+        csvbus_shared::db::migrate(&db.pool)
+            .await
+            .expect("migrations apply");
+        db
+    }
+
+    /// A fresh database without csvbus' schema.
+    pub async fn empty() -> Self {
+        let name = format!("csvbus_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("connect to Postgres as the test admin (run scripts/stack.sh)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("admin url has no database part"),
+        };
+        let pool = csvbus_shared::db::connect(&url, 10, &CancellationToken::new())
+            .await
+            .expect("connect to test database");
+        Self { name, url, pool }
+    }
+
+    /// Runs SQL (DDL for target tables).
+    pub async fn exec(&self, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(&self.pool)
+            .await
+            .expect("test SQL");
+    }
+}
+
+/// The environment for services under test: this database, this topic, the test broker.
+pub fn env(db: &TestDb, topic: &str) -> Env {
+    Env::from_pairs([
+        ("DATABASE_URL", db.url.as_str()),
+        ("KAFKA_BROKERS", brokers().as_str()),
+        ("CSVBUS_TOPIC", topic),
+        ("CSVBUS_TOPIC_PARTITIONS", "4"),
+        ("CSVBUS_PROGRESS_INTERVAL_MS", "100"),
+    ])
+}
+
+/// A service running in-process.
+pub struct Service<E> {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub join: JoinHandle<Result<(), E>>,
+}
+
+impl<E: std::fmt::Debug + Send + 'static> Service<E> {
+    /// Binds port 0 on loopback; `start` spawns the service on the listener and token.
+    pub async fn spawn(
+        start: impl FnOnce(tokio::net::TcpListener, CancellationToken) -> JoinHandle<Result<(), E>>,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let shutdown = CancellationToken::new();
+        let join = start(listener, shutdown.clone());
+        Self {
+            addr,
+            shutdown,
+            join,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if self.join.is_finished() {
+                panic!("service ended before it was ready");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("service not ready after 30 s");
+    }
+
+    /// Cancels the shutdown token and asserts the service returned `Ok` in time.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let r = tokio::time::timeout(Duration::from_secs(60), self.join).await;
+        let r = r
+            .expect("service stops within 60 s after cancellation")
+            .expect("service task did not panic");
+        r.expect("service returns Ok on shutdown");
+    }
+}
+
+/// Starts the upload service for a test.
+pub async fn spawn_upload(env: &Env) -> Service<csvbus_upload::UploadError> {
+    let config = csvbus_upload::UploadConfig::from_env(env).expect("upload config");
+    let svc = Service::spawn(move |l, s| tokio::spawn(csvbus_upload::run(config, l, s))).await;
+    svc.ready().await;
+    svc
+}
+
+/// Installs a test-friendly tracing subscriber (RUST_LOG applies).
+pub fn init_logs() {
+    csvbus_shared::telemetry::init_tracing(false);
+}

@@ -1,0 +1,629 @@
+//! The upload service against real Postgres and the real broker: what lands on the topic, what
+//! lands in rejected rows, and every error answer.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::time::Duration;
+
+use csvbus_shared::config::Env;
+use csvbus_tests::kafka::{read_topic, Received};
+use csvbus_tests::{brokers, env, spawn_upload, unique, Service, TestDb};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct Ctx {
+    db: TestDb,
+    topic: String,
+    svc: Service<csvbus_upload::UploadError>,
+    http: reqwest::Client,
+}
+
+const TABLE: &str =
+    "CREATE TABLE people (id int NOT NULL, name text, note text, born date DEFAULT '2000-01-01');";
+
+async fn setup(extra: &[(&str, &str)]) -> Ctx {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(TABLE).await;
+    let topic = unique("upload");
+    let mut e: Env = env(&db, &topic);
+    for (k, v) in extra {
+        e.set(*k, *v);
+    }
+    let svc = spawn_upload(&e).await;
+    Ctx {
+        db,
+        topic,
+        svc,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Ctx {
+    async fn post(&self, query: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        self.post_with(query, body, &[("content-type", "text/csv")])
+            .await
+    }
+
+    async fn post_with(
+        &self,
+        query: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(self.svc.url(&format!("/v1/imports?{query}")))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("JSON body, got {status} {text:?}")),
+        )
+    }
+
+    async fn topic(&self, expected: usize) -> Vec<Received> {
+        let quiet = Duration::from_millis(if expected == 0 { 2000 } else { 500 });
+        let mut got = read_topic(
+            &brokers(),
+            &self.topic,
+            expected,
+            Duration::from_secs(60),
+            quiet,
+        )
+        .await;
+        got.sort_by_key(line);
+        got
+    }
+
+    async fn imports(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM csvbus.imports")
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn rejected(&self) -> Vec<(i64, String, String)> {
+        sqlx::query_as(
+            "SELECT line, reason, coalesce(raw, '') FROM csvbus.rejected_rows ORDER BY line",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
+    async fn import(&self, id: &str) -> Value {
+        self.http
+            .get(self.svc.url(&format!("/v1/imports/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+fn line(m: &Received) -> i64 {
+    m.headers["csvbus-line"].parse().unwrap()
+}
+
+#[tokio::test]
+async fn rows_land_on_the_topic_with_exact_values_lines_and_headers() {
+    let ctx = setup(&[]).await;
+    let csv = "\u{feff}id,name,note\r\n\
+               1,\"Smith, John\",\"said \"\"hi\"\"\"\r\n\
+               2,\"multi\nline\",Zoë 漢字\r\n\
+               3,,\"\"\r\n\
+               4,plain,\n";
+    let (status, body) = ctx.post("table=people", csv).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["rows_produced"], 4);
+    assert_eq!(body["rows_rejected"], 0);
+    assert_eq!(body["table"], "public.people");
+    assert_eq!(body["bytes_read"], csv.len());
+    let id = body["import_id"].as_str().unwrap().to_owned();
+    assert_eq!(body["status_url"], format!("/v1/imports/{id}"));
+
+    let got = ctx.topic(4).await;
+    assert_eq!(got.len(), 4);
+    let values: Vec<&Value> = got.iter().map(|m| &m.value).collect();
+    assert_eq!(
+        values[0],
+        &json!({"id": "1", "name": "Smith, John", "note": "said \"hi\""})
+    );
+    assert_eq!(
+        values[1],
+        &json!({"id": "2", "name": "multi\nline", "note": "Zoë 漢字"})
+    );
+    assert_eq!(
+        values[2],
+        &json!({"id": "3", "name": null, "note": ""}),
+        "unquoted empty is NULL, quoted empty is ''"
+    );
+    assert_eq!(
+        values[3],
+        &json!({"id": "4", "name": "plain", "note": null})
+    );
+    assert_eq!(got.iter().map(line).collect::<Vec<_>>(), [2, 3, 5, 6]);
+    assert!(got
+        .iter()
+        .all(|m| m.headers["csvbus-import"] == id && m.headers["csvbus-table"] == "public.people"));
+    assert!(got.iter().all(|m| m.key.is_none()));
+
+    let rec = ctx.import(&id).await;
+    assert_eq!(rec["status"], "produced");
+    assert_eq!(rec["rows_produced"], 4);
+    assert_eq!(rec["columns"], json!(["id", "name", "note"]));
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
+async fn options_set_delimiter_null_text_and_key() {
+    let ctx = setup(&[]).await;
+    let csv = "id;name;note\n1;NULL;\n2;b;NULL\n1;c;x\n";
+    let (status, body) = ctx
+        .post("table=people&delimiter=;&null=NULL&key=id", csv)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let got = ctx.topic(3).await;
+    assert_eq!(got[0].value, json!({"id": "1", "name": null, "note": ""}));
+    assert_eq!(got[1].value, json!({"id": "2", "name": "b", "note": null}));
+    assert_eq!(got[0].key.as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        got[0].partition, got[2].partition,
+        "same key, same partition"
+    );
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
+async fn gzip_and_zstd_bodies_are_decompressed_as_they_stream() {
+    let ctx = setup(&[]).await;
+    let csv: String = std::iter::once("id,name\n".to_owned())
+        .chain((1..=1000).map(|i| format!("{i},n{i}\n")))
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(csv.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let (status, body) = ctx
+        .post_with(
+            "table=people",
+            gz.clone(),
+            &[("content-type", "text/csv"), ("content-encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["rows_produced"], 1000);
+    assert_eq!(body["bytes_read"], gz.len(), "bytes as sent, compressed");
+    let zst = zstd::encode_all(csv.as_bytes(), 3).unwrap();
+    let (status, body) = ctx
+        .post_with(
+            "table=people",
+            zst,
+            &[("content-type", "text/csv"), ("content-encoding", "zstd")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["rows_produced"], 1000);
+    let got = ctx.topic(2000).await;
+    assert_eq!(got.len(), 2000);
+    assert_eq!(got[1998].value, json!({"id": "1000", "name": "n1000"}));
+    assert_eq!(got[1999].value, json!({"id": "1000", "name": "n1000"}));
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
+async fn bad_records_are_rejected_with_line_and_reason_and_the_rest_goes_on() {
+    let ctx = setup(&[]).await;
+    let mut csv = b"id,name\n1,ok\n2,too,many\n3\n".to_vec();
+    csv.extend_from_slice(b"4,bad \xff utf8\n5,fine\n6,\"never closed\n");
+    let (status, body) = ctx.post("table=people", csv).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["rows_produced"], 2);
+    assert_eq!(body["rows_rejected"], 4);
+    let rejected = ctx.rejected().await;
+    let lines: Vec<i64> = rejected.iter().map(|r| r.0).collect();
+    assert_eq!(lines, [3, 4, 5, 7]);
+    assert_eq!(rejected[0].1, "expected 2 fields, found 3");
+    assert_eq!(rejected[0].2, "2,too,many");
+    assert_eq!(rejected[1].1, "expected 2 fields, found 1");
+    assert!(
+        rejected[2].1.contains("invalid UTF-8 in field 2"),
+        "{:?}",
+        rejected[2]
+    );
+    assert_eq!(rejected[3].1, "unterminated quoted field");
+    let got = ctx.topic(2).await;
+    assert_eq!(got.iter().map(line).collect::<Vec<_>>(), [2, 6]);
+
+    let id = body["import_id"].as_str().unwrap();
+    let page: Value = ctx
+        .http
+        .get(ctx.svc.url(&format!("/v1/imports/{id}/rejected?limit=3")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["rows"].as_array().unwrap().len(), 3);
+    let after = page["next_after"].as_i64().unwrap();
+    let page: Value = ctx
+        .http
+        .get(
+            ctx.svc
+                .url(&format!("/v1/imports/{id}/rejected?after={after}")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["rows"][0]["line"], 7);
+    assert_eq!(page["next_after"], Value::Null);
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_bad_rows_fail_the_import_with_422_and_keep_what_was_produced() {
+    let ctx = setup(&[]).await;
+    let csv = "id,name\n1,a\n2\n3,b\n4\n5\n6,c\n";
+    let (status, body) = ctx.post("table=people&max_rejected=2", csv).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "too_many_rejected_rows");
+    assert_eq!(body["line"], 6);
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM csvbus.imports")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    let rec = ctx.import(&id.to_string()).await;
+    assert_eq!(rec["status"], "failed");
+    assert_eq!(rec["rows_produced"], 2);
+    assert_eq!(rec["rows_rejected"], 3);
+    assert_eq!(ctx.topic(2).await.len(), 2);
+    ctx.svc.stop().await;
+}
+
+/// Each check that comes before the first row: its status, its JSON, and nothing produced.
+#[tokio::test]
+async fn checks_before_the_first_row_answer_4xx_and_produce_nothing() {
+    let ctx = setup(&[("CSVBUS_MAX_BODY_BYTES", "1000")]).await;
+    ctx.db
+        .exec("CREATE TABLE gen (a int, b int GENERATED ALWAYS AS (a * 2) STORED)")
+        .await;
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "table=nope",
+            "id\n1\n",
+            vec![],
+            StatusCode::NOT_FOUND,
+            "unknown_table",
+        ),
+        (
+            "table=csvbus.imports",
+            "id\n1\n",
+            vec![],
+            StatusCode::NOT_FOUND,
+            "unknown_table",
+        ),
+        (
+            "table=pg_catalog.pg_class",
+            "id\n1\n",
+            vec![],
+            StatusCode::NOT_FOUND,
+            "unknown_table",
+        ),
+        (
+            "table=people",
+            "id,wat\n1,2\n",
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_column",
+        ),
+        (
+            "table=people",
+            "id,id\n1,2\n",
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "duplicate_column",
+        ),
+        (
+            "table=people",
+            "name\nx\n",
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_column",
+        ),
+        (
+            "table=gen",
+            "a,b\n1,2\n",
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "generated_column",
+        ),
+        (
+            "table=people&key=name",
+            "id\n1\n",
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_key_column",
+        ),
+        (
+            "table=people",
+            "",
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_header",
+        ),
+        (
+            "table=people&delimiter=ab",
+            "id\n1\n",
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_delimiter",
+        ),
+        (
+            "nothing=1",
+            "id\n1\n",
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "table=people",
+            "id\n1\n",
+            vec![("content-type", "application/json")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "table=people",
+            "id\n1\n",
+            vec![("content-type", "text/csv"), ("content-encoding", "br")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+        ),
+        (
+            "table=people",
+            "id\n1\n",
+            vec![("content-type", "text/csv"), ("content-encoding", "gzip")],
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+    ];
+    for (query, csv, headers, status, code) in cases {
+        let headers = if headers.is_empty() {
+            vec![("content-type", "text/csv")]
+        } else {
+            headers
+        };
+        let (got, body) = ctx.post_with(query, csv, &headers).await;
+        assert_eq!(
+            (got, body["error"].as_str().unwrap_or("")),
+            (status, code),
+            "{query} {csv:?}: {body}"
+        );
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        if code.ends_with("column") || code == "missing_header" {
+            assert_eq!(body["line"], 1, "{body}");
+        }
+    }
+    // 413 on a declared length, before reading.
+    let big = format!("id\n{}", "1\n".repeat(600));
+    let (got, body) = ctx.post("table=people", big.clone()).await;
+    assert_eq!(
+        (got, body["error"].as_str().unwrap()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
+    assert_eq!(ctx.imports().await, 0, "no check above created an import");
+    // 413 on a chunked body, counted while streaming: the import fails.
+    let chunks = futures::stream::iter(
+        big.into_bytes()
+            .chunks(100)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let (got, body) = ctx
+        .post("table=people", reqwest::Body::wrap_stream(chunks))
+        .await;
+    assert_eq!(
+        (got, body["error"].as_str().unwrap()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM csvbus.imports")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "failed");
+    // Rows of that failed upload may be on the topic; nothing from the checks before it.
+    let produced: i64 = sqlx::query_scalar("SELECT rows_produced FROM csvbus.imports")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(ctx.topic(produced as usize).await.len() as i64, produced);
+    // Unknown imports.
+    let r = ctx
+        .http
+        .get(
+            ctx.svc
+                .url("/v1/imports/0190a1a1-0000-7000-8000-000000000000"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unknown_import");
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_guard_every_v1_route() {
+    let ctx = setup(&[("CSVBUS_API_KEYS", "k1,k2")]).await;
+    let (status, body) = ctx.post("table=people", "id\n1\n").await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let (status, _) = ctx
+        .post_with(
+            "table=people",
+            "id\n1\n",
+            &[("authorization", "Bearer nope")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let r = ctx
+        .http
+        .get(ctx.svc.url("/v1/imports/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (status, body) = ctx
+        .post_with(
+            "table=people",
+            "id\n1\n",
+            &[("authorization", "Bearer k2"), ("content-type", "text/csv")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        ctx.http
+            .get(ctx.svc.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    ctx.svc.stop().await;
+}
+
+/// A body that sends `head`, then nothing until `release` is notified.
+fn stalled_body(head: &'static str, release: std::sync::Arc<tokio::sync::Notify>) -> reqwest::Body {
+    let s = futures::stream::unfold(0, move |state| {
+        let release = release.clone();
+        async move {
+            match state {
+                0 => Some((Ok::<_, std::io::Error>(head.as_bytes().to_vec()), 1)),
+                1 => {
+                    release.notified().await;
+                    None
+                }
+                _ => None,
+            }
+        }
+    });
+    reqwest::Body::wrap_stream(s)
+}
+
+#[tokio::test]
+async fn uploads_past_the_limit_get_429_with_retry_after_and_idle_clients_are_cut_off() {
+    let ctx = setup(&[
+        ("CSVBUS_MAX_UPLOADS", "1"),
+        ("CSVBUS_BODY_IDLE_TIMEOUT_MS", "1500"),
+    ])
+    .await;
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let first = {
+        let req = ctx
+            .http
+            .post(ctx.svc.url("/v1/imports?table=people"))
+            .header("content-type", "text/csv")
+            .body(stalled_body("id\n1\n", release.clone()));
+        tokio::spawn(req.send())
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = ctx
+        .http
+        .post(ctx.svc.url("/v1/imports?table=people"))
+        .header("content-type", "text/csv")
+        .body("id\n1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "too_many_uploads"
+    );
+
+    // The stalled first upload is cut off by the idle timeout and marked aborted.
+    let resp = first.await.unwrap().unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "body_idle_timeout"
+    );
+    let (status, produced): (String, i64) =
+        sqlx::query_as("SELECT status, rows_produced FROM csvbus.imports")
+            .fetch_one(&ctx.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), produced), ("aborted", 1));
+    release.notify_waiters();
+    // The slot is free again.
+    let (status, _) = ctx.post("table=people", "id\n1\n").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_body_leaves_an_aborted_import() {
+    let ctx = setup(&[]).await;
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let req = ctx
+        .http
+        .post(ctx.svc.url("/v1/imports?table=people"))
+        .header("content-type", "text/csv")
+        .body(stalled_body("id\n1\n2\n", release.clone()));
+    let task = tokio::spawn(req.send());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ctx.imports().await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "import never created"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, err): (String, Option<String>) =
+            sqlx::query_as("SELECT status, error FROM csvbus.imports")
+                .fetch_one(&ctx.db.pool)
+                .await
+                .unwrap();
+        if status == "aborted" {
+            assert!(err.is_some());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "import still {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ctx.svc.stop().await;
+}
