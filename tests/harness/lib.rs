@@ -163,3 +163,68 @@ pub async fn spawn_upload(env: &Env) -> Service<csvbus_upload::UploadError> {
 pub fn init_logs() {
     csvbus_shared::telemetry::init_tracing(false);
 }
+
+/// Starts the sink for a test (not waiting for readiness: it has no rows to show for it).
+pub async fn spawn_sink(env: &Env) -> Service<csvbus_sink::SinkError> {
+    let config = csvbus_sink::SinkConfig::from_env(env).expect("sink config");
+    let svc = Service::spawn(move |l, s| tokio::spawn(csvbus_sink::run(config, l, s))).await;
+    svc.ready().await;
+    svc
+}
+
+/// A sink on a runtime of its own, on its own threads, that can be killed abruptly: dropping
+/// the runtime stops every task at its next await, without any of the sink's cleanup — no
+/// batch is finished, nothing more is committed.
+pub struct KillableSink {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl KillableSink {
+    pub fn start(env: &Env) -> Self {
+        let config = csvbus_sink::SinkConfig::from_env(env).expect("sink config");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let _ = csvbus_sink::run(config, listener, CancellationToken::new()).await;
+        });
+        Self {
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Drops the runtime at once.
+    pub fn kill(mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Polls `GET /v1/imports/{id}?wait=…` until the import is final; returns its record.
+pub async fn wait_final(
+    upload: &Service<csvbus_upload::UploadError>,
+    id: &str,
+    timeout: Duration,
+) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let rec: serde_json::Value = client
+            .get(upload.url(&format!("/v1/imports/{id}?wait=5s")))
+            .send()
+            .await
+            .expect("status request")
+            .json()
+            .await
+            .expect("status JSON");
+        if rec["status"] == "completed" || tokio::time::Instant::now() >= deadline {
+            return rec;
+        }
+    }
+}

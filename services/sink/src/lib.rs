@@ -1,1 +1,80 @@
-//! placeholder
+//! The csvbus sink: a Kafka consumer group that writes rows into their Postgres tables with
+//! `COPY`, exactly once, in batches, with bounded concurrency.
+//!
+//! Layout:
+//! - [`config`]: settings from the environment.
+//! - [`consume`]: the consumer loop, per-partition batching, dispatch to writers, shutdown.
+//! - [`batch`]: records as received; grouping by import and encoding for `COPY … CSV`.
+//! - [`writer`]: one batch in one transaction: position check, COPY with bisection of bad rows,
+//!   rejected rows, import counters, new position; retries for infrastructure errors.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+
+pub mod batch;
+pub mod config;
+pub mod consume;
+pub mod http;
+pub mod writer;
+
+use csvbus_shared::db;
+use rdkafka::consumer::Consumer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::SinkConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    KafkaAdmin(#[from] csvbus_shared::kafka::KafkaAdminError),
+    #[error("kafka consumer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the sink until `shutdown` is cancelled; serves health and metrics on `listener`.
+pub async fn run(
+    config: SinkConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), SinkError> {
+    let pool = db::connect(
+        config.common.database_url.expose(),
+        config.concurrency as u32 + 2,
+        &shutdown,
+    )
+    .await?;
+    db::migrate(&pool).await?;
+    csvbus_shared::kafka::ensure_topic(
+        &config.common.kafka_brokers,
+        &config.common.topic,
+        config.common.topic_partitions,
+    )
+    .await?;
+    let consumer = consume::consumer(&config)?;
+    consumer.subscribe(&[&config.common.topic])?;
+    tracing::info!(group = %config.group_id, topic = %config.common.topic, addr = %listener.local_addr()?, "sink started");
+
+    let probe: rdkafka::producer::FutureProducer =
+        csvbus_shared::kafka::client_config(&config.common.kafka_brokers).create()?;
+    let state = http::State {
+        pool: pool.clone(),
+        probe,
+        metrics: csvbus_shared::telemetry::metrics_handle(),
+    };
+    let http_stop = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = http_stop.clone();
+        async move {
+            axum::serve(listener, http::router(state))
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+    consume::run(&config, pool, consumer, shutdown).await;
+    http_stop.cancel();
+    server.await.map_err(std::io::Error::other)??;
+    Ok(())
+}

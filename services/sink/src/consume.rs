@@ -1,0 +1,206 @@
+//! The consumer loop: gathers records per partition and hands batches to writer tasks.
+//!
+//! At most one batch per partition is being written at a time (order within a partition), at
+//! most `CSVBUS_SINK_CONCURRENCY` across partitions (a semaphore), and at most
+//! `batch_rows × (concurrency + 2)` records are held in memory: past that the loop stops fetching.
+//! Positions are the database's (see [`crate::writer`]); Kafka's committed offsets are only a
+//! hint, committed after the database did.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::Record;
+use crate::config::SinkConfig;
+use crate::writer::{write_with_retry, Batch, Outcome};
+
+#[derive(Default)]
+struct Partition {
+    buf: Vec<Record>,
+    first_at: Option<Instant>,
+    writing: bool,
+    /// Highest offset taken in; redeliveries after a rebalance are dropped here.
+    last_seen: Option<i64>,
+}
+
+type Done = (i32, usize, Option<Outcome>);
+
+/// The consumer of the sink.
+pub fn consumer(config: &SinkConfig) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
+    csvbus_shared::kafka::client_config(&config.common.kafka_brokers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("max.poll.interval.ms", "600000")
+        .create()
+}
+
+/// Runs until `shutdown`; then stops fetching, writes what it holds (within the grace period),
+/// and leaves the group.
+pub async fn run(
+    config: &SinkConfig,
+    pool: PgPool,
+    consumer: StreamConsumer,
+    shutdown: CancellationToken,
+) {
+    let topic = config.common.topic.clone();
+    let sem = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let hard_stop = CancellationToken::new();
+    let max_held = config.batch_rows * (config.concurrency + 2);
+    let mut parts: HashMap<i32, Partition> = HashMap::new();
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let mut held = 0usize;
+    let mut tick =
+        tokio::time::interval(config.linger.max(std::time::Duration::from_millis(10)) / 2);
+    let ctx = Ctx {
+        config,
+        pool: &pool,
+        topic: &topic,
+        sem: &sem,
+        stop: &hard_stop,
+    };
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(done) = tasks.join_next() => {
+                held -= finished(&consumer, &ctx, &mut parts, done);
+            }
+            msg = consumer.recv(), if held < max_held => match msg {
+                Ok(m) => {
+                    let p = parts.entry(m.partition()).or_default();
+                    if p.last_seen.is_some_and(|s| m.offset() <= s) {
+                        continue;
+                    }
+                    p.last_seen = Some(m.offset());
+                    p.first_at.get_or_insert_with(Instant::now);
+                    p.buf.push(Record::from_message(&m));
+                    held += 1;
+                    if p.buf.len() >= config.batch_rows && !p.writing {
+                        dispatch(&ctx, &mut tasks, m.partition(), p);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            },
+            _ = tick.tick() => {
+                for (id, p) in parts.iter_mut() {
+                    if !p.writing && p.first_at.is_some_and(|t| t.elapsed() >= config.linger) {
+                        dispatch(&ctx, &mut tasks, *id, p);
+                    }
+                }
+            }
+        }
+    }
+
+    tracing::info!(
+        held,
+        writing = tasks.len(),
+        "sink stopping: writing what it holds"
+    );
+    let grace = config.shutdown_grace;
+    let stopper = hard_stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        stopper.cancel();
+    });
+    loop {
+        for (id, p) in parts.iter_mut() {
+            if !p.writing && !p.buf.is_empty() {
+                dispatch(&ctx, &mut tasks, *id, p);
+            }
+        }
+        match tasks.join_next().await {
+            Some(done) => held -= finished(&consumer, &ctx, &mut parts, done),
+            None => break,
+        }
+    }
+    hard_stop.cancel();
+    consumer.unsubscribe();
+    tracing::info!(left_unwritten = held, "sink stopped");
+}
+
+struct Ctx<'a> {
+    config: &'a SinkConfig,
+    pool: &'a PgPool,
+    topic: &'a str,
+    sem: &'a Arc<Semaphore>,
+    stop: &'a CancellationToken,
+}
+
+fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mut Partition) {
+    if p.buf.is_empty() {
+        p.first_at = None;
+        return;
+    }
+    let take = p.buf.len().min(ctx.config.batch_rows);
+    let records: Vec<Record> = p.buf.drain(..take).collect();
+    p.first_at = if p.buf.is_empty() {
+        None
+    } else {
+        Some(Instant::now())
+    };
+    p.writing = true;
+    let batch = Batch {
+        topic: ctx.topic.to_owned(),
+        partition,
+        records,
+    };
+    let (pool, sem, stop) = (ctx.pool.clone(), ctx.sem.clone(), ctx.stop.clone());
+    let group_id = ctx.config.group_id.clone();
+    tasks.spawn(async move {
+        let n = batch.records.len();
+        let Ok(_permit) = sem.acquire().await else {
+            return (partition, n, None);
+        };
+        let outcome = write_with_retry(&pool, &group_id, &batch, &stop).await;
+        if let Some(o) = &outcome {
+            tracing::debug!(
+                partition,
+                written = o.written,
+                rejected = o.rejected,
+                skipped = o.skipped,
+                next_offset = o.next_offset,
+                "batch committed"
+            );
+        }
+        (partition, n, outcome)
+    });
+}
+
+/// Books a finished write; returns how many records it releases.
+fn finished(
+    consumer: &StreamConsumer,
+    ctx: &Ctx<'_>,
+    parts: &mut HashMap<i32, Partition>,
+    done: Result<Done, tokio::task::JoinError>,
+) -> usize {
+    let Ok((partition, n, outcome)) = done else {
+        tracing::error!("a batch writer panicked");
+        return 0;
+    };
+    if let Some(p) = parts.get_mut(&partition) {
+        p.writing = false;
+    }
+    if let Some(o) = outcome {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(ctx.topic, partition, Offset::Offset(o.next_offset))
+            .is_ok()
+        {
+            // A hint for tooling and for where to resume fetching; the truth is in Postgres.
+            let _ = consumer.commit(&tpl, CommitMode::Async);
+        }
+    }
+    n
+}

@@ -1,0 +1,303 @@
+//! Upload → broker → sink → table, against real Postgres and the real broker: exactly once
+//! across kills, database outages and rebalances; bad values rejected with their lines.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use csvbus_shared::config::Env;
+use csvbus_tests::{
+    env, spawn_sink, spawn_upload, unique, wait_final, KillableSink, Service, TestDb,
+};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const NUMS: &str = "CREATE TABLE nums (id bigint PRIMARY KEY, v text NOT NULL, half int)";
+
+/// CSV of ids `from..=to`, values derived from the id so the table can be checked whole.
+fn nums_csv(
+    from: u64,
+    to: u64,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    let header = futures::stream::iter([Ok(b"id,v,half\n".to_vec())]);
+    let chunks = futures::stream::iter((from..=to).step_by(10_000).map(move |s| {
+        let mut out = Vec::with_capacity(300_000);
+        for i in s..=(s + 9_999).min(to) {
+            use std::io::Write;
+            writeln!(out, "{i},\"v{i}, \"\"q\"\"\",{}", i / 2).unwrap();
+        }
+        Ok(out)
+    }));
+    futures::StreamExt::chain(header, chunks)
+}
+
+async fn post(
+    upload: &Service<csvbus_upload::UploadError>,
+    table: &str,
+    body: reqwest::Body,
+) -> Value {
+    let r = reqwest::Client::new()
+        .post(upload.url(&format!("/v1/imports?table={table}")))
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    r.json().await.unwrap()
+}
+
+/// Asserts `nums` holds ids 1..=n exactly once with their derived values.
+async fn assert_nums_exact(db: &TestDb, n: i64) {
+    let (count, distinct, min, max, bad): (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT id), min(id), max(id),
+                count(*) FILTER (WHERE v <> 'v' || id || ', \"q\"' OR half <> id / 2)
+           FROM nums",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((count, distinct, min, max, bad), (n, n, 1, n, 0));
+    let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM csvbus.rejected_rows")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rejected, 0, "no row was rejected");
+}
+
+fn test_env(db: &TestDb, topic: &str, group: &str) -> Env {
+    let mut e = env(db, topic);
+    e.set("CSVBUS_SINK_GROUP", group);
+    e.set("CSVBUS_SINK_BATCH_ROWS", "5000");
+    e.set("CSVBUS_SINK_LINGER_MS", "50");
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_of_every_type_round_trip_and_bad_values_are_rejected_at_their_lines() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE TYPE mood AS ENUM ('ok', 'meh');
+         CREATE TABLE typed (i int, b bigint, n numeric(10,2), d double precision, ok bool, t text,
+                             vc varchar(5), day date, ts timestamptz, u uuid, j jsonb, arr text[],
+                             m mood, pos int CHECK (pos > 0), uniq int UNIQUE)",
+    )
+    .await;
+    let topic = unique("sink");
+    let e = test_env(&db, &topic, &unique("g"));
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let csv = "i,b,n,d,ok,t,vc,day,ts,u,j,arr,m,pos,uniq\n\
+        1,9000000000,12.34,1.5e10,true,\"a, \"\"b\"\"\",abc,2024-02-29,2024-01-02 03:04:05+02,0190a1a1-0000-7000-8000-000000000001,\"{\"\"k\"\": [1, null]}\",\"{x,\"\"y z\"\"}\",meh,1,1\n\
+        x,1,1,1,true,t,a,2024-01-01,2024-01-01T00:00:00Z,0190a1a1-0000-7000-8000-000000000002,{},{},ok,1,2\n\
+        3,1,1,1,true,,abcdefgh,2024-01-01,2024-01-01T00:00:00Z,0190a1a1-0000-7000-8000-000000000003,{},{},ok,1,3\n\
+        4,1,1,1,true,\"\",a,2024-13-01,2024-01-01T00:00:00Z,0190a1a1-0000-7000-8000-000000000004,{},{},ok,1,4\n\
+        5,1,1,1,true,t,a,2024-01-01,2024-01-01T00:00:00Z,0190a1a1-0000-7000-8000-000000000005,{},{},ok,0,5\n\
+        6,1,1,1,true,t,a,2024-01-01,2024-01-01T00:00:00Z,0190a1a1-0000-7000-8000-000000000006,{},{},ok,1,1\n\
+        7,,,,,,,,,,,,,,\n";
+    let accepted = post(&upload, "typed", csv.into()).await;
+    assert_eq!(accepted["rows_produced"], 7);
+    let id = accepted["import_id"].as_str().unwrap().to_owned();
+    let rec = wait_final(&upload, &id, Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(
+        (
+            rec["rows_written"].as_i64(),
+            rec["rows_write_rejected"].as_i64()
+        ),
+        (Some(2), Some(5)),
+        "{rec}"
+    );
+
+    let row: (i32, i64, String, f64, bool, String, String, String, String, String, String, String, String) = sqlx::query_as(
+        "SELECT i, b, n::text, d, ok, t, vc, day::text, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), u::text, j::text, arr::text, m::text
+           FROM typed WHERE i = 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.0, 1);
+    assert_eq!(row.1, 9_000_000_000);
+    assert_eq!(row.2, "12.34");
+    assert_eq!(row.3, 1.5e10);
+    assert!(row.4);
+    assert_eq!(row.5, "a, \"b\"");
+    assert_eq!(row.6, "abc");
+    assert_eq!(row.7, "2024-02-29");
+    assert_eq!(row.8, "2024-01-02 01:04:05");
+    assert_eq!(row.9, "0190a1a1-0000-7000-8000-000000000001");
+    assert_eq!(row.10, r#"{"k": [1, null]}"#);
+    assert_eq!(row.11, r#"{x,"y z"}"#);
+    assert_eq!(row.12, "meh");
+    let nulls: i64 = sqlx::query_scalar("SELECT count(*) FROM typed WHERE i = 7 AND b IS NULL AND t IS NULL AND j IS NULL AND arr IS NULL")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(nulls, 1);
+
+    let rejected: Vec<(i64, String, String, Value)> = sqlx::query_as(
+        "SELECT line, stage, reason, fields FROM csvbus.rejected_rows ORDER BY line",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let lines: Vec<i64> = rejected.iter().map(|r| r.0).collect();
+    assert_eq!(lines, [3, 4, 5, 6, 7]);
+    assert!(rejected.iter().all(|r| r.1 == "write"));
+    assert!(
+        rejected[0]
+            .2
+            .contains("invalid input syntax for type integer"),
+        "{}",
+        rejected[0].2
+    );
+    assert!(rejected[1].2.contains("too long"), "{}", rejected[1].2);
+    assert!(
+        rejected[2].2.contains("out of range") || rejected[2].2.contains("date"),
+        "{}",
+        rejected[2].2
+    );
+    assert!(
+        rejected[3].2.contains("check constraint"),
+        "{}",
+        rejected[3].2
+    );
+    assert!(rejected[4].2.contains("duplicate key"), "{}", rejected[4].2);
+    assert_eq!(rejected[0].3["i"], "x");
+    sink.stop().await;
+    upload.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_rows_land_exactly_once_and_the_import_completes() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let topic = unique("sink");
+    let e = test_env(&db, &topic, &unique("g"));
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let n = 1_000_000;
+    let accepted = post(&upload, "nums", reqwest::Body::wrap_stream(nums_csv(1, n))).await;
+    assert_eq!(accepted["rows_produced"], n);
+    let rec = wait_final(
+        &upload,
+        accepted["import_id"].as_str().unwrap(),
+        Duration::from_secs(600),
+    )
+    .await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(rec["rows_written"], n);
+    assert_nums_exact(&db, n as i64).await;
+    sink.stop().await;
+    upload.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let topic = unique("sink");
+    let group = unique("g");
+    let e = test_env(&db, &topic, &group);
+    let upload = spawn_upload(&e).await;
+    let n = 300_000;
+    let accepted = post(&upload, "nums", reqwest::Body::wrap_stream(nums_csv(1, n))).await;
+    let id = accepted["import_id"].as_str().unwrap().to_owned();
+
+    let written = || async {
+        sqlx::query_scalar::<_, i64>("SELECT rows_written FROM csvbus.imports")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    // Kill the sink abruptly at different moments: right after start, and mid-write.
+    for (round, wait_for) in [(0, 0), (1, 20_000), (2, 90_000), (3, 160_000)] {
+        let sink = KillableSink::start(&e);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while written().await < wait_for {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: no progress"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sink.kill();
+        eprintln!(
+            "round {round}: sink killed at rows_written={}",
+            written().await
+        );
+    }
+    // A database outage: every connection of the sink is terminated while it writes.
+    let sink = spawn_sink(&e).await;
+    while written().await < 200_000 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rec = wait_final(&upload, &id, Duration::from_secs(300)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(rec["rows_written"], n);
+    assert_nums_exact(&db, n as i64).await;
+    sink.stop().await;
+    upload.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sinks_share_a_group_through_a_rebalance_and_another_group_gets_every_row() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let other_db = TestDb::new().await;
+    other_db.exec(NUMS).await;
+    let topic = unique("sink");
+    let group = unique("g");
+    let e = test_env(&db, &topic, &group);
+    let upload = spawn_upload(&e).await;
+    let a = spawn_sink(&e).await;
+    let b = spawn_sink(&e).await;
+    let mut other = test_env(&other_db, &topic, &unique("other"));
+    other.set("CSVBUS_SINK_BATCH_ROWS", "20000");
+    let c = spawn_sink(&other).await;
+
+    let n = 200_000;
+    let accepted = post(&upload, "nums", reqwest::Body::wrap_stream(nums_csv(1, n))).await;
+    let id = accepted["import_id"].as_str().unwrap().to_owned();
+    // Stop one replica of the group mid-import: its partitions move to the other.
+    while sqlx::query_scalar::<_, i64>("SELECT rows_written FROM csvbus.imports")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        < 50_000
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    let rec = wait_final(&upload, &id, Duration::from_secs(300)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_nums_exact(&db, n as i64).await;
+
+    // The other group, writing into another database, got every row too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM nums")
+            .fetch_one(&other_db.pool)
+            .await
+            .unwrap();
+        if count >= n as i64 || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_nums_exact(&other_db, n as i64).await;
+    b.stop().await;
+    c.stop().await;
+    upload.stop().await;
+}
