@@ -14,6 +14,7 @@ pub struct Record {
     /// `None` when the message is not a csvbus row (it is skipped, its offset still covered).
     pub meta: Option<Meta>,
     pub payload: Vec<u8>,
+    pub debug_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +41,24 @@ impl Record {
                 table: header(HEADER_TABLE)?,
             })
         })();
+        let debug_headers = if meta.is_none() {
+            Some(
+                m.headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                format!("{}={:?}", x.key, x.value.map(String::from_utf8_lossy))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
         Self {
             offset: m.offset(),
+            debug_headers,
             meta,
             payload: m.payload().unwrap_or_default().to_vec(),
         }
@@ -73,7 +90,11 @@ pub fn group(records: &[Record]) -> (Vec<Group>, Vec<Invalid>) {
     let mut groups: Vec<Group> = Vec::new();
     let mut invalid = Vec::new();
     for (index, r) in records.iter().enumerate() {
-        let Some(meta) = &r.meta else { continue };
+        let Some(meta) = &r.meta else {
+            tracing::warn!(offset = r.offset, headers = ?r.debug_headers, "message without csvbus headers skipped");
+            metrics::counter!("csvbus_sink_foreign_messages_total").increment(1);
+            continue;
+        };
         let row = match Row::decode(&r.payload) {
             Ok(row) => row,
             Err(e) => {
@@ -142,6 +163,7 @@ mod tests {
                 table: "public.t".into(),
             }),
             payload: payload.as_bytes().to_vec(),
+            debug_headers: None,
         }
     }
 
@@ -157,6 +179,7 @@ mod tests {
                 offset: 4,
                 meta: None,
                 payload: vec![],
+                debug_headers: None,
             },
         ];
         let (groups, invalid) = group(&records);

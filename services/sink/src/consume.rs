@@ -26,8 +26,8 @@ struct Partition {
     buf: Vec<Record>,
     first_at: Option<Instant>,
     writing: bool,
-    /// Highest offset taken in; redeliveries after a rebalance are dropped here.
-    last_seen: Option<i64>,
+    /// How far before the stored position the next seek-back starts (doubles while gaps repeat).
+    rewind: i64,
 }
 
 type Done = (i32, usize, Option<Outcome>);
@@ -77,10 +77,6 @@ pub async fn run(
             msg = consumer.recv(), if held < max_held => match msg {
                 Ok(m) => {
                     let p = parts.entry(m.partition()).or_default();
-                    if p.last_seen.is_some_and(|s| m.offset() <= s) {
-                        continue;
-                    }
-                    p.last_seen = Some(m.offset());
                     p.first_at.get_or_insert_with(Instant::now);
                     p.buf.push(Record::from_message(&m));
                     held += 1;
@@ -143,6 +139,12 @@ fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mut Pa
         p.first_at = None;
         return;
     }
+    // Fetches may arrive out of offset order and, after a rebalance, twice: sort and dedupe so
+    // a batch is a contiguous run of offsets (the writer checks it starts at the stored one).
+    let before = p.buf.len();
+    p.buf.sort_by_key(|r| r.offset);
+    p.buf.dedup_by_key(|r| r.offset);
+    let dups = before - p.buf.len();
     let take = p.buf.len().min(ctx.config.batch_rows);
     let records: Vec<Record> = p.buf.drain(..take).collect();
     p.first_at = if p.buf.is_empty() {
@@ -159,7 +161,7 @@ fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mut Pa
     let (pool, sem, stop) = (ctx.pool.clone(), ctx.sem.clone(), ctx.stop.clone());
     let group_id = ctx.config.group_id.clone();
     tasks.spawn(async move {
-        let n = batch.records.len();
+        let n = batch.records.len() + dups;
         let Ok(_permit) = sem.acquire().await else {
             return (partition, n, None);
         };
@@ -189,8 +191,28 @@ fn finished(
         tracing::error!("a batch writer panicked");
         return 0;
     };
+    let mut released = n;
     if let Some(p) = parts.get_mut(&partition) {
         p.writing = false;
+        if let Some(stored) = outcome.and_then(|o| o.gap) {
+            // Records between the stored position and what we hold were never seen here: drop
+            // what we hold and fetch again from the stored position.
+            released += p.buf.len();
+            p.buf.clear();
+            p.first_at = None;
+            if let Err(e) = consumer.seek(
+                ctx.topic,
+                partition,
+                Offset::Offset(stored),
+                std::time::Duration::from_secs(5),
+            ) {
+                tracing::warn!(partition, stored, error = %e, "seek back failed (partition moved?)");
+            }
+            return released;
+        }
+    }
+    if let Some(p) = parts.get_mut(&partition) {
+        p.rewind = 0;
     }
     if let Some(o) = outcome {
         let mut tpl = TopicPartitionList::new();
@@ -202,5 +224,5 @@ fn finished(
             let _ = consumer.commit(&tpl, CommitMode::Async);
         }
     }
-    n
+    released
 }

@@ -31,6 +31,9 @@ pub struct Outcome {
     pub skipped: u64,
     /// The partition's position after the batch.
     pub next_offset: i64,
+    /// Set when the batch starts past the stored position (records between were never seen
+    /// here): nothing was committed and the consumer must seek back to this offset.
+    pub gap: Option<i64>,
 }
 
 /// A batch for one partition, offsets ascending.
@@ -94,7 +97,7 @@ async fn write_once(pool: &PgPool, group_id: &str, batch: &Batch) -> Result<Outc
         return Ok(Outcome::default());
     };
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO csvbus.sink_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
          ON CONFLICT DO NOTHING",
     )
@@ -102,7 +105,9 @@ async fn write_once(pool: &PgPool, group_id: &str, batch: &Batch) -> Result<Outc
     .bind(&batch.topic)
     .bind(batch.partition)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
     let stored: i64 = sqlx::query_scalar(
         "SELECT next_offset FROM csvbus.sink_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
     )
@@ -121,13 +126,16 @@ async fn write_once(pool: &PgPool, group_id: &str, batch: &Batch) -> Result<Outc
     if fresh.is_empty() {
         return Ok(outcome);
     }
-    if fresh[0].offset > stored && stored > 0 {
+    if fresh[0].offset > stored && !inserted {
         tracing::warn!(
             partition = batch.partition,
             stored,
             first = fresh[0].offset,
-            "offsets missing between the stored position and this batch"
+            "batch starts past the stored position: seeking back"
         );
+        outcome.gap = Some(stored);
+        outcome.next_offset = stored;
+        return Ok(outcome);
     }
 
     let (groups, invalid) = group(fresh);
@@ -204,6 +212,7 @@ async fn copy_group(
     );
     let mut written = 0;
     // Ranges of rows still to write, in file order.
+    #[allow(clippy::single_range_in_vec_init)]
     let mut todo: Vec<Range<usize>> = vec![0..g.rows.len()];
     while let Some(r) = todo.pop() {
         let bytes = &g.csv[g.rows[r.start].0.start..g.rows[r.end - 1].0.end];
