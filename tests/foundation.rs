@@ -72,8 +72,11 @@ async fn messages_round_trip_through_the_broker_process() {
         let topic = topic.clone();
         async move {
             let v = format!("{{\"n\":\"{i}\"}}");
+            // Keyed, so the hash partitioner spreads them; unkeyed sends are sticky and a
+            // quick burst can land on one partition.
+            let k = i.to_string();
             p.send(
-                FutureRecord::<(), _>::to(&topic).payload(&v),
+                FutureRecord::to(&topic).key(&k).payload(&v),
                 Duration::from_secs(10),
             )
             .await
