@@ -28,6 +28,8 @@ struct Partition {
     writing: bool,
     /// How far before the stored position the next seek-back starts (doubles while gaps repeat).
     rewind: i64,
+    /// The last seek-back went to the start of the log.
+    from_start: bool,
 }
 
 type Done = (i32, usize, Option<Outcome>);
@@ -187,32 +189,64 @@ fn finished(
     parts: &mut HashMap<i32, Partition>,
     done: Result<Done, tokio::task::JoinError>,
 ) -> usize {
-    let Ok((partition, n, outcome)) = done else {
-        tracing::error!("a batch writer panicked");
-        return 0;
+    let (partition, n, outcome) = match done {
+        Ok(done) => done,
+        Err(e) if e.is_cancelled() => return 0,
+        Err(e) => {
+            tracing::error!(error = %e, "a batch writer panicked");
+            return 0;
+        }
     };
     let mut released = n;
     if let Some(p) = parts.get_mut(&partition) {
         p.writing = false;
         if let Some(stored) = outcome.and_then(|o| o.gap) {
             // Records between the stored position and what we hold were never seen here: drop
-            // what we hold and fetch again from the stored position.
+            // what we hold and fetch again from before the stored position. Kafka answers a
+            // fetch with the whole record batch holding the offset asked for; some brokers
+            // (tansu) answer from the next batch instead, so the margin grows while the gap
+            // repeats, down to the start of the log. Records below the stored position are
+            // skipped by the writer.
             released += p.buf.len();
             p.buf.clear();
             p.first_at = None;
+            let from = stored - p.rewind;
+            let offset = if from <= 0 {
+                Offset::Beginning
+            } else {
+                Offset::Offset(from)
+            };
+            if p.from_start {
+                // Even from the beginning the broker does not return `stored`: the records are
+                // gone (retention). Stall rather than skip rows; an operator must decide.
+                tracing::error!(
+                    partition,
+                    stored,
+                    "records at the stored position are no longer on the broker"
+                );
+                metrics::counter!("csvbus_sink_missing_offsets_total").increment(1);
+            }
+            p.from_start = from <= 0;
+            tracing::info!(
+                partition,
+                stored,
+                rewind = p.rewind,
+                "seeking back to the stored position"
+            );
+            metrics::counter!("csvbus_sink_seek_backs_total").increment(1);
+            p.rewind = if p.rewind == 0 { 1024 } else { p.rewind * 8 };
             if let Err(e) = consumer.seek(
                 ctx.topic,
                 partition,
-                Offset::Offset(stored),
+                offset,
                 std::time::Duration::from_secs(5),
             ) {
                 tracing::warn!(partition, stored, error = %e, "seek back failed (partition moved?)");
             }
             return released;
         }
-    }
-    if let Some(p) = parts.get_mut(&partition) {
         p.rewind = 0;
+        p.from_start = false;
     }
     if let Some(o) = outcome {
         let mut tpl = TopicPartitionList::new();
