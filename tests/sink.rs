@@ -193,6 +193,32 @@ async fn a_million_rows_land_exactly_once_and_the_import_completes() {
     assert_eq!(rec["status"], "completed", "{rec}");
     assert_eq!(rec["rows_written"], n);
     assert_nums_exact(&db, n as i64).await;
+
+    // Lag per partition shows up within a statistics interval (5 s) and reaches 0.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = reqwest::get(sink.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let lags: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("csvbus_sink_consumer_lag{") && l.contains(&format!("\"{topic}\""))
+            })
+            .collect();
+        if lags.len() == 4 && lags.iter().all(|l| l.ends_with(" 0")) {
+            assert!(text.contains("csvbus_sink_rows_written_total"));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lag gauges: {lags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     sink.stop().await;
     upload.stop().await;
 }

@@ -19,7 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Record;
 use crate::config::SinkConfig;
+use crate::lag::LagContext;
 use crate::writer::{write_with_retry, Batch, Outcome};
+
+/// The sink's consumer: reports lag through its context.
+pub type SinkConsumer = StreamConsumer<LagContext>;
 
 #[derive(Default)]
 struct Partition {
@@ -35,14 +39,15 @@ struct Partition {
 type Done = (i32, usize, Option<Outcome>);
 
 /// The consumer of the sink.
-pub fn consumer(config: &SinkConfig) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
+pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::KafkaError> {
     csvbus_shared::kafka::client_config(&config.common.kafka_brokers)
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("max.poll.interval.ms", "600000")
-        .create()
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(LagContext::new(&config.common.topic, &config.group_id))
 }
 
 /// Runs until `shutdown`; then stops fetching, writes what it holds (within the grace period),
@@ -50,7 +55,7 @@ pub fn consumer(config: &SinkConfig) -> Result<StreamConsumer, rdkafka::error::K
 pub async fn run(
     config: &SinkConfig,
     pool: PgPool,
-    consumer: StreamConsumer,
+    consumer: SinkConsumer,
     shutdown: CancellationToken,
 ) {
     let topic = config.common.topic.clone();
@@ -62,6 +67,7 @@ pub async fn run(
     let mut held = 0usize;
     let mut tick =
         tokio::time::interval(config.linger.max(std::time::Duration::from_millis(10)) / 2);
+
     let ctx = Ctx {
         config,
         pool: &pool,
@@ -184,7 +190,7 @@ fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mut Pa
 
 /// Books a finished write; returns how many records it releases.
 fn finished(
-    consumer: &StreamConsumer,
+    consumer: &SinkConsumer,
     ctx: &Ctx<'_>,
     parts: &mut HashMap<i32, Partition>,
     done: Result<Done, tokio::task::JoinError>,
@@ -247,6 +253,9 @@ fn finished(
         }
         p.rewind = 0;
         p.from_start = false;
+        if let Some(o) = &outcome {
+            consumer.context().committed(partition, o.next_offset);
+        }
     }
     if let Some(o) = outcome {
         let mut tpl = TopicPartitionList::new();

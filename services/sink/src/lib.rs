@@ -8,11 +8,13 @@
 //! - [`writer`]: one batch in one transaction: position check, COPY with bisection of bad rows,
 //!   rejected rows, import counters, new position; retries for infrastructure errors.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`lag`]: consumer lag per partition against the positions in Postgres.
 
 pub mod batch;
 pub mod config;
 pub mod consume;
 pub mod http;
+pub mod lag;
 pub mod writer;
 
 use csvbus_shared::db;

@@ -1,0 +1,72 @@
+//! Consumer lag per partition, for `/metrics`.
+//!
+//! librdkafka's statistics (every `statistics.interval.ms`) carry each partition's high
+//! watermark as of the last fetch, with no extra round trip. The lag reported is that minus the
+//! position the sink last committed *to Postgres* — the truth — not Kafka's committed offset,
+//! which is only a hint here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::{ClientContext, Statistics};
+
+/// The consumer's context: positions in, `csvbus_sink_consumer_lag{topic, group, partition}` out.
+#[derive(Clone, Default)]
+pub struct LagContext {
+    topic: String,
+    group: String,
+    positions: Arc<Mutex<HashMap<i32, i64>>>,
+}
+
+impl LagContext {
+    pub fn new(topic: &str, group: &str) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            positions: Arc::default(),
+        }
+    }
+
+    /// Records the position the sink committed to Postgres for `partition`.
+    pub fn committed(&self, partition: i32, next_offset: i64) {
+        if let Ok(mut p) = self.positions.lock() {
+            p.insert(partition, next_offset);
+        }
+    }
+
+    /// The lag of each partition with a known position and high watermark.
+    pub fn lags(&self, stats: &Statistics) -> Vec<(i32, i64)> {
+        let Some(topic) = stats.topics.get(&self.topic) else {
+            return Vec::new();
+        };
+        let Ok(positions) = self.positions.lock() else {
+            return Vec::new();
+        };
+        topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.hi_offset >= 0)
+            .filter_map(|p| {
+                let pos = positions.get(&p.partition)?;
+                Some((p.partition, (p.hi_offset - pos).max(0)))
+            })
+            .collect()
+    }
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, stats: Statistics) {
+        for (partition, lag) in self.lags(&stats) {
+            metrics::gauge!(
+                "csvbus_sink_consumer_lag",
+                "topic" => self.topic.clone(),
+                "group" => self.group.clone(),
+                "partition" => partition.to_string()
+            )
+            .set(lag as f64);
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
