@@ -72,3 +72,41 @@ pub async fn read_topic(
     }
     out
 }
+
+/// Reads `topic` from the beginning with a fresh group and hands every message to `each` until
+/// `expected` arrived (then `quiet` more, to catch extra ones) or `timeout` passed. For topics
+/// too big to hold as [`Received`]. Returns how many messages were read.
+pub async fn scan_topic(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+    quiet: Duration,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> usize {
+    let consumer: StreamConsumer = csvbus_shared::kafka::client_config(brokers)
+        .set("group.id", crate::unique("test-scan"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut n = 0;
+    loop {
+        let wait = if n >= expected {
+            quiet
+        } else {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        };
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Err(_) => break,
+            Ok(Err(e)) => panic!("consume: {e}"),
+            Ok(Ok(m)) => {
+                each(&m);
+                n += 1;
+            }
+        }
+    }
+    n
+}
