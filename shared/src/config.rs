@@ -123,6 +123,10 @@ pub struct CommonConfig {
     pub topic: String,
     /// `CSVBUS_TOPIC_PARTITIONS`: partitions of the topic when csvbus creates it.
     pub topic_partitions: i32,
+    /// `CSVBUS_TOPIC_CREATE`: create the topic at start if it is missing (`true`); with
+    /// `false` the services wait for it to exist (topics managed by operators, or brokers
+    /// without the CreateTopics API).
+    pub topic_create: bool,
     /// `CSVBUS_LOG_FORMAT`: `text` or `json`.
     pub log_json: bool,
 }
@@ -146,6 +150,7 @@ impl CommonConfig {
             kafka_brokers: env.string("KAFKA_BROKERS", DEFAULT_KAFKA_BROKERS),
             topic: env.string("CSVBUS_TOPIC", DEFAULT_TOPIC),
             topic_partitions: env.parse("CSVBUS_TOPIC_PARTITIONS", 4)?,
+            topic_create: env.parse("CSVBUS_TOPIC_CREATE", true)?,
             log_json: log_format == "json",
         })
     }

@@ -52,6 +52,26 @@ pub async fn ensure_topic(
     wait_for_topic(brokers, topic, Duration::from_secs(20)).await
 }
 
+/// Makes sure the topic of `config` exists: creates it (`CSVBUS_TOPIC_CREATE=true`) or waits
+/// for it.
+pub async fn prepare_topic(config: &crate::config::CommonConfig) -> Result<(), KafkaAdminError> {
+    if config.topic_create {
+        ensure_topic(
+            &config.kafka_brokers,
+            &config.topic,
+            config.topic_partitions,
+        )
+        .await
+    } else {
+        wait_for_topic(
+            &config.kafka_brokers,
+            &config.topic,
+            Duration::from_secs(60),
+        )
+        .await
+    }
+}
+
 /// Polls the broker's metadata until `topic` has partitions, or `timeout` passes.
 pub async fn wait_for_topic(
     brokers: &str,

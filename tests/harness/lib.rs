@@ -124,7 +124,7 @@ impl<E: std::fmt::Debug + Send + 'static> Service<E> {
     }
 
     /// Waits until `/readyz` answers 200.
-    pub async fn ready(&self) {
+    pub async fn ready(&mut self) {
         let client = reqwest::Client::new();
         for _ in 0..300 {
             if let Ok(r) = client.get(self.url("/readyz")).send().await {
@@ -133,7 +133,8 @@ impl<E: std::fmt::Debug + Send + 'static> Service<E> {
                 }
             }
             if self.join.is_finished() {
-                panic!("service ended before it was ready");
+                let r = (&mut self.join).await;
+                panic!("service ended before it was ready: {r:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -154,7 +155,7 @@ impl<E: std::fmt::Debug + Send + 'static> Service<E> {
 /// Starts the upload service for a test.
 pub async fn spawn_upload(env: &Env) -> Service<csvbus_upload::UploadError> {
     let config = csvbus_upload::UploadConfig::from_env(env).expect("upload config");
-    let svc = Service::spawn(move |l, s| tokio::spawn(csvbus_upload::run(config, l, s))).await;
+    let mut svc = Service::spawn(move |l, s| tokio::spawn(csvbus_upload::run(config, l, s))).await;
     svc.ready().await;
     svc
 }
@@ -167,7 +168,7 @@ pub fn init_logs() {
 /// Starts the sink for a test (not waiting for readiness: it has no rows to show for it).
 pub async fn spawn_sink(env: &Env) -> Service<csvbus_sink::SinkError> {
     let config = csvbus_sink::SinkConfig::from_env(env).expect("sink config");
-    let svc = Service::spawn(move |l, s| tokio::spawn(csvbus_sink::run(config, l, s))).await;
+    let mut svc = Service::spawn(move |l, s| tokio::spawn(csvbus_sink::run(config, l, s))).await;
     svc.ready().await;
     svc
 }

@@ -49,12 +49,7 @@ pub async fn run(
     )
     .await?;
     db::migrate(&pool).await?;
-    csvbus_shared::kafka::ensure_topic(
-        &config.common.kafka_brokers,
-        &config.common.topic,
-        config.common.topic_partitions,
-    )
-    .await?;
+    csvbus_shared::kafka::prepare_topic(&config.common).await?;
     let consumer = consume::consumer(&config)?;
     consumer.subscribe(&[&config.common.topic])?;
     tracing::info!(group = %config.group_id, topic = %config.common.topic, addr = %listener.local_addr()?, "sink started");

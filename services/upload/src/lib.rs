@@ -79,12 +79,7 @@ impl App {
         )
         .await?;
         db::migrate(&pool).await?;
-        csvbus_shared::kafka::ensure_topic(
-            &config.common.kafka_brokers,
-            &config.common.topic,
-            config.common.topic_partitions,
-        )
-        .await?;
+        csvbus_shared::kafka::prepare_topic(&config.common).await?;
         let producer = produce::producer(&config)?;
         Ok(Arc::new(Self {
             uploads: Arc::new(Semaphore::new(config.max_uploads)),

@@ -1,0 +1,155 @@
+//! The upload service against a broker that stalls or goes away, using librdkafka's mock
+//! cluster for the fault injection (slow round trips, a broker down). The data stays small:
+//! the mock drops messages past ~5 MiB per partition.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use csvbus_tests::kafka::read_topic;
+use csvbus_tests::{env, spawn_upload, unique, TestDb};
+use rdkafka::mocking::MockCluster;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const TABLE: &str = "CREATE TABLE people (id int NOT NULL, name text)";
+const INFLIGHT: u64 = 64 << 10;
+
+/// `rows` rows of ~64 bytes, made as the client sends them; `offered` counts the bytes the
+/// HTTP client has taken from the generator so far.
+fn body(rows: u64, offered: Arc<AtomicU64>) -> reqwest::Body {
+    let header = futures::stream::iter([Ok::<_, std::io::Error>(b"id,name\n".to_vec())]);
+    let chunks = futures::stream::iter((1..=rows).step_by(256).map(move |s| {
+        let mut out = Vec::new();
+        for i in s..(s + 256).min(rows + 1) {
+            out.extend_from_slice(format!("{i},{:0>58}\n", i).as_bytes());
+        }
+        offered.fetch_add(out.len() as u64, Ordering::Relaxed);
+        Ok(out)
+    }));
+    reqwest::Body::wrap_stream(futures::StreamExt::chain(header, chunks))
+}
+
+async fn bytes_received(db: &TestDb) -> Option<i64> {
+    sqlx::query_scalar("SELECT bytes_received FROM csvbus.imports")
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_down_the_service_stops_reading_the_body_then_resumes() {
+    csvbus_tests::init_logs();
+    let mock = MockCluster::new(1).unwrap();
+    let topic = unique("bp");
+    mock.create_topic(&topic, 4, 1).unwrap();
+    let db = TestDb::new().await;
+    db.exec(TABLE).await;
+    let mut e = env(&db, &topic);
+    e.set("KAFKA_BROKERS", mock.bootstrap_servers());
+    e.set("CSVBUS_TOPIC_CREATE", "false");
+    e.set("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD", INFLIGHT.to_string());
+    e.set("CSVBUS_DELIVERY_TIMEOUT_MS", "120000");
+    let svc = spawn_upload(&e).await;
+
+    // 40,000 rows, ~2.6 MB of CSV: 40 times the in-flight bound.
+    let rows = 40_000;
+    mock.broker_down(1).unwrap();
+    let offered = Arc::new(AtomicU64::new(0));
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .post(svc.url("/v1/imports?table=people"))
+            .header("content-type", "text/csv")
+            .body(body(rows, offered.clone()))
+            .send(),
+    );
+
+    // The service reads up to the bound, then stops: what it has read stays flat.
+    let mut plateau = Vec::new();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        plateau.push(bytes_received(&db).await.unwrap_or(0));
+    }
+    let read = *plateau.last().unwrap();
+    let sent = offered.load(Ordering::Relaxed);
+    eprintln!(
+        "broker down: service read {read} bytes (bound {INFLIGHT} message bytes), client offered {sent}"
+    );
+    assert!(read > 0, "the upload started");
+    assert_eq!(
+        plateau[15..].iter().min(),
+        plateau[15..].iter().max(),
+        "read stays flat: {plateau:?}"
+    );
+    // Raw CSV bytes read ≤ the in-flight message bytes (a message is at least as long as its
+    // CSV text) plus what sits in the parser's buffer and one body chunk.
+    assert!(read as u64 <= INFLIGHT + (256 << 10), "read {read}");
+    assert!(
+        sent > read as u64 * 2,
+        "the client kept trying: offered {sent}"
+    );
+    assert!(!request.is_finished());
+
+    // Broker back: the upload reads on and completes with every row.
+    mock.broker_up(1).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(120), request)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let accepted: Value = resp.json().await.unwrap();
+    assert_eq!(accepted["rows_produced"], rows);
+    let got = read_topic(
+        &mock.bootstrap_servers(),
+        &topic,
+        rows as usize,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_eq!(got.len(), rows as usize);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stays_down_fails_the_upload_with_503_and_how_far_it_got() {
+    csvbus_tests::init_logs();
+    let mock = MockCluster::new(1).unwrap();
+    let topic = unique("down");
+    mock.create_topic(&topic, 4, 1).unwrap();
+    let db = TestDb::new().await;
+    db.exec(TABLE).await;
+    let mut e = env(&db, &topic);
+    e.set("KAFKA_BROKERS", mock.bootstrap_servers());
+    e.set("CSVBUS_TOPIC_CREATE", "false");
+    e.set("CSVBUS_DELIVERY_TIMEOUT_MS", "1500");
+    let svc = spawn_upload(&e).await;
+
+    mock.broker_down(1).unwrap();
+    let resp = reqwest::Client::new()
+        .post(svc.url("/v1/imports?table=people"))
+        .header("content-type", "text/csv")
+        .body(body(1_000, Arc::default()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"], "broker_unavailable", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("retry"), "{err}");
+
+    let (status, received, error): (String, i64, Option<String>) =
+        sqlx::query_as("SELECT status, rows_received, error FROM csvbus.imports")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(received > 0, "the record says how far it got");
+    assert!(error.is_some_and(|e| !e.is_empty()));
+    mock.broker_up(1).unwrap();
+    svc.stop().await;
+}
