@@ -1,40 +1,17 @@
-//! `csvbus`: the command-line tool.
+//! `csvbus`: the command-line tool (see the library for the commands).
 
-use clap::{Parser, Subcommand};
-use csvbus_shared::config::{CommonConfig, Env};
-use tokio_util::sync::CancellationToken;
+use std::process::ExitCode;
 
-/// csvbus: CSV over HTTP → Kafka → PostgreSQL.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Applies csvbus' migrations (schema `csvbus`) to DATABASE_URL
-    /// (default postgres://csvbus:csvbus@127.0.0.1:5432/csvbus). Idempotent.
-    Migrate,
-}
+use clap::Parser;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let config = CommonConfig::from_env(&Env::from_process())?;
-    match cli.command {
-        Command::Migrate => {
-            let pool = csvbus_shared::db::connect(
-                config.database_url.expose(),
-                2,
-                &CancellationToken::new(),
-            )
-            .await?;
-            csvbus_shared::db::migrate(&pool).await?;
-            let n = csvbus_shared::db::MIGRATOR.iter().count();
-            println!("csvbus schema up to date ({n} migration(s))");
+async fn main() -> ExitCode {
+    let cli = csvbus_cli::Cli::parse();
+    match csvbus_cli::run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("csvbus: {e:#}");
+            ExitCode::from(csvbus_cli::EXIT_FAILED)
         }
     }
-    Ok(())
 }

@@ -1,0 +1,179 @@
+//! The upload service's HTTP API as the CLI uses it: status, long-poll, rejected rows, and the
+//! service's JSON errors.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Why a request did not give what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The service answered with an error body (`{error, message, line?}`).
+    #[error("{status} {code}: {message}{}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        line: Option<u64>,
+        retry_after: Option<Duration>,
+    },
+    #[error("cannot reach {server}: {source}")]
+    Connect {
+        server: String,
+        source: reqwest::Error,
+    },
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("reading the input: {0}")]
+    Input(#[from] std::io::Error),
+}
+
+impl ClientError {
+    /// Worth trying again later: overload, unavailability, or no connection.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => *status == 429 || *status == 503,
+            Self::Connect { .. } => true,
+            Self::Http(e) => e.is_connect(),
+            Self::Input(_) => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: String,
+    message: String,
+    line: Option<u64>,
+}
+
+/// A client of one upload service.
+#[derive(Clone)]
+pub struct Client {
+    pub server: String,
+    api_key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &str, api_key: Option<String>) -> Self {
+        Self {
+            server: server.trim_end_matches('/').to_owned(),
+            api_key,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, self.url(path));
+        match &self.api_key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    /// Sends `req` and returns its JSON body, or the service's error.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                ClientError::Connect {
+                    server: self.server.clone(),
+                    source: e,
+                }
+            } else {
+                ClientError::Http(e)
+            }
+        })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs);
+        let text = resp.text().await?;
+        if status.is_success() {
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+        }
+        let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            code: body
+                .as_ref()
+                .map_or("http_error".into(), |b| b.error.clone()),
+            message: body.as_ref().map_or(text, |b| b.message.clone()),
+            line: body.and_then(|b| b.line),
+            retry_after,
+        })
+    }
+
+    /// The import's record now.
+    pub async fn status(&self, id: &str) -> Result<Value, ClientError> {
+        self.send(self.request(reqwest::Method::GET, &format!("/v1/imports/{id}")))
+            .await
+    }
+
+    /// Follows the import until it is final (`completed`, `failed` or `aborted`), calling
+    /// `progress` with each record seen on the way.
+    pub async fn wait(
+        &self,
+        id: &str,
+        mut progress: impl FnMut(&Value),
+    ) -> Result<Value, ClientError> {
+        loop {
+            let rec = self
+                .send(self.request(reqwest::Method::GET, &format!("/v1/imports/{id}?wait=10s")))
+                .await?;
+            progress(&rec);
+            if is_final(&rec) {
+                return Ok(rec);
+            }
+        }
+    }
+
+    /// Up to `limit` rejected rows after row id `after`, and where the next page starts.
+    pub async fn rejected(
+        &self,
+        id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<i64>), ClientError> {
+        let page = self
+            .send(self.request(
+                reqwest::Method::GET,
+                &format!("/v1/imports/{id}/rejected?after={after}&limit={limit}"),
+            ))
+            .await?;
+        let rows = page["rows"].as_array().cloned().unwrap_or_default();
+        Ok((rows, page["next_after"].as_i64()))
+    }
+}
+
+pub fn is_final(rec: &Value) -> bool {
+    matches!(
+        rec["status"].as_str(),
+        Some("completed" | "failed" | "aborted")
+    )
+}
+
+/// A rejected row as one line for people.
+pub fn describe_rejected(row: &Value) -> String {
+    format!(
+        "line {}: {} ({})",
+        row["line"],
+        row["reason"].as_str().unwrap_or("?"),
+        row["stage"].as_str().unwrap_or("?")
+    )
+}
