@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use csvbus_shared::config::Env;
 use csvbus_tests::kafka::{read_topic, Received};
-use csvbus_tests::{brokers, env, spawn_upload, unique, Service, TestDb};
+use csvbus_tests::{brokers, env, spawn_upload, stalled_body, unique, Service, TestDb};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -516,24 +516,6 @@ async fn api_keys_guard_every_v1_route() {
         StatusCode::OK
     );
     ctx.svc.stop().await;
-}
-
-/// A body that sends `head`, then nothing until `release` is notified.
-fn stalled_body(head: &'static str, release: std::sync::Arc<tokio::sync::Notify>) -> reqwest::Body {
-    let s = futures::stream::unfold(0, move |state| {
-        let release = release.clone();
-        async move {
-            match state {
-                0 => Some((Ok::<_, std::io::Error>(head.as_bytes().to_vec()), 1)),
-                1 => {
-                    release.notified().await;
-                    None
-                }
-                _ => None,
-            }
-        }
-    });
-    reqwest::Body::wrap_stream(s)
 }
 
 #[tokio::test]

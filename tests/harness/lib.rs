@@ -229,3 +229,24 @@ pub async fn wait_final(
         }
     }
 }
+
+/// A body that sends `head`, then nothing until `release` is notified, then ends.
+pub fn stalled_body(
+    head: &'static str,
+    release: std::sync::Arc<tokio::sync::Notify>,
+) -> reqwest::Body {
+    let s = futures::stream::unfold(0, move |state| {
+        let release = release.clone();
+        async move {
+            match state {
+                0 => Some((Ok::<_, std::io::Error>(head.as_bytes().to_vec()), 1)),
+                1 => {
+                    release.notified().await;
+                    None
+                }
+                _ => None,
+            }
+        }
+    });
+    reqwest::Body::wrap_stream(s)
+}

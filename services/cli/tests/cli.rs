@@ -1,0 +1,375 @@
+//! The built `csvbus` binary against the upload service and the sink, started in-process on
+//! real Postgres and the real broker.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use csvbus_shared::config::Env;
+use csvbus_tests::{env, spawn_sink, spawn_upload, stalled_body, unique, Service, TestDb};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+const TABLE: &str = "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL)";
+
+struct Stack {
+    db: TestDb,
+    upload: Service<csvbus_upload::UploadError>,
+    sink: Option<Service<csvbus_sink::SinkError>>,
+    dir: std::path::PathBuf,
+}
+
+async fn stack(extra: &[(&str, &str)], with_sink: bool) -> Stack {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(TABLE).await;
+    let mut e: Env = env(&db, &unique("cli"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_LINGER_MS", "50");
+    for (k, v) in extra {
+        e.set(*k, *v);
+    }
+    let upload = spawn_upload(&e).await;
+    let sink = if with_sink {
+        Some(spawn_sink(&e).await)
+    } else {
+        None
+    };
+    let dir = std::env::temp_dir().join(unique("csvbus-cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    Stack {
+        db,
+        upload,
+        sink,
+        dir,
+    }
+}
+
+impl Stack {
+    fn file(&self, name: &str, rows: std::ops::RangeInclusive<u32>) -> String {
+        let mut text = String::from("id,name\n");
+        for i in rows {
+            text += &format!("{i},\"name {i}, \"\"quoted\"\"\"\n");
+        }
+        self.write(name, &text)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    fn csvbus(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_csvbus"));
+        c.env("CSVBUS_SERVER", self.upload.url(""))
+            .env_remove("CSVBUS_API_KEY")
+            .kill_on_drop(true);
+        c
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let out = self.csvbus().args(args).output().await.unwrap();
+        eprintln!(
+            "csvbus {args:?} -> {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    async fn count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM people")
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        if let Some(s) = self.sink {
+            s.stop().await;
+        }
+        self.upload.stop().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json_lines(o: &Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_files_are_imported_and_followed_until_written() {
+    let s = stack(&[], true).await;
+    let a = s.file("a.csv", 1..=3000);
+    let b = s.file("b.csv", 3001..=5000);
+    let out = s
+        .run(&["import", &a, &b, "--table", "people", "--wait", "--json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let reports = json_lines(&out);
+    assert_eq!(reports.len(), 2);
+    assert_eq!(
+        (
+            reports[0]["status"].as_str(),
+            reports[0]["rows_written"].as_i64()
+        ),
+        (Some("completed"), Some(3000))
+    );
+    assert_eq!(reports[1]["rows_written"], 2000);
+    assert_eq!(s.count().await, 5000);
+
+    // Text output: one line per file, and `status` of an import.
+    let c = s.file("c.csv", 5001..=5010);
+    let out = s.run(&["import", &c, "--table", "people", "--wait"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(
+        text.contains("completed import") && text.contains("10 written"),
+        "{text}"
+    );
+    let id = reports[0]["import_id"].as_str().unwrap();
+    let out = s.run(&["status", id, "--json"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json_lines(&out)[0]["rows_written"], 3000);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_and_gzip_bodies_are_imported() {
+    let s = stack(&[], true).await;
+    let mut child = s
+        .csvbus()
+        .args([
+            "import", "-", "--table", "people", "--wait", "--json", "--gzip",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"id,name\n").await.unwrap();
+    for i in 1..=20_000 {
+        stdin
+            .write_all(format!("{i},n{i}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let r = &json_lines(&out)[0];
+    assert_eq!(r["file"], "<stdin>");
+    assert_eq!(r["rows_written"], 20_000);
+    // Sent compressed: the service read fewer bytes than the CSV has.
+    assert!(r["bytes_read"].as_i64().unwrap() < 200_000, "{r}");
+    assert_eq!(s.count().await, 20_000);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_show_the_message_and_line_and_exit_codes_tell_rejected_from_failed() {
+    let s = stack(&[], true).await;
+    // A refusal with a line: too many bad rows.
+    let bad = s.write("bad.csv", "id,name\n1,a\nx,b\n2,c,extra\n");
+    let out = s
+        .run(&["import", &bad, "--table", "people", "--max-rejected", "0"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("refused: 422 too_many_rejected"), "{text}");
+    assert!(text.contains("(line 4)"), "{text}");
+
+    // Unknown table: failed, 404 with the service's message.
+    let ok = s.file("ok.csv", 1..=5);
+    let out = s.run(&["import", &ok, "--table", "nope"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("404 unknown_table"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Accepted with a row rejected by Postgres (duplicate key): 3 unless allowed.
+    let dup = s.write("dup.csv", "id,name\n100,a\n100,b\n101,c\n");
+    let out = s
+        .run(&["import", &dup, "--table", "people", "--wait"])
+        .await;
+    assert_eq!(out.status.code(), Some(3));
+    let text = stdout(&out);
+    assert!(text.contains("line 3: duplicate key"), "{text}");
+    let dup2 = s.write("dup2.csv", "id,name\n200,a\n200,b\n");
+    let out = s
+        .run(&[
+            "import",
+            &dup2,
+            "--table",
+            "people",
+            "--wait",
+            "--max-rejected",
+            "5",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+
+    // Usage errors are 2 (clap); an unreachable service is 1.
+    assert_eq!(s.run(&["import", &ok]).await.status.code(), Some(2));
+    let out = s
+        .run(&[
+            "import",
+            &ok,
+            "--table",
+            "people",
+            "--retries",
+            "0",
+            "--server",
+            "http://127.0.0.1:9",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("cannot reach"), "{}", stdout(&out));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_service_is_retried_until_it_accepts() {
+    let s = stack(&[("CSVBUS_MAX_UPLOADS", "1")], false).await;
+    // Hold the only upload slot with a body that stalls.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let held = tokio::spawn(
+        reqwest::Client::new()
+            .post(s.upload.url("/v1/imports?table=people"))
+            .header("content-type", "text/csv")
+            .body(stalled_body("id,name\n1,a\n", release.clone()))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let f = s.file("f.csv", 10..=19);
+    let cli = tokio::spawn({
+        let mut c = s.csvbus();
+        c.args(["import", &f, "--table", "people", "--json"]);
+        async move { c.output().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        !cli.is_finished(),
+        "the CLI waits and retries while the slot is taken"
+    );
+    release.notify_waiters();
+    assert_eq!(held.await.unwrap().unwrap().status(), 202);
+    let out = cli.await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("429 too_many_uploads") && err.contains("retry 1/8"),
+        "{err}"
+    );
+    assert_eq!(json_lines(&out)[0]["rows_produced"], 10);
+    s.stop().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tansu() -> String {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = format!("{home}/.cargo/bin/tansu");
+    if std::path::Path::new(&cargo_bin).exists() {
+        cargo_bin
+    } else {
+        "tansu".into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_runs_both_services_with_its_own_broker_and_stops_it() {
+    let db = TestDb::new().await;
+    db.exec(TABLE).await;
+    let (upload, sink, broker) = (free_port(), free_port(), free_port());
+    let dev = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_csvbus"));
+        c.arg("dev")
+            .args(["--upload-addr", &format!("127.0.0.1:{upload}")])
+            .args(["--sink-addr", &format!("127.0.0.1:{sink}")])
+            .args(["--broker-port", &broker.to_string()])
+            .env("DATABASE_URL", &db.url)
+            .env("CSVBUS_TOPIC", unique("dev"))
+            .env_remove("KAFKA_BROKERS")
+            .kill_on_drop(true);
+        c
+    };
+
+    // Without tansu it says how to get it.
+    let out = dev()
+        .env("CSVBUS_TANSU", "/nonexistent/tansu")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cargo install tansu"), "{err}");
+
+    let mut child = dev().env("CSVBUS_TANSU", tansu()).spawn().unwrap();
+    let server = format!("http://127.0.0.1:{upload}");
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !http
+        .get(format!("{server}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(tokio::time::Instant::now() < deadline, "dev mode not ready");
+        assert!(child.try_wait().unwrap().is_none(), "dev mode exited");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let file = std::env::temp_dir().join(unique("dev.csv"));
+    std::fs::write(&file, "id,name\n1,a\n2,b\n3,c\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_csvbus"))
+        .args(["import", &file.display().to_string(), "--table", "people"])
+        .args(["--wait", "--server", &server])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM people")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+
+    // SIGTERM: both services stop, the broker child too.
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_file(file);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", broker)).is_err(),
+        "the tansu child is stopped"
+    );
+}
