@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings csvbus up on this machine and ingests a sample CSV end to end:
 # Postgres + tansu (scripts/stack.sh), the upload service and the sink as separate processes,
-# a sample table, an upload with curl, then the import's final status and the row count.
+# a sample table, an import with the csvbus CLI (--wait), then the import's final status and
+# the row count from Postgres.
 # Safe to run again: services are restarted, the sample table is recreated.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,12 +34,7 @@ sample="$state/sample.csv"
   echo "id,name,city,born"
   for i in $(seq 1 10000); do echo "$i,\"Person $i\",\"City, $((i % 97))\",19$((50 + i % 50))-0$((1 + i % 9))-1$((i % 9))"; done
 } >"$sample"
-echo "[demo] uploading $sample ($(wc -l <"$sample") lines)"
-resp="$(curl -sS -X POST -H 'Content-Type: text/csv' --data-binary @"$sample" 'http://127.0.0.1:8080/v1/imports?table=demo_people')"
-echo "$resp"
-id="$(echo "$resp" | sed -n 's/.*"import_id":"\([^"]*\)".*/\1/p')"
-[ -n "$id" ] || exit 1
-echo "[demo] final status:"
-curl -sS "http://127.0.0.1:8080/v1/imports/$id?wait=60s"; echo
+echo "[demo] importing $sample ($(wc -l <"$sample") lines) with the csvbus CLI"
+"$bin/csvbus" import "$sample" --table demo_people --server http://127.0.0.1:8080 --wait --progress never
 echo "[demo] rows in demo_people: $(psql "$DATABASE_URL" -tAc 'SELECT count(*) FROM demo_people')"
 echo "[demo] services keep running (pids in $state); logs in $state/{upload,sink}.log"

@@ -1,0 +1,142 @@
+//! compose.yaml cannot run here (no Docker engine), so it is checked instead: its services,
+//! images and healthchecks, and that every environment variable it sets on csvbus is one the
+//! services read and the README documents — and that the README's table and the code agree.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap()
+}
+
+/// Names in backticks in the first column of the README's configuration table.
+fn readme_names() -> BTreeSet<String> {
+    let readme = read("README.md");
+    let table = readme.split("## Configuration").nth(1).unwrap();
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .filter_map(|c| c.trim().strip_prefix('`')?.strip_suffix('`'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Variable names the services' config code reads (string literals in the config modules).
+fn code_names() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for file in [
+        "shared/src/config.rs",
+        "shared/src/telemetry.rs",
+        "services/upload/src/config.rs",
+        "services/sink/src/config.rs",
+    ] {
+        for lit in read(file).split('"').skip(1).step_by(2) {
+            let is_name = lit.len() > 3
+                && lit.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                && (lit.starts_with("CSVBUS_") || lit.contains("_URL") || lit.contains("KAFKA"));
+            if is_name {
+                names.insert(lit.to_owned());
+            }
+        }
+    }
+    names
+}
+
+fn compose() -> Value {
+    let mut v: Value = serde_yaml::from_str(&read("compose.yaml")).unwrap();
+    v.apply_merge().unwrap();
+    v
+}
+
+#[test]
+fn the_readme_documents_exactly_the_variables_the_services_read() {
+    let readme = readme_names();
+    let mut code = code_names();
+    code.insert("RUST_LOG".into()); // read by tracing's EnvFilter
+    assert!(code.len() > 20, "{code:?}");
+    assert_eq!(readme, code);
+}
+
+#[test]
+fn compose_sets_only_documented_variables_and_runs_the_designed_stack() {
+    let c = compose();
+    let services = c["services"].as_mapping().unwrap();
+    let names: BTreeSet<&str> = services.keys().filter_map(Value::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["kafka", "postgres", "migrate", "upload", "sink"])
+    );
+
+    // Images: Apache Kafka's official image (KRaft) and PostgreSQL 16, both named in the README.
+    let readme = read("README.md");
+    let kafka = c["services"]["kafka"]["image"].as_str().unwrap();
+    let postgres = c["services"]["postgres"]["image"].as_str().unwrap();
+    assert!(kafka.starts_with("apache/kafka:"), "{kafka}");
+    assert!(postgres.starts_with("postgres:16"), "{postgres}");
+    assert!(readme.contains(kafka) && readme.contains(postgres));
+    assert_eq!(
+        c["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"],
+        "broker,controller"
+    );
+    for s in ["kafka", "postgres"] {
+        assert!(c["services"][s]["healthcheck"]["test"].is_sequence(), "{s}");
+    }
+    assert!(c["services"]["postgres"]["volumes"].is_sequence());
+
+    // csvbus services: the documented variables only, the designed commands and order.
+    let documented = readme_names();
+    for s in ["migrate", "upload", "sink"] {
+        let env = c["services"][s]["environment"].as_mapping().unwrap();
+        for k in env.keys() {
+            let k = k.as_str().unwrap();
+            assert!(documented.contains(k), "{s} sets {k}, not in the README");
+        }
+        assert!(env.contains_key("DATABASE_URL"), "{s}");
+    }
+    assert_eq!(
+        c["services"]["migrate"]["command"],
+        serde_yaml::from_str::<Value>("[csvbus, migrate]").unwrap()
+    );
+    assert_eq!(c["services"]["upload"]["command"][0], "csvbus-upload");
+    assert_eq!(c["services"]["sink"]["command"][0], "csvbus-sink");
+    assert_eq!(c["services"]["sink"]["deploy"]["replicas"], 2);
+    assert!(c["services"]["sink"]["environment"]
+        .as_mapping()
+        .unwrap()
+        .contains_key("CSVBUS_SINK_GROUP"));
+    assert_eq!(c["services"]["upload"]["ports"][0], "8080:8080");
+    for s in ["upload", "sink"] {
+        let deps = &c["services"][s]["depends_on"];
+        assert_eq!(deps["kafka"]["condition"], "service_healthy", "{s}");
+        assert_eq!(
+            deps["migrate"]["condition"], "service_completed_successfully",
+            "{s}"
+        );
+        assert_eq!(
+            c["services"][s]["environment"]["KAFKA_BROKERS"], "kafka:9092",
+            "{s}"
+        );
+    }
+
+    // The image they run: a multi-stage Dockerfile that builds those three binaries.
+    let dockerfile = read("Dockerfile");
+    assert!(
+        dockerfile.matches("\nFROM ").count() + usize::from(dockerfile.starts_with("FROM ")) >= 2
+    );
+    for bin in ["csvbus-upload", "csvbus-sink", "--bin csvbus "] {
+        assert!(dockerfile.contains(bin), "{bin}");
+    }
+}
