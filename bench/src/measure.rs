@@ -1,0 +1,347 @@
+//! One measurement each: the csvbus path and its baseline, against the same broker and table.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use csvbus_shared::message::RowEncoder;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::io::AsyncReadExt;
+
+use crate::procs::Proc;
+
+/// What every measurement shares.
+pub struct Bench {
+    pub pool: PgPool,
+    pub database_url: String,
+    pub brokers: String,
+    pub partitions: i32,
+    pub table: String,
+    /// DDL to recreate the table (generated input), or `None` to truncate it (given input).
+    pub ddl: Option<String>,
+    pub file: PathBuf,
+    pub rows: u64,
+}
+
+/// A run of the upload service: its time, peak RSS, and what it left on the topic.
+pub struct Uploaded {
+    pub secs: f64,
+    pub peak_rss: u64,
+    pub topic: String,
+    pub import_id: String,
+}
+
+impl Bench {
+    fn env(&self, topic: &str, group: &str) -> Vec<(String, String)> {
+        // Tuning knobs given to the harness (CSVBUS_*) reach the services.
+        let mut env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("CSVBUS_"))
+            .collect();
+        env.extend([
+            ("DATABASE_URL".into(), self.database_url.clone()),
+            ("KAFKA_BROKERS".into(), self.brokers.clone()),
+            ("CSVBUS_TOPIC".into(), topic.into()),
+            (
+                "CSVBUS_TOPIC_PARTITIONS".into(),
+                self.partitions.to_string(),
+            ),
+            ("CSVBUS_SINK_GROUP".into(), group.into()),
+        ]);
+        env
+    }
+
+    pub async fn reset_table(&self) -> anyhow::Result<()> {
+        match &self.ddl {
+            Some(ddl) => {
+                sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {}", self.table))
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::raw_sql(&ddl.replace("{table}", &self.table))
+                    .execute(&self.pool)
+                    .await?;
+            }
+            None => {
+                sqlx::raw_sql(&format!("TRUNCATE {}", self.table))
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the file through a fresh upload service on a fresh topic: first byte to `202`.
+    pub async fn upload(&self) -> anyhow::Result<Uploaded> {
+        let topic = unique("bench");
+        let svc = Proc::start(
+            "csvbus-upload",
+            "CSVBUS_UPLOAD_ADDR",
+            &self.env(&topic, "-"),
+            true,
+        )
+        .await?;
+        let started = Instant::now();
+        let accepted = post_file(&svc, &self.table, &self.file).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let peak_rss = svc.peak_rss()?;
+        svc.stop().await?;
+        check_accepted(&accepted, self.rows)?;
+        Ok(Uploaded {
+            secs,
+            peak_rss,
+            topic,
+            import_id: accepted["import_id"].as_str().unwrap_or_default().into(),
+        })
+    }
+
+    /// `concurrent` uploads of `file` at once to one service; its peak RSS.
+    pub async fn upload_memory(
+        &self,
+        file: &Path,
+        rows: u64,
+        concurrent: usize,
+    ) -> anyhow::Result<u64> {
+        let topic = unique("bench-mem");
+        let svc = Proc::start(
+            "csvbus-upload",
+            "CSVBUS_UPLOAD_ADDR",
+            &self.env(&topic, "-"),
+            true,
+        )
+        .await?;
+        let posts = (0..concurrent).map(|_| post_file(&svc, &self.table, file));
+        for r in futures::future::join_all(posts).await {
+            check_accepted(&r?, rows)?;
+        }
+        let peak = svc.peak_rss()?;
+        svc.stop().await?;
+        Ok(peak)
+    }
+
+    /// The same rows, encoded the same way, produced by a minimal librdkafka producer with
+    /// good settings (idempotent, acks=all, lz4, linger 5 ms, 1 MB batches).
+    pub async fn raw_producer(&self) -> anyhow::Result<f64> {
+        let topic = unique("bench-raw");
+        csvbus_shared::kafka::ensure_topic(&self.brokers, &topic, self.partitions).await?;
+        let (brokers, file, rows) = (self.brokers.clone(), self.file.clone(), self.rows);
+        tokio::task::spawn_blocking(move || raw_produce(&brokers, &topic, &file, rows)).await?
+    }
+
+    /// The sink, started fresh on the topic of `up`, from its start to the import's last row
+    /// committed.
+    pub async fn sink(&self, up: &Uploaded) -> anyhow::Result<(f64, u64)> {
+        self.reset_table().await?;
+        sqlx::query("UPDATE csvbus.imports SET rows_written = 0, rows_write_rejected = 0, status = 'produced', finished_at = NULL WHERE id = $1::uuid")
+            .bind(&up.import_id)
+            .execute(&self.pool)
+            .await?;
+        let started = Instant::now();
+        let sink = Proc::start(
+            "csvbus-sink",
+            "CSVBUS_SINK_ADDR",
+            &self.env(&up.topic, &unique("g")),
+            false,
+        )
+        .await?;
+        self.wait_written(&up.import_id, Duration::from_secs(1800))
+            .await?;
+        let secs = started.elapsed().as_secs_f64();
+        let peak = sink.peak_rss()?;
+        sink.stop().await?;
+        Ok((secs, peak))
+    }
+
+    /// `COPY … FROM STDIN (FORMAT csv, HEADER)` of the file into the truncated table.
+    pub async fn copy(&self) -> anyhow::Result<f64> {
+        self.reset_table().await?;
+        let mut conn = self.pool.acquire().await?;
+        let started = Instant::now();
+        let mut copy = conn
+            .copy_in_raw(&format!(
+                "COPY {} FROM STDIN (FORMAT csv, HEADER true)",
+                self.table
+            ))
+            .await?;
+        let mut f = tokio::fs::File::open(&self.file).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            copy.send(&buf[..n]).await?;
+        }
+        let n = copy.finish().await?;
+        if n != self.rows {
+            bail!("COPY wrote {n} rows, expected {}", self.rows);
+        }
+        Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// Upload and sink running together: first byte uploaded to last row committed.
+    pub async fn end_to_end(&self) -> anyhow::Result<(f64, u64, u64)> {
+        self.reset_table().await?;
+        let topic = unique("bench-e2e");
+        let env = self.env(&topic, &unique("g"));
+        let upload = Proc::start("csvbus-upload", "CSVBUS_UPLOAD_ADDR", &env, true).await?;
+        let sink = Proc::start("csvbus-sink", "CSVBUS_SINK_ADDR", &env, true).await?;
+        // Let the sink join its group and get its partitions before the clock starts.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let started = Instant::now();
+        let accepted = post_file(&upload, &self.table, &self.file).await?;
+        check_accepted(&accepted, self.rows)?;
+        let id = accepted["import_id"].as_str().unwrap_or_default();
+        self.wait_written(id, Duration::from_secs(1800)).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let (u, s) = (upload.peak_rss()?, sink.peak_rss()?);
+        upload.stop().await?;
+        sink.stop().await?;
+        Ok((secs, u, s))
+    }
+
+    async fn wait_written(&self, import_id: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (written, rejected): (i64, i64) = sqlx::query_as(
+                "SELECT rows_written, rows_write_rejected FROM csvbus.imports WHERE id = $1::uuid",
+            )
+            .bind(import_id)
+            .fetch_one(&self.pool)
+            .await?;
+            if (written + rejected) as u64 >= self.rows {
+                if rejected > 0 {
+                    bail!("{rejected} rows rejected by Postgres");
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("sink wrote {written} of {} rows in time", self.rows);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn post_file(svc: &Proc, table: &str, file: &Path) -> anyhow::Result<Value> {
+    let f = tokio::fs::File::open(file).await?;
+    let body =
+        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 << 10));
+    let resp = reqwest::Client::new()
+        .post(svc.url(&format!("/v1/imports?table={table}")))
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let v: Value = resp.json().await.context("upload answer")?;
+    if status != reqwest::StatusCode::ACCEPTED {
+        bail!("upload answered {status}: {v}");
+    }
+    Ok(v)
+}
+
+fn check_accepted(v: &Value, rows: u64) -> anyhow::Result<()> {
+    if v["rows_produced"].as_u64() != Some(rows) {
+        bail!(
+            "upload produced {} rows, expected {rows}",
+            v["rows_produced"]
+        );
+    }
+    Ok(())
+}
+
+struct Deliveries {
+    failed: AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        if r.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The baseline producer: CSV records (the `csv` crate) → the csvbus JSON value and headers →
+/// librdkafka, as fast as its queue takes them; done when every message is acknowledged.
+fn raw_produce(brokers: &str, topic: &str, file: &Path, rows: u64) -> anyhow::Result<f64> {
+    let ctx = Deliveries {
+        failed: AtomicU64::new(0),
+    };
+    let producer: ThreadedProducer<Deliveries> = csvbus_shared::kafka::client_config(brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "65536")
+        .create_with_context(ctx)?;
+    let started = Instant::now();
+    let mut reader =
+        csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(std::io::BufReader::with_capacity(
+                1 << 20,
+                std::fs::File::open(file)?,
+            ));
+    let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+    let encoder = RowEncoder::new(&header);
+    let import = uuid::Uuid::now_v7().to_string();
+    let mut record = csv::StringRecord::new();
+    let mut value = Vec::with_capacity(1024);
+    let mut line = 1u64;
+    let mut n = 0u64;
+    while reader.read_record(&mut record)? {
+        line += 1;
+        value.clear();
+        encoder.encode(
+            &mut value,
+            record.iter().map(|f| (!f.is_empty()).then_some(f)),
+        );
+        let line_text = line.to_string();
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: "csvbus-import",
+                value: Some(&import),
+            })
+            .insert(Header {
+                key: "csvbus-line",
+                value: Some(&line_text),
+            });
+        let mut rec = BaseRecord::<(), _>::to(topic)
+            .payload(&value)
+            .headers(headers);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((e, back))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                    rec = back;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        n += 1;
+    }
+    producer.flush(Duration::from_secs(300))?;
+    let secs = started.elapsed().as_secs_f64();
+    let failed = producer.context().failed.load(Ordering::Relaxed);
+    if n != rows || failed > 0 {
+        bail!("raw producer sent {n} of {rows} rows, {failed} failed");
+    }
+    Ok(secs)
+}

@@ -1,0 +1,99 @@
+//! The services under test as separate processes (release binaries), so their memory can be
+//! measured: peak RSS is the kernel's `VmHWM` of the process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::process::{Child, Command};
+
+/// A running csvbus service.
+pub struct Proc {
+    pub child: Child,
+    pub addr: String,
+}
+
+/// `target/release/<name>`, next to this harness.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let p = me.parent().context("exe dir")?.join(name);
+    if !p.exists() {
+        bail!(
+            "{} is missing: cargo build --release --bin {name}",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Proc {
+    /// Starts `bin` with `env` and a free port in `addr_var`; waits for `/readyz` if `ready`.
+    pub async fn start(
+        bin: &str,
+        addr_var: &str,
+        env: &[(String, String)],
+        ready: bool,
+    ) -> anyhow::Result<Self> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let child = Command::new(binary(bin)?)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env(addr_var, &addr)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let p = Self { child, addr };
+        if ready {
+            p.ready().await?;
+        }
+        Ok(p)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn ready(&self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(r) = http.get(self.url("/readyz")).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("service on {} not ready", self.addr)
+    }
+
+    /// Peak resident memory so far, in bytes.
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        let pid = self.child.id().context("process gone")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("VmHWM")?;
+        Ok(kb * 1024)
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await?;
+        }
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await??;
+        Ok(())
+    }
+}
