@@ -23,7 +23,7 @@ for svc in upload sink; do
   if [ -f "$state/$svc.pid" ]; then kill "$(cat "$state/$svc.pid")" 2>/dev/null || true; sleep 0.5; fi
 done
 "$bin/csvbus" migrate
-psql "$DATABASE_URL" -q -c "DROP TABLE IF EXISTS demo_people; CREATE TABLE demo_people (id int PRIMARY KEY, name text NOT NULL, city text, born date)"
+psql "$DATABASE_URL" -q -c "DROP TABLE IF EXISTS public.demo_people; CREATE TABLE public.demo_people (id int PRIMARY KEY, name text NOT NULL, city text, born date)"
 nohup "$bin/csvbus-upload" >"$state/upload.log" 2>&1 & echo $! >"$state/upload.pid"
 nohup "$bin/csvbus-sink" >"$state/sink.log" 2>&1 & echo $! >"$state/sink.pid"
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:8080/readyz >/dev/null && break; sleep 0.2; done

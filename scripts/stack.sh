@@ -52,6 +52,9 @@ DO $$ BEGIN
     CREATE ROLE csvbus LOGIN CREATEDB PASSWORD 'csvbus';
   END IF;
 END $$;
+-- The default search_path starts with "$user", which for this role is csvbus' own schema:
+-- unqualified CREATE TABLE would land there, out of the upload service's reach.
+ALTER ROLE csvbus SET search_path = public;
 SQL
   if ! as_postgres psql -tAc "SELECT 1 FROM pg_database WHERE datname = 'csvbus'" | grep -q 1; then
     as_postgres createdb -O csvbus csvbus

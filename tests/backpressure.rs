@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use csvbus_tests::kafka::read_topic;
-use csvbus_tests::{env, spawn_upload, unique, TestDb};
+use csvbus_tests::{env, spawn_upload, unique, Service, TestDb};
 use rdkafka::mocking::MockCluster;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -39,20 +39,37 @@ async fn bytes_received(db: &TestDb) -> Option<i64> {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_broker_down_the_service_stops_reading_the_body_then_resumes() {
+type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// A one-broker mock cluster with a 4-partition topic, a fresh database, and the upload
+/// service on them.
+async fn setup(
+    extra: &[(&str, &str)],
+) -> (Mock, TestDb, String, Service<csvbus_upload::UploadError>) {
     csvbus_tests::init_logs();
     let mock = MockCluster::new(1).unwrap();
-    let topic = unique("bp");
+    let topic = unique("mock");
     mock.create_topic(&topic, 4, 1).unwrap();
     let db = TestDb::new().await;
     db.exec(TABLE).await;
     let mut e = env(&db, &topic);
     e.set("KAFKA_BROKERS", mock.bootstrap_servers());
+    // The mock has no CreateTopics: the service waits for the topic made above.
     e.set("CSVBUS_TOPIC_CREATE", "false");
-    e.set("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD", INFLIGHT.to_string());
-    e.set("CSVBUS_DELIVERY_TIMEOUT_MS", "120000");
+    for (k, v) in extra {
+        e.set(*k, *v);
+    }
     let svc = spawn_upload(&e).await;
+    (mock, db, topic, svc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_down_the_service_stops_reading_the_body_then_resumes() {
+    let (mock, db, topic, svc) = setup(&[
+        ("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD", &INFLIGHT.to_string()),
+        ("CSVBUS_DELIVERY_TIMEOUT_MS", "120000"),
+    ])
+    .await;
 
     // 40,000 rows, ~2.6 MB of CSV: 40 times the in-flight bound.
     let rows = 40_000;
@@ -116,17 +133,7 @@ async fn with_the_broker_down_the_service_stops_reading_the_body_then_resumes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_stays_down_fails_the_upload_with_503_and_how_far_it_got() {
-    csvbus_tests::init_logs();
-    let mock = MockCluster::new(1).unwrap();
-    let topic = unique("down");
-    mock.create_topic(&topic, 4, 1).unwrap();
-    let db = TestDb::new().await;
-    db.exec(TABLE).await;
-    let mut e = env(&db, &topic);
-    e.set("KAFKA_BROKERS", mock.bootstrap_servers());
-    e.set("CSVBUS_TOPIC_CREATE", "false");
-    e.set("CSVBUS_DELIVERY_TIMEOUT_MS", "1500");
-    let svc = spawn_upload(&e).await;
+    let (mock, db, _topic, svc) = setup(&[("CSVBUS_DELIVERY_TIMEOUT_MS", "1500")]).await;
 
     mock.broker_down(1).unwrap();
     let resp = reqwest::Client::new()

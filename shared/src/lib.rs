@@ -18,6 +18,7 @@
 pub mod catalog;
 pub mod config;
 pub mod db;
+pub mod health;
 pub mod imports;
 pub mod kafka;
 pub mod message;

@@ -26,50 +26,30 @@ pub async fn read_topic(
     timeout: Duration,
     quiet: Duration,
 ) -> Vec<Received> {
-    let consumer: StreamConsumer = csvbus_shared::kafka::client_config(brokers)
-        .set("group.id", crate::unique("test-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
     let mut out = Vec::with_capacity(expected);
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let wait = if out.len() >= expected {
-            quiet
-        } else {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
-        };
-        match tokio::time::timeout(wait, consumer.recv()).await {
-            Err(_) => break,
-            Ok(Err(e)) => panic!("consume: {e}"),
-            Ok(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|x| {
-                                (
-                                    x.key.to_owned(),
-                                    String::from_utf8_lossy(x.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
+    scan_topic(brokers, topic, expected, timeout, quiet, |m| {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_owned(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        )
                     })
-                    .unwrap_or_default();
-                out.push(Received {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: serde_json::from_slice(m.payload().unwrap_or_default())
-                        .expect("JSON value"),
-                    headers,
-                });
-            }
-        }
-    }
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Received {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON value"),
+            headers,
+        });
+    })
+    .await;
     out
 }
 

@@ -7,6 +7,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use csvbus_shared::health::Readiness;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
@@ -36,15 +37,11 @@ pub fn router(state: State) -> Router {
 }
 
 async fn readyz(Extract(s): Extract<State>) -> impl IntoResponse {
-    let db = sqlx::query("SELECT 1").execute(&s.pool).await.is_ok();
-    let broker = csvbus_shared::kafka::brokers_reachable(&s.probe, Duration::from_secs(2)).await;
-    let status = if db && broker {
+    let r = Readiness::check(&s.pool, &s.probe, Duration::from_secs(2)).await;
+    let status = if r.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(serde_json::json!({ "database": db, "broker": broker })),
-    )
+    (status, Json(r))
 }

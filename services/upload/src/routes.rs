@@ -9,6 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use csvbus_shared::health::Readiness;
 use csvbus_shared::imports::{self, ImportRecord, RejectedRow};
 use serde::{Deserialize, Serialize};
 use tower_http::timeout::TimeoutLayer;
@@ -166,19 +167,13 @@ async fn get_rejected(
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let db = sqlx::query("SELECT 1").execute(&app.pool).await.is_ok();
-    let broker =
-        csvbus_shared::kafka::brokers_reachable(&app.producer, Duration::from_secs(2)).await;
-    let status = if db && broker {
+    let r = Readiness::check(&app.pool, &app.producer, Duration::from_secs(2)).await;
+    let status = if r.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(serde_json::json!({ "database": db, "broker": broker })),
-    )
-        .into_response()
+    (status, Json(r)).into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
