@@ -10,6 +10,7 @@ mod input;
 mod measure;
 mod procs;
 mod report;
+mod writer;
 
 use std::path::PathBuf;
 
@@ -99,6 +100,10 @@ async fn main() -> anyhow::Result<()> {
     let mut upload = Series::new("upload (first byte → 202)", "s");
     let mut raw = Series::new("raw librdkafka producer", "s");
     let mut sink = Series::new("sink (start → last commit)", "s");
+    let mut sink_first = Series::new("sink: start → first commit (diagnostic)", "s");
+    let mut writer = Series::new("sink writer, no broker (diagnostic)", "s");
+    let mut consumer = Series::new("raw consumer, fresh group (diagnostic)", "s");
+    let mut consumer_first = Series::new("raw consumer: start → first message (diagnostic)", "s");
     let mut copy = Series::new("direct COPY", "s");
     let mut e2e = Series::new("end to end (first byte → last commit)", "s");
     let mut rss_upload = Series::new(
@@ -117,9 +122,21 @@ async fn main() -> anyhow::Result<()> {
         say(&format!("run {run}/{}: direct COPY", args.runs));
         copy.runs.push(b.copy().await?);
         say(&format!("run {run}/{}: sink", args.runs));
-        let (secs, peak) = b.sink(&up).await?;
+        let (secs, first, peak) = b.sink(&up).await?;
         sink.runs.push(secs);
+        sink_first.runs.push(first);
         rss_sink.runs.push(peak as f64);
+        say(&format!(
+            "run {run}/{}: sink writer without broker",
+            args.runs
+        ));
+        writer
+            .runs
+            .push(writer::sink_writer(&b, sink_batch_rows(), sink_concurrency()).await?);
+        say(&format!("run {run}/{}: raw consumer", args.runs));
+        let (first, secs) = b.raw_consumer(&up).await?;
+        consumer_first.runs.push(first);
+        consumer.runs.push(secs);
         say(&format!("run {run}/{}: end to end", args.runs));
         let (secs, u, s) = b.end_to_end().await?;
         e2e.runs.push(secs);
@@ -194,9 +211,32 @@ async fn main() -> anyhow::Result<()> {
         Ratio::of_times("upload / raw producer", &upload, &raw, 0.5),
         Ratio::of_times("sink / direct COPY", &sink, &copy, 0.8),
         Ratio::of_times("end to end / direct COPY", &e2e, &copy, 0.5),
+        // Diagnostics: where the sink's time goes (no targets of their own).
+        Ratio::of_times(
+            "(diagnostic) sink writer without broker / direct COPY",
+            &writer,
+            &copy,
+            0.8,
+        ),
+        Ratio::of_times(
+            "(diagnostic) sink / raw consumer of the same topic",
+            &sink,
+            &consumer,
+            0.8,
+        ),
     ];
     let header = machine(&args.brokers);
-    let times = vec![upload, raw, sink, copy, e2e];
+    let times = vec![
+        upload,
+        raw,
+        sink,
+        copy,
+        e2e,
+        sink_first,
+        writer,
+        consumer,
+        consumer_first,
+    ];
     let md = report::markdown(&header, rows, bytes, &times, &memory, &ratios, &checks);
     println!("\n{md}");
     let stamp = chrono_stamp();
@@ -226,6 +266,21 @@ fn say(s: &str) {
 fn count_rows(file: &std::path::Path) -> anyhow::Result<u64> {
     let mut r = csv::Reader::from_path(file)?;
     Ok(r.byte_records().count() as u64)
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn sink_batch_rows() -> usize {
+    env_or("CSVBUS_SINK_BATCH_ROWS", 20_000)
+}
+
+fn sink_concurrency() -> usize {
+    env_or("CSVBUS_SINK_CONCURRENCY", 4)
 }
 
 fn inflight_total() -> u64 {

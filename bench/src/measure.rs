@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -133,7 +134,7 @@ impl Bench {
 
     /// The sink, started fresh on the topic of `up`, from its start to the import's last row
     /// committed.
-    pub async fn sink(&self, up: &Uploaded) -> anyhow::Result<(f64, u64)> {
+    pub async fn sink(&self, up: &Uploaded) -> anyhow::Result<(f64, f64, u64)> {
         self.reset_table().await?;
         sqlx::query("UPDATE csvbus.imports SET rows_written = 0, rows_write_rejected = 0, status = 'produced', finished_at = NULL WHERE id = $1::uuid")
             .bind(&up.import_id)
@@ -147,12 +148,58 @@ impl Bench {
             false,
         )
         .await?;
-        self.wait_written(&up.import_id, Duration::from_secs(1800))
+        let first = self
+            .wait_written(&up.import_id, started, Duration::from_secs(1800))
             .await?;
         let secs = started.elapsed().as_secs_f64();
         let peak = sink.peak_rss()?;
         sink.stop().await?;
-        Ok((secs, peak))
+        Ok((secs, first, peak))
+    }
+
+    /// A diagnostic, not a target: a minimal consumer reading the topic of `up` from a fresh
+    /// group (join included) until every row arrived; (seconds to the first message, total).
+    pub async fn raw_consumer(&self, up: &Uploaded) -> anyhow::Result<(f64, f64)> {
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        let started = Instant::now();
+        let n: usize = std::env::var("BENCH_CONSUMERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let group = unique("raw");
+        let seen = Arc::new(AtomicU64::new(0));
+        let first = Arc::new(std::sync::Mutex::new(None));
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let consumer: StreamConsumer = csvbus_shared::kafka::client_config(&self.brokers)
+                .set("group.id", &group)
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "false")
+                .set(
+                    "fetch.min.bytes",
+                    std::env::var("BENCH_FMB").unwrap_or("1".into()),
+                )
+                .create()?;
+            consumer.subscribe(&[&up.topic])?;
+            let (seen, first, rows) = (seen.clone(), first.clone(), self.rows);
+            tasks.push(tokio::spawn(async move {
+                while seen.load(Ordering::Relaxed) < rows {
+                    if let Ok(Ok(_)) =
+                        tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+                    {
+                        seen.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut f) = first.lock() {
+                            f.get_or_insert_with(|| started.elapsed().as_secs_f64());
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await?;
+        }
+        let first = first.lock().ok().and_then(|f| *f).unwrap_or(0.0);
+        Ok((first, started.elapsed().as_secs_f64()))
     }
 
     /// `COPY … FROM STDIN (FORMAT csv, HEADER)` of the file into the truncated table.
@@ -195,7 +242,8 @@ impl Bench {
         let accepted = post_file(&upload, &self.table, &self.file).await?;
         check_accepted(&accepted, self.rows)?;
         let id = accepted["import_id"].as_str().unwrap_or_default();
-        self.wait_written(id, Duration::from_secs(1800)).await?;
+        self.wait_written(id, started, Duration::from_secs(1800))
+            .await?;
         let secs = started.elapsed().as_secs_f64();
         let (u, s) = (upload.peak_rss()?, sink.peak_rss()?);
         upload.stop().await?;
@@ -203,8 +251,16 @@ impl Bench {
         Ok((secs, u, s))
     }
 
-    async fn wait_written(&self, import_id: &str, timeout: Duration) -> anyhow::Result<()> {
+    /// Waits until every row of the import is committed; returns the seconds from `started`
+    /// to the first committed batch.
+    async fn wait_written(
+        &self,
+        import_id: &str,
+        started: Instant,
+        timeout: Duration,
+    ) -> anyhow::Result<f64> {
         let deadline = Instant::now() + timeout;
+        let mut first = None;
         loop {
             let (written, rejected): (i64, i64) = sqlx::query_as(
                 "SELECT rows_written, rows_write_rejected FROM csvbus.imports WHERE id = $1::uuid",
@@ -212,11 +268,14 @@ impl Bench {
             .bind(import_id)
             .fetch_one(&self.pool)
             .await?;
+            if written > 0 {
+                first.get_or_insert_with(|| started.elapsed().as_secs_f64());
+            }
             if (written + rejected) as u64 >= self.rows {
                 if rejected > 0 {
                     bail!("{rejected} rows rejected by Postgres");
                 }
-                return Ok(());
+                return Ok(first.unwrap_or(0.0));
             }
             if Instant::now() > deadline {
                 bail!("sink wrote {written} of {} rows in time", self.rows);

@@ -1,0 +1,81 @@
+//! A diagnostic: the sink's write path without the broker. The rows are encoded as the upload
+//! service would (JSON values, line numbers) and handed to the sink's own writer in batches,
+//! partition by partition, with the sink's concurrency — what the sink could do if the broker
+//! delivered instantly. Tells the sink's own cost apart from the broker's fetch rate.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use csvbus_shared::catalog::TableName;
+use csvbus_shared::message::RowEncoder;
+use csvbus_sink::batch::{Meta, Record};
+use csvbus_sink::writer::{write_with_retry, Batch};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::measure::{unique, Bench};
+
+const PARTITIONS: i32 = 4;
+
+/// Seconds to write every row through `csvbus_sink::writer` (records built beforehand).
+pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> anyhow::Result<f64> {
+    b.reset_table().await?;
+    let table =
+        TableName::parse(&b.table, "public").ok_or_else(|| anyhow::anyhow!("table name"))?;
+    let mut reader = csv::Reader::from_path(&b.file)?;
+    let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+    let import = uuid::Uuid::now_v7();
+    csvbus_shared::imports::create(&b.pool, import, &table, &header).await?;
+    let encoder = RowEncoder::new(&header);
+    let mut parts: Vec<Vec<Record>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
+    let mut record = csv::StringRecord::new();
+    let mut line = 1i64;
+    let table_text = format!("{}.{}", table.schema, table.table);
+    while reader.read_record(&mut record)? {
+        line += 1;
+        let mut payload = Vec::with_capacity(200);
+        encoder.encode(
+            &mut payload,
+            record.iter().map(|f| (!f.is_empty()).then_some(f)),
+        );
+        let p = &mut parts[(line as usize) % PARTITIONS as usize];
+        p.push(Record {
+            offset: p.len() as i64,
+            meta: Some(Meta {
+                import,
+                line,
+                table: table_text.clone(),
+            }),
+            payload,
+            debug_headers: None,
+        });
+    }
+
+    let group = unique("writer");
+    let sem = Arc::new(Semaphore::new(concurrency));
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (partition, records) in parts.into_iter().enumerate() {
+        let (pool, group, sem, stop) = (b.pool.clone(), group.clone(), sem.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut records = records.into_iter().peekable();
+            while records.peek().is_some() {
+                let batch = Batch {
+                    topic: "bench-writer".into(),
+                    partition: partition as i32,
+                    records: records.by_ref().take(batch_rows).collect(),
+                };
+                let _permit = sem.acquire().await?;
+                write_with_retry(&pool, &group, &batch, &stop)
+                    .await
+                    .ok_or_else(|| anyhow::anyhow!("writer stopped"))?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
