@@ -113,6 +113,9 @@ case "${1:-up}" in
     ;;
   stop-broker)
     if [ -f "$state/tansu.pid" ]; then kill "$(cat "$state/tansu.pid")" 2>/dev/null || true; rm -f "$state/tansu.pid"; fi
+    # A tansu started from another checkout (its own .stack/) on the same port: stop it too.
+    pkill -f "tansu broker .*tcp://127.0.0.1:9092" 2>/dev/null || true
+    for _ in $(seq 1 50); do port_open 9092 || break; sleep 0.1; done
     ;;
   *)
     echo "usage: $0 [up|stop-broker]" >&2

@@ -165,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
             "B",
         );
         s.runs
-            .push(b.upload_memory(&f, args.large_rows, 1).await? as f64);
+            .push(b.upload_memory(&f, args.large_rows, 1, &[]).await? as f64);
         let large = s.max();
         checks.push((
             format!(
@@ -179,27 +179,55 @@ async fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&f);
     }
     if args.concurrent > 1 {
+        // Bounded by configuration: the same uploads with the default in-flight total and with
+        // a quarter of it; the peak must follow the setting, and stay under base + in-flight
+        // total + a per-upload allowance for HTTP and CSV buffers.
         let f = work.join(format!("input-{}.csv", args.concurrent_rows));
         input::generate(&f, args.concurrent_rows)?;
-        say(&format!("memory: {} concurrent uploads", args.concurrent));
-        let mut s = Series::new(
-            &format!("upload service, {} concurrent uploads", args.concurrent),
-            "B",
-        );
-        s.runs.push(
-            b.upload_memory(&f, args.concurrent_rows, args.concurrent)
-                .await? as f64,
-        );
-        let bound = inflight_total() as f64 + 64.0 * 1048576.0;
+        let total = inflight_total();
+        for bound in [total, total / 4] {
+            say(&format!(
+                "memory: {} concurrent uploads, CSVBUS_INFLIGHT_BYTES_TOTAL={bound}",
+                args.concurrent
+            ));
+            let extra = [("CSVBUS_INFLIGHT_BYTES_TOTAL", bound.to_string())];
+            let mut s = Series::new(
+                &format!(
+                    "upload service, {} concurrent uploads, in-flight total {:.0} MiB",
+                    args.concurrent,
+                    report::mib(bound as f64)
+                ),
+                "B",
+            );
+            s.runs.push(
+                b.upload_memory(&f, args.concurrent_rows, args.concurrent, &extra)
+                    .await? as f64,
+            );
+            let limit = small + bound as f64 + args.concurrent as f64 * PER_UPLOAD_BUFFERS;
+            checks.push((
+                format!(
+                    "{} uploads, in-flight total {:.0} MiB: {:.1} MiB ≤ one-upload peak + in-flight total + {} × 4 MiB ({:.1} MiB)",
+                    args.concurrent,
+                    report::mib(bound as f64),
+                    report::mib(s.max()),
+                    args.concurrent,
+                    report::mib(limit)
+                ),
+                s.max() <= limit,
+            ));
+            memory.push(s);
+        }
+        let n = memory.len();
+        let (full, quarter) = (memory[n - 2].max(), memory[n - 1].max());
         checks.push((
             format!(
-                "{} concurrent uploads ≤ in-flight total + 64 MiB ({:.1} MiB)",
+                "{} uploads: a quarter of the in-flight total lowers the peak ({:.1} → {:.1} MiB)",
                 args.concurrent,
-                report::mib(s.max())
+                report::mib(full),
+                report::mib(quarter)
             ),
-            s.max() <= bound,
+            quarter < full,
         ));
-        memory.push(s);
     }
     let sink_peak = rss_sink.max();
     checks.push((
@@ -268,6 +296,10 @@ fn count_rows(file: &std::path::Path) -> anyhow::Result<u64> {
     Ok(r.byte_records().count() as u64)
 }
 
+/// Allowance per concurrent upload for its HTTP and CSV buffers (hyper's read buffer, the
+/// body decoder, the CSV reader and record window).
+const PER_UPLOAD_BUFFERS: f64 = 4.0 * 1048576.0;
+
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -276,7 +308,7 @@ fn env_or(name: &str, default: usize) -> usize {
 }
 
 fn sink_batch_rows() -> usize {
-    env_or("CSVBUS_SINK_BATCH_ROWS", 20_000)
+    env_or("CSVBUS_SINK_BATCH_ROWS", 5_000)
 }
 
 fn sink_concurrency() -> usize {

@@ -99,21 +99,19 @@ impl Bench {
         })
     }
 
-    /// `concurrent` uploads of `file` at once to one service; its peak RSS.
+    /// `concurrent` uploads of `file` at once to one service (with `extra` settings); its peak
+    /// RSS.
     pub async fn upload_memory(
         &self,
         file: &Path,
         rows: u64,
         concurrent: usize,
+        extra: &[(&str, String)],
     ) -> anyhow::Result<u64> {
         let topic = unique("bench-mem");
-        let svc = Proc::start(
-            "csvbus-upload",
-            "CSVBUS_UPLOAD_ADDR",
-            &self.env(&topic, "-"),
-            true,
-        )
-        .await?;
+        let mut env = self.env(&topic, "-");
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let svc = Proc::start("csvbus-upload", "CSVBUS_UPLOAD_ADDR", &env, true).await?;
         let posts = (0..concurrent).map(|_| post_file(&svc, &self.table, file));
         for r in futures::future::join_all(posts).await {
             check_accepted(&r?, rows)?;

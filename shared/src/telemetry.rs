@@ -34,6 +34,16 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may be installed already (a test harness); then ours only renders.
             let _ = metrics::set_global_recorder(recorder);
+            // Histogram samples wait in a buffer until upkeep folds them into the buckets:
+            // without it they pile up with every row recorded (memory growing with input size,
+            // found by the benchmark's 1 GB upload).
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    upkeep.run_upkeep();
+                });
             handle
         })
         .clone()

@@ -22,6 +22,10 @@ pub struct SinkConfig {
     pub concurrency: usize,
     /// `CSVBUS_SHUTDOWN_GRACE_MS`: how long in-flight batches may take to commit at shutdown.
     pub shutdown_grace: Duration,
+    /// `CSVBUS_SINK_PREFETCH_BYTES`: messages librdkafka may fetch ahead of the batches
+    /// (`queued.max.messages.kbytes`). Memory is about this plus `batch_rows × (concurrency + 2)`
+    /// records.
+    pub prefetch_bytes: u64,
 }
 
 impl SinkConfig {
@@ -30,10 +34,11 @@ impl SinkConfig {
             common: CommonConfig::from_env(env)?,
             addr: env.parse("CSVBUS_SINK_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
             group_id: env.string("CSVBUS_SINK_GROUP", "csvbus-sink"),
-            batch_rows: env.parse("CSVBUS_SINK_BATCH_ROWS", 20_000)?,
+            batch_rows: env.parse("CSVBUS_SINK_BATCH_ROWS", 5_000)?,
             linger: env.millis("CSVBUS_SINK_LINGER_MS", 200)?,
             concurrency: env.parse("CSVBUS_SINK_CONCURRENCY", 4)?,
             shutdown_grace: env.millis("CSVBUS_SHUTDOWN_GRACE_MS", 30_000)?,
+            prefetch_bytes: env.parse("CSVBUS_SINK_PREFETCH_BYTES", 8 << 20)?,
         })
     }
 }

@@ -47,6 +47,14 @@ pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::Kaf
         .set("session.timeout.ms", "10000")
         .set("max.poll.interval.ms", "600000")
         .set("statistics.interval.ms", "5000")
+        .set(
+            "queued.max.messages.kbytes",
+            (config.prefetch_bytes / 1024).max(1024).to_string(),
+        )
+        .set(
+            "queued.min.messages",
+            config.batch_rows.max(1000).to_string(),
+        )
         .create_with_context(LagContext::new(&config.common.topic, &config.group_id))
 }
 

@@ -47,6 +47,11 @@ pub fn producer(config: &UploadConfig) -> Result<FutureProducer, KafkaError> {
     c.create()
 }
 
+/// Memory a message in flight takes beyond its key and value: librdkafka's message and
+/// headers, the delivery future and its slot here. Counted against the in-flight bounds so
+/// that they bound memory, not just payload bytes.
+const MESSAGE_OVERHEAD: usize = 512;
+
 /// One message awaiting its acknowledgement.
 struct Pending {
     delivery: DeliveryFuture,
@@ -113,7 +118,7 @@ impl InFlight {
         key: Option<&[u8]>,
         headers: OwnedHeaders,
     ) -> Result<(), ProduceError> {
-        let size = (payload.len() + key.map_or(0, <[u8]>::len) + 64) as u32;
+        let size = (payload.len() + key.map_or(0, <[u8]>::len) + MESSAGE_OVERHEAD) as u32;
         while self.held + u64::from(size) > self.limit && !self.pending.is_empty() {
             self.complete_one().await?;
         }
