@@ -1,5 +1,5 @@
-//! The upload service against a broker that stalls or goes away, using librdkafka's mock
-//! cluster for the fault injection (slow round trips, a broker down). The data stays small:
+//! The services against a broker that stalls or goes away, using librdkafka's mock cluster for
+//! the fault injection (a broker down). The data stays small:
 //! the mock drops messages past ~5 MiB per partition.
 
 #![allow(clippy::unwrap_used)]
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use csvbus_tests::kafka::read_topic;
-use csvbus_tests::{env, spawn_upload, unique, Service, TestDb};
+use csvbus_tests::{env, spawn_sink, spawn_upload, unique, wait_final, Service, TestDb};
 use rdkafka::mocking::MockCluster;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -45,7 +45,13 @@ type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
 /// service on them.
 async fn setup(
     extra: &[(&str, &str)],
-) -> (Mock, TestDb, String, Service<csvbus_upload::UploadError>) {
+) -> (
+    Mock,
+    TestDb,
+    String,
+    Service<csvbus_upload::UploadError>,
+    csvbus_shared::config::Env,
+) {
     csvbus_tests::init_logs();
     let mock = MockCluster::new(1).unwrap();
     let topic = unique("mock");
@@ -60,12 +66,12 @@ async fn setup(
         e.set(*k, *v);
     }
     let svc = spawn_upload(&e).await;
-    (mock, db, topic, svc)
+    (mock, db, topic, svc, e)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_down_the_service_stops_reading_the_body_then_resumes() {
-    let (mock, db, topic, svc) = setup(&[
+    let (mock, db, topic, svc, _) = setup(&[
         ("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD", &INFLIGHT.to_string()),
         ("CSVBUS_DELIVERY_TIMEOUT_MS", "120000"),
     ])
@@ -133,7 +139,7 @@ async fn with_the_broker_down_the_service_stops_reading_the_body_then_resumes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_stays_down_fails_the_upload_with_503_and_how_far_it_got() {
-    let (mock, db, _topic, svc) = setup(&[("CSVBUS_DELIVERY_TIMEOUT_MS", "1500")]).await;
+    let (mock, db, _topic, svc, _) = setup(&[("CSVBUS_DELIVERY_TIMEOUT_MS", "1500")]).await;
 
     mock.broker_down(1).unwrap();
     let resp = reqwest::Client::new()
@@ -159,4 +165,58 @@ async fn a_broker_that_stays_down_fails_the_upload_with_503_and_how_far_it_got()
     assert!(error.is_some_and(|e| !e.is_empty()));
     mock.broker_up(1).unwrap();
     svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_waits_out_a_broker_outage_and_writes_every_row_once() {
+    let (mock, db, _topic, upload, mut e) = setup(&[]).await;
+    // Small batches, so the outage lands mid-import.
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_BATCH_ROWS", "500");
+    e.set("CSVBUS_SINK_LINGER_MS", "20");
+    let rows = 30_000;
+    let resp = reqwest::Client::new()
+        .post(upload.url("/v1/imports?table=people"))
+        .header("content-type", "text/csv")
+        .body(body(rows, Arc::default()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let id = resp.json::<Value>().await.unwrap()["import_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let written = || async {
+        sqlx::query_scalar::<_, i64>("SELECT rows_written FROM csvbus.imports")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    let sink = spawn_sink(&e).await;
+    while written().await == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    mock.broker_down(1).unwrap();
+    let at_outage = written().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = written().await;
+    mock.broker_up(1).unwrap();
+    let rec = wait_final(&upload, &id, Duration::from_secs(120)).await;
+    eprintln!("outage at {at_outage} rows written, {during} after 3 s down");
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(rec["rows_written"], rows);
+    let (count, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT id) FROM people")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((count, distinct), (rows as i64, rows as i64));
+    let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM csvbus.rejected_rows")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rejected, 0);
+    sink.stop().await;
+    upload.stop().await;
 }
