@@ -330,3 +330,46 @@ async fn two_sinks_share_a_group_through_a_rebalance_and_another_group_gets_ever
     c.stop().await;
     upload.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_left_by_an_earlier_incarnation_of_the_topic_do_not_skip_new_rows() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let topic = unique("sink");
+    let group = unique("g");
+    let e = test_env(&db, &topic, &group);
+    // The topic "was" deleted and created again: the group's positions from before are far
+    // ahead of the new log's offsets.
+    sqlx::query(
+        "INSERT INTO csvbus.sink_offsets (group_id, topic, partition, next_offset, updated_at)
+         SELECT $1, $2, p, 1000000, now() - interval '1 hour' FROM generate_series(0, 3) p",
+    )
+    .bind(&group)
+    .bind(&topic)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let upload = spawn_upload(&e).await;
+    let n = 20_000;
+    let accepted = post(&upload, "nums", reqwest::Body::wrap_stream(nums_csv(1, n))).await;
+    let sink = spawn_sink(&e).await;
+    let rec = wait_final(
+        &upload,
+        accepted["import_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_nums_exact(&db, n as i64).await;
+    let behind: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM csvbus.sink_offsets WHERE group_id = $1 AND next_offset < 1000000",
+    )
+    .bind(&group)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(behind, 4, "every partition started over");
+    sink.stop().await;
+    upload.stop().await;
+}

@@ -9,12 +9,14 @@
 //!   rejected rows, import counters, new position; retries for infrastructure errors.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`lag`]: consumer lag per partition against the positions in Postgres.
+//! - [`stale`]: detects positions left by an earlier incarnation of a recreated topic.
 
 pub mod batch;
 pub mod config;
 pub mod consume;
 pub mod http;
 pub mod lag;
+pub mod stale;
 pub mod writer;
 
 use csvbus_shared::db;

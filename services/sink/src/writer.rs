@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::batch::{group, Group, Record};
+use crate::stale::positions_are_stale;
 
 /// What one committed batch did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -108,8 +109,8 @@ async fn write_once(pool: &PgPool, group_id: &str, batch: &Batch) -> Result<Outc
     .await?
     .rows_affected()
         == 1;
-    let stored: i64 = sqlx::query_scalar(
-        "SELECT next_offset FROM csvbus.sink_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+    let (stored, position_updated): (i64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+        "SELECT next_offset, updated_at FROM csvbus.sink_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
     )
     .bind(group_id)
     .bind(&batch.topic)
@@ -117,6 +118,29 @@ async fn write_once(pool: &PgPool, group_id: &str, batch: &Batch) -> Result<Outc
     .fetch_one(&mut *tx)
     .await?;
     let first_new = batch.records.partition_point(|r| r.offset < stored);
+    if first_new > 0
+        && positions_are_stale(&mut tx, &batch.records[..first_new], position_updated).await?
+    {
+        tracing::warn!(
+            partition = batch.partition,
+            stored,
+            "stored position is ahead of a recreated topic: starting the partition over"
+        );
+        sqlx::query(
+            "UPDATE csvbus.sink_offsets SET next_offset = 0, updated_at = now()
+              WHERE group_id = $1 AND topic = $2 AND partition = $3",
+        )
+        .bind(group_id)
+        .bind(&batch.topic)
+        .bind(batch.partition)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(Outcome {
+            gap: Some(0),
+            ..Outcome::default()
+        });
+    }
     let fresh = &batch.records[first_new..];
     let mut outcome = Outcome {
         skipped: first_new as u64,
