@@ -187,20 +187,14 @@ async fn the_sink_waits_out_a_broker_outage_and_writes_every_row_once() {
         .as_str()
         .unwrap()
         .to_owned();
-    let written = || async {
-        sqlx::query_scalar::<_, i64>("SELECT rows_written FROM csvbus.imports")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap()
-    };
     let sink = spawn_sink(&e).await;
-    while written().await == 0 {
+    while db.rows_written().await == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     mock.broker_down(1).unwrap();
-    let at_outage = written().await;
+    let at_outage = db.rows_written().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let during = written().await;
+    let during = db.rows_written().await;
     mock.broker_up(1).unwrap();
     let rec = wait_final(&upload, &id, Duration::from_secs(120)).await;
     eprintln!("outage at {at_outage} rows written, {during} after 3 s down");

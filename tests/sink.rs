@@ -65,6 +65,17 @@ async fn assert_nums_exact(db: &TestDb, n: i64) {
     assert_eq!(rejected, 0, "no row was rejected");
 }
 
+/// A fresh database with `nums`, a topic and group of the test's own, and their environment.
+async fn nums_stack() -> (TestDb, String, String, Env) {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let topic = unique("sink");
+    let group = unique("g");
+    let e = test_env(&db, &topic, &group);
+    (db, topic, group, e)
+}
+
 fn test_env(db: &TestDb, topic: &str, group: &str) -> Env {
     let mut e = env(db, topic);
     e.set("CSVBUS_SINK_GROUP", group);
@@ -174,11 +185,7 @@ async fn values_of_every_type_round_trip_and_bad_values_are_rejected_at_their_li
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_rows_land_exactly_once_and_the_import_completes() {
-    csvbus_tests::init_logs();
-    let db = TestDb::new().await;
-    db.exec(NUMS).await;
-    let topic = unique("sink");
-    let e = test_env(&db, &topic, &unique("g"));
+    let (db, topic, _group, e) = nums_stack().await;
     let upload = spawn_upload(&e).await;
     let sink = spawn_sink(&e).await;
     let n = 1_000_000;
@@ -225,28 +232,17 @@ async fn a_million_rows_land_exactly_once_and_the_import_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
-    csvbus_tests::init_logs();
-    let db = TestDb::new().await;
-    db.exec(NUMS).await;
-    let topic = unique("sink");
-    let group = unique("g");
-    let e = test_env(&db, &topic, &group);
+    let (db, _topic, _group, e) = nums_stack().await;
     let upload = spawn_upload(&e).await;
     let n = 300_000;
     let accepted = post(&upload, "nums", reqwest::Body::wrap_stream(nums_csv(1, n))).await;
     let id = accepted["import_id"].as_str().unwrap().to_owned();
 
-    let written = || async {
-        sqlx::query_scalar::<_, i64>("SELECT rows_written FROM csvbus.imports")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap()
-    };
     // Kill the sink abruptly at different moments: right after start, and mid-write.
     for (round, wait_for) in [(0, 0), (1, 20_000), (2, 90_000), (3, 160_000)] {
         let sink = KillableSink::start(&e);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while written().await < wait_for {
+        while db.rows_written().await < wait_for {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "round {round}: no progress"
@@ -256,12 +252,12 @@ async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
         sink.kill();
         eprintln!(
             "round {round}: sink killed at rows_written={}",
-            written().await
+            db.rows_written().await
         );
     }
     // A database outage: every connection of the sink is terminated while it writes.
     let sink = spawn_sink(&e).await;
-    while written().await < 200_000 {
+    while db.rows_written().await < 200_000 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for _ in 0..3 {
@@ -281,14 +277,9 @@ async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sinks_share_a_group_through_a_rebalance_and_another_group_gets_every_row() {
-    csvbus_tests::init_logs();
-    let db = TestDb::new().await;
-    db.exec(NUMS).await;
+    let (db, topic, _group, e) = nums_stack().await;
     let other_db = TestDb::new().await;
     other_db.exec(NUMS).await;
-    let topic = unique("sink");
-    let group = unique("g");
-    let e = test_env(&db, &topic, &group);
     let upload = spawn_upload(&e).await;
     let a = spawn_sink(&e).await;
     let b = spawn_sink(&e).await;
@@ -300,12 +291,7 @@ async fn two_sinks_share_a_group_through_a_rebalance_and_another_group_gets_ever
     let accepted = post(&upload, "nums", reqwest::Body::wrap_stream(nums_csv(1, n))).await;
     let id = accepted["import_id"].as_str().unwrap().to_owned();
     // Stop one replica of the group mid-import: its partitions move to the other.
-    while sqlx::query_scalar::<_, i64>("SELECT rows_written FROM csvbus.imports")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
-        < 50_000
-    {
+    while db.rows_written().await < 50_000 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     a.stop().await;
@@ -333,12 +319,7 @@ async fn two_sinks_share_a_group_through_a_rebalance_and_another_group_gets_ever
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn positions_left_by_an_earlier_incarnation_of_the_topic_do_not_skip_new_rows() {
-    csvbus_tests::init_logs();
-    let db = TestDb::new().await;
-    db.exec(NUMS).await;
-    let topic = unique("sink");
-    let group = unique("g");
-    let e = test_env(&db, &topic, &group);
+    let (db, topic, group, e) = nums_stack().await;
     // The topic "was" deleted and created again: the group's positions from before are far
     // ahead of the new log's offsets.
     sqlx::query(

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -160,44 +159,18 @@ impl Bench {
     pub async fn raw_consumer(&self, up: &Uploaded) -> anyhow::Result<(f64, f64)> {
         use rdkafka::consumer::{Consumer, StreamConsumer};
         let started = Instant::now();
-        let n: usize = std::env::var("BENCH_CONSUMERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        let group = unique("raw");
-        let seen = Arc::new(AtomicU64::new(0));
-        let first = Arc::new(std::sync::Mutex::new(None));
-        let mut tasks = Vec::new();
-        for _ in 0..n {
-            let consumer: StreamConsumer = csvbus_shared::kafka::client_config(&self.brokers)
-                .set("group.id", &group)
-                .set("auto.offset.reset", "earliest")
-                .set("enable.auto.commit", "false")
-                .set(
-                    "fetch.min.bytes",
-                    std::env::var("BENCH_FMB").unwrap_or("1".into()),
-                )
-                .create()?;
-            consumer.subscribe(&[&up.topic])?;
-            let (seen, first, rows) = (seen.clone(), first.clone(), self.rows);
-            tasks.push(tokio::spawn(async move {
-                while seen.load(Ordering::Relaxed) < rows {
-                    if let Ok(Ok(_)) =
-                        tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
-                    {
-                        seen.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut f) = first.lock() {
-                            f.get_or_insert_with(|| started.elapsed().as_secs_f64());
-                        }
-                    }
-                }
-            }));
+        let consumer: StreamConsumer = csvbus_shared::kafka::client_config(&self.brokers)
+            .set("group.id", unique("raw"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        consumer.subscribe(&[&up.topic])?;
+        let mut first = None;
+        for _ in 0..self.rows {
+            tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await??;
+            first.get_or_insert_with(|| started.elapsed().as_secs_f64());
         }
-        for t in tasks {
-            t.await?;
-        }
-        let first = first.lock().ok().and_then(|f| *f).unwrap_or(0.0);
-        Ok((first, started.elapsed().as_secs_f64()))
+        Ok((first.unwrap_or(0.0), started.elapsed().as_secs_f64()))
     }
 
     /// `COPY … FROM STDIN (FORMAT csv, HEADER)` of the file into the truncated table.

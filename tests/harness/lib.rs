@@ -75,6 +75,14 @@ impl TestDb {
     }
 
     /// Runs SQL (DDL for target tables).
+    /// `rows_written` of the database's one import.
+    pub async fn rows_written(&self) -> i64 {
+        sqlx::query_scalar("SELECT rows_written FROM csvbus.imports")
+            .fetch_one(&self.pool)
+            .await
+            .expect("one import")
+    }
+
     pub async fn exec(&self, sql: &str) {
         sqlx::raw_sql(sql)
             .execute(&self.pool)

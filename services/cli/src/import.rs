@@ -56,8 +56,9 @@ async fn import_one(
     bars: &MultiProgress,
 ) -> (Verdict, Value) {
     let name = source.name();
-    let bar = bars.add(ProgressBar::new(source.size().await.unwrap_or(0)));
-    bar.set_style(style(source.size().await.is_some()));
+    let size = source.size().await;
+    let bar = bars.add(ProgressBar::new(size.unwrap_or(0)));
+    bar.set_style(style(size.is_some()));
     bar.set_prefix(name.clone());
     let started = Instant::now();
     let outcome = send_with_retry(client, args, source, &bar).await;
@@ -140,7 +141,7 @@ async fn send_with_retry(
             let (bar, lines) = (bar.clone(), lines.clone());
             move |chunk: &[u8]| {
                 bar.inc(chunk.len() as u64);
-                let n = lines.fetch_add(memchr_count(chunk), Ordering::Relaxed);
+                let n = lines.fetch_add(count_newlines(chunk), Ordering::Relaxed);
                 bar.set_message(format!("~{} rows", n.saturating_sub(1)));
             }
         };
@@ -181,7 +182,7 @@ async fn send_with_retry(
     }
 }
 
-fn memchr_count(chunk: &[u8]) -> u64 {
+fn count_newlines(chunk: &[u8]) -> u64 {
     chunk.iter().filter(|b| **b == b'\n').count() as u64
 }
 

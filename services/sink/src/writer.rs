@@ -126,15 +126,7 @@ async fn write_once(pool: &PgPool, group_id: &str, batch: &Batch) -> Result<Outc
             stored,
             "stored position is ahead of a recreated topic: starting the partition over"
         );
-        sqlx::query(
-            "UPDATE csvbus.sink_offsets SET next_offset = 0, updated_at = now()
-              WHERE group_id = $1 AND topic = $2 AND partition = $3",
-        )
-        .bind(group_id)
-        .bind(&batch.topic)
-        .bind(batch.partition)
-        .execute(&mut *tx)
-        .await?;
+        set_position(&mut tx, group_id, batch, 0).await?;
         tx.commit().await?;
         return Ok(Outcome {
             gap: Some(0),
@@ -197,6 +189,18 @@ async fn write_once(pool: &PgPool, group_id: &str, batch: &Batch) -> Result<Outc
     for (import, (written, rejected)) in counts {
         imports::add_written(&mut tx, import, written, rejected).await?;
     }
+    set_position(&mut tx, group_id, batch, outcome.next_offset).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Moves the partition's stored position (inside the batch's transaction).
+async fn set_position(
+    conn: &mut PgConnection,
+    group_id: &str,
+    batch: &Batch,
+    next_offset: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE csvbus.sink_offsets SET next_offset = $4, updated_at = now()
           WHERE group_id = $1 AND topic = $2 AND partition = $3",
@@ -204,11 +208,10 @@ async fn write_once(pool: &PgPool, group_id: &str, batch: &Batch) -> Result<Outc
     .bind(group_id)
     .bind(&batch.topic)
     .bind(batch.partition)
-    .bind(outcome.next_offset)
-    .execute(&mut *tx)
+    .bind(next_offset)
+    .execute(conn)
     .await?;
-    tx.commit().await?;
-    Ok(outcome)
+    Ok(())
 }
 
 /// COPYs a group; on a data error finds the bad rows by bisection. Returns rows written.
