@@ -50,6 +50,25 @@ async fn migrations_apply_once_when_two_services_start_together() {
         (rec.table.as_str(), rec.status.as_str()),
         ("public.t", "receiving")
     );
+
+    // A late progress tick does not overwrite the final counters.
+    let counters = |n| csvbus_shared::imports::UploadCounters {
+        rows_received: n,
+        rows_produced: n,
+        rows_rejected: 0,
+        bytes_received: n * 10,
+    };
+    csvbus_shared::imports::finish_upload(&db.pool, id, "produced", &counters(10), None)
+        .await
+        .unwrap();
+    csvbus_shared::imports::update_progress(&db.pool, id, &counters(5))
+        .await
+        .unwrap();
+    let rec = csvbus_shared::imports::get(&db.pool, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((rec.status.as_str(), rec.rows_produced), ("produced", 10));
 }
 
 #[tokio::test]

@@ -87,7 +87,9 @@ pub async fn create(
     Ok(())
 }
 
-/// Live progress while the body is read.
+/// Live progress while the body is read. A no-op once the upload has finished: a progress
+/// tick that lands after [`finish_upload`] must not put older counters back (it did, under
+/// load, and an import completed before all its rows were written).
 pub async fn update_progress(
     pool: &PgPool,
     id: Uuid,
@@ -95,7 +97,7 @@ pub async fn update_progress(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE csvbus.imports SET rows_received = $2, rows_produced = $3, rows_rejected = $4,
-                bytes_received = $5, updated_at = now() WHERE id = $1",
+                bytes_received = $5, updated_at = now() WHERE id = $1 AND status = 'receiving'",
     )
     .bind(id)
     .bind(c.rows_received)
