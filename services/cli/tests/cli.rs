@@ -254,7 +254,21 @@ async fn an_overloaded_service_is_retried_until_it_accepts() {
             .body(stalled_body("id,name\n1,a\n", release.clone()))
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The held upload has its slot once its import exists (a fixed sleep lost this race
+    // under load, and the CLI took the slot first).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM csvbus.imports")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "held upload never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let f = s.file("f.csv", 10..=19);
     let cli = tokio::spawn({
         let mut c = s.csvbus();
