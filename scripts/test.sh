@@ -16,4 +16,6 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The crash tests run the services as separate processes: the release binaries.
+cargo build --release --bins --locked
 cargo test --workspace --locked

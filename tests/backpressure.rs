@@ -73,6 +73,8 @@ async fn setup(
 async fn with_the_broker_down_the_service_stops_reading_the_body_then_resumes() {
     let (mock, db, topic, svc, _) = setup(&[
         ("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD", &INFLIGHT.to_string()),
+        // A message must fit the in-flight bound (checked at start).
+        ("CSVBUS_MAX_MESSAGE_BYTES", "16384"),
         ("CSVBUS_DELIVERY_TIMEOUT_MS", "120000"),
     ])
     .await;

@@ -34,7 +34,10 @@ async fn migrations_apply_once_when_two_services_start_together() {
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert_eq!(tables, ["imports", "rejected_rows", "sink_offsets"]);
+    assert_eq!(
+        tables,
+        ["dead_letters", "imports", "rejected_rows", "sink_offsets"]
+    );
 
     // The state round-trips through real Postgres.
     let id = uuid::Uuid::now_v7();

@@ -9,7 +9,7 @@ use std::time::Instant;
 use csvbus_shared::catalog::TableName;
 use csvbus_shared::message::RowEncoder;
 use csvbus_sink::batch::{Meta, Record};
-use csvbus_sink::writer::{write_with_retry, Batch};
+use csvbus_sink::writer::{write_with_retry, Batch, Settings};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -47,17 +47,25 @@ pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> an
                 table: table_text.clone(),
             }),
             payload,
-            debug_headers: None,
+            key: None,
+            raw_headers: None,
         });
     }
 
-    let group = unique("writer");
+    let defaults = csvbus_sink::SinkConfig::from_env(&csvbus_shared::config::Env::default())?;
+    let settings = Settings {
+        group_id: unique("writer"),
+        allowed_schemas: vec![table.schema.clone()],
+        max_attempts: defaults.max_attempts,
+        statement_timeout: defaults.statement_timeout,
+    };
     let sem = Arc::new(Semaphore::new(concurrency));
     let stop = CancellationToken::new();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (partition, records) in parts.into_iter().enumerate() {
-        let (pool, group, sem, stop) = (b.pool.clone(), group.clone(), sem.clone(), stop.clone());
+        let (pool, settings, sem, stop) =
+            (b.pool.clone(), settings.clone(), sem.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut records = records.into_iter().peekable();
             while records.peek().is_some() {
@@ -67,7 +75,7 @@ pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> an
                     records: records.by_ref().take(batch_rows).collect(),
                 };
                 let _permit = sem.acquire().await?;
-                write_with_retry(&pool, &group, &batch, &stop)
+                write_with_retry(&pool, &settings, &batch, &stop)
                     .await
                     .ok_or_else(|| anyhow::anyhow!("writer stopped"))?;
             }

@@ -6,6 +6,18 @@ use sqlx::PgPool;
 /// The schema holding csvbus' own state: never a target.
 pub const OWN_SCHEMA: &str = "csvbus";
 
+/// sqlx's migration history (in the connection's `search_path`, `public`): never a target,
+/// whatever its schema.
+pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+/// Whether csvbus may write into `table`: its schema is allowed, and it is none of csvbus' own
+/// tables (the `csvbus` schema, the migration history).
+pub fn may_target(table: &TableName, allowed_schemas: &[String]) -> bool {
+    table.schema != OWN_SCHEMA
+        && table.table != MIGRATIONS_TABLE
+        && allowed_schemas.contains(&table.schema)
+}
+
 /// A `schema.table` name as the client gave it (case-sensitive, not SQL-quoted).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TableName {
@@ -107,6 +119,16 @@ mod tests {
         assert!(TableName::parse("a.b.c", "public").is_none());
         assert!(TableName::parse(".t", "public").is_none());
         assert!(TableName::parse("", "public").is_none());
+    }
+
+    #[test]
+    fn csvbus_own_tables_are_never_targets() {
+        let allowed = vec!["public".to_owned(), "csvbus".to_owned()];
+        let t = |s: &str| TableName::parse(s, "public").unwrap();
+        assert!(may_target(&t("people"), &allowed));
+        assert!(!may_target(&t("_sqlx_migrations"), &allowed));
+        assert!(!may_target(&t("csvbus.imports"), &allowed));
+        assert!(!may_target(&t("other.people"), &allowed));
     }
 
     #[test]

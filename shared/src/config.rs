@@ -44,6 +44,11 @@ impl Env {
         self.0.insert(name.into(), value.into());
     }
 
+    /// Every variable, for handing the environment to a child process (tests).
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The raw value of `name`, if set and not empty.
     pub fn raw(&self, name: &str) -> Option<&str> {
         self.0
@@ -129,6 +134,9 @@ pub struct CommonConfig {
     pub topic_create: bool,
     /// `CSVBUS_LOG_FORMAT`: `text` or `json`.
     pub log_json: bool,
+    /// `CSVBUS_ALLOWED_SCHEMAS`: schemas whose tables may be targets (comma-separated). The
+    /// upload service refuses other tables; the sink dead-letters messages naming them.
+    pub allowed_schemas: Vec<String>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://csvbus:csvbus@127.0.0.1:5432/csvbus";
@@ -152,6 +160,7 @@ impl CommonConfig {
             topic_partitions: env.parse("CSVBUS_TOPIC_PARTITIONS", 4)?,
             topic_create: env.parse("CSVBUS_TOPIC_CREATE", true)?,
             log_json: log_format == "json",
+            allowed_schemas: env.list("CSVBUS_ALLOWED_SCHEMAS", &["public"]),
         })
     }
 }

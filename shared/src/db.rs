@@ -11,6 +11,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::failure::{classify, Failure};
+
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
@@ -41,7 +43,7 @@ pub async fn connect(
     let opts = opts
         .application_name("csvbus")
         .options([("search_path", "public")]);
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = outage_backoff();
     loop {
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
@@ -50,16 +52,16 @@ pub async fn connect(
             .await;
         match attempt {
             Ok(pool) => return Ok(pool),
-            Err(e) if is_retryable(&e) => {
+            Err(e) if classify(&e) == Failure::Outage => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "postgres not reachable yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(DbError::Cancelled),
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
             Err(e) => return Err(e.into()),
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Err(DbError::Cancelled),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -84,37 +86,14 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Errors worth waiting out: the database is down, restarting, overloaded, or a transaction lost
-/// a race. Everything else (data errors, SQL errors) is not retried.
-pub fn is_retryable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => match db.code() {
-            // 08: connection exception; 40: transaction rollback (serialization, deadlock);
-            // 53: insufficient resources; 57P0x: admin shutdown / crash shutdown / cannot connect now.
-            Some(code) => {
-                code.starts_with("08")
-                    || code.starts_with("40")
-                    || code.starts_with("53")
-                    || code.starts_with("57P")
-            }
-            None => false,
-        },
-        _ => false,
-    }
-}
-
-/// Errors caused by the values of a row (SQLSTATE class 22 data exception, 23 integrity
-/// constraint violation): the row is rejected, the rest goes on.
-pub fn is_data_error(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
-        _ => false,
-    }
+/// The backoff of every retry loop that waits out an outage: 100 ms doubling to 5 s, jittered,
+/// without end (the caller's cancellation token ends it).
+pub fn outage_backoff() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
 }

@@ -9,6 +9,7 @@
 //! - [`message`]: the wire format of one row on the topic (JSON value, import/line headers).
 //! - [`kafka`]: producer, consumer and admin client construction; topic creation.
 //! - [`db`]: Postgres pool with start-up retry and the embedded migrator (one for all binaries).
+//! - [`failure`]: what a Postgres error means for the rows being written (one policy).
 //! - [`catalog`]: target-table introspection and identifier quoting, so names reach SQL only
 //!   checked against the catalog and quoted.
 //! - [`imports`]: reads and writes of `csvbus.imports` and `csvbus.rejected_rows`.
@@ -18,6 +19,7 @@
 pub mod catalog;
 pub mod config;
 pub mod db;
+pub mod failure;
 pub mod health;
 pub mod imports;
 pub mod kafka;

@@ -8,9 +8,13 @@
 //!
 //! Layout:
 //! - this file: databases, topics, environments, spawning services;
-//! - [`kafka`]: reading a topic back whole.
+//! - [`kafka`]: reading a topic back whole;
+//! - [`nums`]: the `nums` table whose contents can be checked whole;
+//! - [`procs`]: the services as separate processes (release binaries) for kill tests.
 
 pub mod kafka;
+pub mod nums;
+pub mod procs;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -74,15 +78,16 @@ impl TestDb {
         Self { name, url, pool }
     }
 
-    /// Runs SQL (DDL for target tables).
-    /// `rows_written` of the database's one import.
+    /// `rows_written` of the database's one import (0 before it exists).
     pub async fn rows_written(&self) -> i64 {
-        sqlx::query_scalar("SELECT rows_written FROM csvbus.imports")
-            .fetch_one(&self.pool)
+        sqlx::query_scalar::<_, i64>("SELECT rows_written FROM csvbus.imports")
+            .fetch_optional(&self.pool)
             .await
-            .expect("one import")
+            .expect("at most one import")
+            .unwrap_or(0)
     }
 
+    /// Runs SQL (DDL for target tables).
     pub async fn exec(&self, sql: &str) {
         sqlx::raw_sql(sql)
             .execute(&self.pool)

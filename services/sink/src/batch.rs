@@ -1,5 +1,8 @@
-//! Rows of one partition gathered for one transaction, and their encoding for `COPY … CSV`.
+//! Records as received, sorted for one transaction: rows grouped by import and encoded for
+//! `COPY … CSV`, rows that cannot be written whatever the database says, and messages that are
+//! not csvbus rows the sink may write (dead letters).
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use csvbus_shared::message::{Row, HEADER_IMPORT, HEADER_LINE, HEADER_TABLE};
@@ -11,10 +14,12 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct Record {
     pub offset: i64,
-    /// `None` when the message is not a csvbus row (it is skipped, its offset still covered).
+    /// `None` when the message lacks valid csvbus headers (it is dead-lettered).
     pub meta: Option<Meta>,
     pub payload: Vec<u8>,
-    pub debug_headers: Option<Vec<String>>,
+    pub key: Option<Vec<u8>>,
+    /// The headers as text, kept only for messages without valid csvbus headers.
+    pub raw_headers: Option<Vec<(String, String)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,46 +31,70 @@ pub struct Meta {
 
 impl Record {
     pub fn from_message(m: &BorrowedMessage<'_>) -> Self {
-        let header = |name: &str| -> Option<String> {
+        let header = |name: &str| -> Option<&str> {
             m.headers()?
                 .iter()
                 .find(|h| h.key == name)
                 .and_then(|h| h.value)
                 .and_then(|v| std::str::from_utf8(v).ok())
-                .map(str::to_owned)
         };
         let meta = (|| {
             Some(Meta {
                 import: header(HEADER_IMPORT)?.parse().ok()?,
                 line: header(HEADER_LINE)?.parse().ok()?,
-                table: header(HEADER_TABLE)?,
+                table: header(HEADER_TABLE)?.to_owned(),
             })
         })();
-        let debug_headers = if meta.is_none() {
-            Some(
-                m.headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|x| {
-                                format!("{}={:?}", x.key, x.value.map(String::from_utf8_lossy))
-                            })
-                            .collect()
+        let raw_headers = meta.is_none().then(|| {
+            m.headers().map_or_else(Vec::new, |h| {
+                h.iter()
+                    .map(|x| {
+                        let v = x.value.map(String::from_utf8_lossy).unwrap_or_default();
+                        (x.key.to_owned(), v.into_owned())
                     })
-                    .unwrap_or_default(),
-            )
-        } else {
-            None
-        };
+                    .collect()
+            })
+        });
         Self {
             offset: m.offset(),
-            debug_headers,
             meta,
             payload: m.payload().unwrap_or_default().to_vec(),
+            key: m.key().map(<[u8]>::to_vec),
+            raw_headers,
         }
+    }
+
+    /// Bytes this record holds in memory (for the sink's buffer bound).
+    pub fn held_bytes(&self) -> usize {
+        self.payload.len() + self.key.as_ref().map_or(0, Vec::len) + 160
+    }
+
+    /// Its headers as JSON, for a dead letter.
+    pub fn headers_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        if let Some(m) = &self.meta {
+            map.insert(HEADER_IMPORT.into(), m.import.to_string().into());
+            map.insert(HEADER_LINE.into(), m.line.to_string().into());
+            map.insert(HEADER_TABLE.into(), m.table.clone().into());
+        }
+        for (k, v) in self.raw_headers.iter().flatten() {
+            map.insert(k.clone(), v.clone().into());
+        }
+        serde_json::Value::Object(map)
     }
 }
 
-/// Rows of one import (one table, one column list), encoded as COPY CSV lines.
+/// What csvbus knows of an import named by a message.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `schema.table`, as the upload service resolved it.
+    pub table: String,
+    pub columns: Vec<String>,
+    /// The target is allowed (`CSVBUS_ALLOWED_SCHEMAS`, not csvbus' own tables).
+    pub allowed: bool,
+}
+
+/// Rows of one import, encoded as COPY CSV lines.
 #[derive(Debug)]
 pub struct Group {
     pub import: Uuid,
@@ -76,66 +105,99 @@ pub struct Group {
     pub rows: Vec<(Range<usize>, i64, usize)>,
 }
 
-/// A row that cannot be written whatever the database says.
-#[derive(Debug)]
-pub struct Invalid {
+/// A row of an import that is not written, and why.
+#[derive(Debug, Clone)]
+pub struct Reject {
     pub import: Uuid,
     pub line: i64,
+    /// Index of its record in the batch.
     pub index: usize,
     pub reason: String,
 }
 
-/// Splits records into groups of consecutive imports (order kept), decoding each value.
-pub fn group(records: &[Record]) -> (Vec<Group>, Vec<Invalid>) {
-    let mut groups: Vec<Group> = Vec::new();
-    let mut invalid = Vec::new();
+/// A message that is not a row csvbus may write.
+#[derive(Debug, Clone)]
+pub struct Dead {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// A batch's records sorted by what happens to them.
+#[derive(Debug, Default)]
+pub struct Sorted {
+    pub groups: Vec<Group>,
+    pub dead: Vec<Dead>,
+}
+
+/// Sorts `records`: rows of known, allowed imports with their import's columns go into groups
+/// of consecutive imports (order kept); everything else is dead-lettered.
+pub fn sort(records: &[Record], targets: &HashMap<Uuid, Target>) -> Sorted {
+    let mut out = Sorted::default();
     for (index, r) in records.iter().enumerate() {
-        let Some(meta) = &r.meta else {
-            tracing::warn!(offset = r.offset, headers = ?r.debug_headers, "message without csvbus headers skipped");
-            metrics::counter!("csvbus_sink_foreign_messages_total").increment(1);
-            continue;
-        };
-        let row = match Row::decode(&r.payload) {
-            Ok(row) => row,
-            Err(e) => {
-                invalid.push(Invalid {
-                    import: meta.import,
-                    line: meta.line,
-                    index,
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let same = groups.last().is_some_and(|g| {
-            g.import == meta.import
-                && g.table == meta.table
-                && g.columns.len() == row.fields.len()
-                && g.columns.iter().zip(&row.fields).all(|(c, (k, _))| c == k)
-        });
-        if !same {
-            groups.push(Group {
-                import: meta.import,
-                table: meta.table.clone(),
-                columns: row.fields.iter().map(|(k, _)| k.to_string()).collect(),
-                csv: Vec::with_capacity(r.payload.len() * 64),
-                rows: Vec::new(),
-            });
+        match admit(r, targets) {
+            Ok((meta, row)) => push_row(&mut out.groups, meta, &row, index),
+            Err(reason) => out.dead.push(Dead { index, reason }),
         }
-        let g = groups.last_mut().expect("pushed above");
-        let start = g.csv.len();
-        for (i, (_, v)) in row.fields.iter().enumerate() {
-            if i > 0 {
-                g.csv.push(b',');
-            }
-            if let Some(v) = v {
-                write_csv_field(&mut g.csv, v);
-            }
-        }
-        g.csv.push(b'\n');
-        g.rows.push((start..g.csv.len(), meta.line, index));
     }
-    (groups, invalid)
+    out
+}
+
+/// The record's import and decoded row, or why it is a dead letter.
+fn admit<'r>(
+    r: &'r Record,
+    targets: &HashMap<Uuid, Target>,
+) -> Result<(&'r Meta, Row<'r>), String> {
+    let meta = r
+        .meta
+        .as_ref()
+        .ok_or("no valid csvbus-import, csvbus-line and csvbus-table headers")?;
+    let target = targets
+        .get(&meta.import)
+        .ok_or_else(|| format!("unknown import {}", meta.import))?;
+    if meta.table != target.table {
+        return Err(format!(
+            "table header {:?} is not the import's target {:?}",
+            meta.table, target.table
+        ));
+    }
+    if !target.allowed {
+        return Err(format!("{:?} may not be written by csvbus", target.table));
+    }
+    let row = Row::decode(&r.payload).map_err(|e| e.to_string())?;
+    let same = row.fields.len() == target.columns.len()
+        && row
+            .fields
+            .iter()
+            .zip(&target.columns)
+            .all(|((k, _), c)| k == c);
+    if !same {
+        return Err("the value's columns are not the import's header".into());
+    }
+    Ok((meta, row))
+}
+
+fn push_row(groups: &mut Vec<Group>, meta: &Meta, row: &Row<'_>, index: usize) {
+    if groups.last().is_none_or(|g| g.import != meta.import) {
+        groups.push(Group {
+            import: meta.import,
+            table: meta.table.clone(),
+            columns: row.fields.iter().map(|(k, _)| k.to_string()).collect(),
+            csv: Vec::with_capacity(64 * 1024),
+            rows: Vec::new(),
+        });
+    }
+    let g = groups.last_mut().expect("pushed above");
+    let start = g.csv.len();
+    for (i, (_, v)) in row.fields.iter().enumerate() {
+        if i > 0 {
+            g.csv.push(b',');
+        }
+        if let Some(v) = v {
+            write_csv_field(&mut g.csv, v);
+        }
+    }
+    g.csv.push(b'\n');
+    g.rows.push((start..g.csv.len(), meta.line, index));
 }
 
 /// A non-NULL value, always quoted (so an empty string is not NULL), quotes doubled.
@@ -163,35 +225,83 @@ mod tests {
                 table: "public.t".into(),
             }),
             payload: payload.as_bytes().to_vec(),
-            debug_headers: None,
+            key: None,
+            raw_headers: None,
+        }
+    }
+
+    fn target(columns: &[&str], allowed: bool) -> Target {
+        Target {
+            table: "public.t".into(),
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            allowed,
         }
     }
 
     #[test]
     fn groups_follow_imports_and_encode_nulls_and_quotes() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let targets = HashMap::from([(a, target(&["x", "y"], true)), (b, target(&["x"], true))]);
         let records = vec![
             rec(0, a, 2, r#"{"x":"1","y":null}"#),
             rec(1, a, 3, r#"{"x":"say \"hi\"","y":""}"#),
             rec(2, b, 2, r#"{"x":"3"}"#),
-            rec(3, b, 3, "not json"),
-            Record {
-                offset: 4,
-                meta: None,
-                payload: vec![],
-                debug_headers: None,
-            },
         ];
-        let (groups, invalid) = group(&records);
-        assert_eq!(groups.len(), 2);
-        assert_eq!(groups[0].columns, ["x", "y"]);
+        let sorted = sort(&records, &targets);
+        assert_eq!(sorted.groups.len(), 2);
+        assert_eq!(sorted.groups[0].columns, ["x", "y"]);
         assert_eq!(
-            std::str::from_utf8(&groups[0].csv).unwrap(),
+            std::str::from_utf8(&sorted.groups[0].csv).unwrap(),
             "\"1\",\n\"say \"\"hi\"\"\",\"\"\n"
         );
-        assert_eq!(groups[0].rows[1].1, 3);
-        assert_eq!(groups[1].columns, ["x"]);
-        assert_eq!(invalid.len(), 1);
-        assert_eq!((invalid[0].line, invalid[0].index), (3, 3));
+        assert_eq!(sorted.groups[0].rows[1].1, 3);
+        assert_eq!(sorted.groups[1].columns, ["x"]);
+        assert!(sorted.dead.is_empty());
+    }
+
+    #[test]
+    fn messages_that_are_not_rows_of_an_allowed_import_are_dead_letters() {
+        let (a, b, c, unknown) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let mut other_table = target(&["x"], true);
+        other_table.table = "public.other".into();
+        let targets = HashMap::from([
+            (a, target(&["x"], true)),
+            (b, target(&["x"], false)),
+            (c, other_table),
+        ]);
+        let mut headerless = rec(0, a, 2, r#"{"x":"1"}"#);
+        headerless.meta = None;
+        let records = vec![
+            headerless,
+            rec(1, unknown, 2, r#"{"x":"1"}"#),
+            rec(2, a, 2, "not json"),
+            rec(3, a, 3, r#"{"y":"1"}"#),
+            rec(4, b, 2, r#"{"x":"1"}"#),
+            rec(5, c, 2, r#"{"x":"1"}"#),
+            rec(6, a, 4, r#"{"x":"ok"}"#),
+        ];
+        let sorted = sort(&records, &targets);
+        let reasons: Vec<(usize, &str)> = sorted
+            .dead
+            .iter()
+            .map(|d| (d.index, d.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 6, "{reasons:?}");
+        assert!(reasons[0].1.contains("headers"), "{reasons:?}");
+        assert!(reasons[1].1.contains("unknown import"), "{reasons:?}");
+        assert!(reasons[2].1.contains("JSON"), "{reasons:?}");
+        assert!(reasons[3].1.contains("columns"), "{reasons:?}");
+        assert!(reasons[4].1.contains("may not be written"), "{reasons:?}");
+        assert!(
+            reasons[5].1.contains("not the import's target"),
+            "{reasons:?}"
+        );
+        assert_eq!(sorted.groups.len(), 1);
+        assert_eq!(sorted.groups[0].rows[0].2, 6);
     }
 }

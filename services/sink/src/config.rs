@@ -13,6 +13,14 @@ pub struct SinkConfig {
     /// `CSVBUS_SINK_GROUP`: the consumer group. Replicas with one group share the partitions;
     /// another group receives every row as well.
     pub group_id: String,
+    /// `CSVBUS_SINK_INSTANCE_ID`: librdkafka's `group.instance.id` (static membership, KIP-345):
+    /// a replica restarted within the session timeout gets its partitions back at once, without a
+    /// rebalance. Default: `<host name>-<port of CSVBUS_SINK_ADDR>`; none (dynamic membership)
+    /// when that port is 0 or the variable is `none`. Must differ between replicas of a group.
+    pub instance_id: Option<String>,
+    /// `CSVBUS_SINK_WATCHDOG_MS`: a sink holding no partition this long while its group has
+    /// work left rejoins the group.
+    pub watchdog: Duration,
     /// `CSVBUS_SINK_BATCH_ROWS`: rows of one partition written in one transaction, at most.
     pub batch_rows: usize,
     /// `CSVBUS_SINK_LINGER_MS`: how long a partial batch waits for more rows.
@@ -26,19 +34,67 @@ pub struct SinkConfig {
     /// (`queued.max.messages.kbytes`). Memory is about this plus `batch_rows × (concurrency + 2)`
     /// records.
     pub prefetch_bytes: u64,
+    /// `CSVBUS_SINK_BUFFER_BYTES`: message bytes held for batches, at most (past it the sink
+    /// stops fetching), besides the record-count bound above.
+    pub buffer_bytes: usize,
+    /// `CSVBUS_SINK_MAX_ATTEMPTS`: failures of a batch that are not outages before its errors
+    /// are bisected as data errors (outages are waited out without limit).
+    pub max_attempts: u32,
+    /// `CSVBUS_SINK_STATEMENT_TIMEOUT_MS`: `statement_timeout` of batch transactions; a COPY
+    /// that takes longer (a slow trigger) is bisected and its rows rejected.
+    pub statement_timeout: Duration,
 }
 
 impl SinkConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let addr = env.parse("CSVBUS_SINK_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?;
         Ok(Self {
             common: CommonConfig::from_env(env)?,
-            addr: env.parse("CSVBUS_SINK_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
+            addr,
             group_id: env.string("CSVBUS_SINK_GROUP", "csvbus-sink"),
+            instance_id: instance_id(env.raw("CSVBUS_SINK_INSTANCE_ID"), &addr),
+            watchdog: env.millis("CSVBUS_SINK_WATCHDOG_MS", 30_000)?,
             batch_rows: env.parse("CSVBUS_SINK_BATCH_ROWS", 5_000)?,
             linger: env.millis("CSVBUS_SINK_LINGER_MS", 200)?,
             concurrency: env.parse("CSVBUS_SINK_CONCURRENCY", 4)?,
             shutdown_grace: env.millis("CSVBUS_SHUTDOWN_GRACE_MS", 30_000)?,
             prefetch_bytes: env.parse("CSVBUS_SINK_PREFETCH_BYTES", 8 << 20)?,
+            buffer_bytes: env.parse("CSVBUS_SINK_BUFFER_BYTES", 64 << 20)?,
+            max_attempts: env.parse("CSVBUS_SINK_MAX_ATTEMPTS", 5)?,
+            statement_timeout: env.millis("CSVBUS_SINK_STATEMENT_TIMEOUT_MS", 60_000)?,
         })
+    }
+}
+
+/// The static member id: as given, none for `none`, else derived from the host and the port —
+/// stable across restarts of one replica, distinct between replicas on one host (they cannot
+/// share a port) and between containers (their host names differ).
+fn instance_id(given: Option<&str>, addr: &SocketAddr) -> Option<String> {
+    match given.map(str::trim) {
+        Some("none") => None,
+        Some(id) => Some(id.to_owned()),
+        None if addr.port() == 0 => None,
+        None => {
+            let host = gethostname::gethostname().to_string_lossy().into_owned();
+            Some(format!("{host}-{}", addr.port()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_instance_id_is_derived_from_host_and_port_unless_given() {
+        let addr: SocketAddr = "0.0.0.0:8081".parse().unwrap();
+        let derived = instance_id(None, &addr).unwrap();
+        assert!(derived.ends_with("-8081"), "{derived}");
+        assert_eq!(
+            instance_id(Some("sink-1"), &addr).as_deref(),
+            Some("sink-1")
+        );
+        assert_eq!(instance_id(Some("none"), &addr), None);
+        assert_eq!(instance_id(None, &"127.0.0.1:0".parse().unwrap()), None);
     }
 }

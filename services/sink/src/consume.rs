@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::Record;
 use crate::config::SinkConfig;
 use crate::lag::LagContext;
-use crate::writer::{write_with_retry, Batch, Outcome};
+use crate::watchdog::GroupHealth;
+use crate::writer::{write_with_retry, Batch, Outcome, Settings};
 
 /// The sink's consumer: reports lag through its context.
 pub type SinkConsumer = StreamConsumer<LagContext>;
@@ -36,12 +37,17 @@ struct Partition {
     from_start: bool,
 }
 
-type Done = (i32, usize, Option<Outcome>);
+/// A finished write: partition, records and bytes it releases, what it committed.
+type Done = (i32, usize, usize, Option<Outcome>);
 
 /// The consumer of the sink.
 pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::KafkaError> {
-    csvbus_shared::kafka::client_config(&config.common.kafka_brokers)
-        .set("group.id", &config.group_id)
+    let mut c = csvbus_shared::kafka::client_config(&config.common.kafka_brokers);
+    if let Some(id) = &config.instance_id {
+        // Static membership: a restarted replica takes its partitions back at once.
+        c.set("group.instance.id", id);
+    }
+    c.set("group.id", &config.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
@@ -63,7 +69,8 @@ pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::Kaf
 pub async fn run(
     config: &SinkConfig,
     pool: PgPool,
-    consumer: SinkConsumer,
+    mut consumer: SinkConsumer,
+    health: &GroupHealth,
     shutdown: CancellationToken,
 ) {
     let topic = config.common.topic.clone();
@@ -72,7 +79,13 @@ pub async fn run(
     let max_held = config.batch_rows * (config.concurrency + 2);
     let mut parts: HashMap<i32, Partition> = HashMap::new();
     let mut tasks: JoinSet<Done> = JoinSet::new();
-    let mut held = 0usize;
+    let mut held = Held::default();
+    let settings = Settings {
+        group_id: config.group_id.clone(),
+        allowed_schemas: config.common.allowed_schemas.clone(),
+        max_attempts: config.max_attempts.max(1),
+        statement_timeout: config.statement_timeout,
+    };
     let mut tick =
         tokio::time::interval(config.linger.max(std::time::Duration::from_millis(10)) / 2);
 
@@ -82,20 +95,23 @@ pub async fn run(
         topic: &topic,
         sem: &sem,
         stop: &hard_stop,
+        settings: &settings,
     };
 
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(done) = tasks.join_next() => {
-                held -= finished(&consumer, &ctx, &mut parts, done);
+                held.release(finished(&consumer, &ctx, &mut parts, done));
             }
-            msg = consumer.recv(), if held < max_held => match msg {
+            msg = consumer.recv(), if held.records < max_held && held.bytes < config.buffer_bytes => match msg {
                 Ok(m) => {
                     let p = parts.entry(m.partition()).or_default();
                     p.first_at.get_or_insert_with(Instant::now);
-                    p.buf.push(Record::from_message(&m));
-                    held += 1;
+                    let record = Record::from_message(&m);
+                    held.records += 1;
+                    held.bytes += record.held_bytes();
+                    p.buf.push(record);
                     if p.buf.len() >= config.batch_rows && !p.writing {
                         dispatch(&ctx, &mut tasks, m.partition(), p);
                     }
@@ -105,7 +121,17 @@ pub async fn run(
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             },
+            _ = health.rejoin_requested() => {
+                if let Some(fresh) = rejoin(config) {
+                    consumer = fresh;
+                }
+            }
             _ = tick.tick() => {
+                let assigned = consumer.assignment().map_or(0, |a| a.count());
+                if assigned != health.assigned() {
+                    tracing::info!(partitions = assigned, "assignment changed");
+                    health.set_assigned(assigned);
+                }
                 for (id, p) in parts.iter_mut() {
                     if !p.writing && p.first_at.is_some_and(|t| t.elapsed() >= config.linger) {
                         dispatch(&ctx, &mut tasks, *id, p);
@@ -116,7 +142,7 @@ pub async fn run(
     }
 
     tracing::info!(
-        held,
+        held = held.records,
         writing = tasks.len(),
         "sink stopping: writing what it holds"
     );
@@ -133,13 +159,44 @@ pub async fn run(
             }
         }
         match tasks.join_next().await {
-            Some(done) => held -= finished(&consumer, &ctx, &mut parts, done),
+            Some(done) => held.release(finished(&consumer, &ctx, &mut parts, done)),
             None => break,
         }
     }
     hard_stop.cancel();
     consumer.unsubscribe();
-    tracing::info!(left_unwritten = held, "sink stopped");
+    tracing::info!(left_unwritten = held.records, "sink stopped");
+}
+
+/// Records (and their bytes) received and not yet committed or dropped.
+#[derive(Debug, Default)]
+struct Held {
+    records: usize,
+    bytes: usize,
+}
+
+impl Held {
+    fn release(&mut self, (records, bytes): (usize, usize)) {
+        self.records -= records;
+        self.bytes -= bytes;
+    }
+}
+
+/// A new consumer, subscribed: the old one is dropped (it leaves the group) and the new one
+/// joins as a new member (asked by the watchdog; records held are still written, the stored
+/// positions decide what is new).
+fn rejoin(config: &SinkConfig) -> Option<SinkConsumer> {
+    let fresh = consumer(config).and_then(|c| {
+        c.subscribe(&[&config.common.topic])?;
+        Ok(c)
+    });
+    match fresh {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "creating a new consumer failed; keeping the old one");
+            None
+        }
+    }
 }
 
 struct Ctx<'a> {
@@ -148,6 +205,7 @@ struct Ctx<'a> {
     topic: &'a str,
     sem: &'a Arc<Semaphore>,
     stop: &'a CancellationToken,
+    settings: &'a Settings,
 }
 
 fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mut Partition) {
@@ -157,10 +215,11 @@ fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mut Pa
     }
     // Fetches may arrive out of offset order and, after a rebalance, twice: sort and dedupe so
     // a batch is a contiguous run of offsets (the writer checks it starts at the stored one).
-    let before = p.buf.len();
+    let (before, before_bytes) = (p.buf.len(), bytes_of(&p.buf));
     p.buf.sort_by_key(|r| r.offset);
     p.buf.dedup_by_key(|r| r.offset);
     let dups = before - p.buf.len();
+    let dup_bytes = before_bytes - bytes_of(&p.buf);
     let take = p.buf.len().min(ctx.config.batch_rows);
     let records: Vec<Record> = p.buf.drain(..take).collect();
     p.first_at = if p.buf.is_empty() {
@@ -175,13 +234,14 @@ fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mut Pa
         records,
     };
     let (pool, sem, stop) = (ctx.pool.clone(), ctx.sem.clone(), ctx.stop.clone());
-    let group_id = ctx.config.group_id.clone();
+    let settings = ctx.settings.clone();
     tasks.spawn(async move {
         let n = batch.records.len() + dups;
+        let bytes = bytes_of(&batch.records) + dup_bytes;
         let Ok(_permit) = sem.acquire().await else {
-            return (partition, n, None);
+            return (partition, n, bytes, None);
         };
-        let outcome = write_with_retry(&pool, &group_id, &batch, &stop).await;
+        let outcome = write_with_retry(&pool, &settings, &batch, &stop).await;
         if let Some(o) = &outcome {
             tracing::debug!(
                 partition,
@@ -192,26 +252,30 @@ fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mut Pa
                 "batch committed"
             );
         }
-        (partition, n, outcome)
+        (partition, n, bytes, outcome)
     });
 }
 
-/// Books a finished write; returns how many records it releases.
+fn bytes_of(records: &[Record]) -> usize {
+    records.iter().map(Record::held_bytes).sum()
+}
+
+/// Books a finished write; returns how many records (and bytes) it releases.
 fn finished(
     consumer: &SinkConsumer,
     ctx: &Ctx<'_>,
     parts: &mut HashMap<i32, Partition>,
     done: Result<Done, tokio::task::JoinError>,
-) -> usize {
-    let (partition, n, outcome) = match done {
+) -> (usize, usize) {
+    let (partition, n, bytes, outcome) = match done {
         Ok(done) => done,
-        Err(e) if e.is_cancelled() => return 0,
+        Err(e) if e.is_cancelled() => return (0, 0),
         Err(e) => {
             tracing::error!(error = %e, "a batch writer panicked");
-            return 0;
+            return (0, 0);
         }
     };
-    let mut released = n;
+    let mut released = (n, bytes);
     if let Some(p) = parts.get_mut(&partition) {
         p.writing = false;
         if let Some(stored) = outcome.and_then(|o| o.gap) {
@@ -221,7 +285,8 @@ fn finished(
             // (tansu) answer from the next batch instead, so the margin grows while the gap
             // repeats, down to the start of the log. Records below the stored position are
             // skipped by the writer.
-            released += p.buf.len();
+            released.0 += p.buf.len();
+            released.1 += bytes_of(&p.buf);
             p.buf.clear();
             p.first_at = None;
             let from = stored - p.rewind;

@@ -1,5 +1,7 @@
-//! The sink's small HTTP surface: liveness, readiness (database and broker), Prometheus metrics.
+//! The sink's small HTTP surface: liveness, readiness (database, broker, holding partitions while
+//! rows wait), Prometheus metrics.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State as Extract;
@@ -10,7 +12,10 @@ use axum::{Json, Router};
 use csvbus_shared::health::Readiness;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::FutureProducer;
+use serde::Serialize;
 use sqlx::PgPool;
+
+use crate::watchdog::GroupHealth;
 
 #[derive(Clone)]
 pub struct State {
@@ -18,6 +23,7 @@ pub struct State {
     /// A client used only to ask the brokers for metadata.
     pub probe: FutureProducer,
     pub metrics: PrometheusHandle,
+    pub health: Arc<GroupHealth>,
 }
 
 pub fn router(state: State) -> Router {
@@ -36,9 +42,24 @@ pub fn router(state: State) -> Router {
         .with_state(state)
 }
 
+/// Readiness of the sink: the database and brokers answer, and it is not parked (holding no
+/// partition while its group has rows waiting).
+#[derive(Serialize)]
+struct SinkReadiness {
+    #[serde(flatten)]
+    deps: Readiness,
+    partitions: usize,
+    work_left: bool,
+}
+
 async fn readyz(Extract(s): Extract<State>) -> impl IntoResponse {
-    let r = Readiness::check(&s.pool, &s.probe, Duration::from_secs(2)).await;
-    let status = if r.ready() {
+    let deps = Readiness::check(&s.pool, &s.probe, Duration::from_secs(2)).await;
+    let r = SinkReadiness {
+        deps,
+        partitions: s.health.assigned(),
+        work_left: s.health.work_left(),
+    };
+    let status = if deps.ready() && !s.health.parked() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -4,20 +4,28 @@
 //! Layout:
 //! - [`config`]: settings from the environment.
 //! - [`consume`]: the consumer loop, per-partition batching, dispatch to writers, shutdown.
-//! - [`batch`]: records as received; grouping by import and encoding for `COPY … CSV`.
-//! - [`writer`]: one batch in one transaction: position check, COPY with bisection of bad rows,
-//!   rejected rows, import counters, new position; retries for infrastructure errors.
+//! - [`batch`]: records as received; admitted rows grouped by import and encoded for
+//!   `COPY … CSV`; dead letters for messages that are not rows csvbus may write.
+//! - [`writer`]: one batch in one transaction, retried by the failure policy.
+//! - [`offsets`]: the partition's position in Postgres (skip, gap, stale, move).
+//! - [`copy`]: COPY of a group with bisection of refused rows.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`lag`]: consumer lag per partition against the positions in Postgres.
 //! - [`stale`]: detects positions left by an earlier incarnation of a recreated topic.
+//! - [`watchdog`]: rejoins the group when the sink holds no partition while rows wait.
 
 pub mod batch;
 pub mod config;
 pub mod consume;
+pub mod copy;
 pub mod http;
 pub mod lag;
+pub mod offsets;
 pub mod stale;
+pub mod watchdog;
 pub mod writer;
+
+use std::sync::Arc;
 
 use csvbus_shared::db;
 use rdkafka::consumer::Consumer;
@@ -54,16 +62,32 @@ pub async fn run(
     csvbus_shared::kafka::prepare_topic(&config.common).await?;
     let consumer = consume::consumer(&config)?;
     consumer.subscribe(&[&config.common.topic])?;
-    tracing::info!(group = %config.group_id, topic = %config.common.topic, addr = %listener.local_addr()?, "sink started");
+    tracing::info!(
+        group = %config.group_id,
+        instance = config.instance_id.as_deref().unwrap_or("(dynamic)"),
+        topic = %config.common.topic,
+        addr = %listener.local_addr()?,
+        "sink started"
+    );
 
     let probe: rdkafka::producer::FutureProducer =
         csvbus_shared::kafka::client_config(&config.common.kafka_brokers).create()?;
+    let health = Arc::new(watchdog::GroupHealth::default());
+    let http_stop = CancellationToken::new();
+    let watch = watchdog::Watch {
+        pool: pool.clone(),
+        probe: probe.clone(),
+        topic: config.common.topic.clone(),
+        group_id: config.group_id.clone(),
+        patience: config.watchdog,
+    };
+    let watcher = tokio::spawn(watchdog::run(watch, health.clone(), http_stop.clone()));
     let state = http::State {
         pool: pool.clone(),
         probe,
         metrics: csvbus_shared::telemetry::metrics_handle(),
+        health: health.clone(),
     };
-    let http_stop = CancellationToken::new();
     let server = tokio::spawn({
         let stop = http_stop.clone();
         async move {
@@ -72,8 +96,9 @@ pub async fn run(
                 .await
         }
     });
-    consume::run(&config, pool, consumer, shutdown).await;
+    consume::run(&config, pool, consumer, &health, shutdown).await;
     http_stop.cancel();
+    let _ = watcher.await;
     server.await.map_err(std::io::Error::other)??;
     Ok(())
 }

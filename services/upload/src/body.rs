@@ -24,6 +24,10 @@ pub enum BodyError {
     TooLarge(u64),
     #[error("no data from the client for {0:?}")]
     Idle(Duration),
+    #[error("the client sent less than {rate} bytes/s over {window:?}")]
+    TooSlow { rate: u64, window: Duration },
+    #[error("the body decompresses to more than {0} bytes")]
+    Decompressed(u64),
     #[error("reading the body failed: {0}")]
     Client(String),
 }
@@ -59,15 +63,28 @@ impl Encoding {
     }
 }
 
+/// What a body may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes as sent (compressed).
+    pub max_bytes: u64,
+    /// Silence while the service asks for data.
+    pub idle: Duration,
+    /// Least bytes per second while the service asks for data, measured over `idle`.
+    pub min_rate: u64,
+    /// Largest zstd window (log2): a frame may otherwise ask for up to 2 GiB of memory.
+    pub zstd_window_log_max: u32,
+}
+
 /// The body as an `AsyncRead` of CSV bytes. `bytes_read` counts bytes as sent (before
 /// decompression).
 pub fn reader(
     body: Body,
     encoding: Encoding,
-    max_bytes: u64,
-    idle: Duration,
+    limits: &Limits,
     bytes_read: Arc<AtomicU64>,
 ) -> Pin<Box<dyn AsyncRead + Send>> {
+    let max_bytes = limits.max_bytes;
     let counted = body
         .into_data_stream()
         .map_err(|e| BodyError::Client(e.to_string()).into_io())
@@ -81,7 +98,7 @@ pub fn reader(
             };
             futures::future::ready(r)
         });
-    let stream = IdleTimeout::new(counted.boxed(), idle);
+    let stream = Pace::new(counted.boxed(), limits.idle, limits.min_rate);
     let raw = StreamReader::new(stream);
     match encoding {
         Encoding::Identity => Box::pin(raw),
@@ -90,42 +107,83 @@ pub fn reader(
             d.multiple_members(true);
             Box::pin(d)
         }
-        Encoding::Zstd => Box::pin(ZstdDecoder::new(raw)),
+        Encoding::Zstd => {
+            let window =
+                async_compression::zstd::DParameter::window_log_max(limits.zstd_window_log_max);
+            Box::pin(ZstdDecoder::with_params(raw, &[window]))
+        }
     }
 }
 
 /// Ends a stream with [`BodyError::Idle`] when it has been asked for data and delivered none for
-/// `idle`. Time spent not asking (backpressure) does not count.
-struct IdleTimeout<S> {
+/// `idle`, and with [`BodyError::TooSlow`] when, over `idle` of time spent asking, it delivered
+/// less than `min_rate` bytes per second (one byte every few seconds would otherwise hold an
+/// upload slot forever). Time spent not asking (backpressure) does not count.
+struct Pace<S> {
     inner: S,
     idle: Duration,
+    min_rate: u64,
     sleep: Pin<Box<Sleep>>,
-    armed: bool,
+    /// When the current wait for data began, if the stream is waiting.
+    waiting_since: Option<Instant>,
+    /// Time spent waiting and bytes delivered in the current measuring window.
+    waited: Duration,
+    delivered: u64,
 }
 
-impl<S> IdleTimeout<S> {
-    fn new(inner: S, idle: Duration) -> Self {
+impl<S> Pace<S> {
+    fn new(inner: S, idle: Duration, min_rate: u64) -> Self {
         Self {
             inner,
             idle,
+            min_rate,
             sleep: Box::pin(tokio::time::sleep(idle)),
-            armed: false,
+            waiting_since: None,
+            waited: Duration::ZERO,
+            delivered: 0,
         }
+    }
+
+    /// Books a delivered chunk; an error when the window is over and the rate too low.
+    fn delivered(&mut self, n: usize) -> Result<(), BodyError> {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += since.elapsed();
+        }
+        self.delivered += n as u64;
+        if self.waited < self.idle {
+            return Ok(());
+        }
+        let needed = (self.min_rate as f64 * self.waited.as_secs_f64()) as u64;
+        if self.delivered < needed {
+            return Err(BodyError::TooSlow {
+                rate: self.min_rate,
+                window: self.waited,
+            });
+        }
+        self.waited = Duration::ZERO;
+        self.delivered = 0;
+        Ok(())
     }
 }
 
-impl<S: Stream<Item = io::Result<Bytes>> + Unpin> Stream for IdleTimeout<S> {
+impl<S: Stream<Item = io::Result<Bytes>> + Unpin> Stream for Pace<S> {
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Poll::Ready(item) = self.inner.poll_next_unpin(cx) {
-            self.armed = false;
+            if let Some(Ok(chunk)) = &item {
+                if let Err(e) = self.delivered(chunk.len()) {
+                    return Poll::Ready(Some(Err(e.into_io())));
+                }
+            }
+            self.waiting_since = None;
             return Poll::Ready(item);
         }
-        if !self.armed {
-            let deadline = Instant::now() + self.idle;
+        if self.waiting_since.is_none() {
+            let now = Instant::now();
+            self.waiting_since = Some(now);
+            let deadline = now + self.idle;
             self.sleep.as_mut().reset(deadline);
-            self.armed = true;
         }
         match self.sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Idle(self.idle).into_io()))),
@@ -141,17 +199,41 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
+    fn limits(max_bytes: u64, idle_ms: u64) -> Limits {
+        Limits {
+            max_bytes,
+            idle: Duration::from_millis(idle_ms),
+            min_rate: 100,
+            zstd_window_log_max: 23,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_below_the_minimum_rate_is_cut_off() {
+        // One byte every 20 ms (50 B/s) against a minimum of 100 B/s over 200 ms windows.
+        let trickle = futures::stream::unfold(0u32, |i| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            (i < 1000).then(|| (Ok::<_, io::Error>(Bytes::from_static(b"x")), i + 1))
+        });
+        let body = Body::from_stream(trickle);
+        let mut r = reader(
+            body,
+            Encoding::Identity,
+            &limits(1 << 20, 200),
+            Arc::default(),
+        );
+        let err = r.read_to_end(&mut Vec::new()).await.unwrap_err();
+        assert!(
+            matches!(BodyError::find(&err), Some(BodyError::TooSlow { .. })),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn the_limit_counts_bytes_as_sent() {
         let body = Body::from("a,b\n1,2\n3,4\n");
         let n = Arc::new(AtomicU64::new(0));
-        let mut r = reader(
-            body,
-            Encoding::Identity,
-            5,
-            Duration::from_secs(5),
-            n.clone(),
-        );
+        let mut r = reader(body, Encoding::Identity, &limits(5, 5_000), n.clone());
         let err = r.read_to_end(&mut Vec::new()).await.unwrap_err();
         assert!(
             matches!(BodyError::find(&err), Some(BodyError::TooLarge(5))),
@@ -166,8 +248,7 @@ mod tests {
         let mut r = reader(
             body,
             Encoding::Identity,
-            1 << 20,
-            Duration::from_millis(50),
+            &limits(1 << 20, 50),
             Arc::default(),
         );
         let err = r.read_to_end(&mut Vec::new()).await.unwrap_err();

@@ -11,8 +11,6 @@ pub struct UploadConfig {
     pub common: CommonConfig,
     /// `CSVBUS_UPLOAD_ADDR`: where the HTTP API listens.
     pub addr: SocketAddr,
-    /// `CSVBUS_ALLOWED_SCHEMAS`: schemas whose tables may be targets (comma-separated).
-    pub allowed_schemas: Vec<String>,
     /// `CSVBUS_API_KEYS`: bearer tokens accepted on `/v1` (comma-separated); empty = no auth.
     pub api_keys: Vec<Secret>,
     /// `CSVBUS_MAX_BODY_BYTES`: largest request body, as sent (compressed) — 413 beyond.
@@ -47,6 +45,21 @@ pub struct UploadConfig {
     pub delivery_timeout: Duration,
     /// `CSVBUS_DB_POOL_SIZE`: Postgres connections.
     pub db_pool_size: u32,
+    /// `CSVBUS_MAX_MESSAGE_BYTES`: the largest message (value, key, headers) sent to the broker
+    /// (librdkafka `message.max.bytes`; keep it within the broker's limit). A row whose message
+    /// would be larger is rejected with its line.
+    pub max_message_bytes: usize,
+    /// `CSVBUS_MAX_DECOMPRESSED_BYTES`: the most bytes a body may decompress to (413 beyond).
+    pub max_decompressed_bytes: u64,
+    /// `CSVBUS_MAX_ROWS_PER_IMPORT`: the most rows one upload may have (413 beyond).
+    pub max_rows_per_import: u64,
+    /// `CSVBUS_MAX_REJECTED_LIMIT`: the largest `max_rejected` a client may ask for (400 beyond).
+    pub max_rejected_limit: u64,
+    /// `CSVBUS_BODY_MIN_BYTES_PER_SEC`: a client sending slower than this, measured over
+    /// `CSVBUS_BODY_IDLE_TIMEOUT_MS` of waiting for it, is cut off (408, import `aborted`).
+    pub body_min_bytes_per_sec: u64,
+    /// `CSVBUS_ZSTD_WINDOW_LOG_MAX`: the largest zstd window accepted, as a power of two.
+    pub zstd_window_log_max: u32,
 }
 
 impl UploadConfig {
@@ -59,10 +72,9 @@ impl UploadConfig {
                 reason: "expected lz4, zstd, snappy, gzip or none".into(),
             });
         }
-        Ok(Self {
+        Self {
             common: CommonConfig::from_env(env)?,
             addr: env.parse("CSVBUS_UPLOAD_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
-            allowed_schemas: env.list("CSVBUS_ALLOWED_SCHEMAS", &["public"]),
             api_keys: env
                 .list("CSVBUS_API_KEYS", &[])
                 .into_iter()
@@ -82,6 +94,87 @@ impl UploadConfig {
             producer_compression: compression,
             delivery_timeout: env.millis("CSVBUS_DELIVERY_TIMEOUT_MS", 30_000)?,
             db_pool_size: env.parse("CSVBUS_DB_POOL_SIZE", 8)?,
-        })
+            max_message_bytes: env.parse("CSVBUS_MAX_MESSAGE_BYTES", 1_000_000)?,
+            max_decompressed_bytes: env.parse("CSVBUS_MAX_DECOMPRESSED_BYTES", 64 << 30)?,
+            max_rows_per_import: env.parse("CSVBUS_MAX_ROWS_PER_IMPORT", 1_000_000_000)?,
+            max_rejected_limit: env.parse("CSVBUS_MAX_REJECTED_LIMIT", 100_000)?,
+            body_min_bytes_per_sec: env.parse("CSVBUS_BODY_MIN_BYTES_PER_SEC", 1024)?,
+            zstd_window_log_max: env.parse("CSVBUS_ZSTD_WINDOW_LOG_MAX", 23)?,
+        }
+        .checked()
+    }
+
+    /// The body limits of one upload.
+    pub fn body_limits(&self) -> crate::body::Limits {
+        crate::body::Limits {
+            max_bytes: self.max_body_bytes,
+            idle: self.body_idle_timeout,
+            min_rate: self.body_min_bytes_per_sec,
+            zstd_window_log_max: self.zstd_window_log_max,
+        }
+    }
+
+    /// Refuses settings that cannot work together.
+    fn checked(self) -> Result<Self, ConfigError> {
+        let invalid = |name: &str, value: String, reason: String| {
+            Err(ConfigError::Invalid {
+                name: name.into(),
+                value,
+                reason,
+            })
+        };
+        // A message must fit the in-flight budgets, or its send waits forever.
+        let message = self.max_message_bytes as u64 + crate::produce::MESSAGE_OVERHEAD as u64;
+        for (name, budget) in [
+            (
+                "CSVBUS_INFLIGHT_BYTES_PER_UPLOAD",
+                self.inflight_bytes_per_upload,
+            ),
+            ("CSVBUS_INFLIGHT_BYTES_TOTAL", self.inflight_bytes_total),
+        ] {
+            if budget < message {
+                let reason = format!(
+                    "must be at least CSVBUS_MAX_MESSAGE_BYTES + {} = {message}",
+                    crate::produce::MESSAGE_OVERHEAD
+                );
+                return invalid(name, budget.to_string(), reason);
+            }
+        }
+        if self.max_message_bytes < 1024 || self.max_message_bytes > 1_000_000_000 {
+            return invalid(
+                "CSVBUS_MAX_MESSAGE_BYTES",
+                self.max_message_bytes.to_string(),
+                "must be 1024 to 1000000000".into(),
+            );
+        }
+        if self.max_uploads == 0 || self.db_pool_size < 2 {
+            let reason = "CSVBUS_MAX_UPLOADS must be at least 1 and CSVBUS_DB_POOL_SIZE at least 2"
+                .to_owned();
+            return invalid("CSVBUS_MAX_UPLOADS", self.max_uploads.to_string(), reason);
+        }
+        if !(10..=31).contains(&self.zstd_window_log_max) {
+            return invalid(
+                "CSVBUS_ZSTD_WINDOW_LOG_MAX",
+                self.zstd_window_log_max.to_string(),
+                "must be 10 to 31".into(),
+            );
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_cannot_work_together_are_refused() {
+        assert!(UploadConfig::from_env(&Env::default()).is_ok());
+        let env = Env::from_pairs([("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD", "100000")]);
+        let err = UploadConfig::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD"), "{err}");
+        let env = Env::from_pairs([("CSVBUS_MAX_MESSAGE_BYTES", "100000000")]);
+        let err = UploadConfig::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("CSVBUS_INFLIGHT_BYTES"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use csv_async::{AsyncReaderBuilder, ByteRecord};
 use csvbus_shared::catalog::{self, TableName};
@@ -22,15 +22,20 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::body::{self, BodyError, Encoding};
+use crate::checks::{check_headers, parse_delimiter, resolve_table, too_large};
 use crate::error::ApiError;
+use crate::lines::Lines;
 use crate::produce::{row_headers, InFlight, ProduceError};
 use crate::progress::{Progress, ProgressGuard};
-use crate::rows::{check_header, ValueOptions};
+use crate::rows::{check_header, Header, ValueOptions};
 use crate::tap::{quoted_fields, RecordTooLong, Tap};
 use crate::App;
 
 /// Longest raw text kept for a rejected row.
 const RAW_LIMIT: usize = 4096;
+
+/// `max_rejected` when the query gives none.
+const DEFAULT_MAX_REJECTED: u64 = 100;
 
 /// Query options of an upload.
 #[derive(Debug, Deserialize)]
@@ -73,6 +78,13 @@ pub async fn create_import(
         .retry_after(1));
     };
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = app.config.max_rejected_limit;
+    if q.max_rejected.is_some_and(|m| m > limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("max_rejected may be at most {limit} (CSVBUS_MAX_REJECTED_LIMIT)"),
+        ));
+    }
     let encoding = check_headers(&headers, app.config.max_body_bytes)?;
     let opts = ValueOptions {
         delimiter: parse_delimiter(q.delimiter.as_deref())?,
@@ -87,98 +99,34 @@ pub async fn create_import(
         .await
 }
 
-/// Content type, encoding and declared length, before the body is touched.
-fn check_headers(headers: &HeaderMap, max_body: u64) -> Result<Encoding, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        if !matches!(mime, "text/csv" | "application/csv" | "text/plain") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("Content-Type {mime:?} is not CSV; send text/csv"),
-            ));
-        }
-    }
-    let enc = headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?"));
-    let encoding = Encoding::parse(enc).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_encoding",
-            format!(
-                "Content-Encoding {:?} is not supported; use gzip, zstd or none",
-                enc.unwrap_or("")
-            ),
-        )
-    })?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max_body) {
-        return Err(too_large(max_body));
-    }
-    Ok(encoding)
-}
-
-fn too_large(max: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        format!("the body is larger than the limit of {max} bytes"),
-    )
-}
-
-fn parse_delimiter(d: Option<&str>) -> Result<u8, ApiError> {
-    match d {
-        None | Some(",") => Ok(b','),
-        Some("\\t") | Some("tab") | Some("\t") => Ok(b'\t'),
-        Some(s) if s.len() == 1 && s.is_ascii() && !matches!(s, "\"" | "\n" | "\r") => {
-            Ok(s.as_bytes()[0])
-        }
-        Some(s) => Err(ApiError::bad_request(
-            "invalid_delimiter",
-            format!("delimiter {s:?} must be one ASCII character other than a quote or newline"),
-        )),
-    }
-}
-
-async fn resolve_table(
-    app: &App,
-    name: &str,
-) -> Result<(TableName, Vec<catalog::Column>), ApiError> {
-    let unknown = || {
-        ApiError::not_found(
-            "unknown_table",
-            format!("no table {name:?} that csvbus may write to"),
-        )
-    };
-    let table = TableName::parse(name, "public").ok_or_else(unknown)?;
-    if table.schema == catalog::OWN_SCHEMA || !app.config.allowed_schemas.contains(&table.schema) {
-        return Err(unknown());
-    }
-    let cols = catalog::table_columns(&app.pool, &table)
-        .await
-        .map_err(|e| ApiError::database(&e))?;
-    Ok((table, cols.ok_or_else(unknown)?))
-}
-
 /// Maps a failure to read the next record to the client's answer and the import's final status.
 fn read_error(e: csv_async::Error, max_body: u64) -> (ApiError, &'static str) {
     let io = match e.into_kind() {
         csv_async::ErrorKind::Io(io) => io,
-        other => {
-            return (
-                ApiError::bad_request("invalid_csv", format!("{other:?}")),
-                status::FAILED,
-            );
+        _ => {
+            let e = ApiError::bad_request("invalid_csv", "the body could not be read as CSV");
+            return (e, status::FAILED);
         }
     };
     if let Some(b) = BodyError::find(&io) {
         return match b {
             BodyError::TooLarge(_) => (too_large(max_body), status::FAILED),
+            BodyError::Decompressed(max) => (
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the body decompresses to more than {max} bytes (CSVBUS_MAX_DECOMPRESSED_BYTES)"),
+                ),
+                status::FAILED,
+            ),
+            BodyError::TooSlow { rate, window } => (
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_too_slow",
+                    format!("the client sent less than {rate} bytes/s over {window:?}"),
+                ),
+                status::ABORTED,
+            ),
             BodyError::Idle(d) => (
                 ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
@@ -231,34 +179,16 @@ async fn run_upload(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let cfg = &app.config;
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let input = body::reader(
-        body,
-        encoding,
-        cfg.max_body_bytes,
-        cfg.body_idle_timeout,
-        bytes_read.clone(),
-    );
-    let (tap, input) = Tap::new(input, cfg.max_record_bytes);
+    let input = body::reader(body, encoding, &cfg.body_limits(), bytes_read.clone());
+    let (tap, input) = Tap::new(input, cfg.max_record_bytes, cfg.max_decompressed_bytes);
     let mut reader = AsyncReaderBuilder::new()
         .delimiter(opts.delimiter)
         .has_headers(false)
         .flexible(true)
         .create_reader(input);
-
-    let mut record = ByteRecord::new();
-    match reader.read_byte_record(&mut record).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(ApiError::unprocessable(
-                "missing_header",
-                "the body is empty: the first record must name the columns",
-            )
-            .at_line(1))
-        }
-        Err(e) => return Err(read_error(e, cfg.max_body_bytes).0),
-    }
-    let header = check_header(&record, &columns, q.key.as_deref())?;
-    tap.advance(reader.position().byte(), reader.position().line());
+    let mut lines = Lines::default();
+    let header = read_header(&mut reader, &tap, &mut lines, cfg.max_body_bytes).await?;
+    let header = check_header(&header, &columns, q.key.as_deref())?;
 
     let id = Uuid::now_v7();
     tracing::Span::current().record("import_id", tracing::field::display(id));
@@ -269,94 +199,30 @@ async fn run_upload(
     let mut guard = ProgressGuard::start(app.clone(), id, progress.clone());
     tracing::info!(columns = header.columns.len(), "upload started");
 
-    let max_rejected = q.max_rejected.unwrap_or(100);
-    let id_text = id.to_string();
-    let table_text = table.to_string();
-    let mut inflight = InFlight::new(
-        app.producer.clone(),
-        cfg.common.topic.clone(),
-        app.inflight.clone(),
-        cfg.inflight_bytes_per_upload,
-    );
-    let mut payload = Vec::with_capacity(1024);
-    let mut last_rejected_line = 0;
-
-    let outcome: Result<(), (ApiError, &'static str)> = loop {
-        match reader.read_byte_record(&mut record).await {
-            Ok(true) => {}
-            Ok(false) => break Ok(()),
-            Err(e) => break Err(read_error(e, cfg.max_body_bytes)),
-        }
-        let (mut start, mut line) = record.position().map_or((0, 0), |p| (p.byte(), p.line()));
-        // After a CRLF the reader ends a record at '\r' and starts the next at '\n', on the
-        // previous line: step over it so positions and line numbers are the record's own.
-        if tap.byte_at(start) == Some(b'\n') {
-            start += 1;
-            line += 1;
-        }
-        let end = reader.position().byte();
-        progress.received.fetch_add(1, Ordering::Relaxed);
-        let raw = || {
-            tap.slice(start, end, cfg.max_record_bytes + 1)
-                .unwrap_or_default()
-        };
-        let mut verdict = header.encode(
-            &record,
-            &opts,
-            || quoted_fields(&raw(), opts.delimiter),
-            &mut payload,
-        );
-        if verdict.is_ok() {
-            let (eof, total) = tap.eof();
-            if eof && end == total && raw().iter().filter(|b| **b == b'"').count() % 2 == 1 {
-                verdict = Err("unterminated quoted field".to_owned());
-            }
-        }
-        match verdict {
-            Ok(()) => {
-                let key = header.key_index.and_then(|i| record.get(i));
-                if let Err(e) = inflight
-                    .send(&payload, key, row_headers(&id_text, line, &table_text))
-                    .await
-                {
-                    break Err(produce_error(e));
-                }
-            }
-            Err(reason) => {
-                let rejected = progress.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-                last_rejected_line = line;
-                let raw = raw();
-                let raw = raw.strip_suffix(b"\n").unwrap_or(&raw);
-                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                let text = String::from_utf8_lossy(raw)
-                    .chars()
-                    .take(RAW_LIMIT)
-                    .collect::<String>();
-                if let Err(e) = save_rejected(&app, id, line, &reason, &text).await {
-                    break Err((ApiError::database(&e), status::FAILED));
-                }
-                if rejected > max_rejected {
-                    break Err((
-                        ApiError::unprocessable(
-                            "too_many_rejected_rows",
-                            format!("{rejected} rows rejected, more than max_rejected={max_rejected}; last: {reason}"),
-                        )
-                        .at_line(line),
-                        status::FAILED,
-                    ));
-                }
-            }
-        }
-        tap.advance(end, reader.position().line());
-        if let Err(e) = inflight.poll_acks() {
-            break Err(produce_error(e));
-        }
-        progress.produced.store(inflight.acked, Ordering::Relaxed);
+    let mut rows = RowLoop {
+        app: &app,
+        id,
+        id_text: id.to_string(),
+        table_text: table.to_string(),
+        max_rejected: q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED),
+        opts: &opts,
+        header: &header,
+        tap: &tap,
+        lines,
+        progress: &progress,
+        inflight: InFlight::new(
+            app.producer.clone(),
+            cfg.common.topic.clone(),
+            app.inflight.clone(),
+            cfg.inflight_bytes_per_upload,
+        ),
     };
-
+    let outcome = rows.run(&mut reader).await;
     // Whatever happened, rows already sent are waited for so the record says how far it got.
-    let drained = tokio::time::timeout(cfg.delivery_timeout * 2, inflight.drain()).await;
-    progress.produced.store(inflight.acked, Ordering::Relaxed);
+    let drained = tokio::time::timeout(cfg.delivery_timeout * 2, rows.inflight.drain()).await;
+    progress
+        .produced
+        .store(rows.inflight.acked, Ordering::Relaxed);
     let outcome = match (outcome, drained) {
         (Err(e), _) => Err(e),
         (Ok(()), Ok(Err(e))) => Err(produce_error(e)),
@@ -384,7 +250,7 @@ async fn run_upload(
                 StatusCode::ACCEPTED,
                 Json(Accepted {
                     import_id: id,
-                    table: table_text,
+                    table: rows.table_text,
                     status: final_status.to_owned(),
                     rows_produced: counters.rows_produced as u64,
                     rows_rejected: counters.rows_rejected as u64,
@@ -394,10 +260,201 @@ async fn run_upload(
             ))
         }
         Err((e, s)) => {
-            tracing::warn!(status = s, error = %e.message, last_rejected_line, "upload ended early");
+            tracing::warn!(status = s, error = %e.message, "upload ended early");
             Err(e)
         }
     }
+}
+
+type Reader = csv_async::AsyncReader<
+    crate::tap::TapReader<std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>>,
+>;
+
+/// Reads the header record: 422 when the body is empty or the header's quote never closes.
+async fn read_header(
+    reader: &mut Reader,
+    tap: &Tap,
+    lines: &mut Lines,
+    max_body: u64,
+) -> Result<ByteRecord, ApiError> {
+    let mut record = ByteRecord::new();
+    match reader.read_byte_record(&mut record).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(ApiError::unprocessable(
+                "missing_header",
+                "the body is empty: the first record must name the columns",
+            )
+            .at_line(1))
+        }
+        Err(e) => return Err(read_error(e, max_body).0),
+    }
+    let end = reader.position().byte();
+    let lead = tap.scan(0, end, |b| lines.record(b).1).unwrap_or(0);
+    if unterminated(tap, lead as u64, end) {
+        return Err(ApiError::unprocessable(
+            "invalid_header",
+            "the header has a quoted field that is never closed",
+        )
+        .at_line(1));
+    }
+    tap.advance(end, lines.next());
+    Ok(record)
+}
+
+/// The record `start..end` is the last of the input and has an unclosed quote.
+fn unterminated(tap: &Tap, start: u64, end: u64) -> bool {
+    let (eof, total) = tap.eof();
+    eof && end == total
+        && tap
+            .scan(start, end, |b| {
+                b.iter().filter(|c| **c == b'"').count() % 2 == 1
+            })
+            .unwrap_or(false)
+}
+
+/// The read → check → send loop of one upload.
+struct RowLoop<'a> {
+    app: &'a App,
+    id: Uuid,
+    id_text: String,
+    table_text: String,
+    max_rejected: u64,
+    opts: &'a ValueOptions,
+    header: &'a Header,
+    tap: &'a Tap,
+    lines: Lines,
+    progress: &'a Progress,
+    inflight: InFlight,
+}
+
+impl RowLoop<'_> {
+    async fn run(&mut self, reader: &mut Reader) -> Result<(), (ApiError, &'static str)> {
+        let cfg = &self.app.config;
+        let mut record = ByteRecord::new();
+        let mut payload = Vec::with_capacity(1024);
+        let mut prev_end = reader.position().byte();
+        loop {
+            match reader.read_byte_record(&mut record).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => return Err(read_error(e, cfg.max_body_bytes)),
+            }
+            let end = reader.position().byte();
+            let lines = &mut self.lines;
+            let (line, lead) = self
+                .tap
+                .scan(prev_end, end, |b| lines.record(b))
+                .unwrap_or((0, 0));
+            let start = prev_end + lead as u64;
+            prev_end = end;
+            let received = self.progress.received.fetch_add(1, Ordering::Relaxed) + 1;
+            if received > cfg.max_rows_per_import {
+                return Err((
+                    too_many_rows(cfg.max_rows_per_import).at_line(line),
+                    status::FAILED,
+                ));
+            }
+            let verdict = self.encode(&record, start, end, &mut payload);
+            match verdict {
+                Ok(()) => {
+                    let key = self.header.key_index.and_then(|i| record.get(i));
+                    let headers = row_headers(&self.id_text, line, &self.table_text);
+                    if let Err(e) = self.inflight.send(&payload, key, headers).await {
+                        return Err(produce_error(e));
+                    }
+                }
+                Err(reason) => self.reject(line, start, end, &reason).await?,
+            }
+            self.tap.advance(end, self.lines.next());
+            if let Err(e) = self.inflight.poll_acks() {
+                return Err(produce_error(e));
+            }
+            self.progress
+                .produced
+                .store(self.inflight.acked, Ordering::Relaxed);
+        }
+    }
+
+    /// The row's message value in `payload`, or why it is rejected.
+    fn encode(
+        &self,
+        record: &ByteRecord,
+        start: u64,
+        end: u64,
+        payload: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let cfg = &self.app.config;
+        let quoted = || {
+            self.tap
+                .scan(start, end, |raw| quoted_fields(raw, self.opts.delimiter))
+                .unwrap_or_default()
+        };
+        self.header.encode(record, self.opts, quoted, payload)?;
+        if unterminated(self.tap, start, end) {
+            return Err("unterminated quoted field".to_owned());
+        }
+        let key = self
+            .header
+            .key_index
+            .and_then(|i| record.get(i))
+            .map_or(0, <[u8]>::len);
+        let size = payload.len() + key + MESSAGE_FRAMING;
+        if size > cfg.max_message_bytes {
+            return Err(format!(
+                "the row is {size} bytes as a message, more than the limit of {} (CSVBUS_MAX_MESSAGE_BYTES)",
+                cfg.max_message_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records a rejected row; fails the upload past `max_rejected`.
+    async fn reject(
+        &mut self,
+        line: u64,
+        start: u64,
+        end: u64,
+        reason: &str,
+    ) -> Result<(), (ApiError, &'static str)> {
+        let rejected = self.progress.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let raw = self
+            .tap
+            .scan(start, end, |raw| {
+                let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                let raw = &raw[..raw.len().min(RAW_LIMIT * 4)];
+                String::from_utf8_lossy(raw)
+                    .chars()
+                    .take(RAW_LIMIT)
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        if let Err(e) = save_rejected(self.app, self.id, line, reason, &raw).await {
+            return Err((ApiError::database(&e), status::FAILED));
+        }
+        if rejected > self.max_rejected {
+            let message = format!(
+                "{rejected} rows rejected, more than max_rejected={}; last: {reason}",
+                self.max_rejected
+            );
+            let e = ApiError::unprocessable("too_many_rejected_rows", message).at_line(line);
+            return Err((e, status::FAILED));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes a message takes beyond its key and value on the wire: the three csvbus headers and the
+/// record's framing (at most ~150 bytes; counted generously).
+const MESSAGE_FRAMING: usize = 512;
+
+fn too_many_rows(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_rows",
+        format!("the body has more than {max} rows, the most one import takes (CSVBUS_MAX_ROWS_PER_IMPORT)"),
+    )
 }
 
 fn produce_error(e: ProduceError) -> (ApiError, &'static str) {
@@ -419,7 +476,15 @@ async fn save_rejected(
     raw: &str,
 ) -> Result<(), sqlx::Error> {
     let mut conn = app.pool.acquire().await?;
-    imports::insert_rejected(&mut conn, id, line as i64, "parse", reason, Some(raw), None).await?;
+    let rejected = imports::Rejected {
+        import_id: id,
+        line: line as i64,
+        stage: imports::Stage::Parse,
+        reason,
+        raw: Some(raw),
+        fields: None,
+    };
+    imports::insert_rejected(&mut conn, rejected).await?;
     metrics::counter!("csvbus_upload_rejected_rows_total").increment(1);
     Ok(())
 }

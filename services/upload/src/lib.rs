@@ -8,7 +8,9 @@
 //! Layout:
 //! - [`config`]: settings from the environment.
 //! - [`routes`]: the router, API keys, status/health/metrics handlers.
-//! - [`ingest`]: the upload handler: checks, the read → send loop, the final answer.
+//! - [`checks`]: what is checked before the body: type, encoding, length, table.
+//! - [`ingest`]: the upload handler: the read → send loop, the final answer.
+//! - [`lines`]: line numbers as people count them (CR, LF, CRLF, blank lines).
 //! - [`body`]: the body as a counted, capped, idle-limited, decompressed byte stream.
 //! - [`tap`]: raw record text and the record length bound.
 //! - [`rows`]: header check against the table; record → JSON message value.
@@ -17,9 +19,11 @@
 //! - [`error`]: the JSON error answers.
 
 pub mod body;
+pub mod checks;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod lines;
 pub mod produce;
 pub mod progress;
 pub mod routes;

@@ -42,6 +42,7 @@ pub fn producer(config: &UploadConfig) -> Result<FutureProducer, KafkaError> {
             "message.timeout.ms",
             config.delivery_timeout.as_millis().to_string(),
         )
+        .set("message.max.bytes", config.max_message_bytes.to_string())
         .set("queue.buffering.max.kbytes", queue_kb.to_string())
         .set("queue.buffering.max.messages", "1000000");
     c.create()
@@ -50,7 +51,7 @@ pub fn producer(config: &UploadConfig) -> Result<FutureProducer, KafkaError> {
 /// Memory a message in flight takes beyond its key and value: librdkafka's message and
 /// headers, the delivery future and its slot here. Counted against the in-flight bounds so
 /// that they bound memory, not just payload bytes.
-const MESSAGE_OVERHEAD: usize = 512;
+pub const MESSAGE_OVERHEAD: usize = 512;
 
 /// One message awaiting its acknowledgement.
 struct Pending {

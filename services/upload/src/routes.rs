@@ -77,17 +77,23 @@ struct WaitQuery {
     wait: Option<String>,
 }
 
+/// `30s`, `500ms`, `1m` (humantime), or plain seconds (`2.5`); never more than [`MAX_WAIT`].
 fn parse_wait(s: &str) -> Option<Duration> {
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse().ok().map(Duration::from_millis);
-    }
-    s.strip_suffix('s')
-        .unwrap_or(s)
-        .parse::<f64>()
-        .ok()
-        .filter(|v| *v >= 0.0)
-        .map(Duration::from_secs_f64)
+    let d = match humantime::parse_duration(s) {
+        Ok(d) => d,
+        Err(_) => {
+            let secs: f64 = s.parse().ok()?;
+            if !secs.is_finite() || secs < 0.0 {
+                return None;
+            }
+            Duration::from_secs_f64(secs.min(MAX_WAIT.as_secs_f64()))
+        }
+    };
+    Some(d.min(MAX_WAIT))
 }
+
+/// The longest long-poll.
+const MAX_WAIT: Duration = Duration::from_secs(300);
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     id.parse()
@@ -102,14 +108,12 @@ async fn get_import(
     let id = parse_id(&id)?;
     let wait = match w.wait.as_deref() {
         None => Duration::ZERO,
-        Some(s) => parse_wait(s)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_wait",
-                    format!("wait={s:?}: use seconds like 30s or 500ms"),
-                )
-            })?
-            .min(Duration::from_secs(300)),
+        Some(s) => parse_wait(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_wait",
+                format!("wait={s:?}: use a duration like 30s or 500ms"),
+            )
+        })?,
     };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -122,6 +126,23 @@ async fn get_import(
             return Ok(Json(rec));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_parse_and_are_capped_and_nonsense_is_refused() {
+        assert_eq!(parse_wait("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_wait("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_wait("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_wait("1h"), Some(MAX_WAIT));
+        assert_eq!(parse_wait("1e300"), Some(MAX_WAIT));
+        assert_eq!(parse_wait("inf"), None);
+        assert_eq!(parse_wait("NaN"), None);
+        assert_eq!(parse_wait("-1"), None);
     }
 }
 

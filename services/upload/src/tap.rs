@@ -36,6 +36,8 @@ struct Window {
 pub struct Tap {
     window: Arc<Mutex<Window>>,
     max_record: usize,
+    /// Most bytes the whole (decompressed) input may have.
+    max_total: u64,
 }
 
 /// The reader half: wraps the decompressed body.
@@ -45,10 +47,11 @@ pub struct TapReader<R> {
 }
 
 impl Tap {
-    pub fn new<R>(inner: R, max_record: usize) -> (Self, TapReader<R>) {
+    pub fn new<R>(inner: R, max_record: usize, max_total: u64) -> (Self, TapReader<R>) {
         let tap = Self {
             window: Arc::default(),
             max_record,
+            max_total,
         };
         let reader = TapReader {
             inner,
@@ -79,11 +82,13 @@ impl Tap {
         Some(w.buf[from..to].to_vec())
     }
 
-    /// The byte at stream offset `at`, if still in the window.
-    pub fn byte_at(&self, at: u64) -> Option<u8> {
+    /// `f` of the bytes `start..end` of the stream, if still in the window (no copy).
+    pub fn scan<T>(&self, start: u64, end: u64, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
         let w = self.lock();
-        at.checked_sub(w.base)
-            .and_then(|i| w.buf.get(i as usize).copied())
+        if start < w.base || end > w.base + w.buf.len() as u64 || start > end {
+            return None;
+        }
+        Some(f(&w.buf[(start - w.base) as usize..(end - w.base) as usize]))
     }
 
     /// Whether the reader has reached the end of the input, and the total bytes read.
@@ -116,6 +121,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for TapReader<R> {
                     w.base += dead as u64;
                 }
                 w.buf.extend_from_slice(new);
+                if w.base + w.buf.len() as u64 > this.tap.max_total {
+                    let e = crate::body::BodyError::Decompressed(this.tap.max_total);
+                    return Poll::Ready(Err(io::Error::other(e)));
+                }
                 let pending = w.base + w.buf.len() as u64 - w.record_start;
                 if pending > (this.tap.max_record + 64 * 1024) as u64 {
                     let e = RecordTooLong {

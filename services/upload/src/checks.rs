@@ -1,0 +1,87 @@
+//! The checks of an upload that need no row: content type and encoding, declared length,
+//! query options, and the target table. Each answers a 4xx before anything is produced.
+
+use axum::http::{header, HeaderMap, StatusCode};
+use csvbus_shared::catalog::{self, TableName};
+
+use crate::body::Encoding;
+use crate::error::ApiError;
+use crate::App;
+
+/// Content type, encoding and declared length, before the body is touched.
+pub fn check_headers(headers: &HeaderMap, max_body: u64) -> Result<Encoding, ApiError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !matches!(mime, "text/csv" | "application/csv" | "text/plain") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("Content-Type {mime:?} is not CSV; send text/csv"),
+            ));
+        }
+    }
+    let enc = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let encoding = Encoding::parse(enc).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!(
+                "Content-Encoding {:?} is not supported; use gzip, zstd or none",
+                enc.unwrap_or("")
+            ),
+        )
+    })?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(too_large(max_body));
+    }
+    Ok(encoding)
+}
+
+pub fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the body is larger than the limit of {max} bytes"),
+    )
+}
+
+pub fn parse_delimiter(d: Option<&str>) -> Result<u8, ApiError> {
+    match d {
+        None | Some(",") => Ok(b','),
+        Some("\\t") | Some("tab") | Some("\t") => Ok(b'\t'),
+        Some(s) if s.len() == 1 && s.is_ascii() && !matches!(s, "\"" | "\n" | "\r") => {
+            Ok(s.as_bytes()[0])
+        }
+        Some(s) => Err(ApiError::bad_request(
+            "invalid_delimiter",
+            format!("delimiter {s:?} must be one ASCII character other than a quote or newline"),
+        )),
+    }
+}
+
+pub async fn resolve_table(
+    app: &App,
+    name: &str,
+) -> Result<(TableName, Vec<catalog::Column>), ApiError> {
+    let unknown = || {
+        ApiError::not_found(
+            "unknown_table",
+            format!("no table {name:?} that csvbus may write to"),
+        )
+    };
+    let table = TableName::parse(name, "public").ok_or_else(unknown)?;
+    if !catalog::may_target(&table, &app.config.common.allowed_schemas) {
+        return Err(unknown());
+    }
+    let cols = catalog::table_columns(&app.pool, &table)
+        .await
+        .map_err(|e| ApiError::database(&e))?;
+    Ok((table, cols.ok_or_else(unknown)?))
+}
