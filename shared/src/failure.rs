@@ -44,13 +44,14 @@ pub fn classify_code(code: &str) -> Failure {
             Failure::Outage
         }
         ("40", "40001" | "40P01") | (_, "55P03") => Failure::Outage,
-        // The target or a column is gone: nothing of the group can be written.
-        (_, "42P01" | "42703" | "3F000") => Failure::Group,
+        // The target or a column is gone, or COPY cannot write it at all (0A000: e.g. a table
+        // with forced row-level security): nothing of the group can be written.
+        (_, "42P01" | "42703" | "3F000" | "0A000") => Failure::Group,
         // Data exception; integrity constraint; program limit (index row too big, too many
         // columns); PL/pgSQL raise; insufficient privilege / row-level security; statement
         // timeout; errors raised by routines and triggers; other syntax-or-access errors
         // caused by what the table does with the values.
-        ("22" | "23" | "54" | "P0" | "42" | "2F" | "38" | "39" | "27" | "0A", _) | (_, "57014") => {
+        ("22" | "23" | "54" | "P0" | "42" | "2F" | "38" | "39" | "27", _) | (_, "57014") => {
             Failure::Rows
         }
         _ => Failure::Unknown,
@@ -85,6 +86,7 @@ mod tests {
             ("42P01", Failure::Group),
             ("42703", Failure::Group),
             ("3F000", Failure::Group),
+            ("0A000", Failure::Group),
             ("XX000", Failure::Unknown),
             ("55000", Failure::Unknown),
             ("25P02", Failure::Unknown),
