@@ -175,6 +175,6 @@ mod tests {
         assert!(err.contains("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD"), "{err}");
         let env = Env::from_pairs([("CSVBUS_MAX_MESSAGE_BYTES", "100000000")]);
         let err = UploadConfig::from_env(&env).unwrap_err().to_string();
-        assert!(err.contains("CSVBUS_INFLIGHT_BYTES"), "{err}");
+        assert!(err.contains("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD"), "{err}");
     }
 }
