@@ -14,7 +14,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use csv_async::{AsyncReaderBuilder, ByteRecord};
 use csvbus_shared::catalog::{self, TableName};
 use csvbus_shared::imports::{self, status, UploadCounters};
 use serde::{Deserialize, Serialize};
@@ -24,11 +23,11 @@ use uuid::Uuid;
 use crate::body::{self, BodyError, Encoding};
 use crate::checks::{check_headers, parse_delimiter, resolve_table, too_large};
 use crate::error::ApiError;
-use crate::lines::Lines;
+use crate::parse::{Records, Span};
 use crate::produce::{row_headers, InFlight, ProduceError};
 use crate::progress::{Progress, ProgressGuard};
 use crate::rows::{check_header, Header, ValueOptions};
-use crate::tap::{quoted_fields, RecordTooLong, Tap};
+use crate::tap::RecordTooLong;
 use crate::App;
 
 /// Longest raw text kept for a rejected row.
@@ -180,15 +179,15 @@ async fn run_upload(
     let cfg = &app.config;
     let bytes_read = Arc::new(AtomicU64::new(0));
     let input = body::reader(body, encoding, &cfg.body_limits(), bytes_read.clone());
-    let (tap, input) = Tap::new(input, cfg.max_record_bytes, cfg.max_decompressed_bytes);
-    let mut reader = AsyncReaderBuilder::new()
-        .delimiter(opts.delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .create_reader(input);
-    let mut lines = Lines::default();
-    let header = read_header(&mut reader, &tap, &mut lines, cfg.max_body_bytes).await?;
-    let header = check_header(&header, &columns, q.key.as_deref())?;
+    let mut records = Records::new(
+        input,
+        opts.delimiter,
+        cfg.max_record_bytes,
+        cfg.max_decompressed_bytes,
+    );
+    read_header(&mut records, cfg.max_body_bytes).await?;
+    let header = check_header(&records.record, &columns, q.key.as_deref())?;
+    records.done();
 
     let id = Uuid::now_v7();
     tracing::Span::current().record("import_id", tracing::field::display(id));
@@ -207,8 +206,6 @@ async fn run_upload(
         max_rejected: q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED),
         opts: &opts,
         header: &header,
-        tap: &tap,
-        lines,
         progress: &progress,
         inflight: InFlight::new(
             app.producer.clone(),
@@ -217,7 +214,7 @@ async fn run_upload(
             cfg.inflight_bytes_per_upload,
         ),
     };
-    let outcome = rows.run(&mut reader).await;
+    let outcome = rows.run(&mut records).await;
     // Whatever happened, rows already sent are waited for so the record says how far it got.
     let drained = tokio::time::timeout(cfg.delivery_timeout * 2, rows.inflight.drain()).await;
     progress
@@ -266,21 +263,13 @@ async fn run_upload(
     }
 }
 
-type Reader = csv_async::AsyncReader<
-    crate::tap::TapReader<std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>>,
->;
+type Input = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
 
 /// Reads the header record: 422 when the body is empty or the header's quote never closes.
-async fn read_header(
-    reader: &mut Reader,
-    tap: &Tap,
-    lines: &mut Lines,
-    max_body: u64,
-) -> Result<ByteRecord, ApiError> {
-    let mut record = ByteRecord::new();
-    match reader.read_byte_record(&mut record).await {
-        Ok(true) => {}
-        Ok(false) => {
+async fn read_header(records: &mut Records<Input>, max_body: u64) -> Result<(), ApiError> {
+    let span = match records.next().await {
+        Ok(Some(span)) => span,
+        Ok(None) => {
             return Err(ApiError::unprocessable(
                 "missing_header",
                 "the body is empty: the first record must name the columns",
@@ -288,29 +277,15 @@ async fn read_header(
             .at_line(1))
         }
         Err(e) => return Err(read_error(e, max_body).0),
-    }
-    let end = reader.position().byte();
-    let lead = tap.scan(0, end, |b| lines.record(b).1).unwrap_or(0);
-    if unterminated(tap, lead as u64, end) {
+    };
+    if records.unterminated(span) {
         return Err(ApiError::unprocessable(
             "invalid_header",
             "the header has a quoted field that is never closed",
         )
-        .at_line(1));
+        .at_line(span.line));
     }
-    tap.advance(end, lines.next());
-    Ok(record)
-}
-
-/// The record `start..end` is the last of the input and has an unclosed quote.
-fn unterminated(tap: &Tap, start: u64, end: u64) -> bool {
-    let (eof, total) = tap.eof();
-    eof && end == total
-        && tap
-            .scan(start, end, |b| {
-                b.iter().filter(|c| **c == b'"').count() % 2 == 1
-            })
-            .unwrap_or(false)
+    Ok(())
 }
 
 /// The read → check → send loop of one upload.
@@ -322,51 +297,39 @@ struct RowLoop<'a> {
     max_rejected: u64,
     opts: &'a ValueOptions,
     header: &'a Header,
-    tap: &'a Tap,
-    lines: Lines,
     progress: &'a Progress,
     inflight: InFlight,
 }
 
 impl RowLoop<'_> {
-    async fn run(&mut self, reader: &mut Reader) -> Result<(), (ApiError, &'static str)> {
+    async fn run(&mut self, records: &mut Records<Input>) -> Result<(), (ApiError, &'static str)> {
         let cfg = &self.app.config;
-        let mut record = ByteRecord::new();
         let mut payload = Vec::with_capacity(1024);
-        let mut prev_end = reader.position().byte();
         loop {
-            match reader.read_byte_record(&mut record).await {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
+            let span = match records.next().await {
+                Ok(Some(span)) => span,
+                Ok(None) => return Ok(()),
                 Err(e) => return Err(read_error(e, cfg.max_body_bytes)),
-            }
-            let end = reader.position().byte();
-            let lines = &mut self.lines;
-            let (line, lead) = self
-                .tap
-                .scan(prev_end, end, |b| lines.record(b))
-                .unwrap_or((0, 0));
-            let start = prev_end + lead as u64;
-            prev_end = end;
+            };
             let received = self.progress.received.fetch_add(1, Ordering::Relaxed) + 1;
             if received > cfg.max_rows_per_import {
-                return Err((
-                    too_many_rows(cfg.max_rows_per_import).at_line(line),
-                    status::FAILED,
-                ));
+                let e = too_many_rows(cfg.max_rows_per_import).at_line(span.line);
+                return Err((e, status::FAILED));
             }
-            let verdict = self.encode(&record, start, end, &mut payload);
-            match verdict {
+            match self.encode(records, span, &mut payload) {
                 Ok(()) => {
-                    let key = self.header.key_index.and_then(|i| record.get(i));
-                    let headers = row_headers(&self.id_text, line, &self.table_text);
+                    let key = self.header.key_index.and_then(|i| records.record.get(i));
+                    let headers = row_headers(&self.id_text, span.line, &self.table_text);
                     if let Err(e) = self.inflight.send(&payload, key, headers).await {
                         return Err(produce_error(e));
                     }
                 }
-                Err(reason) => self.reject(line, start, end, &reason).await?,
+                Err(reason) => {
+                    let raw = records.raw_text(span, RAW_LIMIT);
+                    self.reject(span.line, &raw, &reason).await?;
+                }
             }
-            self.tap.advance(end, self.lines.next());
+            records.done();
             if let Err(e) = self.inflight.poll_acks() {
                 return Err(produce_error(e));
             }
@@ -379,31 +342,22 @@ impl RowLoop<'_> {
     /// The row's message value in `payload`, or why it is rejected.
     fn encode(
         &self,
-        record: &ByteRecord,
-        start: u64,
-        end: u64,
+        records: &Records<Input>,
+        span: Span,
         payload: &mut Vec<u8>,
     ) -> Result<(), String> {
-        let cfg = &self.app.config;
-        let quoted = || {
-            self.tap
-                .scan(start, end, |raw| quoted_fields(raw, self.opts.delimiter))
-                .unwrap_or_default()
-        };
-        self.header.encode(record, self.opts, quoted, payload)?;
-        if unterminated(self.tap, start, end) {
+        let record = &records.record;
+        self.header
+            .encode(record, self.opts, || records.quoted(span), payload)?;
+        if records.unterminated(span) {
             return Err("unterminated quoted field".to_owned());
         }
-        let key = self
-            .header
-            .key_index
-            .and_then(|i| record.get(i))
-            .map_or(0, <[u8]>::len);
-        let size = payload.len() + key + MESSAGE_FRAMING;
-        if size > cfg.max_message_bytes {
+        let key = self.header.key_index.and_then(|i| record.get(i));
+        let size = payload.len() + key.map_or(0, <[u8]>::len) + MESSAGE_FRAMING;
+        let max = self.app.config.max_message_bytes;
+        if size > max {
             return Err(format!(
-                "the row is {size} bytes as a message, more than the limit of {} (CSVBUS_MAX_MESSAGE_BYTES)",
-                cfg.max_message_bytes
+                "the row is {size} bytes as a message, more than the limit of {max} (CSVBUS_MAX_MESSAGE_BYTES)"
             ));
         }
         Ok(())
@@ -413,24 +367,11 @@ impl RowLoop<'_> {
     async fn reject(
         &mut self,
         line: u64,
-        start: u64,
-        end: u64,
+        raw: &str,
         reason: &str,
     ) -> Result<(), (ApiError, &'static str)> {
         let rejected = self.progress.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-        let raw = self
-            .tap
-            .scan(start, end, |raw| {
-                let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
-                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                let raw = &raw[..raw.len().min(RAW_LIMIT * 4)];
-                String::from_utf8_lossy(raw)
-                    .chars()
-                    .take(RAW_LIMIT)
-                    .collect::<String>()
-            })
-            .unwrap_or_default();
-        if let Err(e) = save_rejected(self.app, self.id, line, reason, &raw).await {
+        if let Err(e) = save_rejected(self.app, self.id, line, reason, raw).await {
             return Err((ApiError::database(&e), status::FAILED));
         }
         if rejected > self.max_rejected {

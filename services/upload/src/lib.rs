@@ -11,6 +11,7 @@
 //! - [`checks`]: what is checked before the body: type, encoding, length, table.
 //! - [`ingest`]: the upload handler: the read → send loop, the final answer.
 //! - [`lines`]: line numbers as people count them (CR, LF, CRLF, blank lines).
+//! - [`parse`]: the body's CSV records with their lines and raw bytes.
 //! - [`body`]: the body as a counted, capped, idle-limited, decompressed byte stream.
 //! - [`tap`]: raw record text and the record length bound.
 //! - [`rows`]: header check against the table; record → JSON message value.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod lines;
+pub mod parse;
 pub mod produce;
 pub mod progress;
 pub mod routes;

@@ -71,17 +71,6 @@ impl Tap {
         w.record_line = line;
     }
 
-    /// The bytes `start..end` of the stream, if still in the window, cut to `limit` bytes.
-    pub fn slice(&self, start: u64, end: u64, limit: usize) -> Option<Vec<u8>> {
-        let w = self.lock();
-        if start < w.base || end > w.base + w.buf.len() as u64 || start > end {
-            return None;
-        }
-        let from = (start - w.base) as usize;
-        let to = ((end - w.base) as usize).min(from + limit);
-        Some(w.buf[from..to].to_vec())
-    }
-
     /// `f` of the bytes `start..end` of the stream, if still in the window (no copy).
     pub fn scan<T>(&self, start: u64, end: u64, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
         let w = self.lock();
