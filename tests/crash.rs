@@ -136,3 +136,99 @@ async fn a_sink_killed_five_times_and_restarted_at_once_writes_every_row_once() 
     sink.stop().await;
     upload.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_service_killed_mid_upload_leaves_an_aborted_import_and_no_row_twice() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let mut e = env(&db, &unique("crash-up"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_LINGER_MS", "50");
+    e.set("CSVBUS_ORPHAN_AFTER_MS", "2000");
+    let sink = csvbus_tests::spawn_sink(&e).await;
+    let mut first = Proc::upload(&e, &[]);
+    first.ready(Duration::from_secs(60)).await;
+
+    // A client that sends 1,000 rows, then holds the request open.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    let mut head = b"id,v,half\n".to_vec();
+    for i in 1..=1000 {
+        head.extend(format!("{i},\"v{i}, \"\"q\"\"\",{}\n", i / 2).bytes());
+    }
+    tx.unbounded_send(Ok(head)).unwrap();
+    let url = first.url("/v1/imports?table=nums");
+    let client = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .body(reqwest::Body::wrap_stream(rx))
+            .send()
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let id: uuid::Uuid = loop {
+        let row: Option<(uuid::Uuid, i64)> =
+            sqlx::query_as("SELECT id, rows_received FROM csvbus.imports")
+                .fetch_optional(&db.pool)
+                .await
+                .unwrap();
+        if let Some((id, received)) = row {
+            if received >= 1000 {
+                break id;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rows were never produced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    first.kill().await;
+    let answer = client.await.unwrap();
+    assert!(
+        answer.is_err() || !answer.unwrap().status().is_success(),
+        "the client must see a failure"
+    );
+    drop(tx);
+
+    // Another instance finds the orphan; every row that reached the topic is written once.
+    let mut second = Proc::upload(&e, &[]);
+    second.ready(Duration::from_secs(60)).await;
+    let topic = e.raw("CSVBUS_TOPIC").unwrap().to_owned();
+    let on_topic = csvbus_tests::kafka::scan_topic(
+        &csvbus_tests::brokers(),
+        &topic,
+        1000,
+        Duration::from_secs(20),
+        Duration::from_secs(2),
+        |_| {},
+    )
+    .await as i64;
+    assert!(on_topic > 0, "nothing reached the topic");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, written): (String, i64) =
+            sqlx::query_as("SELECT status, rows_written FROM csvbus.imports WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        if status == "aborted" && written == on_topic {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "import {status}, written {written} of {on_topic}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (count, distinct, max): (i64, i64, Option<i64>) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT id), max(id) FROM nums")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((count, distinct), (on_topic, on_topic));
+    assert!(max <= Some(1000));
+    second.stop().await;
+    sink.stop().await;
+}

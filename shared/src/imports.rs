@@ -141,6 +141,25 @@ pub async fn finish_upload(
     Ok(())
 }
 
+/// Marks `aborted` the imports still `receiving` whose upload has not saved progress for
+/// `silent` (its service was killed or lost its database): returns their ids. Rows they
+/// produced are still written by the sink.
+pub async fn abort_orphans(
+    pool: &PgPool,
+    silent: std::time::Duration,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE csvbus.imports
+            SET status = 'aborted', error = 'the upload service stopped during the upload',
+                finished_at = now(), updated_at = now()
+          WHERE status = 'receiving' AND updated_at < now() - make_interval(secs => $1)
+         RETURNING id",
+    )
+    .bind(silent.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
 /// The sink wrote `written` rows and rejected `rejected` rows of an import (in the caller's
 /// transaction); completes the import when that covers everything produced.
 pub async fn add_written(

@@ -60,6 +60,9 @@ pub struct UploadConfig {
     pub body_min_bytes_per_sec: u64,
     /// `CSVBUS_ZSTD_WINDOW_LOG_MAX`: the largest zstd window accepted, as a power of two.
     pub zstd_window_log_max: u32,
+    /// `CSVBUS_ORPHAN_AFTER_MS`: an import `receiving` whose upload saved no progress for this
+    /// long (its service died) is marked `aborted` by any upload service instance.
+    pub orphan_after: Duration,
 }
 
 impl UploadConfig {
@@ -100,6 +103,7 @@ impl UploadConfig {
             max_rejected_limit: env.parse("CSVBUS_MAX_REJECTED_LIMIT", 100_000)?,
             body_min_bytes_per_sec: env.parse("CSVBUS_BODY_MIN_BYTES_PER_SEC", 1024)?,
             zstd_window_log_max: env.parse("CSVBUS_ZSTD_WINDOW_LOG_MAX", 23)?,
+            orphan_after: env.millis("CSVBUS_ORPHAN_AFTER_MS", 60_000)?,
         }
         .checked()
     }
@@ -151,6 +155,14 @@ impl UploadConfig {
             let reason = "CSVBUS_MAX_UPLOADS must be at least 1 and CSVBUS_DB_POOL_SIZE at least 2"
                 .to_owned();
             return invalid("CSVBUS_MAX_UPLOADS", self.max_uploads.to_string(), reason);
+        }
+        if self.orphan_after < self.progress_interval * 4 {
+            let reason = "must be at least 4 × CSVBUS_PROGRESS_INTERVAL_MS".to_owned();
+            return invalid(
+                "CSVBUS_ORPHAN_AFTER_MS",
+                self.orphan_after.as_millis().to_string(),
+                reason,
+            );
         }
         if !(10..=31).contains(&self.zstd_window_log_max) {
             return invalid(

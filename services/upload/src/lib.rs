@@ -110,6 +110,26 @@ pub async fn run(
     serve(app, listener, shutdown).await
 }
 
+/// Marks imports whose upload service died `aborted`, at start and then periodically.
+async fn abort_orphans(app: Arc<App>, shutdown: CancellationToken) {
+    let every = (app.config.orphan_after / 4).min(std::time::Duration::from_secs(10));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match csvbus_shared::imports::abort_orphans(&app.pool, app.config.orphan_after).await {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::warn!(import_id = %id, "upload stopped without finishing (its service died): aborted");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "looking for orphaned imports failed"),
+        }
+    }
+}
+
 /// [`run`] with an already connected [`App`].
 pub async fn serve(
     app: Arc<App>,
@@ -117,6 +137,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), UploadError> {
     tracing::info!(addr = %listener.local_addr()?, topic = %app.config.common.topic, "upload service listening");
+    app.tasks
+        .spawn(abort_orphans(app.clone(), shutdown.clone()));
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
     let mut server = tokio::spawn(async move {

@@ -63,10 +63,9 @@ impl ProgressGuard {
                     _ = s.cancelled() => break,
                     _ = tick.tick() => {}
                 }
+                // Saved on every tick, changed or not: `updated_at` is the upload's heartbeat, by
+                // which another instance finds imports whose service died (see `orphans`).
                 let now = p.snapshot();
-                if now == last {
-                    continue;
-                }
                 count_metrics(&last, &now);
                 if let Err(e) = imports::update_progress(&a.pool, id, &now).await {
                     tracing::warn!(import_id = %id, error = %e, "saving upload progress failed");
