@@ -689,3 +689,20 @@ async fn a_million_rows_land_on_the_topic_exactly_with_their_lines_after_the_ack
     assert_eq!(rec["rows_produced"], n);
     t.svc.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = setup(&[("CSVBUS_HEADER_READ_TIMEOUT_MS", "300")]).await;
+    let mut conn = tokio::net::TcpStream::connect(ctx.svc.addr).await.unwrap();
+    conn.write_all(b"POST /v1/imports?table=people HTTP/1.1\r\nHost: csvbus\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the connection is still open after 10 s");
+    // A complete request on a new connection is still served.
+    let (status, _) = ctx.post("table=people", "id\n1\n").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    ctx.svc.stop().await;
+}

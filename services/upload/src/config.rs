@@ -63,6 +63,9 @@ pub struct UploadConfig {
     /// `CSVBUS_ORPHAN_AFTER_MS`: an import `receiving` whose upload saved no progress for this
     /// long (its service died) is marked `aborted` by any upload service instance.
     pub orphan_after: Duration,
+    /// `CSVBUS_HEADER_READ_TIMEOUT_MS`: a connection that has not sent its request headers
+    /// within this time is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl UploadConfig {
@@ -104,6 +107,7 @@ impl UploadConfig {
             body_min_bytes_per_sec: env.parse("CSVBUS_BODY_MIN_BYTES_PER_SEC", 1024)?,
             zstd_window_log_max: env.parse("CSVBUS_ZSTD_WINDOW_LOG_MAX", 23)?,
             orphan_after: env.millis("CSVBUS_ORPHAN_AFTER_MS", 60_000)?,
+            header_read_timeout: env.millis("CSVBUS_HEADER_READ_TIMEOUT_MS", 10_000)?,
         }
         .checked()
     }

@@ -17,6 +17,7 @@
 //! - [`rows`]: header check against the table; record → JSON message value.
 //! - [`produce`]: the producer and the in-flight bounds (backpressure).
 //! - [`progress`]: live counters saved to `csvbus.imports`; abort on a vanished client.
+//! - [`server`]: the connection loop (header-read timeout, graceful shutdown).
 //! - [`error`]: the JSON error answers.
 
 pub mod body;
@@ -30,6 +31,7 @@ pub mod produce;
 pub mod progress;
 pub mod routes;
 pub mod rows;
+pub mod server;
 pub mod tap;
 
 use std::sync::Arc;
@@ -141,11 +143,8 @@ pub async fn serve(
         .spawn(abort_orphans(app.clone(), shutdown.clone()));
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-    });
+    let header_timeout = app.config.header_read_timeout;
+    let mut server = tokio::spawn(server::serve(listener, router, header_timeout, stop));
     tokio::select! {
         r = &mut server => { r.map_err(std::io::Error::other)??; }
         _ = shutdown.cancelled() => {
