@@ -42,6 +42,9 @@ impl Progress {
     }
 }
 
+/// How long saving an upload's final status waits out a database outage.
+const FINISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Saves progress periodically; marks the import aborted if dropped before [`finish`](Self::finish).
 pub struct ProgressGuard {
     app: Arc<App>,
@@ -92,7 +95,24 @@ impl ProgressGuard {
     ) -> Result<(), sqlx::Error> {
         self.finished = true;
         self.stop.cancel();
-        imports::finish_upload(&self.app.pool, self.id, final_status, &c, error).await
+        // The rows are on the broker by now: a database blip must not turn that into a 503, so
+        // outages are waited out for a while (the same backoff as everywhere).
+        let deadline = tokio::time::Instant::now() + FINISH_PATIENCE;
+        let mut backoff = csvbus_shared::db::outage_backoff();
+        loop {
+            let r = imports::finish_upload(&self.app.pool, self.id, final_status, &c, error).await;
+            match r {
+                Err(e)
+                    if csvbus_shared::db::classify(&e) == csvbus_shared::db::Failure::Outage
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::warn!(import_id = %self.id, error = %e, "saving the upload's end failed; retrying");
+                    let delay = backoff.next().unwrap_or(std::time::Duration::from_secs(5));
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
     }
 }
 
