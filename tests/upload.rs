@@ -706,3 +706,31 @@ async fn a_client_that_never_finishes_its_request_headers_is_disconnected() {
     assert_eq!(status, StatusCode::ACCEPTED);
     ctx.svc.stop().await;
 }
+
+#[tokio::test]
+async fn long_polls_past_the_limit_get_429_and_plain_reads_still_work() {
+    let ctx = setup(&[("CSVBUS_MAX_WAITERS", "1")]).await;
+    // An import that stays `produced` (no sink runs here), so a long-poll waits its full time.
+    let (status, v) = ctx.post("table=people", "id\n1\n").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let url = ctx
+        .svc
+        .url(&format!("/v1/imports/{}", v["import_id"].as_str().unwrap()));
+    // Two long-polls at once: one holds the only slot for its 3 s, the other is refused.
+    let (a, b) = tokio::join!(
+        ctx.http.get(format!("{url}?wait=3s")).send(),
+        ctx.http.get(format!("{url}?wait=3s")).send()
+    );
+    let mut answers = [a.unwrap(), b.unwrap()];
+    answers.sort_by_key(|r| r.status());
+    let [served, refused] = answers;
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_waiters");
+    // Reads without wait are never refused.
+    let plain = ctx.http.get(&url).send().await.unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    ctx.svc.stop().await;
+}

@@ -66,6 +66,8 @@ pub struct UploadConfig {
     /// `CSVBUS_HEADER_READ_TIMEOUT_MS`: a connection that has not sent its request headers
     /// within this time is closed.
     pub header_read_timeout: Duration,
+    /// `CSVBUS_MAX_WAITERS`: long-polls (`?wait=`) served at once; more are answered 429.
+    pub max_waiters: usize,
 }
 
 impl UploadConfig {
@@ -108,6 +110,7 @@ impl UploadConfig {
             zstd_window_log_max: env.parse("CSVBUS_ZSTD_WINDOW_LOG_MAX", 23)?,
             orphan_after: env.millis("CSVBUS_ORPHAN_AFTER_MS", 60_000)?,
             header_read_timeout: env.millis("CSVBUS_HEADER_READ_TIMEOUT_MS", 10_000)?,
+            max_waiters: env.parse("CSVBUS_MAX_WAITERS", 256)?,
         }
         .checked()
     }

@@ -69,6 +69,8 @@ pub struct App {
     pub uploads: Arc<Semaphore>,
     /// One permit per message byte awaiting acknowledgement, across uploads.
     pub inflight: Arc<Semaphore>,
+    /// One permit per long-poll (`GET /v1/imports/{id}?wait=`) being served.
+    pub waiters: Arc<Semaphore>,
     pub metrics: PrometheusHandle,
     /// Background work of uploads (progress saving), drained at shutdown.
     pub tasks: TaskTracker,
@@ -92,6 +94,7 @@ impl App {
         Ok(Arc::new(Self {
             uploads: Arc::new(Semaphore::new(config.max_uploads)),
             inflight: Arc::new(Semaphore::new(config.inflight_bytes_total as usize)),
+            waiters: Arc::new(Semaphore::new(config.max_waiters)),
             metrics: csvbus_shared::telemetry::metrics_handle(),
             tasks: TaskTracker::new(),
             config,

@@ -115,6 +115,24 @@ async fn get_import(
             )
         })?,
     };
+    // Long-polls are bounded: each looks at the database every WAIT_POLL, and they share the
+    // pool with uploads.
+    let _waiting = if wait.is_zero() {
+        None
+    } else {
+        let permit = app.waiters.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_waiters",
+                format!(
+                    "{} status requests are waiting already (CSVBUS_MAX_WAITERS); retry later or without wait",
+                    app.config.max_waiters
+                ),
+            )
+            .retry_after(1)
+        })?;
+        Some(permit)
+    };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let rec = imports::get(&app.pool, id)
@@ -125,9 +143,12 @@ async fn get_import(
         if rec.is_final() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(rec));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(WAIT_POLL).await;
     }
 }
+
+/// How often a long-poll looks at its import.
+const WAIT_POLL: Duration = Duration::from_millis(200);
 
 #[cfg(test)]
 mod tests {
