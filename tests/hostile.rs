@@ -297,7 +297,22 @@ async fn no_input_jams_the_pipeline_and_a_normal_import_completes_afterwards() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "wait=inf");
-    classes += 5;
+    // A zstd frame asking for a 128 MiB window (past CSVBUS_ZSTD_WINDOW_LOG_MAX = 23).
+    let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+    enc.include_contentsize(false).unwrap();
+    enc.window_log(27).unwrap();
+    enc.long_distance_matching(true).unwrap();
+    enc.write_all(b"id,name\n1,a\n").unwrap();
+    let frame = enc.finish().unwrap();
+    let (st, v) = s
+        .post_with("table=t", frame, &[("content-encoding", "zstd")])
+        .await;
+    assert_eq!(
+        (st, v["error"].as_str().unwrap_or("")),
+        (400, "invalid_body"),
+        "zstd window: {v}"
+    );
+    classes += 6;
 
     // 2. Rows the parser or the table refuses: rejected with line and reason, the rest written.
     let rec = s.import("t", &b"\xef\xbb\xbfid,name\n1,a\x00b\n2,ok\n3,\"x\"\"\x01\x1f\"\n4,too,many\n5,\xff\n6,\x00,x\n7\r\n"[..]).await;
