@@ -104,6 +104,9 @@ pub fn env(db: &TestDb, topic: &str) -> Env {
         ("CSVBUS_TOPIC", topic),
         ("CSVBUS_TOPIC_PARTITIONS", "4"),
         ("CSVBUS_PROGRESS_INTERVAL_MS", "100"),
+        // In-process services listen on port 0: no static group membership (the default id
+        // would derive from the default port and be shared by every sink of a test).
+        ("CSVBUS_SINK_ADDR", "127.0.0.1:0"),
     ])
 }
 

@@ -276,10 +276,15 @@ async fn an_overloaded_service_is_retried_until_it_accepts() {
         async move { c.output().await.unwrap() }
     });
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(
-        !cli.is_finished(),
-        "the CLI waits and retries while the slot is taken"
-    );
+    if cli.is_finished() {
+        let out = cli.await.unwrap();
+        panic!(
+            "the CLI should wait and retry while the slot is taken; it ended: {:?}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     release.notify_waiters();
     assert_eq!(held.await.unwrap().unwrap().status(), 202);
     let out = cli.await.unwrap();
