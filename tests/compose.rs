@@ -57,6 +57,9 @@ fn code_names() -> BTreeSet<String> {
 
 fn compose() -> Value {
     let mut v: Value = serde_yaml::from_str(&read("compose.yaml")).unwrap();
+    // An anchor may merge another (the sinks' environment merges the common one): one pass
+    // per level, as compose itself resolves them.
+    v.apply_merge().unwrap();
     v.apply_merge().unwrap();
     v
 }
@@ -77,7 +80,7 @@ fn compose_sets_only_documented_variables_and_runs_the_designed_stack() {
     let names: BTreeSet<&str> = services.keys().filter_map(Value::as_str).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["kafka", "postgres", "migrate", "upload", "sink"])
+        BTreeSet::from(["kafka", "postgres", "migrate", "upload", "sink-1", "sink-2"])
     );
 
     // Images: Apache Kafka's official image (KRaft) and PostgreSQL 16, both named in the README.
@@ -98,7 +101,7 @@ fn compose_sets_only_documented_variables_and_runs_the_designed_stack() {
 
     // csvbus services: the documented variables only, the designed commands and order.
     let documented = readme_names();
-    for s in ["migrate", "upload", "sink"] {
+    for s in ["migrate", "upload", "sink-1", "sink-2"] {
         let env = c["services"][s]["environment"].as_mapping().unwrap();
         for k in env.keys() {
             let k = k.as_str().unwrap();
@@ -111,14 +114,23 @@ fn compose_sets_only_documented_variables_and_runs_the_designed_stack() {
         serde_yaml::from_str::<Value>("[csvbus, migrate]").unwrap()
     );
     assert_eq!(c["services"]["upload"]["command"][0], "csvbus-upload");
-    assert_eq!(c["services"]["sink"]["command"][0], "csvbus-sink");
-    assert_eq!(c["services"]["sink"]["deploy"]["replicas"], 2);
-    assert!(c["services"]["sink"]["environment"]
-        .as_mapping()
-        .unwrap()
-        .contains_key("CSVBUS_SINK_GROUP"));
+    // Two sink replicas in one group, each with its own static member id.
+    let ids: BTreeSet<&str> = ["sink-1", "sink-2"]
+        .iter()
+        .map(|s| {
+            assert_eq!(c["services"][s]["command"][0], "csvbus-sink");
+            assert_eq!(
+                c["services"][s]["environment"]["CSVBUS_SINK_GROUP"],
+                "csvbus-sink"
+            );
+            c["services"][s]["environment"]["CSVBUS_SINK_INSTANCE_ID"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "distinct instance ids");
     assert_eq!(c["services"]["upload"]["ports"][0], "8080:8080");
-    for s in ["upload", "sink"] {
+    for s in ["upload", "sink-1", "sink-2"] {
         let deps = &c["services"][s]["depends_on"];
         assert_eq!(deps["kafka"]["condition"], "service_healthy", "{s}");
         assert_eq!(
