@@ -23,15 +23,13 @@ use uuid::Uuid;
 use crate::body::{self, BodyError, Encoding};
 use crate::checks::{check_headers, parse_delimiter, resolve_table, too_large};
 use crate::error::ApiError;
-use crate::parse::{Records, Span};
-use crate::produce::{row_headers, InFlight, ProduceError};
+use crate::parse::Records;
+use crate::produce::{InFlight, ProduceError};
 use crate::progress::{Progress, ProgressGuard};
-use crate::rows::{check_header, Header, ValueOptions};
+use crate::row_loop::{read_header, RowLoop};
+use crate::rows::{check_header, ValueOptions};
 use crate::tap::RecordTooLong;
 use crate::App;
-
-/// Longest raw text kept for a rejected row.
-const RAW_LIMIT: usize = 4096;
 
 /// `max_rejected` when the query gives none.
 const DEFAULT_MAX_REJECTED: u64 = 100;
@@ -99,7 +97,7 @@ pub async fn create_import(
 }
 
 /// Maps a failure to read the next record to the client's answer and the import's final status.
-fn read_error(e: csv_async::Error, max_body: u64) -> (ApiError, &'static str) {
+pub(crate) fn read_error(e: csv_async::Error, max_body: u64) -> (ApiError, &'static str) {
     let io = match e.into_kind() {
         csv_async::ErrorKind::Io(io) => io,
         _ => {
@@ -263,142 +261,7 @@ async fn run_upload(
     }
 }
 
-type Input = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
-
-/// Reads the header record: 422 when the body is empty or the header's quote never closes.
-async fn read_header(records: &mut Records<Input>, max_body: u64) -> Result<(), ApiError> {
-    let span = match records.next().await {
-        Ok(Some(span)) => span,
-        Ok(None) => {
-            return Err(ApiError::unprocessable(
-                "missing_header",
-                "the body is empty: the first record must name the columns",
-            )
-            .at_line(1))
-        }
-        Err(e) => return Err(read_error(e, max_body).0),
-    };
-    if records.unterminated(span) {
-        return Err(ApiError::unprocessable(
-            "invalid_header",
-            "the header has a quoted field that is never closed",
-        )
-        .at_line(span.line));
-    }
-    Ok(())
-}
-
-/// The read → check → send loop of one upload.
-struct RowLoop<'a> {
-    app: &'a App,
-    id: Uuid,
-    id_text: String,
-    table_text: String,
-    max_rejected: u64,
-    opts: &'a ValueOptions,
-    header: &'a Header,
-    progress: &'a Progress,
-    inflight: InFlight,
-}
-
-impl RowLoop<'_> {
-    async fn run(&mut self, records: &mut Records<Input>) -> Result<(), (ApiError, &'static str)> {
-        let cfg = &self.app.config;
-        let mut payload = Vec::with_capacity(1024);
-        loop {
-            let span = match records.next().await {
-                Ok(Some(span)) => span,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(read_error(e, cfg.max_body_bytes)),
-            };
-            let received = self.progress.received.fetch_add(1, Ordering::Relaxed) + 1;
-            if received > cfg.max_rows_per_import {
-                let e = too_many_rows(cfg.max_rows_per_import).at_line(span.line);
-                return Err((e, status::FAILED));
-            }
-            match self.encode(records, span, &mut payload) {
-                Ok(()) => {
-                    let key = self.header.key_index.and_then(|i| records.record.get(i));
-                    let headers = row_headers(&self.id_text, span.line, &self.table_text);
-                    if let Err(e) = self.inflight.send(&payload, key, headers).await {
-                        return Err(produce_error(e));
-                    }
-                }
-                Err(reason) => {
-                    let raw = records.raw_text(span, RAW_LIMIT);
-                    self.reject(span.line, &raw, &reason).await?;
-                }
-            }
-            records.done();
-            if let Err(e) = self.inflight.poll_acks() {
-                return Err(produce_error(e));
-            }
-            self.progress
-                .produced
-                .store(self.inflight.acked, Ordering::Relaxed);
-        }
-    }
-
-    /// The row's message value in `payload`, or why it is rejected.
-    fn encode(
-        &self,
-        records: &Records<Input>,
-        span: Span,
-        payload: &mut Vec<u8>,
-    ) -> Result<(), String> {
-        let record = &records.record;
-        self.header
-            .encode(record, self.opts, || records.quoted(span), payload)?;
-        if records.unterminated(span) {
-            return Err("unterminated quoted field".to_owned());
-        }
-        let key = self.header.key_index.and_then(|i| record.get(i));
-        let size = payload.len() + key.map_or(0, <[u8]>::len) + MESSAGE_FRAMING;
-        let max = self.app.config.max_message_bytes;
-        if size > max {
-            return Err(format!(
-                "the row is {size} bytes as a message, more than the limit of {max} (CSVBUS_MAX_MESSAGE_BYTES)"
-            ));
-        }
-        Ok(())
-    }
-
-    /// Records a rejected row; fails the upload past `max_rejected`.
-    async fn reject(
-        &mut self,
-        line: u64,
-        raw: &str,
-        reason: &str,
-    ) -> Result<(), (ApiError, &'static str)> {
-        let rejected = self.progress.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Err(e) = save_rejected(self.app, self.id, line, reason, raw).await {
-            return Err((ApiError::database(&e), status::FAILED));
-        }
-        if rejected > self.max_rejected {
-            let message = format!(
-                "{rejected} rows rejected, more than max_rejected={}; last: {reason}",
-                self.max_rejected
-            );
-            let e = ApiError::unprocessable("too_many_rejected_rows", message).at_line(line);
-            return Err((e, status::FAILED));
-        }
-        Ok(())
-    }
-}
-
-/// Bytes a message takes beyond its key and value on the wire: the three csvbus headers and the
-/// record's framing (at most ~150 bytes; counted generously).
-const MESSAGE_FRAMING: usize = 512;
-
-fn too_many_rows(max: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_many_rows",
-        format!("the body has more than {max} rows, the most one import takes (CSVBUS_MAX_ROWS_PER_IMPORT)"),
-    )
-}
-
-fn produce_error(e: ProduceError) -> (ApiError, &'static str) {
+pub(crate) fn produce_error(e: ProduceError) -> (ApiError, &'static str) {
     tracing::error!(error = %e, "produce failed");
     (
         ApiError::unavailable(
@@ -407,27 +270,6 @@ fn produce_error(e: ProduceError) -> (ApiError, &'static str) {
         ),
         status::FAILED,
     )
-}
-
-async fn save_rejected(
-    app: &App,
-    id: Uuid,
-    line: u64,
-    reason: &str,
-    raw: &str,
-) -> Result<(), sqlx::Error> {
-    let mut conn = app.pool.acquire().await?;
-    let rejected = imports::Rejected {
-        import_id: id,
-        line: line as i64,
-        stage: imports::Stage::Parse,
-        reason,
-        raw: Some(raw),
-        fields: None,
-    };
-    imports::insert_rejected(&mut conn, rejected).await?;
-    metrics::counter!("csvbus_upload_rejected_rows_total").increment(1);
-    Ok(())
 }
 
 impl Progress {

@@ -9,7 +9,8 @@
 //! - [`config`]: settings from the environment.
 //! - [`routes`]: the router, API keys, status/health/metrics handlers.
 //! - [`checks`]: what is checked before the body: type, encoding, length, table.
-//! - [`ingest`]: the upload handler: the read → send loop, the final answer.
+//! - [`ingest`]: the upload handler: from the checks to the final answer.
+//! - [`row_loop`]: the read → check → send loop of one upload.
 //! - [`lines`]: line numbers as people count them (CR, LF, CRLF, blank lines).
 //! - [`parse`]: the body's CSV records with their lines and raw bytes.
 //! - [`body`]: the body as a counted, capped, idle-limited, decompressed byte stream.
@@ -30,6 +31,7 @@ pub mod parse;
 pub mod produce;
 pub mod progress;
 pub mod routes;
+pub mod row_loop;
 pub mod rows;
 pub mod server;
 pub mod tap;
