@@ -36,13 +36,22 @@ async fn migrations_apply_once_when_two_services_start_together() {
     .unwrap();
     assert_eq!(
         tables,
-        ["dead_letters", "imports", "rejected_rows", "sink_offsets"]
+        [
+            "dead_letters",
+            "import_partitions",
+            "imports",
+            "rejected_rows",
+            "sink_offsets"
+        ]
     );
 
     // The state round-trips through real Postgres.
     let id = uuid::Uuid::now_v7();
     let t = csvbus_shared::catalog::TableName::parse("public.t", "public").unwrap();
-    csvbus_shared::imports::create(&db.pool, id, &t, &["a".into()])
+    let cols = ["a".to_owned()];
+    let mut conn = db.pool.acquire().await.unwrap();
+    let new = csvbus_shared::imports::NewImport::append(id, &t, &cols);
+    csvbus_shared::imports::create(&mut conn, &new)
         .await
         .unwrap();
     let rec = csvbus_shared::imports::get(&db.pool, id)
@@ -60,11 +69,14 @@ async fn migrations_apply_once_when_two_services_start_together() {
         rows_produced: n,
         rows_rejected: 0,
         bytes_received: n * 10,
+        acked: Default::default(),
     };
-    csvbus_shared::imports::finish_upload(&db.pool, id, "produced", &counters(10), None)
-        .await
-        .unwrap();
-    csvbus_shared::imports::update_progress(&db.pool, id, &counters(5))
+    let finished =
+        csvbus_shared::imports::finish_upload(&db.pool, id, 1, "produced", &counters(10), None)
+            .await
+            .unwrap();
+    assert!(finished);
+    csvbus_shared::imports::update_progress(&db.pool, id, 1, &counters(5))
         .await
         .unwrap();
     let rec = csvbus_shared::imports::get(&db.pool, id)

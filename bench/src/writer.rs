@@ -25,7 +25,9 @@ pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> an
     let mut reader = csv::Reader::from_path(&b.file)?;
     let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
     let import = uuid::Uuid::now_v7();
-    csvbus_shared::imports::create(&b.pool, import, &table, &header).await?;
+    let mut conn = b.pool.acquire().await?;
+    let new = csvbus_shared::imports::NewImport::append(import, &table, &header);
+    csvbus_shared::imports::create(&mut conn, &new).await?;
     let encoder = RowEncoder::new(&header);
     let mut parts: Vec<Vec<Record>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
     let mut record = csv::StringRecord::new();

@@ -7,6 +7,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::catalog::TableName;
+use crate::modes::ImportMode;
 
 /// Status of an import, as stored.
 pub mod status {
@@ -24,12 +25,21 @@ pub struct ImportRecord {
     pub table: String,
     pub columns: Vec<String>,
     pub status: String,
+    pub mode: ImportMode,
+    /// upsert / skip: the `ON CONFLICT` columns.
+    pub conflict_columns: Option<Vec<String>>,
     pub rows_received: i64,
     pub rows_produced: i64,
     pub rows_rejected: i64,
     pub rows_written: i64,
     pub rows_write_rejected: i64,
+    /// skip: rows not written because their key was already in the table.
+    pub rows_skipped: i64,
     pub bytes_received: i64,
+    /// Uploads of this import (more than 1 when a retry resumed it).
+    pub attempts: i32,
+    /// The line after which the last retry resumed (records up to it were skipped).
+    pub resumed_from_line: Option<i64>,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub produced_at: Option<DateTime<Utc>>,
@@ -43,8 +53,11 @@ impl ImportRecord {
         match self.status.as_str() {
             status::COMPLETED => true,
             // A failed/aborted upload is final once the sink has caught up with what was produced.
+            // Staged rows of an import that failed never reach the target.
+            status::FAILED | status::ABORTED if self.mode.staged() => true,
             status::FAILED | status::ABORTED => {
-                self.rows_written + self.rows_write_rejected >= self.rows_produced
+                self.rows_written + self.rows_write_rejected + self.rows_skipped
+                    >= self.rows_produced
             }
             _ => false,
         }
@@ -58,6 +71,33 @@ pub struct UploadCounters {
     pub rows_produced: i64,
     pub rows_rejected: i64,
     pub bytes_received: i64,
+    /// The checkpoint a retry resumes from (see [`Checkpoint`]).
+    pub acked: Checkpoint,
+}
+
+/// How far an upload is safely on the broker: every record up to `line` was acknowledged or
+/// rejected, `rows` of them were produced, and `digest` is the chained hash of their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Checkpoint {
+    #[sqlx(rename = "acked_line")]
+    pub line: i64,
+    #[sqlx(rename = "acked_rows")]
+    pub rows: i64,
+    #[sqlx(rename = "acked_digest")]
+    pub digest: i64,
+}
+
+/// A new import.
+#[derive(Debug, Clone)]
+pub struct NewImport<'a> {
+    pub id: Uuid,
+    pub table: &'a TableName,
+    pub columns: &'a [String],
+    pub mode: ImportMode,
+    pub conflict_columns: Option<&'a [String]>,
+    pub max_rejected: i64,
+    /// The client's Idempotency-Key and how long it holds.
+    pub key: Option<(&'a str, std::time::Duration)>,
 }
 
 /// One rejected row.
@@ -71,19 +111,39 @@ pub struct RejectedRow {
     pub fields: Option<serde_json::Value>,
 }
 
-pub async fn create(
-    pool: &PgPool,
-    id: Uuid,
-    table: &TableName,
-    columns: &[String],
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO csvbus.imports (id, target_schema, target_table, columns) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(&table.schema)
-        .bind(&table.table)
-        .bind(columns)
-        .execute(pool)
-        .await?;
+impl<'a> NewImport<'a> {
+    /// An append import with the default `max_rejected` and no key.
+    pub fn append(id: Uuid, table: &'a TableName, columns: &'a [String]) -> Self {
+        Self {
+            id,
+            table,
+            columns,
+            mode: ImportMode::Append,
+            conflict_columns: None,
+            max_rejected: 100,
+            key: None,
+        }
+    }
+}
+
+/// Records a new import (in the caller's transaction, with its staging table if it has one).
+pub async fn create(conn: &mut PgConnection, n: &NewImport<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO csvbus.imports (id, target_schema, target_table, columns, mode,
+                conflict_columns, max_rejected, idempotency_key, key_expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))",
+    )
+    .bind(n.id)
+    .bind(&n.table.schema)
+    .bind(&n.table.table)
+    .bind(n.columns)
+    .bind(n.mode)
+    .bind(n.conflict_columns)
+    .bind(n.max_rejected)
+    .bind(n.key.map(|k| k.0))
+    .bind(n.key.map(|k| k.1.as_secs_f64()))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -93,41 +153,53 @@ pub async fn create(
 pub async fn update_progress(
     pool: &PgPool,
     id: Uuid,
+    attempt: i32,
     c: &UploadCounters,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE csvbus.imports SET rows_received = $2, rows_produced = $3, rows_rejected = $4,
-                bytes_received = $5, updated_at = now() WHERE id = $1 AND status = 'receiving'",
+                bytes_received = $5, acked_line = $6, acked_rows = $7, acked_digest = $8,
+                updated_at = now() WHERE id = $1 AND status = 'receiving' AND attempts = $9",
     )
     .bind(id)
     .bind(c.rows_received)
     .bind(c.rows_produced)
     .bind(c.rows_rejected)
     .bind(c.bytes_received)
+    .bind(c.acked.line)
+    .bind(c.acked.rows)
+    .bind(c.acked.digest)
+    .bind(attempt)
     .execute(pool)
     .await?;
     Ok(())
 }
 
 /// The upload ended: `produced` (every row acknowledged) — or `completed` at once when the sink
-/// already wrote them all — or `failed`/`aborted` with the error.
+/// already wrote them all — or `failed`/`aborted` with the error. Applies only while this
+/// attempt is `receiving`: returns false when the import was aborted meanwhile (its service was
+/// taken for dead).
 pub async fn finish_upload(
     pool: &PgPool,
     id: Uuid,
+    attempt: i32,
     final_status: &str,
     c: &UploadCounters,
     error: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
         "UPDATE csvbus.imports SET
                 rows_received = $3, rows_produced = $4, rows_rejected = $5, bytes_received = $6,
                 error = $7, produced_at = CASE WHEN $2 = 'produced' THEN now() END,
-                status = CASE WHEN $2 = 'produced' AND rows_written + rows_write_rejected >= $4
+                acked_line = $8, acked_rows = $9, acked_digest = $10,
+                status = CASE WHEN $2 = 'produced' AND mode NOT IN ('atomic', 'replace')
+                               AND rows_written + rows_write_rejected + rows_skipped >= $4
                               THEN 'completed' ELSE $2 END,
-                finished_at = CASE WHEN $2 <> 'produced' OR rows_written + rows_write_rejected >= $4
+                finished_at = CASE WHEN $2 <> 'produced' OR (mode NOT IN ('atomic', 'replace')
+                                   AND rows_written + rows_write_rejected + rows_skipped >= $4)
                                    THEN now() END,
                 updated_at = now()
-          WHERE id = $1",
+          WHERE id = $1 AND status = 'receiving' AND attempts = $11",
     )
     .bind(id)
     .bind(final_status)
@@ -136,9 +208,13 @@ pub async fn finish_upload(
     .bind(c.rows_rejected)
     .bind(c.bytes_received)
     .bind(error)
+    .bind(c.acked.line)
+    .bind(c.acked.rows)
+    .bind(c.acked.digest)
+    .bind(attempt)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
 /// Marks `aborted` the imports still `receiving` whose upload has not saved progress for
@@ -160,29 +236,36 @@ pub async fn abort_orphans(
     .await
 }
 
-/// The sink wrote `written` rows and rejected `rejected` rows of an import (in the caller's
-/// transaction); completes the import when that covers everything produced.
-pub async fn add_written(
-    conn: &mut PgConnection,
-    id: Uuid,
-    written: i64,
-    rejected: i64,
-) -> Result<(), sqlx::Error> {
+/// What the sink did with rows of one import in one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    pub written: i64,
+    pub rejected: i64,
+    pub skipped: i64,
+}
+
+/// The sink handled rows of an import (in the caller's transaction); completes the import when
+/// that covers everything produced — except staged imports, which complete when moved.
+pub async fn add_written(conn: &mut PgConnection, id: Uuid, w: Written) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE csvbus.imports SET
                 rows_written = rows_written + $2, rows_write_rejected = rows_write_rejected + $3,
-                status = CASE WHEN status = 'produced'
-                               AND rows_written + rows_write_rejected + $2 + $3 >= rows_produced
+                rows_skipped = rows_skipped + $4,
+                status = CASE WHEN status = 'produced' AND mode NOT IN ('atomic', 'replace')
+                               AND rows_written + rows_write_rejected + rows_skipped + $2 + $3 + $4
+                                   >= rows_produced
                               THEN 'completed' ELSE status END,
-                finished_at = CASE WHEN status = 'produced'
-                               AND rows_written + rows_write_rejected + $2 + $3 >= rows_produced
+                finished_at = CASE WHEN status = 'produced' AND mode NOT IN ('atomic', 'replace')
+                               AND rows_written + rows_write_rejected + rows_skipped + $2 + $3 + $4
+                                   >= rows_produced
                               THEN now() ELSE finished_at END,
                 updated_at = now()
           WHERE id = $1",
     )
     .bind(id)
-    .bind(written)
-    .bind(rejected)
+    .bind(w.written)
+    .bind(w.rejected)
+    .bind(w.skipped)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -261,8 +344,9 @@ pub fn storable_json(v: serde_json::Value) -> serde_json::Value {
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ImportRecord>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, target_schema || '.' || target_table AS table, columns, status, rows_received,
-                rows_produced, rows_rejected, rows_written, rows_write_rejected, bytes_received,
+        "SELECT id, target_schema || '.' || target_table AS table, columns, status, mode,
+                conflict_columns, rows_received, rows_produced, rows_rejected, rows_written,
+                rows_write_rejected, rows_skipped, bytes_received, attempts, resumed_from_line,
                 error, created_at, produced_at, finished_at, updated_at
            FROM csvbus.imports WHERE id = $1",
     )

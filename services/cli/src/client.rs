@@ -30,12 +30,15 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Worth trying again later: overload, unavailability, or no connection.
+    /// Worth trying again later: overload, unavailability, the same import still ending
+    /// (409 `import_running`), or a connection lost. Uploads carry an Idempotency-Key, so a
+    /// retry resumes the import instead of writing its rows again.
     pub fn retryable(&self) -> bool {
         match self {
-            Self::Api { status, .. } => *status == 429 || *status == 503,
-            Self::Connect { .. } => true,
-            Self::Http(e) => e.is_connect(),
+            Self::Api { status, code, .. } => {
+                *status == 429 || *status == 503 || (*status == 409 && code == "import_running")
+            }
+            Self::Connect { .. } | Self::Http(_) => true,
             Self::Input(_) => false,
         }
     }

@@ -132,6 +132,11 @@ async fn send_with_retry(
     source: &Source,
     bar: &ProgressBar,
 ) -> Result<Value, ClientError> {
+    let query = args.query();
+    let key = match &args.idempotency_key {
+        Some(k) => k.clone(),
+        None => source.idempotency_key(&query).await?,
+    };
     let mut delay = Duration::from_millis(500);
     let mut attempt = 1;
     loop {
@@ -147,11 +152,9 @@ async fn send_with_retry(
         };
         let body = source.body(args.gzip, seen).await?;
         let mut req = client
-            .request(
-                reqwest::Method::POST,
-                &format!("/v1/imports?{}", args.query()),
-            )
+            .request(reqwest::Method::POST, &format!("/v1/imports?{query}"))
             .header("content-type", "text/csv")
+            .header("idempotency-key", &key)
             .body(body);
         if args.gzip {
             req = req.header("content-encoding", "gzip");
@@ -177,8 +180,29 @@ async fn send_with_retry(
                 delay = (delay * 2).min(Duration::from_secs(30));
                 attempt += 1;
             }
+            Ok(v) => {
+                if let Some(line) = v["resumed_from_line"].as_u64() {
+                    let note = format!(
+                        "{}: resumed import {} at line {}",
+                        source.name(),
+                        v["import_id"].as_str().unwrap_or("?"),
+                        line + 1
+                    );
+                    bars_note(args, bar, note);
+                }
+                return Ok(v);
+            }
             r => return r,
         }
+    }
+}
+
+/// A note for people: on the progress line, or on stderr without one.
+fn bars_note(args: &ImportArgs, bar: &ProgressBar, note: String) {
+    if args.progress() {
+        bar.println(note);
+    } else {
+        eprintln!("{note}");
     }
 }
 

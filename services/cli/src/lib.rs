@@ -120,6 +120,18 @@ pub struct ImportArgs {
     /// allows rejected rows: the exit status is then 0 when files are accepted.
     #[arg(long)]
     pub max_rejected: Option<u64>,
+    /// What the import does to the table: append (rows visible as written), atomic (all or
+    /// nothing), replace (the table becomes the file), upsert (last row per key wins), skip
+    /// (rows whose key exists are skipped) [service default: append].
+    #[arg(long, value_parser = ["append", "atomic", "replace", "upsert", "skip"])]
+    pub mode: Option<String>,
+    /// upsert / skip: the conflict columns, comma-separated [service default: primary key].
+    #[arg(long)]
+    pub conflict: Option<String>,
+    /// The Idempotency-Key sent with each file [default: derived from the file's bytes and the
+    /// options; random per run for stdin]. Retries reuse it, so they never write a row twice.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
     /// Compress the body with gzip as it is sent.
     #[arg(long)]
     pub gzip: bool,
@@ -162,6 +174,12 @@ impl ImportArgs {
         }
         if let Some(m) = self.max_rejected {
             q.append_pair("max_rejected", &m.to_string());
+        }
+        if let Some(m) = &self.mode {
+            q.append_pair("mode", m);
+        }
+        if let Some(c) = &self.conflict {
+            q.append_pair("conflict", c);
         }
         q.finish()
     }

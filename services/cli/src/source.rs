@@ -87,6 +87,34 @@ impl Source {
         }
     }
 
+    /// The Idempotency-Key of sending this input with `query` (target and options): for a
+    /// file, derived from its bytes, so every retry — and a later run with the same file —
+    /// names the same import; for stdin, one per run.
+    pub async fn idempotency_key(&self, query: &str) -> std::io::Result<String> {
+        let Self::File(p) = self else {
+            return Ok(format!("csvbus-stdin-{}", uuid::Uuid::new_v4().simple()));
+        };
+        let p = p.clone();
+        let query = query.to_owned();
+        let digest = tokio::task::spawn_blocking(move || -> std::io::Result<u128> {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(query.as_bytes());
+            h.update(b"\0");
+            let mut f = std::fs::File::open(p)?;
+            let mut buf = vec![0; 1 << 20];
+            loop {
+                match f.read(&mut buf)? {
+                    0 => break,
+                    n => h.update(&buf[..n]),
+                }
+            }
+            Ok(h.digest128())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(format!("csvbus-file-{digest:032x}"))
+    }
+
     /// Whether the input can be sent again from its start.
     pub fn replayable(&self) -> bool {
         match self {

@@ -3,9 +3,11 @@
 //! not csvbus rows the sink may write (dead letters).
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::ops::Range;
 
 use csvbus_shared::message::{Row, HEADER_IMPORT, HEADER_LINE, HEADER_TABLE};
+use csvbus_shared::modes::ImportMode;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
 use uuid::Uuid;
@@ -92,14 +94,25 @@ pub struct Target {
     pub columns: Vec<String>,
     /// The target is allowed (`CSVBUS_ALLOWED_SCHEMAS`, not csvbus' own tables).
     pub allowed: bool,
+    pub mode: ImportMode,
+    /// upsert / skip: the `ON CONFLICT` columns.
+    pub conflict: Option<Vec<String>>,
+    /// atomic / replace: the staging table is gone (the import ended without landing).
+    pub staging_gone: bool,
+    /// The highest line of the import already handled on this partition (0: none). Rows at or
+    /// below it come again from a resumed upload and are not written twice.
+    pub max_line: i64,
 }
 
-/// Rows of one import, encoded as COPY CSV lines.
+/// Rows of one import, encoded as COPY CSV lines (with the line as a last field, except in
+/// append mode).
 #[derive(Debug)]
 pub struct Group {
     pub import: Uuid,
     pub table: String,
     pub columns: Vec<String>,
+    pub mode: ImportMode,
+    pub conflict: Option<Vec<String>>,
     pub csv: Vec<u8>,
     /// Per row: its bytes in `csv`, its line and its index in the batch.
     pub rows: Vec<(Range<usize>, i64, usize)>,
@@ -127,15 +140,28 @@ pub struct Dead {
 pub struct Sorted {
     pub groups: Vec<Group>,
     pub dead: Vec<Dead>,
+    /// Rows an earlier attempt of their import already sent to this partition: not written.
+    pub duplicates: u64,
+    /// Per import, the highest line handled on this partition after the batch.
+    pub max_lines: HashMap<Uuid, i64>,
 }
 
 /// Sorts `records`: rows of known, allowed imports with their import's columns go into groups
-/// of consecutive imports (order kept); everything else is dead-lettered.
+/// of consecutive imports (order kept); rows an earlier attempt sent are dropped; everything
+/// else is dead-lettered.
 pub fn sort(records: &[Record], targets: &HashMap<Uuid, Target>) -> Sorted {
     let mut out = Sorted::default();
     for (index, r) in records.iter().enumerate() {
         match admit(r, targets) {
-            Ok((meta, row)) => push_row(&mut out.groups, meta, &row, index),
+            Ok((meta, target, row)) => {
+                let max = out.max_lines.entry(meta.import).or_insert(target.max_line);
+                if meta.line <= *max {
+                    out.duplicates += 1;
+                    continue;
+                }
+                *max = meta.line;
+                push_row(&mut out.groups, meta, target, &row, index)
+            }
             Err(reason) => out.dead.push(Dead { index, reason }),
         }
     }
@@ -143,10 +169,10 @@ pub fn sort(records: &[Record], targets: &HashMap<Uuid, Target>) -> Sorted {
 }
 
 /// The record's import and decoded row, or why it is a dead letter.
-fn admit<'r>(
+fn admit<'r, 't>(
     r: &'r Record,
-    targets: &HashMap<Uuid, Target>,
-) -> Result<(&'r Meta, Row<'r>), String> {
+    targets: &'t HashMap<Uuid, Target>,
+) -> Result<(&'r Meta, &'t Target, Row<'r>), String> {
     let meta = r
         .meta
         .as_ref()
@@ -163,6 +189,12 @@ fn admit<'r>(
     if !target.allowed {
         return Err(format!("{:?} may not be written by csvbus", target.table));
     }
+    if target.staging_gone {
+        return Err(format!(
+            "import {} ended without landing and its staging table is gone",
+            meta.import
+        ));
+    }
     let row = Row::decode(&r.payload).map_err(|e| e.to_string())?;
     let same = row.fields.len() == target.columns.len()
         && row
@@ -173,15 +205,17 @@ fn admit<'r>(
     if !same {
         return Err("the value's columns are not the import's header".into());
     }
-    Ok((meta, row))
+    Ok((meta, target, row))
 }
 
-fn push_row(groups: &mut Vec<Group>, meta: &Meta, row: &Row<'_>, index: usize) {
+fn push_row(groups: &mut Vec<Group>, meta: &Meta, target: &Target, row: &Row<'_>, index: usize) {
     if groups.last().is_none_or(|g| g.import != meta.import) {
         groups.push(Group {
             import: meta.import,
             table: meta.table.clone(),
             columns: row.fields.iter().map(|(k, _)| k.to_string()).collect(),
+            mode: target.mode,
+            conflict: target.conflict.clone(),
             csv: Vec::with_capacity(64 * 1024),
             rows: Vec::new(),
         });
@@ -195,6 +229,10 @@ fn push_row(groups: &mut Vec<Group>, meta: &Meta, row: &Row<'_>, index: usize) {
         if let Some(v) = v {
             write_csv_field(&mut g.csv, v);
         }
+    }
+    if g.mode != ImportMode::Append {
+        // Writing into a Vec cannot fail.
+        let _ = write!(g.csv, ",{}", meta.line);
     }
     g.csv.push(b'\n');
     g.rows.push((start..g.csv.len(), meta.line, index));
@@ -235,6 +273,10 @@ mod tests {
             table: "public.t".into(),
             columns: columns.iter().map(|c| (*c).to_owned()).collect(),
             allowed,
+            mode: ImportMode::Append,
+            conflict: None,
+            staging_gone: false,
+            max_line: 0,
         }
     }
 
@@ -303,5 +345,29 @@ mod tests {
         );
         assert_eq!(sorted.groups.len(), 1);
         assert_eq!(sorted.groups[0].rows[0].2, 6);
+    }
+
+    #[test]
+    fn rows_an_earlier_attempt_sent_are_dropped_and_staged_rows_carry_their_line() {
+        let a = Uuid::new_v4();
+        let mut t = target(&["x"], true);
+        t.max_line = 3;
+        t.mode = ImportMode::Atomic;
+        let targets = HashMap::from([(a, t)]);
+        let records = vec![
+            rec(0, a, 2, r#"{"x":"old"}"#),
+            rec(1, a, 4, r#"{"x":"new"}"#),
+            // A resumed attempt sends lines 3 and 4 again, then 5.
+            rec(2, a, 3, r#"{"x":"again"}"#),
+            rec(3, a, 4, r#"{"x":"again"}"#),
+            rec(4, a, 5, r#"{"x":"next"}"#),
+        ];
+        let sorted = sort(&records, &targets);
+        assert_eq!(sorted.duplicates, 3);
+        assert_eq!(sorted.max_lines[&a], 5);
+        assert_eq!(
+            std::str::from_utf8(&sorted.groups[0].csv).unwrap(),
+            "\"new\",4\n\"next\",5\n"
+        );
     }
 }

@@ -43,6 +43,13 @@ pub struct SinkConfig {
     /// `CSVBUS_SINK_STATEMENT_TIMEOUT_MS`: `statement_timeout` of batch transactions; a COPY
     /// that takes longer (a slow trigger) is bisected and its rows rejected.
     pub statement_timeout: Duration,
+    /// `CSVBUS_SINK_MOVE_TIMEOUT_MS`: `statement_timeout` of the transaction that moves a
+    /// complete atomic or replace import from staging into its target (one statement for all
+    /// its rows).
+    pub move_timeout: Duration,
+    /// `CSVBUS_SINK_FINALIZE_INTERVAL_MS`: how often complete atomic and replace imports are
+    /// looked for.
+    pub finalize_interval: Duration,
 }
 
 impl SinkConfig {
@@ -62,6 +69,8 @@ impl SinkConfig {
             buffer_bytes: env.parse("CSVBUS_SINK_BUFFER_BYTES", 64 << 20)?,
             max_attempts: env.parse("CSVBUS_SINK_MAX_ATTEMPTS", 5)?,
             statement_timeout: env.millis("CSVBUS_SINK_STATEMENT_TIMEOUT_MS", 60_000)?,
+            move_timeout: env.millis("CSVBUS_SINK_MOVE_TIMEOUT_MS", 3_600_000)?,
+            finalize_interval: env.millis("CSVBUS_SINK_FINALIZE_INTERVAL_MS", 250)?,
         })
     }
 }

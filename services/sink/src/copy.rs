@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use csvbus_shared::catalog::{quote_ident, TableName};
 use csvbus_shared::failure::{classify, Failure};
+use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN};
 use sqlx::PgConnection;
 
 use crate::batch::{Group, Reject};
@@ -26,13 +27,21 @@ pub enum Mode {
     RejectAll(String),
 }
 
-/// COPYs a group; returns rows written, pushing refused rows onto `rejects`.
+/// What a group's rows came to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub written: u64,
+    /// skip mode: rows whose key was already in the table.
+    pub skipped: u64,
+}
+
+/// Writes a group as its import's mode says; pushes refused rows onto `rejects`.
 pub async fn copy_group(
     conn: &mut PgConnection,
     g: &Group,
     mode: &Mode,
     rejects: &mut Vec<Reject>,
-) -> Result<u64, sqlx::Error> {
+) -> Result<Counts, sqlx::Error> {
     let reject = |r: Range<usize>, reason: &str, rejects: &mut Vec<Reject>| {
         for (_, line, index) in &g.rows[r] {
             rejects.push(Reject {
@@ -45,12 +54,12 @@ pub async fn copy_group(
     };
     if let Mode::RejectAll(reason) = mode {
         reject(0..g.rows.len(), reason, rejects);
-        return Ok(0);
+        return Ok(Counts::default());
     }
     let Some(table) = TableName::parse(&g.table, "public") else {
         let reason = format!("invalid table name {:?}", g.table);
         reject(0..g.rows.len(), &reason, rejects);
-        return Ok(0);
+        return Ok(Counts::default());
     };
     let cols = g
         .columns
@@ -58,22 +67,33 @@ pub async fn copy_group(
         .map(|c| quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut how = How::Copy(format!(
-        "COPY {} ({cols}) FROM STDIN WITH (FORMAT csv)",
-        table.quoted()
-    ));
-    let mut written = 0;
+    let mut how = How::for_group(conn, g, &table, &cols).await?;
+    let mut counts = Counts::default();
     // Ranges of rows still to write; popped in file order.
     let mut todo: Vec<Range<usize>> = vec![];
     todo.push(0..g.rows.len());
     while let Some(r) = todo.pop() {
         let bytes = &g.csv[g.rows[r.start].0.start..g.rows[r.end - 1].0.end];
         match copy_in_savepoint(conn, &how, bytes, mode).await? {
-            Ok(n) => written += n,
+            Ok(n) => {
+                let rows = r.len() as u64;
+                match g.mode {
+                    // Rows superseded by a later row of the same key count as written.
+                    ImportMode::Upsert => counts.written += rows,
+                    ImportMode::Skip => {
+                        counts.written += n;
+                        counts.skipped += rows - n.min(rows);
+                    }
+                    _ => counts.written += n,
+                }
+            }
             Err(refused) if refused.code == "0A000" && matches!(how, How::Copy(_)) => {
                 // COPY cannot write this table at all (forced row-level security): stage the
                 // rows in a temporary table and INSERT them, which the policies check row by row.
-                how = How::staged(conn, &table, &cols).await?;
+                let into = table.quoted();
+                let insert =
+                    |from: &str| format!("INSERT INTO {into} ({cols}) SELECT {cols} {from}");
+                how = How::staged(conn, &table, &cols, false, insert).await?;
                 todo.push(r);
             }
             Err(refused) if refused.failure == Failure::Group || r.len() == 1 => {
@@ -86,22 +106,47 @@ pub async fn copy_group(
             }
         }
     }
-    Ok(written)
+    Ok(counts)
 }
 
 /// How rows reach the table.
 enum How {
-    /// `COPY` straight into it.
+    /// `COPY` straight into it (append), or into the import's staging table (atomic, replace).
     Copy(String),
-    /// `COPY` into a temporary table of the same columns, then `INSERT … SELECT`.
+    /// `COPY` into a temporary table of the same columns, then `INSERT … SELECT` (upsert, skip,
+    /// and tables COPY cannot write).
     Staged { copy: String, insert: String },
 }
 
 impl How {
+    async fn for_group(
+        conn: &mut PgConnection,
+        g: &Group,
+        table: &TableName,
+        cols: &str,
+    ) -> Result<Self, sqlx::Error> {
+        let into = table.quoted();
+        Ok(match (g.mode, &g.conflict) {
+            (ImportMode::Atomic | ImportMode::Replace, _) => How::Copy(format!(
+                "COPY {} ({cols}, {LINE_COLUMN}) FROM STDIN WITH (FORMAT csv)",
+                staging_table(g.import)
+            )),
+            (ImportMode::Upsert | ImportMode::Skip, Some(keys)) => {
+                let insert = |from: &str| on_conflict(&into, cols, from, &g.columns, keys, g.mode);
+                How::staged(conn, table, cols, true, insert).await?
+            }
+            _ => How::Copy(format!("COPY {into} ({cols}) FROM STDIN WITH (FORMAT csv)")),
+        })
+    }
+
+    /// A temporary table of the target's columns (and the line, `with_line`); rows are then
+    /// moved with the statement `insert` makes of the `FROM` clause.
     async fn staged(
         conn: &mut PgConnection,
         table: &TableName,
         cols: &str,
+        with_line: bool,
+        insert: impl FnOnce(&str) -> String,
     ) -> Result<Self, sqlx::Error> {
         sqlx::query("DROP TABLE IF EXISTS pg_temp.csvbus_stage")
             .execute(&mut *conn)
@@ -112,12 +157,19 @@ impl How {
         ))
         .execute(&mut *conn)
         .await?;
+        let mut copy_cols = cols.to_owned();
+        if with_line {
+            sqlx::query(&format!(
+                "ALTER TABLE pg_temp.csvbus_stage ADD COLUMN {LINE_COLUMN} bigint"
+            ))
+            .execute(&mut *conn)
+            .await?;
+            copy_cols.push_str(", ");
+            copy_cols.push_str(LINE_COLUMN);
+        }
         Ok(Self::Staged {
-            copy: format!("COPY pg_temp.csvbus_stage ({cols}) FROM STDIN WITH (FORMAT csv)"),
-            insert: format!(
-                "INSERT INTO {} ({cols}) SELECT {cols} FROM pg_temp.csvbus_stage",
-                table.quoted()
-            ),
+            copy: format!("COPY pg_temp.csvbus_stage ({copy_cols}) FROM STDIN WITH (FORMAT csv)"),
+            insert: insert("FROM pg_temp.csvbus_stage"),
         })
     }
 
@@ -142,6 +194,49 @@ impl How {
                 .rows_affected()),
         }
     }
+}
+
+/// `INSERT … ON CONFLICT` from the staged rows. Upsert keeps the file's last row of each key
+/// (a key twice in one statement would fail "cannot affect row a second time"); rows whose key
+/// has a NULL never conflict and are all kept.
+fn on_conflict(
+    into: &str,
+    cols: &str,
+    from: &str,
+    columns: &[String],
+    keys: &[String],
+    mode: ImportMode,
+) -> String {
+    let key_list = keys
+        .iter()
+        .map(|k| quote_ident(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if mode == ImportMode::Skip {
+        return format!(
+            "INSERT INTO {into} ({cols}) SELECT {cols} {from} ORDER BY {LINE_COLUMN} ON CONFLICT ({key_list}) DO NOTHING"
+        );
+    }
+    let any_null = keys
+        .iter()
+        .map(|k| format!("{} IS NULL", quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let distinct = format!("{key_list}, (CASE WHEN {any_null} THEN {LINE_COLUMN} END)");
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !keys.contains(c))
+        .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+        .collect();
+    let action = if updates.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        format!("DO UPDATE SET {}", updates.join(", "))
+    };
+    format!(
+        "INSERT INTO {into} ({cols}) SELECT DISTINCT ON ({distinct}) {cols} {from} \
+         ORDER BY {distinct}, {LINE_COLUMN} DESC ON CONFLICT ({key_list}) {action}"
+    )
 }
 
 /// Rows refused by the database.

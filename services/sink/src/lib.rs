@@ -8,7 +8,9 @@
 //!   `COPY … CSV`; dead letters for messages that are not rows csvbus may write.
 //! - [`writer`]: one batch in one transaction, retried by the failure policy.
 //! - [`offsets`]: the partition's position in Postgres (skip, gap, stale, move).
-//! - [`copy`]: COPY of a group with bisection of refused rows.
+//! - [`copy`]: COPY of a group (or staged INSERT … ON CONFLICT) with bisection of refused rows.
+//! - [`targets`]: the imports a batch names; lines already handled per partition.
+//! - [`finalize`]: moves complete atomic/replace imports from staging into their tables.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`lag`]: consumer lag per partition against the positions in Postgres.
 //! - [`stale`]: detects positions left by an earlier incarnation of a recreated topic.
@@ -18,10 +20,12 @@ pub mod batch;
 pub mod config;
 pub mod consume;
 pub mod copy;
+pub mod finalize;
 pub mod http;
 pub mod lag;
 pub mod offsets;
 pub mod stale;
+pub mod targets;
 pub mod watchdog;
 pub mod writer;
 
@@ -82,6 +86,12 @@ pub async fn run(
         patience: config.watchdog,
     };
     let watcher = tokio::spawn(watchdog::run(watch, health.clone(), http_stop.clone()));
+    let finalizer = tokio::spawn(finalize::run(
+        pool.clone(),
+        config.finalize_interval,
+        config.move_timeout,
+        http_stop.clone(),
+    ));
     let state = http::State {
         pool: pool.clone(),
         probe,
@@ -99,6 +109,7 @@ pub async fn run(
     consume::run(&config, pool, consumer, &health, shutdown).await;
     http_stop.cancel();
     let _ = watcher.await;
+    let _ = finalizer.await;
     server.await.map_err(std::io::Error::other)??;
     Ok(())
 }

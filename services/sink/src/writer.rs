@@ -14,16 +14,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use csvbus_shared::catalog::{may_target, TableName};
 use csvbus_shared::failure::{classify, Failure};
 use csvbus_shared::{db, imports};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::batch::{sort, Dead, Record, Reject, Target};
+use crate::batch::{sort, Dead, Record, Reject};
 use crate::copy::{copy_group, describe, Mode};
 use crate::offsets::{self, Key, Start};
+use crate::targets;
 
 /// What one committed batch did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -31,6 +31,8 @@ pub struct Outcome {
     pub written: u64,
     pub rejected: u64,
     pub dead: u64,
+    /// Rows a resumed upload sent again that were handled already: not written twice.
+    pub duplicates: u64,
     /// Records below the stored position, not written again.
     pub skipped: u64,
     /// The partition's position after the batch.
@@ -163,61 +165,32 @@ async fn write_once(
     if fresh.is_empty() {
         return Ok(outcome);
     }
-    let targets = load_targets(&mut tx, fresh, &settings.allowed_schemas).await?;
+    let targets = targets::load(&mut tx, fresh, batch.partition, &settings.allowed_schemas).await?;
     let sorted = sort(fresh, &targets);
     let mut rejects = Vec::new();
-    let mut counts: HashMap<Uuid, (i64, i64)> = HashMap::new();
+    let mut counts: HashMap<Uuid, imports::Written> = HashMap::new();
     for g in &sorted.groups {
-        let written = copy_group(&mut tx, g, mode, &mut rejects).await?;
-        counts.entry(g.import).or_default().0 += written as i64;
-        outcome.written += written;
+        let c = copy_group(&mut tx, g, mode, &mut rejects).await?;
+        let n = counts.entry(g.import).or_default();
+        n.written += c.written as i64;
+        n.skipped += c.skipped as i64;
+        outcome.written += c.written;
     }
     store_rejects(&mut tx, fresh, &rejects).await?;
     store_dead(&mut tx, key, fresh, &sorted.dead).await?;
     for r in &rejects {
-        counts.entry(r.import).or_default().1 += 1;
+        counts.entry(r.import).or_default().rejected += 1;
     }
     outcome.rejected = rejects.len() as u64;
     outcome.dead = sorted.dead.len() as u64;
-    for (import, (written, rejected)) in counts {
-        imports::add_written(&mut tx, import, written, rejected).await?;
+    outcome.duplicates = sorted.duplicates;
+    for (import, w) in counts {
+        imports::add_written(&mut tx, import, w).await?;
     }
+    targets::store_max_lines(&mut tx, batch.partition, &sorted.max_lines).await?;
     offsets::set(&mut tx, key, outcome.next_offset).await?;
     tx.commit().await?;
     Ok(outcome)
-}
-
-/// The imports `records` name, with whether csvbus may write their targets.
-async fn load_targets(
-    conn: &mut PgConnection,
-    records: &[Record],
-    allowed_schemas: &[String],
-) -> Result<HashMap<Uuid, Target>, sqlx::Error> {
-    let mut ids: Vec<Uuid> = records
-        .iter()
-        .filter_map(|r| r.meta.as_ref())
-        .map(|m| m.import)
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let rows: Vec<(Uuid, String, String, Vec<String>)> = sqlx::query_as(
-        "SELECT id, target_schema, target_table, columns FROM csvbus.imports WHERE id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, schema, table, columns)| {
-            let name = TableName { schema, table };
-            let target = Target {
-                allowed: may_target(&name, allowed_schemas),
-                table: name.to_string(),
-                columns,
-            };
-            (id, target)
-        })
-        .collect())
 }
 
 async fn store_rejects(

@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderMap, StatusCode};
 use csvbus_shared::catalog::{self, TableName};
+use csvbus_shared::modes::{self, ImportMode};
 
 use crate::body::Encoding;
 use crate::error::ApiError;
@@ -84,4 +85,43 @@ pub async fn resolve_table(
         .await
         .map_err(|e| ApiError::database(&e))?;
     Ok((table, cols.ok_or_else(unknown)?))
+}
+
+pub fn parse_mode(m: Option<&str>) -> Result<ImportMode, ApiError> {
+    match m {
+        None | Some("") => Ok(ImportMode::Append),
+        Some(s) => ImportMode::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_mode",
+                format!("mode {s:?} is not one of append, atomic, replace, upsert, skip"),
+            )
+        }),
+    }
+}
+
+/// The conflict columns of an upsert or skip import: `conflict=a,b` or the primary key, covered
+/// exactly by a unique index (422 otherwise). `None` in the other modes (400 if given).
+pub async fn resolve_conflict(
+    app: &App,
+    mode: ImportMode,
+    table: &TableName,
+    conflict: Option<&str>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let wanted: Option<Vec<String>> = conflict
+        .filter(|c| !c.is_empty())
+        .map(|c| c.split(',').map(|s| s.trim().to_owned()).collect());
+    if !mode.on_conflict() {
+        return match wanted {
+            None => Ok(None),
+            Some(_) => Err(ApiError::bad_request(
+                "invalid_query",
+                "conflict= applies to the upsert and skip modes only",
+            )),
+        };
+    }
+    modes::conflict_columns(&app.pool, table, wanted.as_deref())
+        .await
+        .map_err(|e| ApiError::database(&e))?
+        .map(Some)
+        .map_err(|m| ApiError::unprocessable("invalid_conflict", m))
 }

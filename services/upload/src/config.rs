@@ -68,6 +68,9 @@ pub struct UploadConfig {
     pub header_read_timeout: Duration,
     /// `CSVBUS_MAX_WAITERS`: long-polls (`?wait=`) served at once; more are answered 429.
     pub max_waiters: usize,
+    /// `CSVBUS_IDEMPOTENCY_TTL_SECS`: how long an `Idempotency-Key` names its import (a retry
+    /// within it resumes or replays; after it, the key starts a new import). Default 24 h.
+    pub idempotency_ttl: Duration,
 }
 
 impl UploadConfig {
@@ -111,6 +114,9 @@ impl UploadConfig {
             orphan_after: env.millis("CSVBUS_ORPHAN_AFTER_MS", 60_000)?,
             header_read_timeout: env.millis("CSVBUS_HEADER_READ_TIMEOUT_MS", 10_000)?,
             max_waiters: env.parse("CSVBUS_MAX_WAITERS", 256)?,
+            idempotency_ttl: Duration::from_secs(
+                env.parse("CSVBUS_IDEMPOTENCY_TTL_SECS", 24 * 3600)?,
+            ),
         }
         .checked()
     }

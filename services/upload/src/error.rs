@@ -14,6 +14,8 @@ pub struct ApiError {
     pub message: String,
     pub line: Option<u64>,
     pub retry_after_secs: Option<u32>,
+    /// The import the error is about, when there is one (e.g. 409 `import_running`).
+    pub import_id: Option<uuid::Uuid>,
 }
 
 #[derive(Serialize)]
@@ -22,6 +24,8 @@ struct Body<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    import_id: Option<uuid::Uuid>,
 }
 
 impl ApiError {
@@ -32,7 +36,12 @@ impl ApiError {
             message: message.into(),
             line: None,
             retry_after_secs: None,
+            import_id: None,
         }
+    }
+    pub fn for_import(mut self, id: uuid::Uuid) -> Self {
+        self.import_id = Some(id);
+        self
     }
     pub fn at_line(mut self, line: u64) -> Self {
         self.line = Some(line);
@@ -72,6 +81,7 @@ impl IntoResponse for ApiError {
             error: self.code,
             message: &self.message,
             line: self.line,
+            import_id: self.import_id,
         };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {

@@ -1,10 +1,11 @@
 //! `POST /v1/imports`: one upload, from the first byte of the body to the broker's last
 //! acknowledgement.
 //!
-//! The checks that need no row (type, encoding, size, table, header) come first and answer 4xx
-//! before anything is produced. Then records are read one at a time and each is sent before the
-//! next is read; when the in-flight bounds are reached `InFlight::send` waits, and the body is
-//! not polled meanwhile. The answer is sent after every produced row is acknowledged.
+//! The checks that need no row (type, encoding, size, table, mode, Idempotency-Key, header) come
+//! first and answer 4xx before anything is produced. Then records are read one at a time and
+//! each is sent before the next is read; when the in-flight bounds are reached `InFlight::send`
+//! waits, and the body is not polled meanwhile. The answer is sent after every produced row is
+//! acknowledged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,20 +16,24 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use csvbus_shared::catalog::{self, TableName};
-use csvbus_shared::imports::{self, status, UploadCounters};
+use csvbus_shared::imports::{self, status};
+use csvbus_shared::modes::{self, ImportMode};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::body::{self, BodyError, Encoding};
-use crate::checks::{check_headers, parse_delimiter, resolve_table, too_large};
+use crate::body::{self, Encoding};
+use crate::checkpoint::Ledger;
+use crate::checks::{check_headers, parse_delimiter, parse_mode, resolve_conflict, resolve_table};
 use crate::error::ApiError;
+use crate::failures::produce_error;
+use crate::idempotency::{self, mismatch, Claim, Resume};
 use crate::parse::Records;
 use crate::produce::{InFlight, ProduceError};
 use crate::progress::{Progress, ProgressGuard};
-use crate::row_loop::{read_header, RowLoop};
-use crate::rows::{check_header, ValueOptions};
-use crate::tap::RecordTooLong;
+use crate::route::{partition_count, Route};
+use crate::row_loop::{read_header, Input, RowLoop};
+use crate::rows::{check_header, Header, ValueOptions};
 use crate::App;
 
 /// `max_rejected` when the query gives none.
@@ -42,6 +47,10 @@ pub struct UploadQuery {
     pub null: Option<String>,
     pub key: Option<String>,
     pub max_rejected: Option<u64>,
+    /// append (default), atomic, replace, upsert or skip.
+    pub mode: Option<String>,
+    /// upsert / skip: the conflict columns, comma-separated (default: the primary key).
+    pub conflict: Option<String>,
 }
 
 /// The `202 Accepted` answer.
@@ -50,10 +59,27 @@ pub struct Accepted {
     pub import_id: Uuid,
     pub table: String,
     pub status: String,
+    pub mode: ImportMode,
     pub rows_produced: u64,
     pub rows_rejected: u64,
     pub bytes_read: u64,
+    /// Set when this upload resumed an earlier one under its Idempotency-Key: the records up
+    /// to this line were skipped.
+    pub resumed_from_line: Option<u64>,
     pub status_url: String,
+}
+
+/// Everything decided about an upload before its body is read.
+struct Plan {
+    q: UploadQuery,
+    opts: ValueOptions,
+    table: (TableName, Vec<catalog::Column>),
+    mode: ImportMode,
+    /// upsert / skip: the conflict columns.
+    conflict: Option<Vec<String>>,
+    key: Option<String>,
+    resume: Option<Resume>,
+    partitions: i32,
 }
 
 pub async fn create_import(
@@ -82,75 +108,65 @@ pub async fn create_import(
             format!("max_rejected may be at most {limit} (CSVBUS_MAX_REJECTED_LIMIT)"),
         ));
     }
+    let mode = parse_mode(q.mode.as_deref())?;
     let encoding = check_headers(&headers, app.config.max_body_bytes)?;
+    let key = idempotency::key(&headers)?;
     let opts = ValueOptions {
         delimiter: parse_delimiter(q.delimiter.as_deref())?,
         null: q.null.clone().filter(|s| !s.is_empty()),
     };
     let table = resolve_table(&app, &q.table).await?;
-
-    let _active = ActiveGauge::new();
-    let span = tracing::info_span!("upload", table = %table.0, import_id = tracing::field::Empty);
-    run_upload(app, q, opts, table, encoding, body)
-        .instrument(span)
+    let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
+    let partitions = partition_count(&app.producer, &app.config.common.topic)
         .await
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| produce_error(ProduceError::Cancelled).0)?;
+    let resume = match &key {
+        None => None,
+        Some(k) => match idempotency::claim(&app.pool, k, &table.0, mode).await? {
+            Claim::New => None,
+            Claim::Replay(id) => return replay(&app, id).await,
+            Claim::Resume(r) => Some(r),
+        },
+    };
+    let plan = Plan {
+        q,
+        opts,
+        table,
+        mode,
+        conflict,
+        key,
+        resume,
+        partitions,
+    };
+    let _active = ActiveGauge::new();
+    let span =
+        tracing::info_span!("upload", table = %plan.table.0, import_id = tracing::field::Empty);
+    run_upload(app, plan, encoding, body).instrument(span).await
 }
 
-/// Maps a failure to read the next record to the client's answer and the import's final status.
-pub(crate) fn read_error(e: csv_async::Error, max_body: u64) -> (ApiError, &'static str) {
-    let io = match e.into_kind() {
-        csv_async::ErrorKind::Io(io) => io,
-        _ => {
-            let e = ApiError::bad_request("invalid_csv", "the body could not be read as CSV");
-            return (e, status::FAILED);
-        }
-    };
-    if let Some(b) = BodyError::find(&io) {
-        return match b {
-            BodyError::TooLarge(_) => (too_large(max_body), status::FAILED),
-            BodyError::Decompressed(max) => (
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("the body decompresses to more than {max} bytes (CSVBUS_MAX_DECOMPRESSED_BYTES)"),
-                ),
-                status::FAILED,
-            ),
-            BodyError::TooSlow { rate, window } => (
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_too_slow",
-                    format!("the client sent less than {rate} bytes/s over {window:?}"),
-                ),
-                status::ABORTED,
-            ),
-            BodyError::Idle(d) => (
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_idle_timeout",
-                    format!("no data received for {d:?}"),
-                ),
-                status::ABORTED,
-            ),
-            BodyError::Client(m) => (
-                ApiError::bad_request("body_read_error", m.clone()),
-                status::ABORTED,
-            ),
-        };
-    }
-    if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<RecordTooLong>()) {
-        return (
-            ApiError::unprocessable("record_too_long", t.to_string()).at_line(t.line),
-            status::FAILED,
-        );
-    }
-    (
-        ApiError::bad_request(
-            "invalid_body",
-            format!("the body could not be decoded: {io}"),
-        ),
-        status::FAILED,
-    )
+/// The answer the first upload under a key got, for a repeat of it.
+async fn replay(app: &App, id: Uuid) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let rec = imports::get(&app.pool, id)
+        .await
+        .map_err(|e| ApiError::database(&e))?
+        .ok_or_else(|| ApiError::not_found("unknown_import", format!("no import {id}")))?;
+    tracing::info!(import_id = %id, "repeated upload under its Idempotency-Key: answered as before");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            import_id: id,
+            table: rec.table,
+            status: rec.status,
+            mode: rec.mode,
+            rows_produced: rec.rows_produced as u64,
+            rows_rejected: rec.rows_rejected as u64,
+            bytes_read: 0,
+            resumed_from_line: rec.resumed_from_line.map(|l| l as u64),
+            status_url: format!("/v1/imports/{id}"),
+        }),
+    ))
 }
 
 struct ActiveGauge;
@@ -168,9 +184,7 @@ impl Drop for ActiveGauge {
 
 async fn run_upload(
     app: Arc<App>,
-    q: UploadQuery,
-    opts: ValueOptions,
-    (table, columns): (TableName, Vec<catalog::Column>),
+    plan: Plan,
     encoding: Encoding,
     body: Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -179,30 +193,50 @@ async fn run_upload(
     let input = body::reader(body, encoding, &cfg.body_limits(), bytes_read.clone());
     let mut records = Records::new(
         input,
-        opts.delimiter,
+        plan.opts.delimiter,
         cfg.max_record_bytes,
         cfg.max_decompressed_bytes,
     );
-    read_header(&mut records, cfg.max_body_bytes).await?;
-    let header = check_header(&records.record, &columns, q.key.as_deref())?;
+    let start = plan.resume.as_ref().map(|r| r.counters).unwrap_or_default();
+    let progress = Arc::new(Progress::new(bytes_read, &start));
+    // A resumed import is ours from here: whatever ends this upload must end it again.
+    let mut guard = plan
+        .resume
+        .as_ref()
+        .map(|r| ProgressGuard::start(app.clone(), r.id, r.attempt, progress.clone()));
+    let header = match read_checked_header(&app, &plan, &mut records).await {
+        Ok(h) => h,
+        Err(e) => {
+            if let Some(g) = &mut guard {
+                let _ = g
+                    .finish(status::FAILED, progress.snapshot(), Some(&e.message))
+                    .await;
+            }
+            return Err(e);
+        }
+    };
     records.done();
-
-    let id = Uuid::now_v7();
+    let (id, attempt) = match &plan.resume {
+        Some(r) => (r.id, r.attempt),
+        None => (create(&app, &plan, &header).await?, 1),
+    };
     tracing::Span::current().record("import_id", tracing::field::display(id));
-    imports::create(&app.pool, id, &table, &header.columns)
-        .await
-        .map_err(|e| ApiError::database(&e))?;
-    let progress = Arc::new(Progress::new(bytes_read));
-    let mut guard = ProgressGuard::start(app.clone(), id, progress.clone());
-    tracing::info!(columns = header.columns.len(), "upload started");
+    let mut guard =
+        guard.unwrap_or_else(|| ProgressGuard::start(app.clone(), id, attempt, progress.clone()));
+    tracing::info!(
+        columns = header.columns.len(),
+        mode = plan.mode.as_str(),
+        attempt,
+        "upload started"
+    );
 
     let mut rows = RowLoop {
         app: &app,
         id,
         id_text: id.to_string(),
-        table_text: table.to_string(),
-        max_rejected: q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED),
-        opts: &opts,
+        table_text: plan.table.0.to_string(),
+        max_rejected: plan.q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED),
+        opts: &plan.opts,
         header: &header,
         progress: &progress,
         inflight: InFlight::new(
@@ -210,70 +244,144 @@ async fn run_upload(
             cfg.common.topic.clone(),
             app.inflight.clone(),
             cfg.inflight_bytes_per_upload,
+            Ledger::new(start.acked),
         ),
+        route: Route::new(route_columns(&plan, &header), plan.partitions, id),
+        resume: plan.resume.as_ref().map(|r| r.counters.acked),
+        digest: 0,
+        start_rows: start.rows_produced as u64,
     };
     let outcome = rows.run(&mut records).await;
     // Whatever happened, rows already sent are waited for so the record says how far it got.
     let drained = tokio::time::timeout(cfg.delivery_timeout * 2, rows.inflight.drain()).await;
-    progress
-        .produced
-        .store(rows.inflight.acked, Ordering::Relaxed);
+    progress.produced.store(rows.produced(), Ordering::Relaxed);
+    progress.set_checkpoint(rows.inflight.ledger.at);
     let outcome = match (outcome, drained) {
         (Err(e), _) => Err(e),
         (Ok(()), Ok(Err(e))) => Err(produce_error(e)),
         (Ok(()), Err(_)) => Err(produce_error(ProduceError::Cancelled)),
         (Ok(()), Ok(Ok(()))) => Ok(()),
     };
-    let counters = progress.counters();
+    let counters = progress.snapshot();
     let (final_status, error) = match &outcome {
         Ok(()) => (status::PRODUCED, None),
         Err((e, s)) => (*s, Some(e.message.clone())),
     };
-    guard
+    let saved = guard
         .finish(final_status, counters, error.as_deref())
         .await
         .map_err(|e| ApiError::database(&e))?;
-    match outcome {
-        Ok(()) => {
-            tracing::info!(
-                rows = counters.rows_produced,
-                rejected = counters.rows_rejected,
-                bytes = counters.bytes_received,
-                "upload produced"
-            );
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(Accepted {
-                    import_id: id,
-                    table: rows.table_text,
-                    status: final_status.to_owned(),
-                    rows_produced: counters.rows_produced as u64,
-                    rows_rejected: counters.rows_rejected as u64,
-                    bytes_read: counters.bytes_received as u64,
-                    status_url: format!("/v1/imports/{id}"),
-                }),
-            ))
+    if let Err((e, s)) = outcome {
+        tracing::warn!(status = s, error = %e.message, "upload ended early");
+        return Err(e);
+    }
+    if !saved {
+        return Err(ApiError::unavailable(
+            "import_aborted",
+            "the import was taken for abandoned while it was uploaded; retry with the same Idempotency-Key to finish it",
+        )
+        .for_import(id));
+    }
+    tracing::info!(
+        rows = counters.rows_produced,
+        rejected = counters.rows_rejected,
+        bytes = counters.bytes_received,
+        "upload produced"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            import_id: id,
+            table: rows.table_text,
+            status: final_status.to_owned(),
+            mode: plan.mode,
+            rows_produced: counters.rows_produced as u64,
+            rows_rejected: counters.rows_rejected as u64,
+            bytes_read: counters.bytes_received as u64,
+            resumed_from_line: plan.resume.as_ref().map(|r| r.counters.acked.line as u64),
+            status_url: format!("/v1/imports/{id}"),
+        }),
+    ))
+}
+
+/// Reads and checks the header: against the table, the conflict columns, and for a resumed
+/// import, the header it was first uploaded with.
+async fn read_checked_header(
+    app: &App,
+    plan: &Plan,
+    records: &mut Records<Input>,
+) -> Result<Header, ApiError> {
+    read_header(records, app.config.max_body_bytes).await?;
+    let header = check_header(&records.record, &plan.table.1, plan.q.key.as_deref())?;
+    if let Some(conflict) = &plan.conflict {
+        if let Some(c) = conflict.iter().find(|c| !header.columns.contains(c)) {
+            return Err(ApiError::unprocessable(
+                "missing_conflict_column",
+                format!("conflict column {c:?} is not in the header"),
+            )
+            .at_line(1));
         }
-        Err((e, s)) => {
-            tracing::warn!(status = s, error = %e.message, "upload ended early");
-            Err(e)
+        if let Some(k) = plan
+            .q
+            .key
+            .as_deref()
+            .filter(|k| !conflict.iter().any(|c| c == k))
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_key",
+                format!("in {} mode rows are routed by the conflict columns; key {k:?} is not one of them", plan.mode.as_str()),
+            ));
         }
+    }
+    if let Some(r) = plan.resume.as_ref().filter(|r| r.columns != header.columns) {
+        return Err(mismatch(format!(
+            "the header differs from the one first uploaded under this Idempotency-Key: {}",
+            r.columns.join(",")
+        ))
+        .at_line(1));
+    }
+    Ok(header)
+}
+
+/// Records the new import, with its staging table in atomic and replace modes.
+async fn create(app: &App, plan: &Plan, header: &Header) -> Result<Uuid, ApiError> {
+    let id = Uuid::now_v7();
+    let new = imports::NewImport {
+        id,
+        table: &plan.table.0,
+        columns: &header.columns,
+        mode: plan.mode,
+        conflict_columns: plan.conflict.as_deref(),
+        max_rejected: plan.q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED) as i64,
+        key: plan.key.as_deref().map(|k| (k, app.config.idempotency_ttl)),
+    };
+    let r: Result<(), sqlx::Error> = async {
+        let mut tx = app.pool.begin().await?;
+        imports::create(&mut tx, &new).await?;
+        if plan.mode.staged() {
+            modes::create_staging(&mut tx, id, &plan.table.0, &header.columns).await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    match r {
+        Ok(()) => Ok(id),
+        // Another upload under the same key got there first.
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "import_running",
+            "an import under this Idempotency-Key has just started; retry when it has ended",
+        )
+        .retry_after(2)),
+        Err(e) => Err(ApiError::database(&e)),
     }
 }
 
-pub(crate) fn produce_error(e: ProduceError) -> (ApiError, &'static str) {
-    tracing::error!(error = %e, "produce failed");
-    (
-        ApiError::unavailable(
-            "broker_unavailable",
-            "the broker did not acknowledge the rows in time; the import failed, retry later",
-        ),
-        status::FAILED,
-    )
-}
-
-impl Progress {
-    fn counters(&self) -> UploadCounters {
-        self.snapshot()
+/// The columns whose values are a row's message key.
+fn route_columns(plan: &Plan, header: &Header) -> Vec<usize> {
+    let position = |c: &String| header.columns.iter().position(|h| h == c);
+    match &plan.conflict {
+        Some(cols) => cols.iter().filter_map(position).collect(),
+        None => header.key_index.into_iter().collect(),
     }
 }

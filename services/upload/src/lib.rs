@@ -10,6 +10,10 @@
 //! - [`routes`]: the router, API keys, status/health/metrics handlers.
 //! - [`checks`]: what is checked before the body: type, encoding, length, table.
 //! - [`ingest`]: the upload handler: from the checks to the final answer.
+//! - [`idempotency`]: `Idempotency-Key`: repeats answered as before, failed uploads resumed.
+//! - [`checkpoint`]: how far an upload is safely on the broker (what a retry skips).
+//! - [`route`]: which partition a row goes to, the same on every attempt.
+//! - [`failures`]: what each way an upload can fail answers.
 //! - [`row_loop`]: the read → check → send loop of one upload.
 //! - [`lines`]: line numbers as people count them (CR, LF, CRLF, blank lines).
 //! - [`parse`]: the body's CSV records with their lines and raw bytes.
@@ -22,14 +26,18 @@
 //! - [`error`]: the JSON error answers.
 
 pub mod body;
+pub mod checkpoint;
 pub mod checks;
 pub mod config;
 pub mod error;
+pub mod failures;
+pub mod idempotency;
 pub mod ingest;
 pub mod lines;
 pub mod parse;
 pub mod produce;
 pub mod progress;
+pub mod route;
 pub mod routes;
 pub mod row_loop;
 pub mod rows;
@@ -117,7 +125,8 @@ pub async fn run(
     serve(app, listener, shutdown).await
 }
 
-/// Marks imports whose upload service died `aborted`, at start and then periodically.
+/// Marks imports whose upload service died `aborted`, and drops staging tables no import needs
+/// any more, at start and then periodically.
 async fn abort_orphans(app: Arc<App>, shutdown: CancellationToken) {
     let every = (app.config.orphan_after / 4).min(std::time::Duration::from_secs(10));
     let mut tick = tokio::time::interval(every);
@@ -133,6 +142,11 @@ async fn abort_orphans(app: Arc<App>, shutdown: CancellationToken) {
                 }
             }
             Err(e) => tracing::debug!(error = %e, "looking for orphaned imports failed"),
+        }
+        match csvbus_shared::modes::drop_unneeded_staging(&app.pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tables = n, "dropped staging tables of ended imports"),
+            Err(e) => tracing::debug!(error = %e, "dropping unneeded staging tables failed"),
         }
     }
 }

@@ -91,6 +91,15 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             .unwrap_or_default()
     }
 
+    /// The chained digest after the record at `span` (see [`crate::checkpoint::chain`]).
+    pub fn digest(&self, span: Span, prev: i64) -> i64 {
+        self.tap
+            .scan(span.start, span.end, |raw| {
+                crate::checkpoint::chain(prev, raw)
+            })
+            .unwrap_or(prev)
+    }
+
     /// The record's text as in the file, without its line break, at most `limit` characters
     /// (invalid UTF-8 replaced).
     pub fn raw_text(&self, span: Span, limit: usize) -> String {

@@ -18,6 +18,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tokio::sync::Semaphore;
 
+use crate::checkpoint::Ledger;
 use crate::config::UploadConfig;
 
 /// Why a row did not reach the broker.
@@ -58,12 +59,17 @@ struct Pending {
     delivery: DeliveryFuture,
     bytes: u32,
     sent: Instant,
+    /// Its place in the [`Ledger`].
+    seq: u64,
 }
 
+/// A finished delivery: its result, bytes, latency and ledger sequence number.
+type Delivered = (Result<(), ProduceError>, u32, Duration, u64);
+
 impl Future for Pending {
-    type Output = (Result<(), ProduceError>, u32, Duration);
+    type Output = Delivered;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let bytes = self.bytes;
+        let (bytes, seq) = (self.bytes, self.seq);
         let elapsed = self.sent.elapsed();
         Pin::new(&mut self.delivery).poll(cx).map(|r| {
             let r = match r {
@@ -71,7 +77,7 @@ impl Future for Pending {
                 Ok(Err((e, _))) => Err(ProduceError::Delivery(e)),
                 Err(_) => Err(ProduceError::Cancelled),
             };
-            (r, bytes, elapsed)
+            (r, bytes, elapsed, seq)
         })
     }
 }
@@ -87,6 +93,20 @@ pub struct InFlight {
     pending: FuturesUnordered<Pending>,
     /// Rows acknowledged so far.
     pub acked: u64,
+    /// Records since the checkpoint (what a retry may skip).
+    pub ledger: Ledger,
+}
+
+/// Where one row goes and what it is, for the producer and the ledger.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub payload: &'a [u8],
+    pub key: Option<&'a [u8]>,
+    /// Set for rows without a key: partitions are chosen by line, the same on every attempt.
+    pub partition: Option<i32>,
+    pub line: i64,
+    /// The chained digest after this record.
+    pub digest: i64,
 }
 
 impl InFlight {
@@ -95,8 +115,10 @@ impl InFlight {
         topic: String,
         shared: Arc<Semaphore>,
         limit: u64,
+        ledger: Ledger,
     ) -> Self {
         Self {
+            ledger,
             producer,
             topic,
             shared,
@@ -113,12 +135,8 @@ impl InFlight {
     }
 
     /// Sends one row; first waits, if needed, until both bounds have room for it.
-    pub async fn send(
-        &mut self,
-        payload: &[u8],
-        key: Option<&[u8]>,
-        headers: OwnedHeaders,
-    ) -> Result<(), ProduceError> {
+    pub async fn send(&mut self, row: Row<'_>, headers: OwnedHeaders) -> Result<(), ProduceError> {
+        let Row { payload, key, .. } = row;
         let size = (payload.len() + key.map_or(0, <[u8]>::len) + MESSAGE_OVERHEAD) as u32;
         while self.held + u64::from(size) > self.limit && !self.pending.is_empty() {
             self.complete_one().await?;
@@ -159,12 +177,17 @@ impl InFlight {
             if let Some(h) = headers.take() {
                 record = record.headers(h);
             }
+            if let Some(p) = row.partition {
+                record = record.partition(p);
+            }
             match self.producer.send_result(record) {
                 Ok(delivery) => {
+                    let seq = self.ledger.push(row.line, row.digest, true);
                     self.pending.push(Pending {
                         delivery,
                         bytes: size,
                         sent: Instant::now(),
+                        seq,
                     });
                     return Ok(());
                 }
@@ -207,14 +230,12 @@ impl InFlight {
         }
     }
 
-    fn account(
-        &mut self,
-        (r, bytes, latency): (Result<(), ProduceError>, u32, Duration),
-    ) -> Result<(), ProduceError> {
+    fn account(&mut self, (r, bytes, latency, seq): Delivered) -> Result<(), ProduceError> {
         self.release(bytes);
         metrics::histogram!("csvbus_upload_delivery_seconds").record(latency.as_secs_f64());
         r?;
         self.acked += 1;
+        self.ledger.done(seq);
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use csvbus_shared::imports::{self, status, UploadCounters};
+use csvbus_shared::imports::{self, status, Checkpoint, UploadCounters};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -20,16 +20,30 @@ pub struct Progress {
     pub received: AtomicU64,
     pub produced: AtomicU64,
     pub rejected: AtomicU64,
+    /// The checkpoint ([`Checkpoint`]): line, rows, digest.
+    pub acked_line: AtomicU64,
+    pub acked_rows: AtomicU64,
+    pub acked_digest: AtomicU64,
 }
 
 impl Progress {
-    pub fn new(bytes: Arc<AtomicU64>) -> Self {
+    /// Counters from zero, or from where a resumed import's last attempt left them.
+    pub fn new(bytes: Arc<AtomicU64>, start: &UploadCounters) -> Self {
         Self {
             bytes,
-            received: AtomicU64::new(0),
-            produced: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
+            received: AtomicU64::new(start.rows_received as u64),
+            produced: AtomicU64::new(start.rows_produced as u64),
+            rejected: AtomicU64::new(start.rows_rejected as u64),
+            acked_line: AtomicU64::new(start.acked.line as u64),
+            acked_rows: AtomicU64::new(start.acked.rows as u64),
+            acked_digest: AtomicU64::new(start.acked.digest as u64),
         }
+    }
+
+    pub fn set_checkpoint(&self, c: Checkpoint) {
+        self.acked_line.store(c.line as u64, Ordering::Relaxed);
+        self.acked_rows.store(c.rows as u64, Ordering::Relaxed);
+        self.acked_digest.store(c.digest as u64, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> UploadCounters {
@@ -38,6 +52,11 @@ impl Progress {
             rows_produced: self.produced.load(Ordering::Relaxed) as i64,
             rows_rejected: self.rejected.load(Ordering::Relaxed) as i64,
             bytes_received: self.bytes.load(Ordering::Relaxed) as i64,
+            acked: Checkpoint {
+                line: self.acked_line.load(Ordering::Relaxed) as i64,
+                rows: self.acked_rows.load(Ordering::Relaxed) as i64,
+                digest: self.acked_digest.load(Ordering::Relaxed) as i64,
+            },
         }
     }
 }
@@ -49,13 +68,14 @@ const FINISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct ProgressGuard {
     app: Arc<App>,
     id: Uuid,
+    attempt: i32,
     progress: Arc<Progress>,
     stop: CancellationToken,
     finished: bool,
 }
 
 impl ProgressGuard {
-    pub fn start(app: Arc<App>, id: Uuid, progress: Arc<Progress>) -> Self {
+    pub fn start(app: Arc<App>, id: Uuid, attempt: i32, progress: Arc<Progress>) -> Self {
         let stop = CancellationToken::new();
         let (a, p, s) = (app.clone(), progress.clone(), stop.clone());
         app.tasks.spawn(async move {
@@ -70,7 +90,7 @@ impl ProgressGuard {
                 // which another instance finds imports whose service died (see `orphans`).
                 let now = p.snapshot();
                 count_metrics(&last, &now);
-                if let Err(e) = imports::update_progress(&a.pool, id, &now).await {
+                if let Err(e) = imports::update_progress(&a.pool, id, attempt, &now).await {
                     tracing::warn!(import_id = %id, error = %e, "saving upload progress failed");
                 }
                 last = now;
@@ -80,6 +100,7 @@ impl ProgressGuard {
         Self {
             app,
             id,
+            attempt,
             progress,
             stop,
             finished: false,
@@ -92,7 +113,7 @@ impl ProgressGuard {
         final_status: &str,
         c: UploadCounters,
         error: Option<&str>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         self.finished = true;
         self.stop.cancel();
         // The rows are on the broker by now: a database blip must not turn that into a 503, so
@@ -100,7 +121,15 @@ impl ProgressGuard {
         let deadline = tokio::time::Instant::now() + FINISH_PATIENCE;
         let mut backoff = csvbus_shared::db::outage_backoff();
         loop {
-            let r = imports::finish_upload(&self.app.pool, self.id, final_status, &c, error).await;
+            let r = imports::finish_upload(
+                &self.app.pool,
+                self.id,
+                self.attempt,
+                final_status,
+                &c,
+                error,
+            )
+            .await;
             match r {
                 Err(e)
                     if csvbus_shared::db::classify(&e) == csvbus_shared::db::Failure::Outage
@@ -132,11 +161,13 @@ impl Drop for ProgressGuard {
             return;
         }
         let (app, id, c) = (self.app.clone(), self.id, self.progress.snapshot());
+        let attempt = self.attempt;
         tracing::warn!(import_id = %id, "upload dropped before it finished (client gone): aborted");
         self.app.tasks.spawn(async move {
             let r = imports::finish_upload(
                 &app.pool,
                 id,
+                attempt,
                 status::ABORTED,
                 &c,
                 Some("the client disconnected"),

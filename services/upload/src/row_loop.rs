@@ -5,14 +5,16 @@
 use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
-use csvbus_shared::imports::{self, status};
+use csvbus_shared::imports::{self, status, Checkpoint};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::ingest::{produce_error, read_error};
+use crate::failures::{produce_error, read_error};
+use crate::idempotency::mismatch;
 use crate::parse::{Records, Span};
-use crate::produce::{row_headers, InFlight};
+use crate::produce::{row_headers, InFlight, Row};
 use crate::progress::Progress;
+use crate::route::Route;
 use crate::rows::{Header, ValueOptions};
 use crate::App;
 
@@ -55,6 +57,14 @@ pub struct RowLoop<'a> {
     pub header: &'a Header,
     pub progress: &'a Progress,
     pub inflight: InFlight,
+    pub route: Route,
+    /// A resumed import: records up to this checkpoint are read and skipped; their digest must
+    /// match it.
+    pub resume: Option<Checkpoint>,
+    /// The chained digest of the records read so far.
+    pub digest: i64,
+    /// Rows produced by earlier attempts, up to the checkpoint.
+    pub start_rows: u64,
 }
 
 impl RowLoop<'_> {
@@ -67,7 +77,7 @@ impl RowLoop<'_> {
         loop {
             let span = match records.next().await {
                 Ok(Some(span)) => span,
-                Ok(None) => return Ok(()),
+                Ok(None) => return self.check_resumed(u64::MAX),
                 Err(e) => return Err(read_error(e, cfg.max_body_bytes)),
             };
             let received = self.progress.received.fetch_add(1, Ordering::Relaxed) + 1;
@@ -75,17 +85,32 @@ impl RowLoop<'_> {
                 let e = too_many_rows(cfg.max_rows_per_import).at_line(span.line);
                 return Err((e, status::FAILED));
             }
+            self.check_resumed(span.line)?;
+            self.digest = records.digest(span, self.digest);
+            if self.resume.is_some() {
+                records.done();
+                continue;
+            }
+            let line = span.line as i64;
             match self.encode(records, span, &mut payload) {
                 Ok(()) => {
-                    let key = self.header.key_index.and_then(|i| records.record.get(i));
+                    let partition = self.route.partition(span.line);
+                    let row = Row {
+                        payload: &payload,
+                        key: self.route.key(&records.record),
+                        partition,
+                        line,
+                        digest: self.digest,
+                    };
                     let headers = row_headers(&self.id_text, span.line, &self.table_text);
-                    if let Err(e) = self.inflight.send(&payload, key, headers).await {
+                    if let Err(e) = self.inflight.send(row, headers).await {
                         return Err(produce_error(e));
                     }
                 }
                 Err(reason) => {
                     let raw = records.raw_text(span, RAW_LIMIT);
                     self.reject(span.line, &raw, &reason).await?;
+                    self.inflight.ledger.push(line, self.digest, false);
                 }
             }
             records.done();
@@ -94,8 +119,36 @@ impl RowLoop<'_> {
             }
             self.progress
                 .produced
-                .store(self.inflight.acked, Ordering::Relaxed);
+                .store(self.produced(), Ordering::Relaxed);
+            self.progress.set_checkpoint(self.inflight.ledger.at);
         }
+    }
+
+    /// Rows produced by the import: those of earlier attempts up to the checkpoint they left,
+    /// and those acknowledged in this one.
+    pub fn produced(&self) -> u64 {
+        self.start_rows + self.inflight.acked
+    }
+
+    /// While resuming: once the record at `line` is past the checkpoint (or the body ended,
+    /// `u64::MAX`), the records read so far must be the ones the checkpoint was made of.
+    fn check_resumed(&mut self, line: u64) -> Result<(), (ApiError, &'static str)> {
+        let Some(at) = self.resume else {
+            return Ok(());
+        };
+        if line <= at.line as u64 {
+            return Ok(());
+        }
+        if self.digest != at.digest {
+            let e = mismatch(format!(
+                "the body differs from the one first uploaded under this Idempotency-Key (lines 1 to {} must be the same)",
+                at.line
+            ));
+            return Err((e, status::FAILED));
+        }
+        tracing::info!(line = at.line, "resumed after the checkpoint");
+        self.resume = None;
+        Ok(())
     }
 
     /// The row's message value in `payload`, or why it is rejected.

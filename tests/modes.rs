@@ -1,0 +1,443 @@
+//! Import modes (append, atomic, replace, upsert, skip) and Idempotency-Key retries, against
+//! real Postgres and the real broker, with the services in process.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use csvbus_shared::config::Env;
+use csvbus_tests::nums::{assert_nums_exact, nums_csv, NUMS};
+use csvbus_tests::{env, spawn_sink, spawn_upload, unique, Service, TestDb};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+type Upload = Service<csvbus_upload::UploadError>;
+
+async fn stack(sql: &str) -> (TestDb, Env) {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(sql).await;
+    let mut e = env(&db, &unique("modes"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_LINGER_MS", "50");
+    e.set("CSVBUS_SINK_FINALIZE_INTERVAL_MS", "100");
+    e.set("CSVBUS_ORPHAN_AFTER_MS", "4000");
+    (db, e)
+}
+
+async fn post(
+    upload: &Upload,
+    query: &str,
+    key: Option<&str>,
+    body: reqwest::Body,
+) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new()
+        .post(upload.url(&format!("/v1/imports?{query}")))
+        .header("content-type", "text/csv")
+        .body(body);
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+/// Waits until the import will change no more (`?wait=` returns early then); its record.
+async fn wait_done(upload: &Upload, id: &Value) -> Value {
+    let id = id.as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let rec: Value = reqwest::get(upload.url(&format!("/v1/imports/{id}?wait=5s")))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let s = rec["status"].as_str().unwrap();
+        let produced_and_written = rec["rows_written"].as_i64() >= rec["rows_produced"].as_i64();
+        if s == "completed"
+            || (matches!(s, "failed" | "aborted")
+                && (rec["mode"] != "append" || produced_and_written))
+        {
+            return rec;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "import not final: {rec}"
+        );
+    }
+}
+
+async fn import(upload: &Upload, query: &str, csv: &'static str) -> Value {
+    let (status, body) = post(upload, query, None, csv.into()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_done(upload, &body["import_id"]).await
+}
+
+async fn people(db: &TestDb) -> Vec<(i32, String)> {
+    sqlx::query_as("SELECT id, name FROM people ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+}
+
+fn rows(v: &[(i32, &str)]) -> Vec<(i32, String)> {
+    v.iter().map(|(i, s)| (*i, (*s).to_owned())).collect()
+}
+
+async fn rejected_lines(db: &TestDb, id: &Value) -> Vec<i64> {
+    let id: uuid::Uuid = id.as_str().unwrap().parse().unwrap();
+    sqlx::query_scalar("SELECT line FROM csvbus.rejected_rows WHERE import_id = $1 ORDER BY line")
+        .bind(id)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+}
+
+const PEOPLE: &str =
+    "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, email text UNIQUE);
+                      CREATE TABLE tags (tag text, n int);
+                      INSERT INTO people (id, name) VALUES (1, 'ann'), (2, 'bob'), (3, 'cy');";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mode_does_what_it_says_to_a_table_with_data() {
+    let (db, e) = stack(PEOPLE).await;
+    let upload = spawn_upload(&e).await;
+    let _sink = spawn_sink(&e).await;
+
+    let rec = import(&upload, "table=people", "id,name\n4,dee\n5,eve\n").await;
+    assert_eq!(
+        (rec["status"].as_str(), rec["mode"].as_str()),
+        (Some("completed"), Some("append"))
+    );
+    assert_eq!(people(&db).await.len(), 5);
+
+    // atomic: the duplicate id is rejected at its line when moved in; the rest lands.
+    let rec = import(
+        &upload,
+        "table=people&mode=atomic",
+        "id,name\n6,fay\n1,dup\n7,gus\n",
+    )
+    .await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(
+        (
+            rec["rows_written"].as_i64(),
+            rec["rows_write_rejected"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(rejected_lines(&db, &rec["id"]).await, [3]);
+    assert_eq!(people(&db).await.len(), 7);
+
+    // atomic with max_rejected=0: one refused row fails the import and nothing lands.
+    let rec = import(
+        &upload,
+        "table=people&mode=atomic&max_rejected=0",
+        "id,name\n8,hal\n2,dup\n",
+    )
+    .await;
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert!(
+        rec["error"].as_str().unwrap().contains("max_rejected"),
+        "{rec}"
+    );
+    assert_eq!(
+        people(&db).await.len(),
+        7,
+        "a failed atomic import leaves the table as it was"
+    );
+
+    // upsert: the file's last row per key wins, also for a key twice in one batch.
+    let rec = import(
+        &upload,
+        "table=people&mode=upsert",
+        "id,name\n1,ann2\n12,x\n12,y\n",
+    )
+    .await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    let p = people(&db).await;
+    assert!(
+        p.contains(&(1, "ann2".into())) && p.contains(&(12, "y".into())),
+        "{p:?}"
+    );
+    assert_eq!(p.len(), 8);
+
+    // skip: rows whose key is there already are counted, not written.
+    let rec = import(
+        &upload,
+        "table=people&mode=skip",
+        "id,name\n1,zed\n13,kim\n13,kit\n",
+    )
+    .await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(
+        (rec["rows_written"].as_i64(), rec["rows_skipped"].as_i64()),
+        (Some(1), Some(2))
+    );
+    let p = people(&db).await;
+    assert!(
+        p.contains(&(1, "ann2".into())) && p.contains(&(13, "kim".into())),
+        "{p:?}"
+    );
+
+    // replace: the table is exactly the file afterwards.
+    let rec = import(
+        &upload,
+        "table=people&mode=replace",
+        "id,name\n20,new\n21,newer\n",
+    )
+    .await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(people(&db).await, rows(&[(20, "new"), (21, "newer")]));
+
+    // No staging table is left behind.
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'csvbus' AND tablename LIKE 'stage_%'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_and_conflict_columns_are_checked_before_the_body() {
+    let (_db, e) = stack(PEOPLE).await;
+    let upload = spawn_upload(&e).await;
+    let cases = [
+        (
+            "table=people&mode=merge",
+            StatusCode::BAD_REQUEST,
+            "invalid_mode",
+        ),
+        (
+            "table=tags&mode=upsert",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_conflict",
+        ),
+        (
+            "table=people&mode=upsert&conflict=name",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_conflict",
+        ),
+        (
+            "table=people&mode=append&conflict=id",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "table=people&mode=skip&conflict=email",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_conflict_column",
+        ),
+    ];
+    for (query, status, code) in cases {
+        let (s, body) = post(&upload, query, None, "id,name\n1,a\n".into()).await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (status, Some(code)),
+            "{query}: {body}"
+        );
+    }
+    // A unique index other than the primary key may be named.
+    let (s, body) = post(
+        &upload,
+        "table=people&mode=upsert&conflict=email",
+        None,
+        "id,name,email\n9,i,i@x\n".into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+}
+
+/// A body of nums rows `1..=n` that then never ends (the client is cut off by the test).
+fn stalled_nums(n: u64) -> reqwest::Body {
+    reqwest::Body::wrap_stream(nums_csv(1, n).chain(futures::stream::pending()))
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
+}
+
+/// Posts `body` under `key` until the service takes it (409 while the last attempt is still
+/// ending), as a retrying client does.
+async fn post_until_taken(
+    upload: &Upload,
+    query: &str,
+    key: &str,
+    body: impl Fn() -> reqwest::Body,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, v) = post(upload, query, Some(key), body()).await;
+        if s == StatusCode::ACCEPTED {
+            return v;
+        }
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert_eq!(v["error"], "import_running");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first attempt never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_import_cut_off_and_retried_with_its_key_lands_exactly_once() {
+    let (db, e) = stack(NUMS).await;
+    let upload = spawn_upload(&e).await;
+    let _sink = spawn_sink(&e).await;
+    let key = unique("key");
+    let first = {
+        let url = upload.url("/v1/imports?table=nums");
+        let key = key.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("idempotency-key", key)
+                .body(stalled_nums(30_000))
+                .send()
+                .await
+        })
+    };
+    // Rows reach the table while the upload runs; then the client goes away.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while count(&db, "SELECT count(*) FROM nums").await < 20_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows never reached the table"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // While it runs, the same key is refused with the import's id.
+    let (s, v) = post(&upload, "table=nums", Some(&key), "id,v,half\n".into()).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("import_running")),
+        "{v}"
+    );
+    let id = v["import_id"].clone();
+    first.abort();
+
+    // A different body under the key is refused once it reaches the checkpoint.
+    let other = || reqwest::Body::from("id,v,half\n1,other,0\n");
+    let (s, v) = loop {
+        let (s, v) = post(&upload, "table=nums", Some(&key), other()).await;
+        if s != StatusCode::CONFLICT {
+            break (s, v);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("idempotency_key_mismatch")
+        ),
+        "{v}"
+    );
+
+    let full = || reqwest::Body::wrap_stream(nums_csv(1, 50_000));
+    let v = post_until_taken(&upload, "table=nums", &key, full).await;
+    assert_eq!(v["import_id"], id, "the retry resumes the same import");
+    assert!(v["resumed_from_line"].as_u64().unwrap() > 1_000, "{v}");
+    let rec = wait_done(&upload, &id).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    // The cut-off upload, the mismatching one (refused at the checkpoint), the resume.
+    assert_eq!(rec["attempts"], 3);
+    assert_nums_exact(&db, 50_000).await;
+
+    // Once accepted, the same key answers as before and produces nothing again.
+    let (s, again) = post(&upload, "table=nums", Some(&key), full()).await;
+    assert_eq!(
+        (s, &again["import_id"]),
+        (StatusCode::ACCEPTED, &id),
+        "{again}"
+    );
+    assert_eq!(again["rows_produced"], 50_000);
+    assert_nums_exact(&db, 50_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atomic_import_is_seen_whole_or_not_at_all() {
+    let (db, e) = stack(&format!(
+        "{NUMS}; INSERT INTO nums VALUES (0, 'v0, \"q\"', 0)"
+    ))
+    .await;
+    let upload = spawn_upload(&e).await;
+    let _sink = spawn_sink(&e).await;
+
+    // Cut off half way: nothing reaches the table, and the staging table goes.
+    let first = {
+        let url = upload.url("/v1/imports?table=nums&mode=atomic");
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .body(stalled_nums(20_000))
+                .send()
+                .await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let staged = "SELECT coalesce(sum(rows_written), 0)::bigint FROM csvbus.imports";
+    while count(&db, staged).await < 10_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows were never staged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM nums").await,
+        1,
+        "staged rows are not in the table"
+    );
+    first.abort();
+    let stages =
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'csvbus' AND tablename LIKE 'stage_%'";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while count(&db, stages).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the staging table of the aborted import stays"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status: String = sqlx::query_scalar("SELECT status FROM csvbus.imports")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "aborted");
+    assert_eq!(count(&db, "SELECT count(*) FROM nums").await, 1);
+
+    // A whole one: a reader sees 1 row (the old one) or all of them, never part.
+    let (s, v) = post(
+        &upload,
+        "table=nums&mode=atomic",
+        None,
+        reqwest::Body::wrap_stream(nums_csv(1, 40_000)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = count(&db, "SELECT count(*) FROM nums").await;
+        seen.insert(n);
+        if n == 40_001 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the import never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [1, 40_001]);
+    db.exec("DELETE FROM nums WHERE id = 0").await;
+    assert_nums_exact(&db, 40_000).await;
+}
