@@ -26,7 +26,7 @@ pub fn release_binary(name: &str) -> PathBuf {
     path
 }
 
-fn free_addr() -> SocketAddr {
+pub fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

@@ -111,6 +111,7 @@ fn record_metrics(batch: &Batch, o: &Outcome, started: Instant) {
     metrics::counter!("csvbus_sink_rows_written_total").increment(o.written);
     metrics::counter!("csvbus_sink_rows_rejected_total").increment(o.rejected);
     metrics::counter!("csvbus_sink_dead_letters_total").increment(o.dead);
+    metrics::counter!("csvbus_sink_duplicates_total").increment(o.duplicates);
 }
 
 async fn write_once(

@@ -117,7 +117,7 @@ pub async fn create_import(
     };
     let table = resolve_table(&app, &q.table).await?;
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
-    let partitions = partition_count(&app.producer, &app.config.common.topic)
+    let partitions = partition_count(&app.producer().1, &app.config.common.topic)
         .await
         .ok()
         .filter(|n| *n > 0)
@@ -189,6 +189,7 @@ async fn run_upload(
     body: Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let cfg = &app.config;
+    let (generation, producer) = app.producer();
     let bytes_read = Arc::new(AtomicU64::new(0));
     let input = body::reader(body, encoding, &cfg.body_limits(), bytes_read.clone());
     let mut records = Records::new(
@@ -240,7 +241,7 @@ async fn run_upload(
         header: &header,
         progress: &progress,
         inflight: InFlight::new(
-            app.producer.clone(),
+            producer,
             cfg.common.topic.clone(),
             app.inflight.clone(),
             cfg.inflight_bytes_per_upload,
@@ -256,6 +257,9 @@ async fn run_upload(
     let drained = tokio::time::timeout(cfg.delivery_timeout * 2, rows.inflight.drain()).await;
     progress.produced.store(rows.produced(), Ordering::Relaxed);
     progress.set_checkpoint(rows.inflight.ledger.at);
+    if rows.inflight.producer_broken() {
+        app.renew_producer(generation);
+    }
     let outcome = match (outcome, drained) {
         (Err(e), _) => Err(e),
         (Ok(()), Ok(Err(e))) => Err(produce_error(e)),

@@ -74,7 +74,9 @@ pub enum UploadError {
 pub struct App {
     pub config: UploadConfig,
     pub pool: PgPool,
-    pub producer: FutureProducer,
+    /// The producer and its generation; replaced when it cannot go on (see
+    /// [`App::renew_producer`]).
+    producer: std::sync::RwLock<(u64, FutureProducer)>,
     /// One permit per upload being served.
     pub uploads: Arc<Semaphore>,
     /// One permit per message byte awaiting acknowledgement, across uploads.
@@ -109,8 +111,41 @@ impl App {
             tasks: TaskTracker::new(),
             config,
             pool,
-            producer,
+            producer: std::sync::RwLock::new((0, producer)),
         }))
+    }
+
+    /// The producer uploads send with now, and its generation.
+    pub fn producer(&self) -> (u64, FutureProducer) {
+        self.producer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the producer of generation `used` (if it is still the current one): after a
+    /// fatal error, or when the broker fenced it. librdkafka's idempotent producer cannot go on
+    /// then — a broker that stalled past the delivery timeout refuses its epoch bump with
+    /// ProducerFenced — and every later upload would fail with it.
+    pub fn renew_producer(&self, used: u64) {
+        let mut current = self
+            .producer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.0 != used {
+            return;
+        }
+        match produce::producer(&self.config) {
+            Ok(fresh) => {
+                tracing::warn!(
+                    generation = used + 1,
+                    "the producer cannot go on: replaced with a new one"
+                );
+                metrics::counter!("csvbus_upload_producer_renewed_total").increment(1);
+                *current = (used + 1, fresh);
+            }
+            Err(e) => tracing::error!(error = %e, "the producer could not be replaced"),
+        }
     }
 }
 
@@ -178,7 +213,7 @@ pub async fn serve(
     }
     app.tasks.close();
     let _ = tokio::time::timeout(app.config.shutdown_grace, app.tasks.wait()).await;
-    let producer = app.producer.clone();
+    let (_, producer) = app.producer();
     let _ = tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(10)))
         .await;
     tracing::info!("upload service stopped");

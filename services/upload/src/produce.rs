@@ -95,6 +95,8 @@ pub struct InFlight {
     pub acked: u64,
     /// Records since the checkpoint (what a retry may skip).
     pub ledger: Ledger,
+    /// A delivery failed in a way that breaks the producer (see [`InFlight::producer_broken`]).
+    broken: bool,
 }
 
 /// Where one row goes and what it is, for the producer and the ledger.
@@ -119,6 +121,7 @@ impl InFlight {
     ) -> Self {
         Self {
             ledger,
+            broken: false,
             producer,
             topic,
             shared,
@@ -127,6 +130,13 @@ impl InFlight {
             pending: FuturesUnordered::new(),
             acked: 0,
         }
+    }
+
+    /// Whether the producer cannot go on: a fatal error, or an error of the idempotent
+    /// producer's state that every later message would get too.
+    pub fn producer_broken(&self) -> bool {
+        use rdkafka::producer::Producer;
+        self.broken || self.producer.client().fatal_error().is_some()
     }
 
     /// Bytes awaiting acknowledgement.
@@ -233,6 +243,16 @@ impl InFlight {
     fn account(&mut self, (r, bytes, latency, seq): Delivered) -> Result<(), ProduceError> {
         self.release(bytes);
         metrics::histogram!("csvbus_upload_delivery_seconds").record(latency.as_secs_f64());
+        if let Err(ProduceError::Delivery(KafkaError::MessageProduction(code))) = &r {
+            self.broken |= matches!(
+                code,
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::InvalidProducerIdMapping
+            );
+        }
         r?;
         self.acked += 1;
         self.ledger.done(seq);

@@ -209,7 +209,7 @@ async fn get_rejected(
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let r = Readiness::check(&app.pool, &app.producer, Duration::from_secs(2)).await;
+    let r = Readiness::check(&app.pool, &app.producer().1, Duration::from_secs(2)).await;
     let status = if r.ready() {
         StatusCode::OK
     } else {

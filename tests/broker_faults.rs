@@ -1,0 +1,199 @@
+//! The broker stops answering under a running import for longer than the upload's delivery
+//! timeout: the upload answers 503 (nothing went wrong with the data) with rows in flight whose
+//! fate it cannot know, the client retries with its Idempotency-Key, the import resumes after its
+//! checkpoint — and every row lands exactly once, also the ones the frozen broker took after all.
+//!
+//! The broker is a tansu of the test's own (memory storage) on a free port, frozen with SIGSTOP
+//! and thawed with SIGCONT; the services are the release binaries. A test binary of its own.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use csvbus_tests::nums::{assert_nums_exact, nums_csv, NUMS};
+use csvbus_tests::procs::{free_addr, Proc};
+use csvbus_tests::{env, unique, TestDb};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+/// A tansu broker (memory storage) of the test's own, logging into `dir`.
+fn start_broker(dir: &Path, addr: SocketAddr) -> Child {
+    let url = format!("tcp://{addr}");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("tansu.log"))
+        .unwrap();
+    Command::new("tansu")
+        .args(["broker", "--storage-engine", "memory://tansu/"])
+        .args(["--listener-url", &url, "--advertised-listener-url", &url])
+        .current_dir(dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tansu on PATH (scripts/stack.sh installs it)")
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tansu did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// nums `1..=n`, 10,000 rows every 150 ms: a client on a modest line, so that the upload is
+/// still running when the broker freezes.
+fn paced(n: u64) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    futures::StreamExt::then(nums_csv(1, n), |chunk| async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        chunk
+    })
+}
+
+/// Posts nums `1..=n` under `key` until accepted, retrying 503, 409 and lost connections as a
+/// client does; returns the 202 body and how many tries were refused.
+async fn post_with_retries(url: String, key: String, n: u64) -> (Value, Vec<String>) {
+    let mut refused = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let r = reqwest::Client::new()
+            .post(&url)
+            .header("idempotency-key", &key)
+            .body(reqwest::Body::wrap_stream(paced(n)))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == 202 => return (r.json().await.unwrap(), refused),
+            Ok(r) => {
+                let status = r.status();
+                let body: Value = r.json().await.unwrap_or_default();
+                assert!(matches!(status.as_u16(), 503 | 409), "{status}: {body}");
+                refused.push(format!("{status} {}", body["error"]));
+            }
+            Err(e) => refused.push(format!("connection: {e}")),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never accepted: {refused:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn signal(child: &Child, sig: &str) {
+    let pid = child.id().unwrap().to_string();
+    let status = Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+async fn produced(db: &TestDb) -> i64 {
+    sqlx::query_scalar("SELECT coalesce(max(rows_produced), 0) FROM csvbus.imports")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+async fn status_of(db: &TestDb) -> Option<String> {
+    sqlx::query_scalar("SELECT status FROM csvbus.imports")
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_frozen_mid_import_ends_exact_after_a_keyed_retry() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let dir: PathBuf = std::env::temp_dir().join(unique("tansu"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broker_addr = free_addr();
+    let mut broker = start_broker(&dir, broker_addr);
+    wait_listening(broker_addr).await;
+
+    let mut e = env(&db, &unique("brestart"));
+    e.set("KAFKA_BROKERS", broker_addr.to_string());
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_LINGER_MS", "50");
+    e.set("CSVBUS_DELIVERY_TIMEOUT_MS", "4000");
+    let mut upload = Proc::upload(&e, &[]);
+    upload.ready(Duration::from_secs(60)).await;
+    let mut sink = Proc::sink(&e, &[("CSVBUS_SINK_INSTANCE_ID", "none")]);
+    sink.ready(Duration::from_secs(60)).await;
+
+    let n = 200_000u64;
+    let client = tokio::spawn(post_with_retries(
+        upload.url("/v1/imports?table=nums"),
+        unique("key"),
+        n,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while produced(&db).await < 30_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rows before the restart: {:?}\n{}\n{}",
+            status_of(&db).await,
+            upload.log_tail(),
+            sink.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&broker, "-STOP").await;
+    // Frozen for longer than the upload's delivery timeout: the upload fails with 503.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while status_of(&db).await.as_deref() != Some("failed") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upload did not fail while the broker was down:\n{}",
+            upload.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let written_before = db.rows_written().await;
+    signal(&broker, "-CONT").await;
+
+    let (accepted, refused) = client.await.unwrap();
+    assert!(
+        refused.iter().any(|r| r.starts_with("503")),
+        "the client saw the 503: {refused:?}"
+    );
+    assert!(
+        accepted["resumed_from_line"].as_u64().unwrap() > 1,
+        "the retry resumed: {accepted}"
+    );
+    let id = accepted["import_id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let rec: Value = reqwest::get(upload.url(&format!("/v1/imports/{id}?wait=5s")))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if rec["status"] == "completed" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not completed: {rec}\n{}",
+            sink.log_tail()
+        );
+    }
+    assert!(written_before < n as i64);
+    assert_nums_exact(&db, n as i64).await;
+    sink.stop().await;
+    upload.stop().await;
+    broker.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
