@@ -232,3 +232,108 @@ async fn an_upload_service_killed_mid_upload_leaves_an_aborted_import_and_no_row
     second.stop().await;
     sink.stop().await;
 }
+
+/// Posts `body()` under `key` until the service takes it (409 while the killed attempt is not
+/// yet found orphaned; connection errors while no service listens), as a retrying client does.
+async fn post_keyed(url: &str, key: &str, body: impl Fn() -> reqwest::Body) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = reqwest::Client::new()
+            .post(url)
+            .header("idempotency-key", key)
+            .body(body())
+            .send()
+            .await;
+        if let Ok(r) = r {
+            let status = r.status();
+            let v: Value = r.json().await.unwrap_or_default();
+            if status == 202 {
+                return v;
+            }
+            assert_eq!(status, 409, "{v}");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never accepted");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_and_replace_imports_whose_upload_service_dies_leave_the_table_and_resume() {
+    use futures::StreamExt;
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let mut e = env(&db, &unique("crash-atomic"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_LINGER_MS", "50");
+    e.set("CSVBUS_SINK_FINALIZE_INTERVAL_MS", "100");
+    e.set("CSVBUS_ORPHAN_AFTER_MS", "2000");
+    let sink = csvbus_tests::spawn_sink(&e).await;
+    for mode in ["atomic", "replace"] {
+        db.exec("TRUNCATE nums; TRUNCATE csvbus.imports CASCADE")
+            .await;
+        db.exec("INSERT INTO nums VALUES (0, 'v0, \"q\"', 0)").await;
+        let key = unique("key");
+        let mut first = Proc::upload(&e, &[]);
+        first.ready(Duration::from_secs(60)).await;
+        let url = first.url(&format!("/v1/imports?table=nums&mode={mode}"));
+        let client = {
+            let (url, key) = (url.clone(), key.clone());
+            tokio::spawn(async move {
+                let body = nums_csv(1, 20_000).chain(futures::stream::pending());
+                reqwest::Client::new()
+                    .post(url)
+                    .header("idempotency-key", key)
+                    .body(reqwest::Body::wrap_stream(body))
+                    .send()
+                    .await
+            })
+        };
+        // Rows are staged while the upload runs; none is in the table.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let staged = "SELECT coalesce(max(rows_written), 0) FROM csvbus.imports";
+        while sqlx::query_scalar::<_, i64>(staged)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            < 10_000
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{mode}: nothing staged"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        first.kill().await;
+        assert!(
+            client.await.unwrap().is_err(),
+            "{mode}: the client sees the failure"
+        );
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM nums")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(ids, [0], "{mode}: the table is as it was");
+
+        // Another instance takes over: once it finds the import orphaned, the retry resumes it.
+        let mut second = Proc::upload(&e, &[]);
+        second.ready(Duration::from_secs(60)).await;
+        let url = second.url(&format!("/v1/imports?table=nums&mode={mode}"));
+        let full = || reqwest::Body::wrap_stream(nums_csv(1, 30_000));
+        let v = post_keyed(&url, &key, full).await;
+        assert!(v["resumed_from_line"].as_u64().unwrap() > 1, "{mode}: {v}");
+        let rec = csvbus_tests::wait_final_at(
+            &second.url(""),
+            v["import_id"].as_str().unwrap(),
+            Duration::from_secs(120),
+        )
+        .await;
+        assert_eq!(rec["status"], "completed", "{mode}: {rec}");
+        if mode == "atomic" {
+            db.exec("DELETE FROM nums WHERE id = 0").await;
+        }
+        assert_nums_exact(&db, 30_000).await;
+        second.stop().await;
+    }
+    sink.stop().await;
+}

@@ -364,16 +364,28 @@ async fn an_append_import_cut_off_and_retried_with_its_key_lands_exactly_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_atomic_import_is_seen_whole_or_not_at_all() {
+    seen_whole_or_not_at_all("atomic", 40_001).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replace_import_is_seen_whole_or_not_at_all() {
+    seen_whole_or_not_at_all("replace", 40_000).await;
+}
+
+/// An import in `mode` into `nums` holding one old row: cut off half way it leaves the table as
+/// it was; complete, a reader sees the old table or the new one (`after` rows), never a part.
+async fn seen_whole_or_not_at_all(mode: &str, after: i64) {
     let (db, e) = stack(&format!(
         "{NUMS}; INSERT INTO nums VALUES (0, 'v0, \"q\"', 0)"
     ))
     .await;
+    let query = format!("table=nums&mode={mode}");
     let upload = spawn_upload(&e).await;
     let _sink = spawn_sink(&e).await;
 
     // Cut off half way: nothing reaches the table, and the staging table goes.
     let first = {
-        let url = upload.url("/v1/imports?table=nums&mode=atomic");
+        let url = upload.url(&format!("/v1/imports?{query}"));
         tokio::spawn(async move {
             reqwest::Client::new()
                 .post(url)
@@ -417,7 +429,7 @@ async fn an_atomic_import_is_seen_whole_or_not_at_all() {
     // A whole one: a reader sees 1 row (the old one) or all of them, never part.
     let (s, v) = post(
         &upload,
-        "table=nums&mode=atomic",
+        &query,
         None,
         reqwest::Body::wrap_stream(nums_csv(1, 40_000)),
     )
@@ -428,7 +440,7 @@ async fn an_atomic_import_is_seen_whole_or_not_at_all() {
     loop {
         let n = count(&db, "SELECT count(*) FROM nums").await;
         seen.insert(n);
-        if n == 40_001 {
+        if n == after {
             break;
         }
         assert!(
@@ -437,7 +449,7 @@ async fn an_atomic_import_is_seen_whole_or_not_at_all() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [1, 40_001]);
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [1, after]);
     db.exec("DELETE FROM nums WHERE id = 0").await;
     assert_nums_exact(&db, 40_000).await;
 }

@@ -229,11 +229,16 @@ pub async fn wait_final(
     id: &str,
     timeout: Duration,
 ) -> serde_json::Value {
+    wait_final_at(&upload.url(""), id, timeout).await
+}
+
+/// [`wait_final`] against the upload service at `base` (`http://host:port`).
+pub async fn wait_final_at(base: &str, id: &str, timeout: Duration) -> serde_json::Value {
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let rec: serde_json::Value = client
-            .get(upload.url(&format!("/v1/imports/{id}?wait=5s")))
+            .get(format!("{base}/v1/imports/{id}?wait=5s"))
             .send()
             .await
             .expect("status request")
