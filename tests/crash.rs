@@ -168,12 +168,12 @@ async fn an_upload_service_killed_mid_upload_leaves_an_aborted_import_and_no_row
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let id: uuid::Uuid = loop {
         let row: Option<(uuid::Uuid, i64)> =
-            sqlx::query_as("SELECT id, rows_received FROM csvbus.imports")
+            sqlx::query_as("SELECT id, rows_produced FROM csvbus.imports")
                 .fetch_optional(&db.pool)
                 .await
                 .unwrap();
-        if let Some((id, received)) = row {
-            if received >= 1000 {
+        if let Some((id, produced)) = row {
+            if produced >= 1000 {
                 break id;
             }
         }

@@ -57,7 +57,9 @@ pub async fn check(
     .fetch_one(&mut *conn)
     .await?;
     let first_new = records.partition_point(|r| r.offset < stored);
-    if first_new > 0 && positions_are_stale(conn, &records[..first_new], updated).await? {
+    if first_new > 0
+        && positions_are_stale(conn, key.partition, &records[..first_new], updated).await?
+    {
         tracing::warn!(
             partition = key.partition,
             stored,

@@ -123,10 +123,11 @@ impl App {
             .clone()
     }
 
-    /// Replaces the producer of generation `used` (if it is still the current one): after a
-    /// fatal error, or when the broker fenced it. librdkafka's idempotent producer cannot go on
-    /// then — a broker that stalled past the delivery timeout refuses its epoch bump with
-    /// ProducerFenced — and every later upload would fail with it.
+    /// Replaces the producer of generation `used` (if it is still the current one) when it
+    /// cannot be trusted to go on ([`produce::InFlight::producer_broken`]): a broker that
+    /// stalled past the delivery timeout refuses its epoch bump with ProducerFenced, a broker
+    /// restarted without its state leaves it timing out every message — and every later upload
+    /// would fail with it. Uploads still sending with the old one finish with it.
     pub fn renew_producer(&self, used: u64) {
         let mut current = self
             .producer

@@ -132,8 +132,10 @@ impl InFlight {
         }
     }
 
-    /// Whether the producer cannot go on: a fatal error, or an error of the idempotent
-    /// producer's state that every later message would get too.
+    /// Whether the producer cannot be trusted to go on: a fatal error, an error of the
+    /// idempotent producer's state that every later message would get too, or a message that
+    /// timed out (after a broker restart that lost the producer's state, librdkafka's
+    /// idempotent producer was seen timing out every message from then on).
     pub fn producer_broken(&self) -> bool {
         use rdkafka::producer::Producer;
         self.broken || self.producer.client().fatal_error().is_some()
@@ -246,7 +248,8 @@ impl InFlight {
         if let Err(ProduceError::Delivery(KafkaError::MessageProduction(code))) = &r {
             self.broken |= matches!(
                 code,
-                RDKafkaErrorCode::ProducerFenced
+                RDKafkaErrorCode::MessageTimedOut
+                    | RDKafkaErrorCode::ProducerFenced
                     | RDKafkaErrorCode::InvalidProducerEpoch
                     | RDKafkaErrorCode::OutOfOrderSequenceNumber
                     | RDKafkaErrorCode::UnknownProducerId
