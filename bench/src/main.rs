@@ -106,6 +106,8 @@ async fn main() -> anyhow::Result<()> {
     let mut consumer_first = Series::new("raw consumer: start → first message (diagnostic)", "s");
     let mut copy = Series::new("direct COPY", "s");
     let mut e2e = Series::new("end to end (first byte → last commit)", "s");
+    let mut e2e_atomic = Series::new("end to end, mode=atomic (first byte → moved in)", "s");
+    let mut e2e_upsert = Series::new("end to end, mode=upsert (first byte → last commit)", "s");
     let mut rss_upload = Series::new(
         &format!("upload service, {:.0} MB file", bytes as f64 / 1e6),
         "B",
@@ -142,6 +144,10 @@ async fn main() -> anyhow::Result<()> {
         e2e.runs.push(secs);
         rss_e2e.runs.push(u as f64);
         rss_sink.runs.push(s as f64);
+        for (mode, series) in [("atomic", &mut e2e_atomic), ("upsert", &mut e2e_upsert)] {
+            say(&format!("run {run}/{}: end to end, mode={mode}", args.runs));
+            series.runs.push(b.end_to_end_in(mode).await?.0);
+        }
     }
 
     let mut memory = vec![rss_upload.clone(), rss_e2e, rss_sink.clone()];
@@ -239,6 +245,18 @@ async fn main() -> anyhow::Result<()> {
         Ratio::of_times("upload / raw producer", &upload, &raw, 0.5),
         Ratio::of_times("sink / direct COPY", &sink, &copy, 0.8),
         Ratio::of_times("end to end / direct COPY", &e2e, &copy, 0.5),
+        Ratio::of_times(
+            "atomic end to end / append end to end",
+            &e2e_atomic,
+            &e2e,
+            0.6,
+        ),
+        Ratio::of_times(
+            "(diagnostic) upsert end to end / append end to end",
+            &e2e_upsert,
+            &e2e,
+            0.5,
+        ),
         // Diagnostics: where the sink's time goes (no targets of their own).
         Ratio::of_times(
             "(diagnostic) sink writer without broker / direct COPY",
@@ -260,6 +278,8 @@ async fn main() -> anyhow::Result<()> {
         sink,
         copy,
         e2e,
+        e2e_atomic,
+        e2e_upsert,
         sink_first,
         writer,
         consumer,

@@ -85,7 +85,7 @@ impl Bench {
         )
         .await?;
         let started = Instant::now();
-        let accepted = post_file(&svc, &self.table, &self.file).await?;
+        let accepted = post_file(&svc, &format!("table={}", self.table), &self.file).await?;
         let secs = started.elapsed().as_secs_f64();
         let peak_rss = svc.peak_rss()?;
         svc.stop().await?;
@@ -111,7 +111,8 @@ impl Bench {
         let mut env = self.env(&topic, "-");
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let svc = Proc::start("csvbus-upload", "CSVBUS_UPLOAD_ADDR", &env, true).await?;
-        let posts = (0..concurrent).map(|_| post_file(&svc, &self.table, file));
+        let query = format!("table={}", self.table);
+        let posts = (0..concurrent).map(|_| post_file(&svc, &query, file));
         for r in futures::future::join_all(posts).await {
             check_accepted(&r?, rows)?;
         }
@@ -202,6 +203,12 @@ impl Bench {
 
     /// Upload and sink running together: first byte uploaded to last row committed.
     pub async fn end_to_end(&self) -> anyhow::Result<(f64, u64, u64)> {
+        self.end_to_end_in("append").await
+    }
+
+    /// [`end_to_end`](Self::end_to_end) in an import `mode` (append, atomic, upsert, …), until
+    /// the import is `completed` (for atomic: moved into the table).
+    pub async fn end_to_end_in(&self, mode: &str) -> anyhow::Result<(f64, u64, u64)> {
         self.reset_table().await?;
         let topic = unique("bench-e2e");
         let env = self.env(&topic, &unique("g"));
@@ -210,16 +217,36 @@ impl Bench {
         // Let the sink join its group and get its partitions before the clock starts.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let started = Instant::now();
-        let accepted = post_file(&upload, &self.table, &self.file).await?;
+        let query = format!("table={}&mode={mode}", self.table);
+        let accepted = post_file(&upload, &query, &self.file).await?;
         check_accepted(&accepted, self.rows)?;
         let id = accepted["import_id"].as_str().unwrap_or_default();
         self.wait_written(id, started, Duration::from_secs(1800))
             .await?;
+        self.wait_completed(id, Duration::from_secs(1800)).await?;
         let secs = started.elapsed().as_secs_f64();
         let (u, s) = (upload.peak_rss()?, sink.peak_rss()?);
         upload.stop().await?;
         sink.stop().await?;
         Ok((secs, u, s))
+    }
+
+    /// Waits until the import is `completed`.
+    async fn wait_completed(&self, import_id: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status: String =
+                sqlx::query_scalar("SELECT status FROM csvbus.imports WHERE id = $1::uuid")
+                    .bind(import_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+            match status.as_str() {
+                "completed" => return Ok(()),
+                "failed" | "aborted" => bail!("import {import_id} {status}"),
+                _ if Instant::now() > deadline => bail!("import {import_id} still {status}"),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     /// Waits until every row of the import is committed; returns the seconds from `started`
@@ -260,12 +287,13 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-async fn post_file(svc: &Proc, table: &str, file: &Path) -> anyhow::Result<Value> {
+/// Posts `file` to `/v1/imports?{query}`.
+async fn post_file(svc: &Proc, query: &str, file: &Path) -> anyhow::Result<Value> {
     let f = tokio::fs::File::open(file).await?;
     let body =
         reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 << 10));
     let resp = reqwest::Client::new()
-        .post(svc.url(&format!("/v1/imports?table={table}")))
+        .post(svc.url(&format!("/v1/imports?{query}")))
         .header("content-type", "text/csv")
         .body(body)
         .send()

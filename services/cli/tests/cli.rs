@@ -392,3 +392,46 @@ async fn dev_mode_runs_both_services_with_its_own_broker_and_stops_it() {
         "the tansu child is stopped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_reach_the_service_and_running_a_command_again_imports_nothing_twice() {
+    let s = stack(&[("CSVBUS_SINK_FINALIZE_INTERVAL_MS", "100")], true).await;
+    let a = s.file("a.csv", 1..=500);
+    let args = [
+        "import", &a, "--table", "people", "--mode", "atomic", "--wait", "--json",
+    ];
+    let out = s.run(&args).await;
+    assert_eq!(out.status.code(), Some(0));
+    let first = json_lines(&out).remove(0);
+    assert_eq!(first["status"], "completed", "{first}");
+    assert_eq!(s.count().await, 500);
+
+    // The same command again: its key (from the file's bytes and the options) names the same
+    // import, which is answered as before; nothing is produced again.
+    let out = s.run(&args).await;
+    assert_eq!(out.status.code(), Some(0));
+    let again = json_lines(&out).remove(0);
+    assert_eq!(again["import_id"], first["import_id"]);
+    assert_eq!(s.count().await, 500);
+
+    // upsert: the file's rows replace those with the same key.
+    let b = s.write("b.csv", "id,name\n1,changed\n501,new\n");
+    let out = s
+        .run(&[
+            "import", &b, "--table", "people", "--mode", "upsert", "--wait",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let name: String = sqlx::query_scalar("SELECT name FROM people WHERE id = 1")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!((name.as_str(), s.count().await), ("changed", 501));
+
+    // A mode the service does not know is refused by the CLI itself.
+    let out = s
+        .run(&["import", &b, "--table", "people", "--mode", "merge"])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    s.stop().await;
+}
