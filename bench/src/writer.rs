@@ -40,9 +40,11 @@ pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> an
             &mut payload,
             record.iter().map(|f| (!f.is_empty()).then_some(f)),
         );
-        let p = &mut parts[(line as usize) % PARTITIONS as usize];
+        let partition = (line as usize) % PARTITIONS as usize;
+        let p = &mut parts[partition];
         p.push(Record {
             offset: p.len() as i64,
+            partition: partition as i32,
             meta: Some(Meta {
                 import,
                 line,

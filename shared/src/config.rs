@@ -137,6 +137,27 @@ pub struct CommonConfig {
     /// `CSVBUS_ALLOWED_SCHEMAS`: schemas whose tables may be targets (comma-separated). The
     /// upload service refuses other tables; the sink dead-letters messages naming them.
     pub allowed_schemas: Vec<String>,
+    /// `CSVBUS_KAFKA_CONSUMER_<PROPERTY>` / `CSVBUS_KAFKA_PRODUCER_<PROPERTY>`: librdkafka
+    /// settings for the sink's consumer / the upload's producer, applied after csvbus' own
+    /// (`CSVBUS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS=50` sets `fetch.wait.max.ms`). For brokers that
+    /// need TLS, SASL or other tuning.
+    pub kafka_consumer: Vec<(String, String)>,
+    pub kafka_producer: Vec<(String, String)>,
+}
+
+/// librdkafka properties given as `<prefix><PROPERTY>` variables: the property is the rest of
+/// the name, lower-cased, `_` as `.`.
+fn passthrough(env: &Env, prefix: &str) -> Vec<(String, String)> {
+    let mut props: Vec<(String, String)> = env
+        .vars()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix(prefix)?;
+            Some((name.to_ascii_lowercase().replace('_', "."), v.to_owned()))
+        })
+        .filter(|(k, _)| !k.is_empty())
+        .collect();
+    props.sort();
+    props
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://csvbus:csvbus@127.0.0.1:5432/csvbus";
@@ -161,6 +182,8 @@ impl CommonConfig {
             topic_create: env.parse("CSVBUS_TOPIC_CREATE", true)?,
             log_json: log_format == "json",
             allowed_schemas: env.list("CSVBUS_ALLOWED_SCHEMAS", &["public"]),
+            kafka_consumer: passthrough(env, "CSVBUS_KAFKA_CONSUMER_"),
+            kafka_producer: passthrough(env, "CSVBUS_KAFKA_PRODUCER_"),
         })
     }
 }
@@ -183,6 +206,18 @@ mod tests {
         let env = Env::from_pairs([("CSVBUS_TOPIC_PARTITIONS", "many")]);
         let err = CommonConfig::from_env(&env).unwrap_err().to_string();
         assert!(err.contains("CSVBUS_TOPIC_PARTITIONS"), "{err}");
+    }
+
+    #[test]
+    fn librdkafka_settings_pass_through_by_prefix() {
+        let env = Env::from_pairs([
+            ("CSVBUS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS", "50"),
+            ("CSVBUS_KAFKA_PRODUCER_SECURITY_PROTOCOL", "ssl"),
+            ("CSVBUS_KAFKA_CONSUMER_", "ignored"),
+        ]);
+        let c = CommonConfig::from_env(&env).unwrap();
+        assert_eq!(c.kafka_consumer, [("fetch.wait.max.ms".into(), "50".into())]);
+        assert_eq!(c.kafka_producer, [("security.protocol".into(), "ssl".into())]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct Record {
     pub offset: i64,
+    pub partition: i32,
     /// `None` when the message lacks valid csvbus headers (it is dead-lettered).
     pub meta: Option<Meta>,
     pub payload: Vec<u8>,
@@ -59,6 +60,7 @@ impl Record {
         });
         Self {
             offset: m.offset(),
+            partition: m.partition(),
             meta,
             payload: m.payload().unwrap_or_default().to_vec(),
             key: m.key().map(<[u8]>::to_vec),
@@ -257,6 +259,7 @@ mod tests {
     fn rec(offset: i64, import: Uuid, line: i64, payload: &str) -> Record {
         Record {
             offset,
+            partition: 0,
             meta: Some(Meta {
                 import,
                 line,

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -19,12 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Record;
 use crate::config::SinkConfig;
+use crate::feed::{Feed, SinkConsumer};
 use crate::lag::LagContext;
 use crate::watchdog::GroupHealth;
 use crate::writer::{write_with_retry, Batch, Outcome, Settings};
-
-/// The sink's consumer: reports lag through its context.
-pub type SinkConsumer = StreamConsumer<LagContext>;
 
 #[derive(Default)]
 struct Partition {
@@ -60,8 +58,11 @@ pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::Kaf
         .set(
             "queued.min.messages",
             config.batch_rows.max(1000).to_string(),
-        )
-        .create_with_context(LagContext::new(&config.common.topic, &config.group_id))
+        );
+    for (k, v) in &config.common.kafka_consumer {
+        c.set(k, v);
+    }
+    c.create_with_context(LagContext::new(&config.common.topic, &config.group_id))
 }
 
 /// Runs until `shutdown`; then stops fetching, writes what it holds (within the grace period),
@@ -69,10 +70,11 @@ pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::Kaf
 pub async fn run(
     config: &SinkConfig,
     pool: PgPool,
-    mut consumer: SinkConsumer,
+    consumer: SinkConsumer,
     health: &GroupHealth,
     shutdown: CancellationToken,
 ) {
+    let mut feed = Feed::start(consumer);
     let topic = config.common.topic.clone();
     let sem = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let hard_stop = CancellationToken::new();
@@ -102,32 +104,28 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(done) = tasks.join_next() => {
-                held.release(finished(&consumer, &ctx, &mut parts, done));
+                held.release(finished(&feed.consumer, &ctx, &mut parts, done));
             }
-            msg = consumer.recv(), if held.records < max_held && held.bytes < config.buffer_bytes => match msg {
-                Ok(m) => {
-                    let p = parts.entry(m.partition()).or_default();
+            Some(chunk) = feed.rx.recv(), if held.records < max_held && held.bytes < config.buffer_bytes => {
+                for record in chunk {
+                    let partition = record.partition;
+                    let p = parts.entry(partition).or_default();
                     p.first_at.get_or_insert_with(Instant::now);
-                    let record = Record::from_message(&m);
                     held.records += 1;
                     held.bytes += record.held_bytes();
                     p.buf.push(record);
                     if p.buf.len() >= config.batch_rows && !p.writing {
-                        dispatch(&ctx, &mut tasks, m.partition(), p);
+                        dispatch(&ctx, &mut tasks, partition, p);
                     }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "consumer error");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             },
             _ = health.rejoin_requested() => {
                 if let Some(fresh) = rejoin(config) {
-                    consumer = fresh;
+                    std::mem::replace(&mut feed, Feed::start(fresh)).stop();
                 }
             }
             _ = tick.tick() => {
-                let assigned = consumer.assignment().map_or(0, |a| a.count());
+                let assigned = feed.consumer.assignment().map_or(0, |a| a.count());
                 if assigned != health.assigned() {
                     tracing::info!(partitions = assigned, "assignment changed");
                     health.set_assigned(assigned);
@@ -159,12 +157,12 @@ pub async fn run(
             }
         }
         match tasks.join_next().await {
-            Some(done) => held.release(finished(&consumer, &ctx, &mut parts, done)),
+            Some(done) => held.release(finished(&feed.consumer, &ctx, &mut parts, done)),
             None => break,
         }
     }
     hard_stop.cancel();
-    consumer.unsubscribe();
+    feed.stop();
     tracing::info!(left_unwritten = held.records, "sink stopped");
 }
 

@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`config`]: settings from the environment.
 //! - [`consume`]: the consumer loop, per-partition batching, dispatch to writers, shutdown.
+//! - [`feed`]: the fetch loop on a thread of its own, handing records over in chunks.
 //! - [`batch`]: records as received; admitted rows grouped by import and encoded for
 //!   `COPY … CSV`; dead letters for messages that are not rows csvbus may write.
 //! - [`writer`]: one batch in one transaction, retried by the failure policy.
@@ -20,6 +21,7 @@ pub mod batch;
 pub mod config;
 pub mod consume;
 pub mod copy;
+pub mod feed;
 pub mod finalize;
 pub mod http;
 pub mod lag;

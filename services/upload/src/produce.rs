@@ -46,6 +46,9 @@ pub fn producer(config: &UploadConfig) -> Result<FutureProducer, KafkaError> {
         .set("message.max.bytes", config.max_message_bytes.to_string())
         .set("queue.buffering.max.kbytes", queue_kb.to_string())
         .set("queue.buffering.max.messages", "1000000");
+    for (k, v) in &config.common.kafka_producer {
+        c.set(k, v);
+    }
     c.create()
 }
 

@@ -1,0 +1,99 @@
+//! The consumer's fetch loop, on a thread of its own.
+//!
+//! librdkafka's messages are polled in a tight loop (`BaseConsumer::poll`), copied into owned
+//! [`Record`]s and handed to the async loop in chunks: one channel send per chunk instead of one
+//! wake-up of the runtime per message. The channel is bounded; when the async loop stops taking
+//! chunks (it holds as much as it may), the thread waits, librdkafka's prefetch queue fills up to
+//! `queued.max.messages.kbytes`, and fetching stops.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::mpsc;
+
+use crate::batch::Record;
+use crate::lag::LagContext;
+
+/// The sink's consumer: reports lag through its context.
+pub type SinkConsumer = BaseConsumer<LagContext>;
+
+/// Records per chunk handed over.
+const CHUNK: usize = 1024;
+/// Chunks waiting in the channel.
+const CHANNEL: usize = 4;
+
+/// A consumer and the thread polling it.
+pub struct Feed {
+    pub consumer: Arc<SinkConsumer>,
+    /// Chunks of records (each knows its partition).
+    pub rx: mpsc::Receiver<Vec<Record>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Feed {
+    pub fn start(consumer: SinkConsumer) -> Self {
+        let consumer = Arc::new(consumer);
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (consumer, stop) = (consumer.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("csvbus-fetch".into())
+                .spawn(move || poll_loop(&consumer, &tx, &stop))
+                .expect("spawn the fetch thread")
+        };
+        Self {
+            consumer,
+            rx,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the thread (chunks not yet taken are dropped: the stored positions decide what is
+    /// fetched again) and leaves the group.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.consumer.unsubscribe();
+    }
+}
+
+fn poll_loop(consumer: &SinkConsumer, tx: &mpsc::Sender<Vec<Record>>, stop: &AtomicBool) {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while !stop.load(Ordering::Relaxed) {
+        // Wait for a message only when there is nothing to hand over.
+        let wait = if chunk.is_empty() {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        };
+        match consumer.poll(wait) {
+            Some(Ok(m)) => {
+                chunk.push(Record::from_message(&m));
+                if chunk.len() < CHUNK {
+                    continue;
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            None => {}
+        }
+        if !chunk.is_empty() {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if tx.blocking_send(full).is_err() {
+                return;
+            }
+        }
+    }
+}
