@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let mut writer = Series::new("sink writer, no broker (diagnostic)", "s");
     let mut consumer = Series::new("raw consumer, fresh group (diagnostic)", "s");
     let mut consumer_first = Series::new("raw consumer: start → first message (diagnostic)", "s");
+    let mut batch_consumer = Series::new("batch consumer, large fetches (diagnostic)", "s");
     let mut copy = Series::new("direct COPY", "s");
     let mut e2e = Series::new("end to end (first byte → last commit)", "s");
     let mut e2e_atomic = Series::new("end to end, mode=atomic (first byte → moved in)", "s");
@@ -136,9 +137,11 @@ async fn main() -> anyhow::Result<()> {
             .runs
             .push(writer::sink_writer(&b, sink_batch_rows(), sink_concurrency()).await?);
         say(&format!("run {run}/{}: raw consumer", args.runs));
-        let (first, secs) = b.raw_consumer(&up).await?;
+        let (first, secs) = b.raw_consumer(&up, false).await?;
         consumer_first.runs.push(first);
         consumer.runs.push(secs);
+        say(&format!("run {run}/{}: batch consumer", args.runs));
+        batch_consumer.runs.push(b.raw_consumer(&up, true).await?.1);
         say(&format!("run {run}/{}: end to end", args.runs));
         let (secs, u, s) = b.end_to_end().await?;
         e2e.runs.push(secs);
@@ -270,6 +273,12 @@ async fn main() -> anyhow::Result<()> {
             &consumer,
             0.8,
         ),
+        Ratio::of_times(
+            "(diagnostic) raw consumer / batch consumer with large fetches",
+            &consumer,
+            &batch_consumer,
+            0.8,
+        ),
     ];
     let header = machine(&args.brokers);
     let times = vec![
@@ -284,6 +293,7 @@ async fn main() -> anyhow::Result<()> {
         writer,
         consumer,
         consumer_first,
+        batch_consumer,
     ];
     let md = report::markdown(&header, rows, bytes, &times, &memory, &ratios, &checks);
     println!("\n{md}");

@@ -216,8 +216,14 @@ mod tests {
             ("CSVBUS_KAFKA_CONSUMER_", "ignored"),
         ]);
         let c = CommonConfig::from_env(&env).unwrap();
-        assert_eq!(c.kafka_consumer, [("fetch.wait.max.ms".into(), "50".into())]);
-        assert_eq!(c.kafka_producer, [("security.protocol".into(), "ssl".into())]);
+        assert_eq!(
+            c.kafka_consumer,
+            [("fetch.wait.max.ms".into(), "50".into())]
+        );
+        assert_eq!(
+            c.kafka_producer,
+            [("security.protocol".into(), "ssl".into())]
+        );
     }
 
     #[test]

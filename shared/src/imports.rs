@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::catalog::TableName;
 use crate::modes::ImportMode;
+pub use crate::rejected::{insert_rejected, storable_json, storable_text, Rejected, Stage};
 
 /// Status of an import, as stored.
 pub mod status {
@@ -271,77 +272,6 @@ pub async fn add_written(conn: &mut PgConnection, id: Uuid, w: Written) -> Resul
     Ok(())
 }
 
-/// Where a row was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// The upload service: CSV or encoding errors.
-    Parse,
-    /// The sink: Postgres refused the values.
-    Write,
-}
-
-impl Stage {
-    fn as_str(self) -> &'static str {
-        match self {
-            Stage::Parse => "parse",
-            Stage::Write => "write",
-        }
-    }
-}
-
-/// A rejected row to record (upload: `raw` text; sink: `fields`).
-#[derive(Debug, Clone)]
-pub struct Rejected<'a> {
-    pub import_id: Uuid,
-    pub line: i64,
-    pub stage: Stage,
-    pub reason: &'a str,
-    pub raw: Option<&'a str>,
-    pub fields: Option<serde_json::Value>,
-}
-
-/// Records a rejected row. Whatever its text, it is storable: NUL characters, which neither
-/// `text` nor `jsonb` accept, are stored as the six characters `\u0000`.
-pub async fn insert_rejected(conn: &mut PgConnection, r: Rejected<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO csvbus.rejected_rows (import_id, line, stage, reason, raw, fields)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(r.import_id)
-    .bind(r.line)
-    .bind(r.stage.as_str())
-    .bind(storable_text(r.reason).as_ref())
-    .bind(r.raw.map(storable_text).as_deref())
-    .bind(r.fields.map(storable_json))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Text Postgres stores as is: NUL becomes the six characters `\u0000`.
-pub fn storable_text(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains('\0') {
-        std::borrow::Cow::Owned(s.replace('\0', "\\u0000"))
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
-}
-
-/// A JSON value `jsonb` accepts: NUL in strings and keys becomes the six characters `\u0000`.
-pub fn storable_json(v: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::String(s) => Value::String(storable_text(&s).into_owned()),
-        Value::Array(a) => Value::Array(a.into_iter().map(storable_json).collect()),
-        Value::Object(o) => Value::Object(
-            o.into_iter()
-                .map(|(k, v)| (storable_text(&k).into_owned(), storable_json(v)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ImportRecord>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, target_schema || '.' || target_table AS table, columns, status, mode,
@@ -371,23 +301,4 @@ pub async fn rejected(
     .bind(limit)
     .fetch_all(pool)
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nul_is_made_storable_in_text_and_json() {
-        assert_eq!(storable_text("a\0b"), "a\\u0000b");
-        assert!(matches!(
-            storable_text("plain"),
-            std::borrow::Cow::Borrowed("plain")
-        ));
-        let v = serde_json::json!({"k\0": ["x\0", 1], "n": null});
-        assert_eq!(
-            storable_json(v),
-            serde_json::json!({"k\\u0000": ["x\\u0000", 1], "n": null})
-        );
-    }
 }

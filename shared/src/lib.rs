@@ -13,6 +13,7 @@
 //! - [`catalog`]: target-table introspection and identifier quoting, so names reach SQL only
 //!   checked against the catalog and quoted.
 //! - [`imports`]: reads and writes of `csvbus.imports` and `csvbus.rejected_rows`.
+//! - [`rejected`]: rejected rows, storable whatever their text.
 //! - [`modes`]: what an import does to its table; staging tables of all-or-nothing imports.
 //! - [`telemetry`]: tracing subscriber (text or JSON) and the Prometheus recorder.
 //! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
@@ -26,5 +27,6 @@ pub mod imports;
 pub mod kafka;
 pub mod message;
 pub mod modes;
+pub mod rejected;
 pub mod shutdown;
 pub mod telemetry;

@@ -15,9 +15,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use csvbus_shared::catalog::{self, TableName};
-use csvbus_shared::imports::{self, status};
-use csvbus_shared::modes::{self, ImportMode};
+use csvbus_shared::imports::status;
+use csvbus_shared::modes::ImportMode;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -27,17 +26,18 @@ use crate::checkpoint::Ledger;
 use crate::checks::{check_headers, parse_delimiter, parse_mode, resolve_conflict, resolve_table};
 use crate::error::ApiError;
 use crate::failures::produce_error;
-use crate::idempotency::{self, mismatch, Claim, Resume};
+use crate::idempotency::{self, Claim};
 use crate::parse::Records;
 use crate::produce::{InFlight, ProduceError};
 use crate::progress::{Progress, ProgressGuard};
 use crate::route::{partition_count, Route};
-use crate::row_loop::{read_header, Input, RowLoop};
-use crate::rows::{check_header, Header, ValueOptions};
+use crate::row_loop::RowLoop;
+use crate::rows::ValueOptions;
+use crate::start::{create, read_checked_header, replay, route_columns, Plan};
 use crate::App;
 
 /// `max_rejected` when the query gives none.
-const DEFAULT_MAX_REJECTED: u64 = 100;
+pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
 
 /// Query options of an upload.
 #[derive(Debug, Deserialize)]
@@ -67,19 +67,6 @@ pub struct Accepted {
     /// to this line were skipped.
     pub resumed_from_line: Option<u64>,
     pub status_url: String,
-}
-
-/// Everything decided about an upload before its body is read.
-struct Plan {
-    q: UploadQuery,
-    opts: ValueOptions,
-    table: (TableName, Vec<catalog::Column>),
-    mode: ImportMode,
-    /// upsert / skip: the conflict columns.
-    conflict: Option<Vec<String>>,
-    key: Option<String>,
-    resume: Option<Resume>,
-    partitions: i32,
 }
 
 pub async fn create_import(
@@ -144,29 +131,6 @@ pub async fn create_import(
     let span =
         tracing::info_span!("upload", table = %plan.table.0, import_id = tracing::field::Empty);
     run_upload(app, plan, encoding, body).instrument(span).await
-}
-
-/// The answer the first upload under a key got, for a repeat of it.
-async fn replay(app: &App, id: Uuid) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let rec = imports::get(&app.pool, id)
-        .await
-        .map_err(|e| ApiError::database(&e))?
-        .ok_or_else(|| ApiError::not_found("unknown_import", format!("no import {id}")))?;
-    tracing::info!(import_id = %id, "repeated upload under its Idempotency-Key: answered as before");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            import_id: id,
-            table: rec.table,
-            status: rec.status,
-            mode: rec.mode,
-            rows_produced: rec.rows_produced as u64,
-            rows_rejected: rec.rows_rejected as u64,
-            bytes_read: 0,
-            resumed_from_line: rec.resumed_from_line.map(|l| l as u64),
-            status_url: format!("/v1/imports/{id}"),
-        }),
-    ))
 }
 
 struct ActiveGauge;
@@ -306,86 +270,4 @@ async fn run_upload(
             status_url: format!("/v1/imports/{id}"),
         }),
     ))
-}
-
-/// Reads and checks the header: against the table, the conflict columns, and for a resumed
-/// import, the header it was first uploaded with.
-async fn read_checked_header(
-    app: &App,
-    plan: &Plan,
-    records: &mut Records<Input>,
-) -> Result<Header, ApiError> {
-    read_header(records, app.config.max_body_bytes).await?;
-    let header = check_header(&records.record, &plan.table.1, plan.q.key.as_deref())?;
-    if let Some(conflict) = &plan.conflict {
-        if let Some(c) = conflict.iter().find(|c| !header.columns.contains(c)) {
-            return Err(ApiError::unprocessable(
-                "missing_conflict_column",
-                format!("conflict column {c:?} is not in the header"),
-            )
-            .at_line(1));
-        }
-        if let Some(k) = plan
-            .q
-            .key
-            .as_deref()
-            .filter(|k| !conflict.iter().any(|c| c == k))
-        {
-            return Err(ApiError::unprocessable(
-                "invalid_key",
-                format!("in {} mode rows are routed by the conflict columns; key {k:?} is not one of them", plan.mode.as_str()),
-            ));
-        }
-    }
-    if let Some(r) = plan.resume.as_ref().filter(|r| r.columns != header.columns) {
-        return Err(mismatch(format!(
-            "the header differs from the one first uploaded under this Idempotency-Key: {}",
-            r.columns.join(",")
-        ))
-        .at_line(1));
-    }
-    Ok(header)
-}
-
-/// Records the new import, with its staging table in atomic and replace modes.
-async fn create(app: &App, plan: &Plan, header: &Header) -> Result<Uuid, ApiError> {
-    let id = Uuid::now_v7();
-    let new = imports::NewImport {
-        id,
-        table: &plan.table.0,
-        columns: &header.columns,
-        mode: plan.mode,
-        conflict_columns: plan.conflict.as_deref(),
-        max_rejected: plan.q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED) as i64,
-        key: plan.key.as_deref().map(|k| (k, app.config.idempotency_ttl)),
-    };
-    let r: Result<(), sqlx::Error> = async {
-        let mut tx = app.pool.begin().await?;
-        imports::create(&mut tx, &new).await?;
-        if plan.mode.staged() {
-            modes::create_staging(&mut tx, id, &plan.table.0, &header.columns).await?;
-        }
-        tx.commit().await
-    }
-    .await;
-    match r {
-        Ok(()) => Ok(id),
-        // Another upload under the same key got there first.
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "import_running",
-            "an import under this Idempotency-Key has just started; retry when it has ended",
-        )
-        .retry_after(2)),
-        Err(e) => Err(ApiError::database(&e)),
-    }
-}
-
-/// The columns whose values are a row's message key.
-fn route_columns(plan: &Plan, header: &Header) -> Vec<usize> {
-    let position = |c: &String| header.columns.iter().position(|h| h == c);
-    match &plan.conflict {
-        Some(cols) => cols.iter().filter_map(position).collect(),
-        None => header.key_index.into_iter().collect(),
-    }
 }

@@ -10,6 +10,7 @@
 //! - [`routes`]: the router, API keys, status/health/metrics handlers.
 //! - [`checks`]: what is checked before the body: type, encoding, length, table.
 //! - [`ingest`]: the upload handler: from the checks to the final answer.
+//! - [`start`]: the plan of an upload, its checked header, its new import record.
 //! - [`idempotency`]: `Idempotency-Key`: repeats answered as before, failed uploads resumed.
 //! - [`checkpoint`]: how far an upload is safely on the broker (what a retry skips).
 //! - [`route`]: which partition a row goes to, the same on every attempt.
@@ -42,6 +43,7 @@ pub mod routes;
 pub mod row_loop;
 pub mod rows;
 pub mod server;
+pub mod start;
 pub mod tap;
 
 use std::sync::Arc;
