@@ -92,7 +92,8 @@ impl RowLoop<'_> {
                 continue;
             }
             let line = span.line as i64;
-            match self.encode(records, span, &mut payload) {
+            let key_len = self.route.key(&records.record).map_or(0, <[u8]>::len);
+            match self.encode(records, span, key_len, &mut payload) {
                 Ok(()) => {
                     let partition = self.route.partition(span.line);
                     let row = Row {
@@ -152,10 +153,12 @@ impl RowLoop<'_> {
     }
 
     /// The row's message value in `payload`, or why it is rejected.
+    /// `key_len`: the bytes of the row's message key (the key column, or the conflict columns).
     fn encode(
         &self,
         records: &Records<Input>,
         span: Span,
+        key_len: usize,
         payload: &mut Vec<u8>,
     ) -> Result<(), String> {
         let record = &records.record;
@@ -164,8 +167,7 @@ impl RowLoop<'_> {
         if records.unterminated(span) {
             return Err("unterminated quoted field".to_owned());
         }
-        let key = self.header.key_index.and_then(|i| record.get(i));
-        let size = payload.len() + key.map_or(0, <[u8]>::len) + MESSAGE_FRAMING;
+        let size = payload.len() + key_len + MESSAGE_FRAMING;
         let max = self.app.config.max_message_bytes;
         if size > max {
             return Err(format!(
