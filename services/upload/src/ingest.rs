@@ -30,7 +30,7 @@ use crate::idempotency::{self, Claim};
 use crate::parse::Records;
 use crate::produce::{InFlight, ProduceError};
 use crate::progress::{Progress, ProgressGuard};
-use crate::route::{partition_count, Route};
+use crate::route::Route;
 use crate::row_loop::RowLoop;
 use crate::rows::ValueOptions;
 use crate::start::{create, read_checked_header, replay, route_columns, Plan};
@@ -104,11 +104,7 @@ pub async fn create_import(
     };
     let table = resolve_table(&app, &q.table).await?;
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
-    let partitions = partition_count(&app.producer().1, &app.config.common.topic)
-        .await
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| produce_error(ProduceError::Cancelled).0)?;
+    let partitions = app.partitions.load(Ordering::Relaxed);
     let resume = match &key {
         None => None,
         Some(k) => match idempotency::claim(&app.pool, k, &table.0, mode).await? {

@@ -88,6 +88,9 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Background work of uploads (progress saving), drained at shutdown.
     pub tasks: TaskTracker,
+    /// The topic's partition count, as last read from the broker (refreshed by the janitor):
+    /// rows are routed by it, so an upload needs no broker round trip to start.
+    pub partitions: std::sync::atomic::AtomicI32,
 }
 
 impl App {
@@ -105,7 +108,13 @@ impl App {
         db::migrate(&pool).await?;
         csvbus_shared::kafka::prepare_topic(&config.common).await?;
         let producer = produce::producer(&config)?;
+        let partitions = route::partition_count(&producer, &config.common.topic)
+            .await
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or(config.common.topic_partitions);
         Ok(Arc::new(Self {
+            partitions: std::sync::atomic::AtomicI32::new(partitions),
             uploads: Arc::new(Semaphore::new(config.max_uploads)),
             inflight: Arc::new(Semaphore::new(config.inflight_bytes_total as usize)),
             waiters: Arc::new(Semaphore::new(config.max_waiters)),
@@ -163,8 +172,8 @@ pub async fn run(
     serve(app, listener, shutdown).await
 }
 
-/// Marks imports whose upload service died `aborted`, and drops staging tables no import needs
-/// any more, at start and then periodically.
+/// Marks imports whose upload service died `aborted`, refreshes the partition count, and drops
+/// staging tables no import needs any more, at start and then periodically.
 async fn abort_orphans(app: Arc<App>, shutdown: CancellationToken) {
     let every = (app.config.orphan_after / 4).min(std::time::Duration::from_secs(10));
     let mut tick = tokio::time::interval(every);
@@ -180,6 +189,13 @@ async fn abort_orphans(app: Arc<App>, shutdown: CancellationToken) {
                 }
             }
             Err(e) => tracing::debug!(error = %e, "looking for orphaned imports failed"),
+        }
+        let (_, producer) = app.producer();
+        if let Ok(n) = route::partition_count(&producer, &app.config.common.topic).await {
+            if n > 0 {
+                app.partitions
+                    .store(n, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         match csvbus_shared::modes::drop_unneeded_staging(&app.pool).await {
             Ok(0) => {}
