@@ -145,6 +145,11 @@ pub struct CommonConfig {
     pub kafka_producer: Vec<(String, String)>,
 }
 
+/// Prefix of the variables that set librdkafka properties of the sink's consumer.
+pub const KAFKA_CONSUMER_PREFIX: &str = "CSVBUS_KAFKA_CONSUMER_";
+/// Prefix of the variables that set librdkafka properties of the upload's producer.
+pub const KAFKA_PRODUCER_PREFIX: &str = "CSVBUS_KAFKA_PRODUCER_";
+
 /// librdkafka properties given as `<prefix><PROPERTY>` variables: the property is the rest of
 /// the name, lower-cased, `_` as `.`.
 fn passthrough(env: &Env, prefix: &str) -> Vec<(String, String)> {
@@ -182,8 +187,8 @@ impl CommonConfig {
             topic_create: env.parse("CSVBUS_TOPIC_CREATE", true)?,
             log_json: log_format == "json",
             allowed_schemas: env.list("CSVBUS_ALLOWED_SCHEMAS", &["public"]),
-            kafka_consumer: passthrough(env, "CSVBUS_KAFKA_CONSUMER_"),
-            kafka_producer: passthrough(env, "CSVBUS_KAFKA_PRODUCER_"),
+            kafka_consumer: passthrough(env, KAFKA_CONSUMER_PREFIX),
+            kafka_producer: passthrough(env, KAFKA_PRODUCER_PREFIX),
         })
     }
 }
@@ -211,9 +216,9 @@ mod tests {
     #[test]
     fn librdkafka_settings_pass_through_by_prefix() {
         let env = Env::from_pairs([
-            ("CSVBUS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS", "50"),
-            ("CSVBUS_KAFKA_PRODUCER_SECURITY_PROTOCOL", "ssl"),
-            ("CSVBUS_KAFKA_CONSUMER_", "ignored"),
+            (format!("{KAFKA_CONSUMER_PREFIX}FETCH_WAIT_MAX_MS"), "50"),
+            (format!("{KAFKA_PRODUCER_PREFIX}SECURITY_PROTOCOL"), "ssl"),
+            (KAFKA_CONSUMER_PREFIX.to_owned(), "ignored"),
         ]);
         let c = CommonConfig::from_env(&env).unwrap();
         assert_eq!(
