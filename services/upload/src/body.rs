@@ -267,3 +267,11 @@ mod tests {
         assert_eq!(Encoding::parse(Some("br")), None);
     }
 }
+
+/// Reads a body to its end and drops it (for an answer that needs none of it), giving up when
+/// the client sends nothing for `idle`.
+pub async fn discard(body: axum::body::Body, idle: std::time::Duration) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, body.frame()).await {}
+}

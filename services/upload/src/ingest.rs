@@ -105,12 +105,22 @@ pub async fn create_import(
     let table = resolve_table(&app, &q.table).await?;
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
     let partitions = app.partitions.load(Ordering::Relaxed);
+    // A repeat that is answered without its rows (replayed, refused) still has its body read
+    // and dropped first: a client busy sending it would otherwise see a broken pipe, not the
+    // answer, and retry.
     let resume = match &key {
         None => None,
-        Some(k) => match idempotency::claim(&app.pool, k, &table.0, mode).await? {
-            Claim::New => None,
-            Claim::Replay(id) => return replay(&app, id).await,
-            Claim::Resume(r) => Some(r),
+        Some(k) => match idempotency::claim(&app.pool, k, &table.0, mode).await {
+            Ok(Claim::New) => None,
+            Ok(Claim::Resume(r)) => Some(r),
+            Ok(Claim::Replay(id)) => {
+                body::discard(body, app.config.body_idle_timeout).await;
+                return replay(&app, id).await;
+            }
+            Err(e) => {
+                body::discard(body, app.config.body_idle_timeout).await;
+                return Err(e);
+            }
         },
     };
     let plan = Plan {
