@@ -194,6 +194,14 @@ impl<S: Stream<Item = io::Result<Bytes>> + Unpin> Stream for Pace<S> {
 
 use std::future::Future as _;
 
+/// Reads a body to its end and drops it (for an answer that needs none of it), giving up when
+/// the client sends nothing for `idle`.
+pub async fn discard(body: axum::body::Body, idle: std::time::Duration) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, body.frame()).await {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,12 +274,4 @@ mod tests {
         assert_eq!(Encoding::parse(Some("zstd")), Some(Encoding::Zstd));
         assert_eq!(Encoding::parse(Some("br")), None);
     }
-}
-
-/// Reads a body to its end and drops it (for an answer that needs none of it), giving up when
-/// the client sends nothing for `idle`.
-pub async fn discard(body: axum::body::Body, idle: std::time::Duration) {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, body.frame()).await {}
 }
