@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use csvbus_tests::nums::{assert_nums_exact, nums_csv, NUMS};
 use csvbus_tests::procs::{free_addr, Proc};
-use csvbus_tests::{env, unique, TestDb};
+use csvbus_tests::{env, post_keyed_until_accepted, unique, TestDb};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -57,33 +57,52 @@ fn paced(n: u64) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>>
     })
 }
 
-/// Posts nums `1..=n` under `key` until accepted, retrying 503, 409 and lost connections as a
-/// client does; returns the 202 body and how many tries were refused.
+/// Posts paced nums `1..=n` under `key` until accepted, retrying 503, 409 and lost
+/// connections as a client does; the 202 body and the refusals on the way.
 async fn post_with_retries(url: String, key: String, n: u64) -> (Value, Vec<String>) {
-    let mut refused = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let r = reqwest::Client::new()
-            .post(&url)
-            .header("idempotency-key", &key)
-            .body(reqwest::Body::wrap_stream(paced(n)))
-            .send()
-            .await;
-        match r {
-            Ok(r) if r.status() == 202 => return (r.json().await.unwrap(), refused),
-            Ok(r) => {
-                let status = r.status();
-                let body: Value = r.json().await.unwrap_or_default();
-                assert!(matches!(status.as_u16(), 503 | 409), "{status}: {body}");
-                refused.push(format!("{status} {}", body["error"]));
-            }
-            Err(e) => refused.push(format!("connection: {e}")),
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never accepted: {refused:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let within = Duration::from_secs(300);
+    let body = || reqwest::Body::wrap_stream(paced(n));
+    post_keyed_until_accepted(&url, &key, body, &[503, 409], within).await
+}
+
+/// A test's own broker, database and release services.
+struct Stack {
+    db: TestDb,
+    /// The broker's working directory (its log).
+    dir: PathBuf,
+    broker_addr: SocketAddr,
+    broker: Child,
+    upload: Proc,
+    sink: Proc,
+}
+
+/// A tansu of the test's own on a free port, a fresh database with `nums`, and the upload
+/// service and sink as release processes on `topic` (delivery timeout 4 s).
+async fn stack(topic: &str) -> Stack {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let dir: PathBuf = std::env::temp_dir().join(unique("tansu"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broker_addr = free_addr();
+    let broker = start_broker(&dir, broker_addr);
+    wait_listening(broker_addr).await;
+    let mut e = env(&db, topic);
+    e.set("KAFKA_BROKERS", broker_addr.to_string());
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_LINGER_MS", "50");
+    e.set("CSVBUS_DELIVERY_TIMEOUT_MS", "4000");
+    let mut upload = Proc::upload(&e, &[]);
+    upload.ready(Duration::from_secs(60)).await;
+    let mut sink = Proc::sink(&e, &[("CSVBUS_SINK_INSTANCE_ID", "none")]);
+    sink.ready(Duration::from_secs(60)).await;
+    Stack {
+        db,
+        dir,
+        broker_addr,
+        broker,
+        upload,
+        sink,
     }
 }
 
@@ -113,24 +132,15 @@ async fn status_of(db: &TestDb) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_frozen_mid_import_ends_exact_after_a_keyed_retry() {
-    csvbus_tests::init_logs();
-    let db = TestDb::new().await;
-    db.exec(NUMS).await;
-    let dir: PathBuf = std::env::temp_dir().join(unique("tansu"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let broker_addr = free_addr();
-    let mut broker = start_broker(&dir, broker_addr);
-    wait_listening(broker_addr).await;
-
-    let mut e = env(&db, &unique("brestart"));
-    e.set("KAFKA_BROKERS", broker_addr.to_string());
-    e.set("CSVBUS_SINK_GROUP", unique("g"));
-    e.set("CSVBUS_SINK_LINGER_MS", "50");
-    e.set("CSVBUS_DELIVERY_TIMEOUT_MS", "4000");
-    let mut upload = Proc::upload(&e, &[]);
-    upload.ready(Duration::from_secs(60)).await;
-    let mut sink = Proc::sink(&e, &[("CSVBUS_SINK_INSTANCE_ID", "none")]);
-    sink.ready(Duration::from_secs(60)).await;
+    let topic = unique("brestart");
+    let Stack {
+        db,
+        dir,
+        broker_addr: _,
+        mut broker,
+        upload,
+        sink,
+    } = stack(&topic).await;
 
     let n = 200_000u64;
     let client = tokio::spawn(post_with_retries(
@@ -209,25 +219,15 @@ async fn a_broker_frozen_mid_import_ends_exact_after_a_keyed_retry() {
 /// per-import line marks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restarted_mid_import_ends_exact() {
-    csvbus_tests::init_logs();
-    let db = TestDb::new().await;
-    db.exec(NUMS).await;
-    let dir: PathBuf = std::env::temp_dir().join(unique("tansu"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let broker_addr = free_addr();
-    let mut broker = start_broker(&dir, broker_addr);
-    wait_listening(broker_addr).await;
-
     let topic = unique("brestart");
-    let mut e = env(&db, &topic);
-    e.set("KAFKA_BROKERS", broker_addr.to_string());
-    e.set("CSVBUS_SINK_GROUP", unique("g"));
-    e.set("CSVBUS_SINK_LINGER_MS", "50");
-    e.set("CSVBUS_DELIVERY_TIMEOUT_MS", "4000");
-    let mut upload = Proc::upload(&e, &[]);
-    upload.ready(Duration::from_secs(60)).await;
-    let mut sink = Proc::sink(&e, &[("CSVBUS_SINK_INSTANCE_ID", "none")]);
-    sink.ready(Duration::from_secs(60)).await;
+    let Stack {
+        db,
+        dir,
+        broker_addr,
+        mut broker,
+        upload,
+        sink,
+    } = stack(&topic).await;
 
     // The client sends the first 30,000 rows, then waits (its request open) for the restart.
     let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();

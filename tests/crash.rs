@@ -233,30 +233,6 @@ async fn an_upload_service_killed_mid_upload_leaves_an_aborted_import_and_no_row
     sink.stop().await;
 }
 
-/// Posts `body()` under `key` until the service takes it (409 while the killed attempt is not
-/// yet found orphaned; connection errors while no service listens), as a retrying client does.
-async fn post_keyed(url: &str, key: &str, body: impl Fn() -> reqwest::Body) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let r = reqwest::Client::new()
-            .post(url)
-            .header("idempotency-key", key)
-            .body(body())
-            .send()
-            .await;
-        if let Ok(r) = r {
-            let status = r.status();
-            let v: Value = r.json().await.unwrap_or_default();
-            if status == 202 {
-                return v;
-            }
-            assert_eq!(status, 409, "{v}");
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never accepted");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn atomic_and_replace_imports_whose_upload_service_dies_leave_the_table_and_resume() {
     use futures::StreamExt;
@@ -320,7 +296,10 @@ async fn atomic_and_replace_imports_whose_upload_service_dies_leave_the_table_an
         second.ready(Duration::from_secs(60)).await;
         let url = second.url(&format!("/v1/imports?table=nums&mode={mode}"));
         let full = || reqwest::Body::wrap_stream(nums_csv(1, 30_000));
-        let v = post_keyed(&url, &key, full).await;
+        // 409 until the killed attempt is found orphaned.
+        let within = Duration::from_secs(90);
+        let (v, _) =
+            csvbus_tests::post_keyed_until_accepted(&url, &key, full, &[409], within).await;
         assert!(v["resumed_from_line"].as_u64().unwrap() > 1, "{mode}: {v}");
         let rec = csvbus_tests::wait_final_at(
             &second.url(""),

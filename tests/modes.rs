@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use csvbus_shared::config::Env;
 use csvbus_tests::nums::{assert_nums_exact, nums_csv, NUMS};
-use csvbus_tests::{env, spawn_sink, spawn_upload, unique, Service, TestDb};
+use csvbus_tests::{
+    env, post_keyed_until_accepted, spawn_sink, spawn_upload, unique, Service, TestDb,
+};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -262,30 +264,6 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
 }
 
-/// Posts `body` under `key` until the service takes it (409 while the last attempt is still
-/// ending), as a retrying client does.
-async fn post_until_taken(
-    upload: &Upload,
-    query: &str,
-    key: &str,
-    body: impl Fn() -> reqwest::Body,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (s, v) = post(upload, query, Some(key), body()).await;
-        if s == StatusCode::ACCEPTED {
-            return v;
-        }
-        assert_eq!(s, StatusCode::CONFLICT, "{v}");
-        assert_eq!(v["error"], "import_running");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the first attempt never ended"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_import_cut_off_and_retried_with_its_key_lands_exactly_once() {
     let (db, e) = stack(NUMS).await;
@@ -342,7 +320,14 @@ async fn an_append_import_cut_off_and_retried_with_its_key_lands_exactly_once() 
     );
 
     let full = || reqwest::Body::wrap_stream(nums_csv(1, 50_000));
-    let v = post_until_taken(&upload, "table=nums", &key, full).await;
+    let url = upload.url("/v1/imports?table=nums");
+    let within = Duration::from_secs(60);
+    let (v, refused) = post_keyed_until_accepted(&url, &key, full, &[409], within).await;
+    // Refused only while the first attempt was still ending.
+    assert!(
+        refused.iter().all(|r| r.contains("import_running")),
+        "{refused:?}"
+    );
     assert_eq!(v["import_id"], id, "the retry resumes the same import");
     assert!(v["resumed_from_line"].as_u64().unwrap() > 1_000, "{v}");
     let rec = wait_done(&upload, &id).await;

@@ -271,3 +271,41 @@ pub fn stalled_body(
     });
     reqwest::Body::wrap_stream(s)
 }
+
+/// Posts `body()` under the Idempotency-Key `key` to `url` until the service answers 202, as a
+/// retrying client does: answers whose status is in `retry_on`, and lost connections, are tried
+/// again every 250 ms for at most `within`; any other answer fails the test. Returns the 202
+/// body and the refusals on the way (`"<status> <error code>"`, or `"connection: …"`).
+pub async fn post_keyed_until_accepted(
+    url: &str,
+    key: &str,
+    body: impl Fn() -> reqwest::Body,
+    retry_on: &[u16],
+    within: Duration,
+) -> (serde_json::Value, Vec<String>) {
+    let mut refused = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let r = reqwest::Client::new()
+            .post(url)
+            .header("idempotency-key", key)
+            .body(body())
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == 202 => return (r.json().await.expect("202 JSON"), refused),
+            Ok(r) => {
+                let status = r.status();
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                assert!(retry_on.contains(&status.as_u16()), "{status}: {v}");
+                refused.push(format!("{} {}", status.as_u16(), v["error"]));
+            }
+            Err(e) => refused.push(format!("connection: {e}")),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never accepted: {refused:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -92,13 +92,22 @@ impl RowLoop<'_> {
                 continue;
             }
             let line = span.line as i64;
-            let key_len = self.route.key(&records.record).map_or(0, <[u8]>::len);
-            match self.encode(records, span, key_len, &mut payload) {
+            let partition = self.route.partition(span.line);
+            let key = self.route.key(&records.record);
+            let max = self.app.config.max_message_bytes;
+            match encode(
+                self.header,
+                self.opts,
+                max,
+                records,
+                span,
+                key,
+                &mut payload,
+            ) {
                 Ok(()) => {
-                    let partition = self.route.partition(span.line);
                     let row = Row {
                         payload: &payload,
-                        key: self.route.key(&records.record),
+                        key,
                         partition,
                         line,
                         digest: self.digest,
@@ -149,31 +158,6 @@ impl RowLoop<'_> {
         }
         tracing::info!(line = at.line, "resumed after the checkpoint");
         self.resume = None;
-        Ok(())
-    }
-
-    /// The row's message value in `payload`, or why it is rejected.
-    /// `key_len`: the bytes of the row's message key (the key column, or the conflict columns).
-    fn encode(
-        &self,
-        records: &Records<Input>,
-        span: Span,
-        key_len: usize,
-        payload: &mut Vec<u8>,
-    ) -> Result<(), String> {
-        let record = &records.record;
-        self.header
-            .encode(record, self.opts, || records.quoted(span), payload)?;
-        if records.unterminated(span) {
-            return Err("unterminated quoted field".to_owned());
-        }
-        let size = payload.len() + key_len + MESSAGE_FRAMING;
-        let max = self.app.config.max_message_bytes;
-        if size > max {
-            return Err(format!(
-                "the row is {size} bytes as a message, more than the limit of {max} (CSVBUS_MAX_MESSAGE_BYTES)"
-            ));
-        }
         Ok(())
     }
 
@@ -230,5 +214,29 @@ async fn save_rejected(
     };
     imports::insert_rejected(&mut conn, rejected).await?;
     metrics::counter!("csvbus_upload_rejected_rows_total").increment(1);
+    Ok(())
+}
+
+/// The row's message value in `payload`, or why it is rejected: a field the header or the
+/// options refuse, a quote left open, or a message (value, `key`, framing) over `max` bytes.
+fn encode(
+    header: &Header,
+    opts: &ValueOptions,
+    max: usize,
+    records: &Records<Input>,
+    span: Span,
+    key: Option<&[u8]>,
+    payload: &mut Vec<u8>,
+) -> Result<(), String> {
+    header.encode(&records.record, opts, || records.quoted(span), payload)?;
+    if records.unterminated(span) {
+        return Err("unterminated quoted field".to_owned());
+    }
+    let size = payload.len() + key.map_or(0, <[u8]>::len) + MESSAGE_FRAMING;
+    if size > max {
+        return Err(format!(
+            "the row is {size} bytes as a message, more than the limit of {max} (CSVBUS_MAX_MESSAGE_BYTES)"
+        ));
+    }
     Ok(())
 }
