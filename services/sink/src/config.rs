@@ -13,9 +13,16 @@ pub struct SinkConfig {
     /// `CSVBUS_SINK_GROUP`: the consumer group. Replicas with one group share the partitions;
     /// another group receives every row as well.
     pub group_id: String,
+    /// `CSVBUS_SINK_ASSIGNMENT`: who decides which replica writes which partition: `postgres`
+    /// (default; advisory locks next to the positions, see [`crate::claims`]) or `group` (the
+    /// brokers' consumer-group protocol).
+    pub assignment: Assignment,
+    /// `CSVBUS_SINK_CLAIM_INTERVAL_MS`: how often a replica looks at the live members and the
+    /// partitions it should hold (`postgres` assignment).
+    pub claim_interval: Duration,
     /// `CSVBUS_SINK_INSTANCE_ID`: librdkafka's `group.instance.id` (static membership, KIP-345):
     /// a replica restarted within the session timeout gets its partitions back at once, without a
-    /// rebalance. Default: `<host name>-<port of CSVBUS_SINK_ADDR>`; none (dynamic membership)
+    /// rebalance (`group` assignment only). Default: `<host name>-<port of CSVBUS_SINK_ADDR>`; none (dynamic membership)
     /// when that port is 0 or the variable is `none`. Must differ between replicas of a group.
     pub instance_id: Option<String>,
     /// `CSVBUS_SINK_WATCHDOG_MS`: a sink holding no partition this long while its group has
@@ -59,6 +66,8 @@ impl SinkConfig {
             common: CommonConfig::from_env(env)?,
             addr,
             group_id: env.string("CSVBUS_SINK_GROUP", "csvbus-sink"),
+            assignment: env.parse("CSVBUS_SINK_ASSIGNMENT", Assignment::Postgres)?,
+            claim_interval: env.millis("CSVBUS_SINK_CLAIM_INTERVAL_MS", 1_000)?,
             instance_id: instance_id(env.raw("CSVBUS_SINK_INSTANCE_ID"), &addr),
             watchdog: env.millis("CSVBUS_SINK_WATCHDOG_MS", 30_000)?,
             batch_rows: env.parse("CSVBUS_SINK_BATCH_ROWS", 5_000)?,
@@ -72,6 +81,26 @@ impl SinkConfig {
             move_timeout: env.millis("CSVBUS_SINK_MOVE_TIMEOUT_MS", 3_600_000)?,
             finalize_interval: env.millis("CSVBUS_SINK_FINALIZE_INTERVAL_MS", 250)?,
         })
+    }
+}
+
+/// Who assigns partitions to the replicas of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    /// Advisory locks in Postgres ([`crate::claims`]).
+    Postgres,
+    /// The brokers' consumer-group protocol (subscribe, rebalances, static membership).
+    Group,
+}
+
+impl std::str::FromStr for Assignment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "postgres" => Ok(Self::Postgres),
+            "group" => Ok(Self::Group),
+            other => Err(format!("`{other}` is neither `postgres` nor `group`")),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::Record;
-use crate::config::SinkConfig;
+use crate::config::{Assignment, SinkConfig};
 use crate::feed::{Feed, SinkConsumer};
 use crate::lag::LagContext;
 use crate::watchdog::GroupHealth;
@@ -41,7 +41,7 @@ type Done = (i32, usize, usize, Option<Outcome>);
 /// The consumer of the sink.
 pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::KafkaError> {
     let mut c = csvbus_shared::kafka::client_config(&config.common.kafka_brokers);
-    if let Some(id) = &config.instance_id {
+    if let (Some(id), Assignment::Group) = (&config.instance_id, config.assignment) {
         // Static membership: a restarted replica takes its partitions back at once.
         c.set("group.instance.id", id);
     }
@@ -70,7 +70,7 @@ pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::Kaf
 pub async fn run(
     config: &SinkConfig,
     pool: PgPool,
-    consumer: SinkConsumer,
+    consumer: Arc<SinkConsumer>,
     health: &GroupHealth,
     shutdown: CancellationToken,
 ) {
@@ -119,7 +119,7 @@ pub async fn run(
                     }
                 }
             },
-            _ = health.rejoin_requested() => {
+            _ = health.rejoin_requested(), if config.assignment == Assignment::Group => {
                 if let Some(fresh) = rejoin(config) {
                     std::mem::replace(&mut feed, Feed::start(fresh)).stop();
                 }
@@ -183,13 +183,13 @@ impl Held {
 /// A new consumer, subscribed: the old one is dropped (it leaves the group) and the new one
 /// joins as a new member (asked by the watchdog; records held are still written, the stored
 /// positions decide what is new).
-fn rejoin(config: &SinkConfig) -> Option<SinkConsumer> {
+fn rejoin(config: &SinkConfig) -> Option<Arc<SinkConsumer>> {
     let fresh = consumer(config).and_then(|c| {
         c.subscribe(&[&config.common.topic])?;
         Ok(c)
     });
     match fresh {
-        Ok(c) => Some(c),
+        Ok(c) => Some(Arc::new(c)),
         Err(e) => {
             tracing::error!(error = %e, "creating a new consumer failed; keeping the old one");
             None

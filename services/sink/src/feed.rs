@@ -35,8 +35,7 @@ pub struct Feed {
 }
 
 impl Feed {
-    pub fn start(consumer: SinkConsumer) -> Self {
-        let consumer = Arc::new(consumer);
+    pub fn start(consumer: Arc<SinkConsumer>) -> Self {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {

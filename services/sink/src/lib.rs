@@ -15,9 +15,11 @@
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`lag`]: consumer lag per partition against the positions in Postgres.
 //! - [`stale`]: detects positions left by an earlier incarnation of a recreated topic.
+//! - [`claims`]: which replica writes which partition, kept in Postgres (the default).
 //! - [`watchdog`]: rejoins the group when the sink holds no partition while rows wait.
 
 pub mod batch;
+pub mod claims;
 pub mod config;
 pub mod consume;
 pub mod copy;
@@ -66,10 +68,13 @@ pub async fn run(
     .await?;
     db::migrate(&pool).await?;
     csvbus_shared::kafka::prepare_topic(&config.common).await?;
-    let consumer = consume::consumer(&config)?;
-    consumer.subscribe(&[&config.common.topic])?;
+    let consumer = Arc::new(consume::consumer(&config)?);
+    if config.assignment == config::Assignment::Group {
+        consumer.subscribe(&[&config.common.topic])?;
+    }
     tracing::info!(
         group = %config.group_id,
+        assignment = ?config.assignment,
         instance = config.instance_id.as_deref().unwrap_or("(dynamic)"),
         topic = %config.common.topic,
         addr = %listener.local_addr()?,
@@ -88,6 +93,17 @@ pub async fn run(
         patience: config.watchdog,
     };
     let watcher = tokio::spawn(watchdog::run(watch, health.clone(), http_stop.clone()));
+    let claimer = (config.assignment == config::Assignment::Postgres).then(|| {
+        let claimer = claims::Claimer {
+            pool: pool.clone(),
+            consumer: consumer.clone(),
+            topic: config.common.topic.clone(),
+            group_id: config.group_id.clone(),
+            interval: config.claim_interval,
+            health: health.clone(),
+        };
+        tokio::spawn(claims::run(claimer, http_stop.clone()))
+    });
     let finalizer = tokio::spawn(finalize::run(
         pool.clone(),
         config.finalize_interval,
@@ -111,6 +127,9 @@ pub async fn run(
     consume::run(&config, pool, consumer, &health, shutdown).await;
     http_stop.cancel();
     let _ = watcher.await;
+    if let Some(claimer) = claimer {
+        let _ = claimer.await;
+    }
     let _ = finalizer.await;
     server.await.map_err(std::io::Error::other)??;
     Ok(())

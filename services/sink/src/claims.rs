@@ -1,0 +1,306 @@
+//! Partition ownership kept in Postgres (`CSVBUS_SINK_ASSIGNMENT=postgres`, the default).
+//!
+//! The positions are Postgres' already, so Postgres can say who writes which partition too, and
+//! no broker's group bookkeeping can park a sink. Each sink holds, on one session of its own:
+//!
+//! - a *member* advisory lock (a random key under the group's member namespace): the live members
+//!   are the holders of those locks, read from `pg_locks`;
+//! - a *partition* advisory lock for each partition it writes.
+//!
+//! Every `CSVBUS_SINK_CLAIM_INTERVAL_MS` each sink lists the live members, sorted; the member at
+//! index `i` of `n` wants the partitions `p` with `p % n == i`. It lets go of the others (stops
+//! fetching them, then unlocks) and tries to lock the ones it wants, assigning each to its
+//! consumer at the position stored in Postgres. A process that dies loses its session and with
+//! it every lock at once (SIGKILL closes the socket; a vanished host is found by TCP keepalives),
+//! so the next look of the others shares its partitions out. Two sinks briefly fetching one
+//! partition is harmless: a batch locks the partition's position row, and rows below the stored
+//! position are skipped ([`crate::offsets`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::feed::SinkConsumer;
+use crate::watchdog::GroupHealth;
+
+/// What the claimer needs.
+pub struct Claimer {
+    pub pool: PgPool,
+    pub consumer: Arc<SinkConsumer>,
+    pub topic: String,
+    pub group_id: String,
+    pub interval: Duration,
+    pub health: Arc<GroupHealth>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ClaimError {
+    #[error("postgres: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("the session no longer holds its member lock")]
+    LostMembership,
+}
+
+/// Claims partitions until `shutdown`; a broken session is dropped (its locks go with it), the
+/// partitions it held are unassigned, and a new session starts after a backoff.
+pub async fn run(c: Claimer, shutdown: CancellationToken) {
+    let mut backoff = csvbus_shared::db::outage_backoff();
+    loop {
+        let session = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            s = Session::open(&c) => s,
+        };
+        let mut session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot open the claims session");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => continue,
+                }
+            }
+        };
+        backoff = csvbus_shared::db::outage_backoff();
+        let mut tick = tokio::time::interval(c.interval);
+        let ended = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break None,
+                _ = c.health.rejoin_requested() => break Some("the watchdog asked for a new session".to_owned()),
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = session.step(&c).await {
+                break Some(e.to_string());
+            }
+        };
+        session.let_go_all(&c);
+        let Some(why) = ended else { return };
+        tracing::warn!(reason = %why, "claims session ended: letting go of every partition");
+        metrics::counter!("csvbus_sink_rejoins_total").increment(1);
+    }
+}
+
+/// A 31-bit key for `parts`, so that it reads the same as an `oid` in `pg_locks`.
+fn key(parts: &[&str]) -> i32 {
+    (xxhash_rust::xxh3::xxh3_64(parts.join("\u{0}").as_bytes()) & 0x7fff_ffff) as i32
+}
+
+/// One Postgres session and the partitions it holds.
+struct Session {
+    conn: PgConnection,
+    members_ns: i32,
+    partitions_ns: i32,
+    member: i32,
+    held: BTreeSet<i32>,
+}
+
+impl Session {
+    async fn open(c: &Claimer) -> Result<Self, ClaimError> {
+        let mut conn = c.pool.acquire().await?.detach();
+        // A host that vanishes without closing its socket is found within ~25 s.
+        for set in [
+            "SET tcp_keepalives_idle = 10",
+            "SET tcp_keepalives_interval = 5",
+            "SET tcp_keepalives_count = 3",
+        ] {
+            sqlx::query(set).execute(&mut conn).await?;
+        }
+        let members_ns = key(&["csvbus-members", &c.group_id, &c.topic]);
+        let partitions_ns = key(&["csvbus-partitions", &c.group_id, &c.topic]);
+        loop {
+            let member = key(&[&uuid::Uuid::new_v4().to_string()]);
+            if try_lock(&mut conn, members_ns, member).await? {
+                tracing::info!(member, "claims session open");
+                return Ok(Self {
+                    conn,
+                    members_ns,
+                    partitions_ns,
+                    member,
+                    held: BTreeSet::new(),
+                });
+            }
+        }
+    }
+
+    /// One look: who is alive, what this member wants, let go and take accordingly.
+    async fn step(&mut self, c: &Claimer) -> Result<(), ClaimError> {
+        let members = self.members().await?;
+        let Some(index) = members.iter().position(|m| *m == self.member) else {
+            return Err(ClaimError::LostMembership);
+        };
+        let count = match partition_count(&c.consumer, &c.topic).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "no partition count this time");
+                return Ok(());
+            }
+        };
+        let wanted: BTreeSet<i32> = (0..count)
+            .filter(|p| *p as usize % members.len() == index)
+            .collect();
+        let surplus: Vec<i32> = self.held.difference(&wanted).copied().collect();
+        if !surplus.is_empty() {
+            c.consumer
+                .incremental_unassign(&tpl(&c.topic, &surplus, |_| Offset::Invalid)?)?;
+            for p in surplus.iter().copied() {
+                unlock(&mut self.conn, self.partitions_ns, p).await?;
+                self.held.remove(&p);
+            }
+            tracing::info!(partitions = ?surplus, members = members.len(), "let go of partitions");
+        }
+        let mut taken = Vec::new();
+        let missing: Vec<i32> = wanted.difference(&self.held).copied().collect();
+        for p in missing {
+            if !try_lock(&mut self.conn, self.partitions_ns, p).await? {
+                continue; // Its previous holder has not let go yet: next look.
+            }
+            let at = self.stored(c, p).await?;
+            c.consumer
+                .incremental_assign(&tpl(&c.topic, &[p], |_| at)?)?;
+            self.held.insert(p);
+            taken.push(p);
+        }
+        if !taken.is_empty() {
+            tracing::info!(partitions = ?taken, members = members.len(), "took partitions");
+        }
+        Ok(())
+    }
+
+    /// The live members' keys, sorted.
+    async fn members(&mut self) -> Result<Vec<i32>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT objid::bigint::int FROM pg_locks
+              WHERE locktype = 'advisory' AND granted AND objsubid = 2
+                AND classid = $1::int::oid
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              ORDER BY 1",
+        )
+        .bind(self.members_ns)
+        .fetch_all(&mut *self.conn_mut())
+        .await
+    }
+
+    /// Where fetching of `partition` starts: the position stored in Postgres.
+    async fn stored(&mut self, c: &Claimer, partition: i32) -> Result<Offset, sqlx::Error> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT next_offset FROM csvbus.sink_offsets
+              WHERE group_id = $1 AND topic = $2 AND partition = $3",
+        )
+        .bind(&c.group_id)
+        .bind(&c.topic)
+        .bind(partition)
+        .fetch_optional(&mut *self.conn_mut())
+        .await?;
+        let Some(next) = next else {
+            return Ok(Offset::Beginning);
+        };
+        // A position past the log's end was left by an earlier incarnation of the topic (see
+        // [`crate::stale`]); not every broker answers such a fetch with "out of range", so start
+        // from the beginning and let the writer find it stale.
+        match high_watermark(&c.consumer, &c.topic, partition).await {
+            Some(high) if next > high => Ok(Offset::Beginning),
+            _ => Ok(Offset::Offset(next)),
+        }
+    }
+
+    fn conn_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    /// Stops fetching everything held; the locks go with the session when it is dropped.
+    fn let_go_all(&mut self, c: &Claimer) {
+        let held: Vec<i32> = std::mem::take(&mut self.held).into_iter().collect();
+        if held.is_empty() {
+            return;
+        }
+        match tpl(&c.topic, &held, |_| Offset::Invalid) {
+            Ok(list) => {
+                if let Err(e) = c.consumer.incremental_unassign(&list) {
+                    tracing::warn!(error = %e, "unassigning the held partitions failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "unassigning the held partitions failed"),
+        }
+    }
+}
+
+async fn try_lock(conn: &mut PgConnection, ns: i32, k: i32) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+        .bind(ns)
+        .bind(k)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+async fn unlock(conn: &mut PgConnection, ns: i32, k: i32) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+        .bind(ns)
+        .bind(k)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn tpl(
+    topic: &str,
+    partitions: &[i32],
+    offset: impl Fn(i32) -> Offset,
+) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+    let mut list = TopicPartitionList::new();
+    for p in partitions {
+        list.add_partition_offset(topic, *p, offset(*p))?;
+    }
+    Ok(list)
+}
+
+/// The partition's high watermark, if the brokers answer.
+async fn high_watermark(consumer: &Arc<SinkConsumer>, topic: &str, partition: i32) -> Option<i64> {
+    let (consumer, topic) = (consumer.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        consumer
+            .fetch_watermarks(&topic, partition, Duration::from_secs(2))
+            .ok()
+            .map(|(_, high)| high)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The topic's partition count, from the brokers.
+async fn partition_count(consumer: &Arc<SinkConsumer>, topic: &str) -> Result<i32, ClaimError> {
+    let (consumer, topic) = (consumer.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(2))?;
+        Ok(md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as i32))
+    })
+    .await
+    .unwrap_or(Ok(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_31_bit_and_differ_by_group_and_topic() {
+        let a = key(&["csvbus-members", "g", "t"]);
+        assert!(a >= 0);
+        assert_eq!(a, key(&["csvbus-members", "g", "t"]));
+        assert_ne!(a, key(&["csvbus-members", "g2", "t"]));
+        assert_ne!(a, key(&["csvbus-partitions", "g", "t"]));
+        // The separator keeps ("ab", "c") apart from ("a", "bc").
+        assert_ne!(key(&["ab", "c"]), key(&["a", "bc"]));
+    }
+}
