@@ -55,10 +55,15 @@ pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::Kaf
             "queued.max.messages.kbytes",
             (config.prefetch_bytes / 1024).max(1024).to_string(),
         )
+        // Fetch again while ten batches of records are still queued, and look again
+        // after 10 ms (not librdkafka's 1 s) when the queue was full: a broker that answers a
+        // fetch with one partition's whole backlog (tansu ignores the fetch size limits) left
+        // the sink idle for the 1 s backoff and the next fetch's round trip at every turn.
         .set(
             "queued.min.messages",
-            config.batch_rows.max(1000).to_string(),
-        );
+            (config.batch_rows * 10).max(1000).to_string(),
+        )
+        .set("fetch.queue.backoff.ms", "10");
     for (k, v) in &config.common.kafka_consumer {
         c.set(k, v);
     }
@@ -104,7 +109,16 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(done) = tasks.join_next() => {
-                held.release(finished(&feed.consumer, &ctx, &mut parts, done));
+                let (partition, released) = finished(&feed.consumer, &ctx, &mut parts, done);
+                held.release(released);
+                // The next batch of this partition may be waiting already: write it now, not
+                // when the next record or the linger tick comes (no record comes while the
+                // loop holds all it may).
+                if let Some(p) = partition.and_then(|id| parts.get_mut(&id).map(|p| (id, p))) {
+                    if p.1.buf.len() >= config.batch_rows {
+                        dispatch(&ctx, &mut tasks, p.0, p.1);
+                    }
+                }
             }
             Some(chunk) = feed.rx.recv(), if held.records < max_held && held.bytes < config.buffer_bytes => {
                 for record in chunk {
@@ -157,7 +171,7 @@ pub async fn run(
             }
         }
         match tasks.join_next().await {
-            Some(done) => held.release(finished(&feed.consumer, &ctx, &mut parts, done)),
+            Some(done) => held.release(finished(&feed.consumer, &ctx, &mut parts, done).1),
             None => break,
         }
     }
@@ -258,21 +272,37 @@ fn bytes_of(records: &[Record]) -> usize {
     records.iter().map(Record::held_bytes).sum()
 }
 
-/// Books a finished write; returns how many records (and bytes) it releases.
+/// Books a finished write; returns its partition and how many records (and bytes) it releases.
 fn finished(
     consumer: &SinkConsumer,
     ctx: &Ctx<'_>,
     parts: &mut HashMap<i32, Partition>,
     done: Result<Done, tokio::task::JoinError>,
-) -> (usize, usize) {
+) -> (Option<i32>, (usize, usize)) {
     let (partition, n, bytes, outcome) = match done {
         Ok(done) => done,
-        Err(e) if e.is_cancelled() => return (0, 0),
+        Err(e) if e.is_cancelled() => return (None, (0, 0)),
         Err(e) => {
             tracing::error!(error = %e, "a batch writer panicked");
-            return (0, 0);
+            return (None, (0, 0));
         }
     };
+    (
+        Some(partition),
+        book(consumer, ctx, parts, partition, n, bytes, outcome),
+    )
+}
+
+/// Books a finished write of `partition`: seek back on a gap, else report and hint the position.
+fn book(
+    consumer: &SinkConsumer,
+    ctx: &Ctx<'_>,
+    parts: &mut HashMap<i32, Partition>,
+    partition: i32,
+    n: usize,
+    bytes: usize,
+    outcome: Option<Outcome>,
+) -> (usize, usize) {
     let mut released = (n, bytes);
     if let Some(p) = parts.get_mut(&partition) {
         p.writing = false;
