@@ -330,26 +330,24 @@ fn count_rows(file: &std::path::Path) -> anyhow::Result<u64> {
 /// body decoder, the CSV reader and record window).
 const PER_UPLOAD_BUFFERS: f64 = 4.0 * 1048576.0;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The sink's settings as the sink reads them (its defaults, or this process's environment).
+fn sink_config() -> csvbus_sink::SinkConfig {
+    csvbus_sink::SinkConfig::from_env(&csvbus_shared::config::Env::from_process())
+        .expect("the sink's settings in the environment are valid")
 }
 
 fn sink_batch_rows() -> usize {
-    env_or("CSVBUS_SINK_BATCH_ROWS", 5_000)
+    sink_config().batch_rows
 }
 
 fn sink_concurrency() -> usize {
-    env_or("CSVBUS_SINK_CONCURRENCY", 4)
+    sink_config().concurrency
 }
 
 fn inflight_total() -> u64 {
-    std::env::var("CSVBUS_INFLIGHT_BYTES_TOTAL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32 << 20)
+    csvbus_upload::config::UploadConfig::from_env(&csvbus_shared::config::Env::from_process())
+        .expect("the upload service's settings in the environment are valid")
+        .inflight_bytes_total
 }
 
 /// Cores, memory, broker kind, and the csvbus settings given.

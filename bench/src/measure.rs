@@ -157,9 +157,10 @@ impl Bench {
 
     /// A diagnostic, not a target: a minimal consumer reading the topic of `up` from a fresh
     /// group (join included) until every row arrived; (seconds to the first message, total).
-    /// It polls librdkafka in a loop on a thread of its own, as the sink does; `tuned` adds
-    /// large fetches (100 MB per request, 16 MB per partition, 1 MB minimum, 100 ms wait, 1M
-    /// messages queued) — the batch reader the raw consumer is checked against.
+    /// It polls librdkafka in a loop on a thread of its own with the sink's prefetch settings
+    /// (`csvbus_sink::consume::fetch_settings`), as the sink does; `tuned` uses large fetches
+    /// instead (100 MB per request, 16 MB per partition, 1 MB minimum, 100 ms wait, 1M messages
+    /// queued) — the batch reader the raw consumer is checked against.
     pub async fn raw_consumer(&self, up: &Uploaded, tuned: bool) -> anyhow::Result<(f64, f64)> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let started = Instant::now();
@@ -168,7 +169,13 @@ impl Bench {
             .set("group.id", unique("raw"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false");
-        if tuned {
+        if !tuned {
+            let sink =
+                csvbus_sink::SinkConfig::from_env(&csvbus_shared::config::Env::from_process())?;
+            for (k, v) in csvbus_sink::consume::fetch_settings(&sink) {
+                config.set(k, v);
+            }
+        } else {
             config
                 .set("fetch.max.bytes", "104857600")
                 .set("max.partition.fetch.bytes", "16777216")

@@ -73,11 +73,11 @@ pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> an
         tasks.push(tokio::spawn(async move {
             let mut records = records.into_iter().peekable();
             while records.peek().is_some() {
-                let batch = Batch {
-                    topic: "bench-writer".into(),
-                    partition: partition as i32,
-                    records: records.by_ref().take(batch_rows).collect(),
-                };
+                let batch = Batch::new(
+                    "bench-writer".into(),
+                    partition as i32,
+                    records.by_ref().take(batch_rows).collect(),
+                );
                 let _permit = sem.acquire().await?;
                 write_with_retry(&pool, &settings, &batch, &stop)
                     .await

@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::ops::Range;
 
-use csvbus_shared::message::{Row, HEADER_IMPORT, HEADER_LINE, HEADER_TABLE};
+use csvbus_shared::message::{HEADER_IMPORT, HEADER_LINE, HEADER_TABLE};
 use csvbus_shared::modes::ImportMode;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
 use uuid::Uuid;
+
+use crate::decode::Fields;
 
 /// One message, owned, as the consumer received it.
 #[derive(Debug, Clone)]
@@ -150,11 +152,15 @@ pub struct Sorted {
 
 /// Sorts `records`: rows of known, allowed imports with their import's columns go into groups
 /// of consecutive imports (order kept); rows an earlier attempt sent are dropped; everything
-/// else is dead-lettered.
-pub fn sort(records: &[Record], targets: &HashMap<Uuid, Target>) -> Sorted {
+/// else is dead-lettered. `fields(i)` is the decoded value of `records[i]` ([`crate::decode::Decoded`]).
+pub fn sort<'d>(
+    records: &[Record],
+    fields: impl Fn(usize) -> Result<Fields<'d>, &'d str>,
+    targets: &HashMap<Uuid, Target>,
+) -> Sorted {
     let mut out = Sorted::default();
     for (index, r) in records.iter().enumerate() {
-        match admit(r, targets) {
+        match admit(r, fields(index), targets) {
             Ok((meta, target, row)) => {
                 let max = out.max_lines.entry(meta.import).or_insert(target.max_line);
                 if meta.line <= *max {
@@ -162,7 +168,7 @@ pub fn sort(records: &[Record], targets: &HashMap<Uuid, Target>) -> Sorted {
                     continue;
                 }
                 *max = meta.line;
-                push_row(&mut out.groups, meta, target, &row, index)
+                push_row(&mut out.groups, meta, target, row, index)
             }
             Err(reason) => out.dead.push(Dead { index, reason }),
         }
@@ -171,10 +177,11 @@ pub fn sort(records: &[Record], targets: &HashMap<Uuid, Target>) -> Sorted {
 }
 
 /// The record's import and decoded row, or why it is a dead letter.
-fn admit<'r, 't>(
+fn admit<'r, 't, 'd>(
     r: &'r Record,
+    row: Result<Fields<'d>, &'d str>,
     targets: &'t HashMap<Uuid, Target>,
-) -> Result<(&'r Meta, &'t Target, Row<'r>), String> {
+) -> Result<(&'r Meta, &'t Target, Fields<'d>), String> {
     let meta = r
         .meta
         .as_ref()
@@ -197,25 +204,19 @@ fn admit<'r, 't>(
             meta.import
         ));
     }
-    let row = Row::decode(&r.payload).map_err(|e| e.to_string())?;
-    let same = row.fields.len() == target.columns.len()
-        && row
-            .fields
-            .iter()
-            .zip(&target.columns)
-            .all(|((k, _), c)| k == c);
-    if !same {
+    let row = row.map_err(str::to_owned)?;
+    if row.columns != target.columns.as_slice() {
         return Err("the value's columns are not the import's header".into());
     }
     Ok((meta, target, row))
 }
 
-fn push_row(groups: &mut Vec<Group>, meta: &Meta, target: &Target, row: &Row<'_>, index: usize) {
+fn push_row(groups: &mut Vec<Group>, meta: &Meta, target: &Target, row: Fields<'_>, index: usize) {
     if groups.last().is_none_or(|g| g.import != meta.import) {
         groups.push(Group {
             import: meta.import,
             table: meta.table.clone(),
-            columns: row.fields.iter().map(|(k, _)| k.to_string()).collect(),
+            columns: row.columns.to_vec(),
             mode: target.mode,
             conflict: target.conflict.clone(),
             csv: Vec::with_capacity(64 * 1024),
@@ -224,14 +225,7 @@ fn push_row(groups: &mut Vec<Group>, meta: &Meta, target: &Target, row: &Row<'_>
     }
     let g = groups.last_mut().expect("pushed above");
     let start = g.csv.len();
-    for (i, (_, v)) in row.fields.iter().enumerate() {
-        if i > 0 {
-            g.csv.push(b',');
-        }
-        if let Some(v) = v {
-            write_csv_field(&mut g.csv, v);
-        }
-    }
+    g.csv.extend_from_slice(row.csv);
     if g.mode != ImportMode::Append {
         // Writing into a Vec cannot fail.
         let _ = write!(g.csv, ",{}", meta.line);
@@ -240,21 +234,10 @@ fn push_row(groups: &mut Vec<Group>, meta: &Meta, target: &Target, row: &Row<'_>
     g.rows.push((start..g.csv.len(), meta.line, index));
 }
 
-/// A non-NULL value, always quoted (so an empty string is not NULL), quotes doubled.
-fn write_csv_field(out: &mut Vec<u8>, v: &str) {
-    out.push(b'"');
-    for b in v.bytes() {
-        if b == b'"' {
-            out.push(b'"');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::Decoded;
 
     fn rec(offset: i64, import: Uuid, line: i64, payload: &str) -> Record {
         Record {
@@ -281,6 +264,11 @@ mod tests {
             staging_gone: false,
             max_line: 0,
         }
+    }
+
+    fn sort(records: &[Record], targets: &HashMap<Uuid, Target>) -> Sorted {
+        let decoded = Decoded::new(records);
+        super::sort(records, |i| decoded.get(i), targets)
     }
 
     #[test]

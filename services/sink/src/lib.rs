@@ -4,9 +4,11 @@
 //! Layout:
 //! - [`config`]: settings from the environment.
 //! - [`consume`]: the consumer loop, per-partition batching, dispatch to writers, shutdown.
+//! - [`dispatch`]: batches of a partition to writer tasks, two in flight, and back.
 //! - [`feed`]: the fetch loop on a thread of its own, handing records over in chunks.
 //! - [`batch`]: records as received; admitted rows grouped by import and encoded for
 //!   `COPY … CSV`; dead letters for messages that are not rows csvbus may write.
+//! - [`decode`]: values decoded into COPY CSV before their batch's transaction.
 //! - [`writer`]: one batch in one transaction, retried by the failure policy.
 //! - [`offsets`]: the partition's position in Postgres (skip, gap, stale, move).
 //! - [`copy`]: COPY of a group (or staged INSERT … ON CONFLICT) with bisection of refused rows.
@@ -23,6 +25,8 @@ pub mod claims;
 pub mod config;
 pub mod consume;
 pub mod copy;
+pub mod decode;
+pub mod dispatch;
 pub mod feed;
 pub mod finalize;
 pub mod http;

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::batch::{sort, Dead, Record, Reject};
 use crate::copy::{copy_group, describe, Mode};
+use crate::decode::Decoded;
 use crate::offsets::{self, Key, Start};
 use crate::targets;
 
@@ -42,12 +43,26 @@ pub struct Outcome {
     pub gap: Option<i64>,
 }
 
-/// A batch for one partition, offsets ascending.
+/// A batch for one partition, offsets ascending, with its values decoded.
 #[derive(Debug)]
 pub struct Batch {
     pub topic: String,
     pub partition: i32,
     pub records: Vec<Record>,
+    decoded: Decoded,
+}
+
+impl Batch {
+    /// Decodes the records' values (CPU work, done before the batch's transaction).
+    pub fn new(topic: String, partition: i32, records: Vec<Record>) -> Self {
+        let decoded = Decoded::new(&records);
+        Self {
+            topic,
+            partition,
+            records,
+            decoded,
+        }
+    }
 }
 
 /// How batches are written.
@@ -167,7 +182,7 @@ async fn write_once(
         return Ok(outcome);
     }
     let targets = targets::load(&mut tx, fresh, batch.partition, &settings.allowed_schemas).await?;
-    let sorted = sort(fresh, &targets);
+    let sorted = sort(fresh, |i| batch.decoded.get(first_new + i), &targets);
     let mut rejects = Vec::new();
     let mut counts: HashMap<Uuid, imports::Written> = HashMap::new();
     for g in &sorted.groups {
