@@ -1,4 +1,4 @@
-//! Partition ownership kept in Postgres (`CSVBUS_SINK_ASSIGNMENT=postgres`, the default).
+//! Partition ownership kept in Postgres (`CSVBUS_SINK_ASSIGNMENT=postgres`).
 //!
 //! The positions are Postgres' already, so Postgres can say who writes which partition too, and
 //! no broker's group bookkeeping can park a sink. Each sink holds, on one session of its own:
@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,10 @@ use crate::watchdog::GroupHealth;
 pub struct Claimer {
     pub pool: PgPool,
     pub consumer: Arc<SinkConsumer>,
+    /// A client of its own for metadata and watermarks. Asked through the consumer every
+    /// second, librdkafka 2.12 crashed (a NULL topic name in its metadata cache) when tansu
+    /// restarted without the topic.
+    pub probe: FutureProducer,
     pub topic: String,
     pub group_id: String,
     pub interval: Duration,
@@ -135,13 +140,16 @@ impl Session {
         let Some(index) = members.iter().position(|m| *m == self.member) else {
             return Err(ClaimError::LostMembership);
         };
-        let count = match partition_count(&c.consumer, &c.topic).await {
+        let count = match partition_count(&c.probe, &c.topic).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "no partition count this time");
                 return Ok(());
             }
         };
+        if count > 0 && c.consumer.context().take_brokers_lost() {
+            self.reseat(c).await;
+        }
         let wanted: BTreeSet<i32> = (0..count)
             .filter(|p| *p as usize % members.len() == index)
             .collect();
@@ -171,6 +179,59 @@ impl Session {
             tracing::info!(partitions = ?taken, members = members.len(), "took partitions");
         }
         Ok(())
+    }
+
+    /// After every broker connection was lost, fetching resumes from the offsets committed to
+    /// the brokers (the hint committed after each batch), or from the log start when the
+    /// brokers have none: a broker that lost its log (tansu with memory storage) recreates the
+    /// topic from offset 0, and a fetch position past the new log's end would otherwise wait
+    /// for it forever, or read on from there and never see the records before it. Records the
+    /// stored positions cover are skipped; records of a recreated log are recognised as such
+    /// ([`crate::stale`]).
+    async fn reseat(&mut self, c: &Claimer) {
+        let held: Vec<i32> = self.held.iter().copied().collect();
+        if held.is_empty() {
+            return;
+        }
+        let consumer = c.consumer.clone();
+        let Ok(list) = tpl(&c.topic, &held, |_| Offset::Invalid) else {
+            return;
+        };
+        let committed = tokio::task::spawn_blocking(move || {
+            consumer.committed_offsets(list, Duration::from_secs(5))
+        })
+        .await;
+        let Ok(Ok(committed)) = committed else {
+            c.consumer.context().note_brokers_lost(); // not back yet: next look
+            return;
+        };
+        let mut at = TopicPartitionList::new();
+        for e in committed.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(n) => Offset::Offset(n),
+                _ => Offset::Beginning,
+            };
+            let _ = at.add_partition_offset(&c.topic, e.partition(), offset);
+        }
+        // The fetch thread may have unassigned them already (see `feed::stop_fetching`).
+        let moved = c
+            .consumer
+            .assignment()
+            .and_then(|now| match now.count() {
+                0 => Ok(()),
+                _ => c.consumer.incremental_unassign(&now),
+            })
+            .and_then(|()| c.consumer.incremental_assign(&at));
+        match moved {
+            Ok(()) => tracing::warn!(
+                partitions = ?held,
+                "the brokers were unreachable: fetching again from their committed offsets"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "re-assigning after a broker outage failed");
+                c.consumer.context().note_brokers_lost();
+            }
+        }
     }
 
     /// The live members' keys, sorted.
@@ -204,7 +265,7 @@ impl Session {
         // A position past the log's end was left by an earlier incarnation of the topic (see
         // [`crate::stale`]); not every broker answers such a fetch with "out of range", so start
         // from the beginning and let the writer find it stale.
-        match high_watermark(&c.consumer, &c.topic, partition).await {
+        match high_watermark(&c.probe, &c.topic, partition).await {
             Some(high) if next > high => Ok(Offset::Beginning),
             _ => Ok(Offset::Offset(next)),
         }
@@ -261,10 +322,11 @@ fn tpl(
 }
 
 /// The partition's high watermark, if the brokers answer.
-async fn high_watermark(consumer: &Arc<SinkConsumer>, topic: &str, partition: i32) -> Option<i64> {
-    let (consumer, topic) = (consumer.clone(), topic.to_owned());
+async fn high_watermark(probe: &FutureProducer, topic: &str, partition: i32) -> Option<i64> {
+    let (probe, topic) = (probe.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        consumer
+        probe
+            .client()
             .fetch_watermarks(&topic, partition, Duration::from_secs(2))
             .ok()
             .map(|(_, high)| high)
@@ -275,10 +337,12 @@ async fn high_watermark(consumer: &Arc<SinkConsumer>, topic: &str, partition: i3
 }
 
 /// The topic's partition count, from the brokers.
-async fn partition_count(consumer: &Arc<SinkConsumer>, topic: &str) -> Result<i32, ClaimError> {
-    let (consumer, topic) = (consumer.clone(), topic.to_owned());
+async fn partition_count(probe: &FutureProducer, topic: &str) -> Result<i32, ClaimError> {
+    let (probe, topic) = (probe.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(2))?;
+        let md = probe
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(2))?;
         Ok(md
             .topics()
             .iter()

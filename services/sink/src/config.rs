@@ -13,9 +13,9 @@ pub struct SinkConfig {
     /// `CSVBUS_SINK_GROUP`: the consumer group. Replicas with one group share the partitions;
     /// another group receives every row as well.
     pub group_id: String,
-    /// `CSVBUS_SINK_ASSIGNMENT`: who decides which replica writes which partition: `postgres`
-    /// (default; advisory locks next to the positions, see [`crate::claims`]) or `group` (the
-    /// brokers' consumer-group protocol).
+    /// `CSVBUS_SINK_ASSIGNMENT`: who decides which replica writes which partition: `group`
+    /// (default; the brokers' consumer-group protocol) or `postgres` (advisory locks next to the
+    /// positions, see [`crate::claims`]).
     pub assignment: Assignment,
     /// `CSVBUS_SINK_CLAIM_INTERVAL_MS`: how often a replica looks at the live members and the
     /// partitions it should hold (`postgres` assignment).
@@ -66,7 +66,7 @@ impl SinkConfig {
             common: CommonConfig::from_env(env)?,
             addr,
             group_id: env.string("CSVBUS_SINK_GROUP", "csvbus-sink"),
-            assignment: env.parse("CSVBUS_SINK_ASSIGNMENT", Assignment::Postgres)?,
+            assignment: env.parse("CSVBUS_SINK_ASSIGNMENT", Assignment::Group)?,
             claim_interval: env.millis("CSVBUS_SINK_CLAIM_INTERVAL_MS", 1_000)?,
             instance_id: instance_id(env.raw("CSVBUS_SINK_INSTANCE_ID"), &addr),
             watchdog: env.millis("CSVBUS_SINK_WATCHDOG_MS", 30_000)?,
@@ -74,7 +74,7 @@ impl SinkConfig {
             linger: env.millis("CSVBUS_SINK_LINGER_MS", 200)?,
             concurrency: env.parse("CSVBUS_SINK_CONCURRENCY", 4)?,
             shutdown_grace: env.millis("CSVBUS_SHUTDOWN_GRACE_MS", 30_000)?,
-            prefetch_bytes: env.parse("CSVBUS_SINK_PREFETCH_BYTES", 8 << 20)?,
+            prefetch_bytes: env.parse("CSVBUS_SINK_PREFETCH_BYTES", 4 << 20)?,
             buffer_bytes: env.parse("CSVBUS_SINK_BUFFER_BYTES", 64 << 20)?,
             max_attempts: env.parse("CSVBUS_SINK_MAX_ATTEMPTS", 5)?,
             statement_timeout: env.millis("CSVBUS_SINK_STATEMENT_TIMEOUT_MS", 60_000)?,

@@ -49,6 +49,11 @@ impl Partition {
     pub fn has_room(&self) -> bool {
         self.in_flight < DEPTH
     }
+
+    /// A full batch can be dispatched now.
+    pub fn ready(&self, batch_rows: usize) -> bool {
+        self.has_room() && self.buf.len() >= batch_rows
+    }
 }
 
 /// A finished write.

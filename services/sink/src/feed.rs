@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use tokio::sync::mpsc;
 
 use crate::batch::Record;
@@ -84,6 +85,9 @@ fn poll_loop(consumer: &SinkConsumer, tx: &mpsc::Sender<Vec<Record>>, stop: &Ato
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer error");
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+                    stop_fetching(consumer);
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
             None => {}
@@ -93,6 +97,25 @@ fn poll_loop(consumer: &SinkConsumer, tx: &mpsc::Sender<Vec<Record>>, stop: &Ato
             if tx.blocking_send(full).is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// Every broker connection was lost: with partitions assigned by hand (the `postgres`
+/// assignment: no subscription), stop fetching them until [`crate::claims`] assigns them again
+/// once the topic is there. A broker that comes back without the topic (tansu with memory
+/// storage) answers fetches in a way that crashed librdkafka 2.12 (a NULL topic name in its
+/// metadata cache); under the group protocol the rebalance after the outage does the same.
+fn stop_fetching(consumer: &SinkConsumer) {
+    if consumer.subscription().is_ok_and(|s| s.count() > 0) {
+        return;
+    }
+    let Ok(assigned) = consumer.assignment() else {
+        return;
+    };
+    if assigned.count() > 0 {
+        if let Err(e) = consumer.incremental_unassign(&assigned) {
+            tracing::warn!(error = %e, "unassigning after losing every broker failed");
         }
     }
 }

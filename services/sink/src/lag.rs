@@ -6,17 +6,21 @@
 //! which is only a hint here.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Statistics};
 
-/// The consumer's context: positions in, `csvbus_sink_consumer_lag{topic, group, partition}` out.
+/// The consumer's context: positions in, `csvbus_sink_consumer_lag{topic, group, partition}` out;
+/// it also notes when every broker connection was lost (see [`crate::claims`]).
 #[derive(Clone, Default)]
 pub struct LagContext {
     topic: String,
     group: String,
     positions: Arc<Mutex<HashMap<i32, i64>>>,
+    brokers_lost: Arc<AtomicBool>,
 }
 
 impl LagContext {
@@ -25,7 +29,18 @@ impl LagContext {
             topic: topic.to_owned(),
             group: group.to_owned(),
             positions: Arc::default(),
+            brokers_lost: Arc::default(),
         }
+    }
+
+    /// Whether every broker connection was lost since the last call (and forgets it).
+    pub fn take_brokers_lost(&self) -> bool {
+        self.brokers_lost.swap(false, Ordering::Relaxed)
+    }
+
+    /// Notes a loss again (the brokers were not back yet when it was taken).
+    pub fn note_brokers_lost(&self) {
+        self.brokers_lost.store(true, Ordering::Relaxed);
     }
 
     /// Records the position the sink committed to Postgres for `partition`.
@@ -56,6 +71,13 @@ impl LagContext {
 }
 
 impl ClientContext for LagContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.note_brokers_lost();
+        }
+        tracing::error!("librdkafka: {error}: {reason}");
+    }
+
     fn stats(&self, stats: Statistics) {
         for (partition, lag) in self.lags(&stats) {
             metrics::gauge!(
