@@ -17,7 +17,7 @@
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`lag`]: consumer lag per partition against the positions in Postgres.
 //! - [`stale`]: detects positions left by an earlier incarnation of a recreated topic.
-//! - [`claims`]: which replica writes which partition, kept in Postgres (the default).
+//! - [`claims`]: which replica writes which partition, kept in Postgres (`CSVBUS_SINK_ASSIGNMENT=postgres`).
 //! - [`watchdog`]: rejoins the group when the sink holds no partition while rows wait.
 
 pub mod batch;
