@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
@@ -116,7 +117,19 @@ pub fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mu
         let Ok(_permit) = sem.acquire().await else {
             return done;
         };
-        done.outcome = write_with_retry(&pool, &settings, &batch, &stop).await;
+        // A panic must not lose the partition's turn nor the records' room: it ends as a write
+        // that committed nothing (the next batch finds the gap and the records come again).
+        let write = std::panic::AssertUnwindSafe(write_with_retry(&pool, &settings, &batch, &stop));
+        done.outcome = match write.catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!(
+                    partition,
+                    "a batch writer panicked; its records will be fetched again"
+                );
+                None
+            }
+        };
         if let Some(o) = &done.outcome {
             tracing::debug!(
                 partition,
