@@ -156,7 +156,7 @@ impl Session {
         let surplus: Vec<i32> = self.held.difference(&wanted).copied().collect();
         if !surplus.is_empty() {
             c.consumer
-                .incremental_unassign(&tpl(&c.topic, &surplus, |_| Offset::Invalid)?)?;
+                .incremental_unassign(&tpl(&c.topic, &surplus, Offset::Invalid)?)?;
             for p in surplus.iter().copied() {
                 unlock(&mut self.conn, self.partitions_ns, p).await?;
                 self.held.remove(&p);
@@ -170,8 +170,7 @@ impl Session {
                 continue; // Its previous holder has not let go yet: next look.
             }
             let at = self.stored(c, p).await?;
-            c.consumer
-                .incremental_assign(&tpl(&c.topic, &[p], |_| at)?)?;
+            c.consumer.incremental_assign(&tpl(&c.topic, &[p], at)?)?;
             self.held.insert(p);
             taken.push(p);
         }
@@ -194,7 +193,7 @@ impl Session {
             return;
         }
         let consumer = c.consumer.clone();
-        let Ok(list) = tpl(&c.topic, &held, |_| Offset::Invalid) else {
+        let Ok(list) = tpl(&c.topic, &held, Offset::Invalid) else {
             return;
         };
         let committed = tokio::task::spawn_blocking(move || {
@@ -244,7 +243,7 @@ impl Session {
               ORDER BY 1",
         )
         .bind(self.members_ns)
-        .fetch_all(&mut *self.conn_mut())
+        .fetch_all(&mut self.conn)
         .await
     }
 
@@ -257,7 +256,7 @@ impl Session {
         .bind(&c.group_id)
         .bind(&c.topic)
         .bind(partition)
-        .fetch_optional(&mut *self.conn_mut())
+        .fetch_optional(&mut self.conn)
         .await?;
         let Some(next) = next else {
             return Ok(Offset::Beginning);
@@ -271,17 +270,13 @@ impl Session {
         }
     }
 
-    fn conn_mut(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
-
     /// Stops fetching everything held; the locks go with the session when it is dropped.
     fn let_go_all(&mut self, c: &Claimer) {
         let held: Vec<i32> = std::mem::take(&mut self.held).into_iter().collect();
         if held.is_empty() {
             return;
         }
-        match tpl(&c.topic, &held, |_| Offset::Invalid) {
+        match tpl(&c.topic, &held, Offset::Invalid) {
             Ok(list) => {
                 if let Err(e) = c.consumer.incremental_unassign(&list) {
                     tracing::warn!(error = %e, "unassigning the held partitions failed");
@@ -312,11 +307,11 @@ async fn unlock(conn: &mut PgConnection, ns: i32, k: i32) -> Result<(), sqlx::Er
 fn tpl(
     topic: &str,
     partitions: &[i32],
-    offset: impl Fn(i32) -> Offset,
+    offset: Offset,
 ) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
     let mut list = TopicPartitionList::new();
     for p in partitions {
-        list.add_partition_offset(topic, *p, offset(*p))?;
+        list.add_partition_offset(topic, *p, offset)?;
     }
     Ok(list)
 }
