@@ -77,8 +77,8 @@ struct Stack {
 }
 
 /// A tansu of the test's own on a free port, a fresh database with `nums`, and the upload
-/// service and sink as release processes on `topic` (delivery timeout 4 s).
-async fn stack(topic: &str) -> Stack {
+/// service and sink as release processes on `topic` (delivery timeout 4 s); `sink_env` on top.
+async fn stack(topic: &str, sink_env: &[(&str, &str)]) -> Stack {
     csvbus_tests::init_logs();
     let db = TestDb::new().await;
     db.exec(NUMS).await;
@@ -94,7 +94,7 @@ async fn stack(topic: &str) -> Stack {
     e.set("CSVBUS_DELIVERY_TIMEOUT_MS", "4000");
     let mut upload = Proc::upload(&e, &[]);
     upload.ready(Duration::from_secs(60)).await;
-    let mut sink = Proc::sink(&e, &[("CSVBUS_SINK_INSTANCE_ID", "none")]);
+    let mut sink = Proc::sink(&e, sink_env);
     sink.ready(Duration::from_secs(60)).await;
     Stack {
         db,
@@ -140,7 +140,7 @@ async fn a_broker_frozen_mid_import_ends_exact_after_a_keyed_retry() {
         mut broker,
         upload,
         sink,
-    } = stack(&topic).await;
+    } = stack(&topic, &[]).await;
 
     let n = 200_000u64;
     let client = tokio::spawn(post_with_retries(
@@ -219,6 +219,21 @@ async fn a_broker_frozen_mid_import_ends_exact_after_a_keyed_retry() {
 /// per-import line marks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restarted_mid_import_ends_exact() {
+    broker_restarted_mid_import(&[]).await;
+}
+
+/// The same under the group protocol. With librdkafka 2.12 unpatched, the sink died here with
+/// SIGSEGV in most runs (see `vendor/rdkafka-sys/PATCHES.md`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_mid_import_ends_exact_under_the_group_protocol() {
+    broker_restarted_mid_import(&[
+        ("CSVBUS_SINK_ASSIGNMENT", "group"),
+        ("CSVBUS_SINK_INSTANCE_ID", "none"),
+    ])
+    .await;
+}
+
+async fn broker_restarted_mid_import(sink_env: &[(&str, &str)]) {
     let topic = unique("brestart");
     let Stack {
         db,
@@ -227,7 +242,7 @@ async fn a_broker_restarted_mid_import_ends_exact() {
         mut broker,
         upload,
         sink,
-    } = stack(&topic).await;
+    } = stack(&topic, sink_env).await;
 
     // The client sends the first 30,000 rows, then waits (its request open) for the restart.
     let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();

@@ -2,9 +2,9 @@
 //! restarted at once the way systemd, Kubernetes or a shell loop would, or not at all: every row
 //! lands exactly once, the import completes, and the replicas left hold every partition.
 //!
-//! With `CSVBUS_SINK_ASSIGNMENT=postgres` a dead process's partitions are free the moment its
-//! Postgres session closes; with the default `group` it relies on the broker's group protocol
-//! and static membership (the default instance id).
+//! With the default `CSVBUS_SINK_ASSIGNMENT=postgres` a dead process's partitions are free the
+//! moment its Postgres session closes; with `group` it relies on the broker's group protocol and
+//! static membership.
 
 #![allow(clippy::unwrap_used)]
 
@@ -140,19 +140,23 @@ async fn kill_five_times_and_restart_at_once(extra: &[(&str, &str)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_killed_five_times_and_restarted_at_once_writes_every_row_once() {
-    kill_five_times_and_restart_at_once(&[("CSVBUS_SINK_INSTANCE_ID", "crash-replica-1")]).await;
+    kill_five_times_and_restart_at_once(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_partitions_assigned_through_postgres_the_same_holds() {
-    kill_five_times_and_restart_at_once(&[("CSVBUS_SINK_ASSIGNMENT", "postgres")]).await;
+async fn under_the_group_protocol_with_static_membership_the_same_holds() {
+    kill_five_times_and_restart_at_once(&[
+        ("CSVBUS_SINK_ASSIGNMENT", "group"),
+        ("CSVBUS_SINK_INSTANCE_ID", "crash-replica-1"),
+    ])
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_the_partitions_and_the_survivor_of_a_kill_takes_them_all() {
-    // Under tansu's group protocol the dead replica keeps its partitions for good (with
-    // `group` this test fails: the survivor never gets more than 2 of 4).
-    let (db, e, upload) = stack(&[("CSVBUS_SINK_ASSIGNMENT", "postgres")]).await;
+    // The default `postgres` assignment. Under tansu's group protocol the dead replica keeps its
+    // partitions for good (with `group` this test fails: the survivor never gets more than 2 of 4).
+    let (db, e, upload) = stack(&[]).await;
     let mut first = Proc::sink(&e, &[]);
     first.ready(Duration::from_secs(60)).await;
     wait_for_partitions(

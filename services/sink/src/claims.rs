@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -32,11 +31,10 @@ use crate::watchdog::GroupHealth;
 /// What the claimer needs.
 pub struct Claimer {
     pub pool: PgPool,
+    /// Also asked for the topic's metadata every look: the answer refreshes the consumer's own
+    /// view, so a topic that was missing for a while (a broker restarted without it) is fetched
+    /// again within a look of coming back, not after librdkafka's 5-minute metadata refresh.
     pub consumer: Arc<SinkConsumer>,
-    /// A client of its own for metadata and watermarks. Asked through the consumer every
-    /// second, librdkafka 2.12 crashed (a NULL topic name in its metadata cache) when tansu
-    /// restarted without the topic.
-    pub probe: FutureProducer,
     pub topic: String,
     pub group_id: String,
     pub interval: Duration,
@@ -140,7 +138,7 @@ impl Session {
         let Some(index) = members.iter().position(|m| *m == self.member) else {
             return Err(ClaimError::LostMembership);
         };
-        let count = match partition_count(&c.probe, &c.topic).await {
+        let count = match partition_count(&c.consumer, &c.topic).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "no partition count this time");
@@ -264,7 +262,7 @@ impl Session {
         // A position past the log's end was left by an earlier incarnation of the topic (see
         // [`crate::stale`]); not every broker answers such a fetch with "out of range", so start
         // from the beginning and let the writer find it stale.
-        match high_watermark(&c.probe, &c.topic, partition).await {
+        match high_watermark(&c.consumer, &c.topic, partition).await {
             Some(high) if next > high => Ok(Offset::Beginning),
             _ => Ok(Offset::Offset(next)),
         }
@@ -317,11 +315,10 @@ fn tpl(
 }
 
 /// The partition's high watermark, if the brokers answer.
-async fn high_watermark(probe: &FutureProducer, topic: &str, partition: i32) -> Option<i64> {
-    let (probe, topic) = (probe.clone(), topic.to_owned());
+async fn high_watermark(consumer: &Arc<SinkConsumer>, topic: &str, partition: i32) -> Option<i64> {
+    let (consumer, topic) = (consumer.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        probe
-            .client()
+        consumer
             .fetch_watermarks(&topic, partition, Duration::from_secs(2))
             .ok()
             .map(|(_, high)| high)
@@ -332,12 +329,10 @@ async fn high_watermark(probe: &FutureProducer, topic: &str, partition: i32) -> 
 }
 
 /// The topic's partition count, from the brokers.
-async fn partition_count(probe: &FutureProducer, topic: &str) -> Result<i32, ClaimError> {
-    let (probe, topic) = (probe.clone(), topic.to_owned());
+async fn partition_count(consumer: &Arc<SinkConsumer>, topic: &str) -> Result<i32, ClaimError> {
+    let (consumer, topic) = (consumer.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        let md = probe
-            .client()
-            .fetch_metadata(Some(&topic), Duration::from_secs(2))?;
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(2))?;
         Ok(md
             .topics()
             .iter()

@@ -66,7 +66,7 @@ impl SinkConfig {
             common: CommonConfig::from_env(env)?,
             addr,
             group_id: env.string("CSVBUS_SINK_GROUP", "csvbus-sink"),
-            assignment: env.parse("CSVBUS_SINK_ASSIGNMENT", Assignment::Group)?,
+            assignment: env.parse("CSVBUS_SINK_ASSIGNMENT", Assignment::Postgres)?,
             claim_interval: env.millis("CSVBUS_SINK_CLAIM_INTERVAL_MS", 1_000)?,
             instance_id: instance_id(env.raw("CSVBUS_SINK_INSTANCE_ID"), &addr),
             watchdog: env.millis("CSVBUS_SINK_WATCHDOG_MS", 30_000)?,

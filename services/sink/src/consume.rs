@@ -47,12 +47,14 @@ pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::Kaf
 
 /// librdkafka's prefetch settings of the sink (the benchmark's raw consumer reads with them too).
 ///
-/// The queue holds up to `CSVBUS_SINK_PREFETCH_BYTES` and refills below one batch. Faster
-/// settings (`fetch.queue.backoff.ms` 10, `queued.min.messages` ten batches, `fetch.wait.max.ms`
-/// 100) took the sink from 7.0 s to 2.0 s on 500,000 rows on tansu, but with them the sink
-/// crashed inside librdkafka 2.12 (its metadata cache, a NULL topic name) when tansu came back
-/// from a restart without the topic; they are left out until that is understood.
-pub fn fetch_settings(config: &SinkConfig) -> [(&'static str, String); 2] {
+/// The queue holds up to `CSVBUS_SINK_PREFETCH_BYTES`; librdkafka fetches again while ten
+/// batches of records are still queued, looks again after 10 ms (not its default 1 s) when the
+/// queue was full, and a broker with nothing new answers within 100 ms (not 500). A broker that
+/// answers a fetch with one partition's whole backlog (tansu ignores the fetch size limits) left
+/// the sink idle for the backoff plus a round trip at every turn: 7.0 s → 2.0 s on the
+/// benchmark's 500,000 rows. (These settings made the crash fixed in `vendor/rdkafka-sys` far
+/// more likely; see its PATCHES.md.)
+pub fn fetch_settings(config: &SinkConfig) -> [(&'static str, String); 4] {
     [
         (
             "queued.max.messages.kbytes",
@@ -60,8 +62,10 @@ pub fn fetch_settings(config: &SinkConfig) -> [(&'static str, String); 2] {
         ),
         (
             "queued.min.messages",
-            config.batch_rows.max(1000).to_string(),
+            (config.batch_rows * 10).max(1000).to_string(),
         ),
+        ("fetch.queue.backoff.ms", "10".to_owned()),
+        ("fetch.wait.max.ms", "100".to_owned()),
     ]
 }
 

@@ -101,7 +101,6 @@ pub async fn run(
         let claimer = claims::Claimer {
             pool: pool.clone(),
             consumer: consumer.clone(),
-            probe: probe.clone(),
             topic: config.common.topic.clone(),
             group_id: config.group_id.clone(),
             interval: config.claim_interval,
