@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use csvbus_shared::imports::ImportStatus;
 use csvbus_tests::{brokers, kafka::read_topic, unique, TestDb};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -71,10 +72,16 @@ async fn migrations_apply_once_when_two_services_start_together() {
         bytes_received: n * 10,
         acked: Default::default(),
     };
-    let finished =
-        csvbus_shared::imports::finish_upload(&db.pool, id, 1, "produced", &counters(10), None)
-            .await
-            .unwrap();
+    let finished = csvbus_shared::imports::finish_upload(
+        &db.pool,
+        id,
+        1,
+        ImportStatus::Produced,
+        &counters(10),
+        None,
+    )
+    .await
+    .unwrap();
     assert!(finished);
     csvbus_shared::imports::update_progress(&db.pool, id, 1, &counters(5))
         .await

@@ -2,7 +2,7 @@
 //! status API and written by both services.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -10,22 +10,53 @@ use crate::catalog::TableName;
 use crate::modes::ImportMode;
 pub use crate::rejected::{insert_rejected, storable_json, storable_text, Rejected, Stage};
 
-/// Status of an import, as stored.
-pub mod status {
-    pub const RECEIVING: &str = "receiving";
-    pub const PRODUCED: &str = "produced";
-    pub const COMPLETED: &str = "completed";
-    pub const FAILED: &str = "failed";
-    pub const ABORTED: &str = "aborted";
+/// Where an import stands (`csvbus.imports.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum ImportStatus {
+    /// The body is being read.
+    Receiving,
+    /// Every row is on the broker (or rejected); the sink has not written them all yet.
+    Produced,
+    /// Every produced row is written or rejected (staged modes: moved into the target).
+    Completed,
+    /// The upload ended with an error of the data or of the service.
+    Failed,
+    /// The client went away before the body ended.
+    Aborted,
 }
 
-/// One import as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+impl ImportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Receiving => "receiving",
+            Self::Produced => "produced",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Aborted => "aborted",
+        }
+    }
+
+    /// The upload ended without all of its body accepted.
+    pub fn upload_failed(self) -> bool {
+        matches!(self, Self::Failed | Self::Aborted)
+    }
+}
+
+impl std::fmt::Display for ImportStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One import as the API shows it (the CLI reads it back with the same type).
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ImportRecord {
     pub id: Uuid,
     pub table: String,
     pub columns: Vec<String>,
-    pub status: String,
+    pub status: ImportStatus,
     pub mode: ImportMode,
     /// upsert / skip: the `ON CONFLICT` columns.
     pub conflict_columns: Option<Vec<String>>,
@@ -51,12 +82,12 @@ pub struct ImportRecord {
 impl ImportRecord {
     /// Whether the import will change no more.
     pub fn is_final(&self) -> bool {
-        match self.status.as_str() {
-            status::COMPLETED => true,
+        match self.status {
+            ImportStatus::Completed => true,
             // A failed/aborted upload is final once the sink has caught up with what was produced.
             // Staged rows of an import that failed never reach the target.
-            status::FAILED | status::ABORTED if self.mode.staged() => true,
-            status::FAILED | status::ABORTED => {
+            s if s.upload_failed() && self.mode.staged() => true,
+            s if s.upload_failed() => {
                 self.rows_written + self.rows_write_rejected + self.rows_skipped
                     >= self.rows_produced
             }
@@ -101,8 +132,16 @@ pub struct NewImport<'a> {
     pub key: Option<(&'a str, std::time::Duration)>,
 }
 
+/// A page of rejected rows (`GET /v1/imports/{id}/rejected`); pass `next_after` as `after` for
+/// the next page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RejectedPage {
+    pub rows: Vec<RejectedRow>,
+    pub next_after: Option<i64>,
+}
+
 /// One rejected row.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct RejectedRow {
     pub id: i64,
     pub line: i64,
@@ -184,7 +223,7 @@ pub async fn finish_upload(
     pool: &PgPool,
     id: Uuid,
     attempt: i32,
-    final_status: &str,
+    final_status: ImportStatus,
     c: &UploadCounters,
     error: Option<&str>,
 ) -> Result<bool, sqlx::Error> {

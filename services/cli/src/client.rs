@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use csvbus_shared::imports::{ImportRecord, RejectedPage, RejectedRow};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::Value;
 
 /// Why a request did not give what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum ClientError {
     Http(#[from] reqwest::Error),
     #[error("reading the input: {0}")]
     Input(#[from] std::io::Error),
+    /// A success whose body is not what this version of the CLI knows.
+    #[error("unexpected answer from the service: {0}")]
+    Decode(#[from] serde_json::Error),
 }
 
 impl ClientError {
@@ -39,7 +43,7 @@ impl ClientError {
                 *status == 429 || *status == 503 || (*status == 409 && code == "import_running")
             }
             Self::Connect { .. } | Self::Http(_) => true,
-            Self::Input(_) => false,
+            Self::Input(_) | Self::Decode(_) => false,
         }
     }
 
@@ -87,8 +91,11 @@ impl Client {
         }
     }
 
-    /// Sends `req` and returns its JSON body, or the service's error.
-    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+    /// Sends `req` and returns its JSON body as `T`, or the service's error.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let resp = req.send().await.map_err(|e| {
             if e.is_connect() {
                 ClientError::Connect {
@@ -108,7 +115,7 @@ impl Client {
             .map(Duration::from_secs);
         let text = resp.text().await?;
         if status.is_success() {
-            return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+            return Ok(serde_json::from_str(&text)?);
         }
         let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
         Err(ClientError::Api {
@@ -123,24 +130,24 @@ impl Client {
     }
 
     /// The import's record now.
-    pub async fn status(&self, id: &str) -> Result<Value, ClientError> {
+    pub async fn status(&self, id: &str) -> Result<ImportRecord, ClientError> {
         self.send(self.request(reqwest::Method::GET, &format!("/v1/imports/{id}")))
             .await
     }
 
-    /// Follows the import until it is final (`completed`, `failed` or `aborted`), calling
+    /// Follows the import until it will change no more ([`ImportRecord::is_final`]), calling
     /// `progress` with each record seen on the way.
     pub async fn wait(
         &self,
         id: &str,
-        mut progress: impl FnMut(&Value),
-    ) -> Result<Value, ClientError> {
+        mut progress: impl FnMut(&ImportRecord),
+    ) -> Result<ImportRecord, ClientError> {
         loop {
-            let rec = self
+            let rec: ImportRecord = self
                 .send(self.request(reqwest::Method::GET, &format!("/v1/imports/{id}?wait=10s")))
                 .await?;
             progress(&rec);
-            if is_final(&rec) {
+            if rec.is_final() {
                 return Ok(rec);
             }
         }
@@ -152,31 +159,16 @@ impl Client {
         id: &str,
         after: i64,
         limit: usize,
-    ) -> Result<(Vec<Value>, Option<i64>), ClientError> {
-        let page = self
-            .send(self.request(
-                reqwest::Method::GET,
-                &format!("/v1/imports/{id}/rejected?after={after}&limit={limit}"),
-            ))
-            .await?;
-        let rows = page["rows"].as_array().cloned().unwrap_or_default();
-        Ok((rows, page["next_after"].as_i64()))
+    ) -> Result<RejectedPage, ClientError> {
+        self.send(self.request(
+            reqwest::Method::GET,
+            &format!("/v1/imports/{id}/rejected?after={after}&limit={limit}"),
+        ))
+        .await
     }
 }
 
-pub fn is_final(rec: &Value) -> bool {
-    matches!(
-        rec["status"].as_str(),
-        Some("completed" | "failed" | "aborted")
-    )
-}
-
 /// A rejected row as one line for people.
-pub fn describe_rejected(row: &Value) -> String {
-    format!(
-        "line {}: {} ({})",
-        row["line"],
-        row["reason"].as_str().unwrap_or("?"),
-        row["stage"].as_str().unwrap_or("?")
-    )
+pub fn describe_rejected(row: &RejectedRow) -> String {
+    format!("line {}: {} ({})", row.line, row.reason, row.stage)
 }

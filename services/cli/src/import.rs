@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use csvbus_shared::imports::{ImportStatus, RejectedRow};
+use csvbus_upload::ingest::Accepted;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{json, Value};
+use serde::Serialize;
+use uuid::Uuid;
 
 use crate::client::{describe_rejected, Client, ClientError};
 use crate::source::Source;
@@ -23,6 +26,51 @@ pub enum Verdict {
     Failed,
 }
 
+/// What `csvbus import` prints for one file (with `--json`, one object per line).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Report {
+    Imported(Imported),
+    Refused(Refused),
+}
+
+/// An accepted file: the upload's answer, and with `--wait` the sink's counters.
+#[derive(Debug, Serialize)]
+pub struct Imported {
+    pub file: String,
+    pub import_id: Uuid,
+    pub status: ImportStatus,
+    pub rows_produced: u64,
+    pub rows_rejected: u64,
+    pub bytes_read: u64,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_written: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_write_rejected: Option<i64>,
+    /// Why the import failed, as its record says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub first_rejected: Vec<RejectedRow>,
+}
+
+/// A file the service did not accept, or that could not be sent.
+#[derive(Debug, Serialize)]
+pub struct Refused {
+    pub file: String,
+    /// Always `refused`.
+    pub status: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The service's error code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+}
+
 /// Imports every file of `args`; prints a line (or a JSON object) per file.
 pub async fn run(client: &Client, args: &ImportArgs) -> Verdict {
     let bars = MultiProgress::with_draw_target(if args.progress() {
@@ -36,11 +84,13 @@ pub async fn run(client: &Client, args: &ImportArgs) -> Verdict {
         let (verdict, report) = import_one(client, args, &source, &bars).await;
         bars.suspend(|| {
             if args.json {
-                println!("{report}");
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {
-                println!("{}", human(&source.name(), &report));
-                for r in report["first_rejected"].as_array().into_iter().flatten() {
-                    println!("  {}", describe_rejected(r));
+                println!("{}", human(&report));
+                if let Report::Imported(r) = &report {
+                    for row in &r.first_rejected {
+                        println!("  {}", describe_rejected(row));
+                    }
                 }
             }
         });
@@ -54,7 +104,7 @@ async fn import_one(
     args: &ImportArgs,
     source: &Source,
     bars: &MultiProgress,
-) -> (Verdict, Value) {
+) -> (Verdict, Report) {
     let name = source.name();
     let size = source.size().await;
     let bar = bars.add(ProgressBar::new(size.unwrap_or(0)));
@@ -66,24 +116,25 @@ async fn import_one(
         Ok(v) => v,
         Err(e) => {
             bar.abandon_with_message("failed");
-            return (Verdict::Failed, error_report(&name, &e));
+            return (Verdict::Failed, refused(&name, &e));
         }
     };
     bar.finish_with_message("accepted");
-    let id = accepted["import_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let mut report = json!({
-        "file": name,
-        "import_id": id,
-        "status": accepted["status"],
-        "rows_produced": accepted["rows_produced"],
-        "rows_rejected": accepted["rows_rejected"],
-        "bytes_read": accepted["bytes_read"],
-        "seconds": started.elapsed().as_secs_f64(),
-    });
-    let mut rejected = accepted["rows_rejected"].as_i64().unwrap_or(0);
+    let mut report = Imported {
+        file: name.clone(),
+        import_id: accepted.import_id,
+        status: accepted.status,
+        rows_produced: accepted.rows_produced,
+        rows_rejected: accepted.rows_rejected,
+        bytes_read: accepted.bytes_read,
+        seconds: started.elapsed().as_secs_f64(),
+        rows_written: None,
+        rows_write_rejected: None,
+        error: None,
+        first_rejected: Vec::new(),
+    };
+    let id = accepted.import_id.to_string();
+    let mut rejected = accepted.rows_rejected as i64;
     if args.wait {
         let follow = bars.add(ProgressBar::new_spinner());
         follow.set_message(format!("{name}: waiting for the sink"));
@@ -91,36 +142,36 @@ async fn import_one(
             .wait(&id, |r| {
                 follow.set_message(format!(
                     "{name}: {} written of {}",
-                    r["rows_written"], r["rows_produced"]
+                    r.rows_written, r.rows_produced
                 ));
                 follow.tick();
             })
             .await;
         follow.finish_and_clear();
-        match rec {
-            Ok(rec) => {
-                rejected = rec["rows_rejected"].as_i64().unwrap_or(0)
-                    + rec["rows_write_rejected"].as_i64().unwrap_or(0);
-                for k in ["status", "rows_written", "rows_write_rejected", "error"] {
-                    report[k] = rec[k].clone();
-                }
-                report["seconds"] = json!(started.elapsed().as_secs_f64());
-                if rec["status"] != "completed" {
-                    return (Verdict::Failed, report);
-                }
-            }
-            Err(e) => return (Verdict::Failed, error_report(&name, &e)),
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(e) => return (Verdict::Failed, refused(&name, &e)),
+        };
+        rejected = rec.rows_rejected + rec.rows_write_rejected;
+        report.status = rec.status;
+        report.rows_written = Some(rec.rows_written);
+        report.rows_write_rejected = Some(rec.rows_write_rejected);
+        report.error = rec.error;
+        report.seconds = started.elapsed().as_secs_f64();
+        if rec.status != ImportStatus::Completed {
+            return (Verdict::Failed, Report::Imported(report));
         }
     }
+    let mut verdict = Verdict::Ok;
     if rejected > 0 {
-        if let Ok((rows, _)) = client.rejected(&id, 0, 5).await {
-            report["first_rejected"] = Value::Array(rows);
+        if let Ok(page) = client.rejected(&id, 0, 5).await {
+            report.first_rejected = page.rows;
         }
         if args.max_rejected.is_none() {
-            return (Verdict::Rejected, report);
+            verdict = Verdict::Rejected;
         }
     }
-    (Verdict::Ok, report)
+    (verdict, Report::Imported(report))
 }
 
 /// Sends `source` until the service accepts or refuses it for good. Overload (429/503) and
@@ -131,7 +182,7 @@ async fn send_with_retry(
     args: &ImportArgs,
     source: &Source,
     bar: &ProgressBar,
-) -> Result<Value, ClientError> {
+) -> Result<Accepted, ClientError> {
     let query = args.query();
     let key = match &args.idempotency_key {
         Some(k) => k.clone(),
@@ -181,11 +232,12 @@ async fn send_with_retry(
                 attempt += 1;
             }
             Ok(v) => {
-                if let Some(line) = v["resumed_from_line"].as_u64() {
+                let v: Accepted = v;
+                if let Some(line) = v.resumed_from_line {
                     let note = format!(
                         "{}: resumed import {} at line {}",
                         source.name(),
-                        v["import_id"].as_str().unwrap_or("?"),
+                        v.import_id,
                         line + 1
                     );
                     bars_note(args, bar, note);
@@ -221,40 +273,42 @@ fn style(sized: bool) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
-fn error_report(file: &str, e: &ClientError) -> Value {
-    let mut v = json!({ "file": file, "status": "refused", "message": e.to_string() });
+fn refused(file: &str, e: &ClientError) -> Report {
+    let mut r = Refused {
+        file: file.to_owned(),
+        status: "refused",
+        message: e.to_string(),
+        http_status: None,
+        error: None,
+        line: None,
+    };
     if let ClientError::Api {
         status, code, line, ..
     } = e
     {
-        v["http_status"] = json!(status);
-        v["error"] = json!(code);
-        v["line"] = json!(line);
+        r.http_status = Some(*status);
+        r.error = Some(code.clone());
+        r.line = *line;
     }
-    v
+    Report::Refused(r)
 }
 
 /// One line per file for people (and for logs when not on a terminal).
-pub fn human(file: &str, r: &Value) -> String {
-    if r["status"] == "refused" {
-        return format!("{file}: refused: {}", r["message"].as_str().unwrap_or("?"));
-    }
+pub fn human(report: &Report) -> String {
+    let r = match report {
+        Report::Refused(r) => return format!("{}: refused: {}", r.file, r.message),
+        Report::Imported(r) => r,
+    };
     let mut s = format!(
-        "{file}: {} import {} — {} rows produced, {} rejected while reading",
-        r["status"].as_str().unwrap_or("?"),
-        r["import_id"].as_str().unwrap_or("?"),
-        r["rows_produced"],
-        r["rows_rejected"],
+        "{}: {} import {} — {} rows produced, {} rejected while reading",
+        r.file, r.status, r.import_id, r.rows_produced, r.rows_rejected,
     );
-    if !r["rows_written"].is_null() {
-        s += &format!(
-            ", {} written, {} rejected by Postgres",
-            r["rows_written"], r["rows_write_rejected"]
-        );
+    if let (Some(w), Some(wr)) = (r.rows_written, r.rows_write_rejected) {
+        s += &format!(", {w} written, {wr} rejected by Postgres");
     }
-    if let Some(e) = r["error"].as_str() {
+    if let Some(e) = &r.error {
         s += &format!(" — {e}");
     }
-    s += &format!(" ({:.1}s)", r["seconds"].as_f64().unwrap_or(0.0));
+    s += &format!(" ({:.1}s)", r.seconds);
     s
 }

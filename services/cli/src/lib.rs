@@ -215,19 +215,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_FAILED));
                 }
             };
+            let value = serde_json::to_value(&rec)?;
             if json {
-                println!("{rec}");
+                println!("{value}");
             } else {
-                for (k, v) in rec.as_object().into_iter().flatten() {
+                for (k, v) in value.as_object().into_iter().flatten() {
                     println!(
                         "{k:>20}: {}",
                         v.as_str().map_or_else(|| v.to_string(), str::to_owned)
                     );
                 }
             }
-            Ok(ExitCode::from(match rec["status"].as_str() {
-                Some("failed" | "aborted") => EXIT_FAILED,
-                _ => EXIT_OK,
+            Ok(ExitCode::from(if rec.status.upload_failed() {
+                EXIT_FAILED
+            } else {
+                EXIT_OK
             }))
         }
         Command::Rejected {
@@ -239,24 +241,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let client = server.client();
             let (mut after, mut left) = (0, limit);
             while left > 0 {
-                let (rows, next) = match client.rejected(&id, after, left.min(1000)).await {
+                let page = match client.rejected(&id, after, left.min(1000)).await {
                     Ok(page) => page,
                     Err(e) => {
                         eprintln!("csvbus rejected: {e}");
                         return Ok(ExitCode::from(EXIT_FAILED));
                     }
                 };
-                left = left.saturating_sub(rows.len());
-                for r in &rows {
+                left = left.saturating_sub(page.rows.len());
+                for r in &page.rows {
                     if json {
-                        println!("{r}");
+                        println!("{}", serde_json::to_string(r)?);
                     } else {
                         println!("{}", describe_rejected(r));
-                        let raw = r["raw"].as_str().map(str::to_owned);
-                        println!("    {}", raw.unwrap_or_else(|| r["fields"].to_string()));
+                        let fields = || r.fields.as_ref().map(|f| f.to_string());
+                        println!("    {}", r.raw.clone().or_else(fields).unwrap_or_default());
                     }
                 }
-                match next {
+                match page.next_after {
                     Some(n) => after = n,
                     None => break,
                 }

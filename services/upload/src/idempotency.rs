@@ -13,7 +13,7 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use csvbus_shared::catalog::TableName;
-use csvbus_shared::imports::{Checkpoint, UploadCounters};
+use csvbus_shared::imports::{Checkpoint, ImportStatus, UploadCounters};
 use csvbus_shared::modes::ImportMode;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -64,7 +64,7 @@ struct Known {
     target_schema: String,
     target_table: String,
     mode: ImportMode,
-    status: String,
+    status: ImportStatus,
     accepted: bool,
     columns: Vec<String>,
     rows_rejected: i64,
@@ -115,15 +115,15 @@ pub async fn claim(
         ))
         .for_import(k.id));
     }
-    match k.status.as_str() {
-        "receiving" => Err(ApiError::new(
+    match k.status {
+        ImportStatus::Receiving => Err(ApiError::new(
             StatusCode::CONFLICT,
             "import_running",
             format!("import {} under this Idempotency-Key is still being uploaded; retry when it has ended", k.id),
         )
         .for_import(k.id)
         .retry_after(2)),
-        "failed" | "aborted" if !k.accepted => {
+        s if s.upload_failed() && !k.accepted => {
             let attempt = resume(&mut tx, &k).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
             Ok(Claim::Resume(Resume {

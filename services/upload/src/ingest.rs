@@ -15,7 +15,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use csvbus_shared::imports::status;
+use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::modes::ImportMode;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -58,7 +58,7 @@ pub struct UploadQuery {
 pub struct Accepted {
     pub import_id: Uuid,
     pub table: String,
-    pub status: String,
+    pub status: ImportStatus,
     pub mode: ImportMode,
     pub rows_produced: u64,
     pub rows_rejected: u64,
@@ -180,7 +180,7 @@ async fn run_upload(
         Err(e) => {
             if let Some(g) = &mut guard {
                 let _ = g
-                    .finish(status::FAILED, progress.snapshot(), Some(&e.message))
+                    .finish(ImportStatus::Failed, progress.snapshot(), Some(&e.message))
                     .await;
             }
             return Err(e);
@@ -238,16 +238,16 @@ async fn run_upload(
     };
     let counters = progress.snapshot();
     let (final_status, error) = match &outcome {
-        Ok(()) => (status::PRODUCED, None),
-        Err((e, s)) => (*s, Some(e.message.clone())),
+        Ok(()) => (ImportStatus::Produced, None),
+        Err(f) => (f.status(), Some(f.answer().message.clone())),
     };
     let saved = guard
         .finish(final_status, counters, error.as_deref())
         .await
         .map_err(|e| ApiError::database(&e))?;
-    if let Err((e, s)) = outcome {
-        tracing::warn!(status = s, error = %e.message, "upload ended early");
-        return Err(e);
+    if let Err(f) = outcome {
+        tracing::warn!(error = %f, "upload ended early");
+        return Err(f.into_answer());
     }
     if !saved {
         return Err(ApiError::unavailable(
@@ -267,7 +267,7 @@ async fn run_upload(
         Json(Accepted {
             import_id: id,
             table: rows.table_text,
-            status: final_status.to_owned(),
+            status: final_status,
             mode: plan.mode,
             rows_produced: counters.rows_produced as u64,
             rows_rejected: counters.rows_rejected as u64,

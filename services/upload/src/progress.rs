@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use csvbus_shared::imports::{self, status, Checkpoint, UploadCounters};
+use csvbus_shared::imports::{self, Checkpoint, ImportStatus, UploadCounters};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -110,7 +110,7 @@ impl ProgressGuard {
     /// Saves the final status and counters.
     pub async fn finish(
         &mut self,
-        final_status: &str,
+        final_status: ImportStatus,
         c: UploadCounters,
         error: Option<&str>,
     ) -> Result<bool, sqlx::Error> {
@@ -168,7 +168,7 @@ impl Drop for ProgressGuard {
                 &app.pool,
                 id,
                 attempt,
-                status::ABORTED,
+                ImportStatus::Aborted,
                 &c,
                 Some("the client disconnected"),
             )

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use csvbus_shared::health::Readiness;
-use csvbus_shared::imports::{self, ImportRecord, RejectedRow};
-use serde::{Deserialize, Serialize};
+use csvbus_shared::imports::{self, ImportRecord, RejectedPage};
+use serde::Deserialize;
 use tower_http::timeout::TimeoutLayer;
 use uuid::Uuid;
 
@@ -171,13 +171,6 @@ mod tests {
 struct PageQuery {
     after: Option<i64>,
     limit: Option<i64>,
-}
-
-/// A page of rejected rows; pass `next_after` as `after` for the next page.
-#[derive(Debug, Serialize)]
-struct RejectedPage {
-    rows: Vec<RejectedRow>,
-    next_after: Option<i64>,
 }
 
 async fn get_rejected(

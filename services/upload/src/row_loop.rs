@@ -5,11 +5,11 @@
 use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
-use csvbus_shared::imports::{self, status, Checkpoint};
+use csvbus_shared::imports::{self, Checkpoint};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::failures::{produce_error, read_error};
+use crate::failures::{produce_error, read_error, UploadFailure};
 use crate::idempotency::mismatch;
 use crate::parse::{Records, Span};
 use crate::produce::{row_headers, InFlight, Row};
@@ -34,7 +34,7 @@ pub async fn read_header(records: &mut Records<Input>, max_body: u64) -> Result<
             )
             .at_line(1))
         }
-        Err(e) => return Err(read_error(e, max_body).0),
+        Err(e) => return Err(read_error(e, max_body).into_answer()),
     };
     if records.unterminated(span) {
         return Err(ApiError::unprocessable(
@@ -68,10 +68,7 @@ pub struct RowLoop<'a> {
 }
 
 impl RowLoop<'_> {
-    pub async fn run(
-        &mut self,
-        records: &mut Records<Input>,
-    ) -> Result<(), (ApiError, &'static str)> {
+    pub(crate) async fn run(&mut self, records: &mut Records<Input>) -> Result<(), UploadFailure> {
         let cfg = &self.app.config;
         let mut payload = Vec::with_capacity(1024);
         loop {
@@ -83,7 +80,7 @@ impl RowLoop<'_> {
             let received = self.progress.received.fetch_add(1, Ordering::Relaxed) + 1;
             if received > cfg.max_rows_per_import {
                 let e = too_many_rows(cfg.max_rows_per_import).at_line(span.line);
-                return Err((e, status::FAILED));
+                return Err(e.into());
             }
             self.check_resumed(span.line)?;
             self.digest = records.digest(span, self.digest);
@@ -142,7 +139,7 @@ impl RowLoop<'_> {
 
     /// While resuming: once the record at `line` is past the checkpoint (or the body ended,
     /// `u64::MAX`), the records read so far must be the ones the checkpoint was made of.
-    fn check_resumed(&mut self, line: u64) -> Result<(), (ApiError, &'static str)> {
+    fn check_resumed(&mut self, line: u64) -> Result<(), UploadFailure> {
         let Some(at) = self.resume else {
             return Ok(());
         };
@@ -154,7 +151,7 @@ impl RowLoop<'_> {
                 "the body differs from the one first uploaded under this Idempotency-Key (lines 1 to {} must be the same)",
                 at.line
             ));
-            return Err((e, status::FAILED));
+            return Err(e.into());
         }
         tracing::info!(line = at.line, "resumed after the checkpoint");
         self.resume = None;
@@ -162,15 +159,10 @@ impl RowLoop<'_> {
     }
 
     /// Records a rejected row; fails the upload past `max_rejected`.
-    async fn reject(
-        &mut self,
-        line: u64,
-        raw: &str,
-        reason: &str,
-    ) -> Result<(), (ApiError, &'static str)> {
+    async fn reject(&mut self, line: u64, raw: &str, reason: &str) -> Result<(), UploadFailure> {
         let rejected = self.progress.rejected.fetch_add(1, Ordering::Relaxed) + 1;
         if let Err(e) = save_rejected(self.app, self.id, line, reason, raw).await {
-            return Err((ApiError::database(&e), status::FAILED));
+            return Err(ApiError::database(&e).into());
         }
         if rejected > self.max_rejected {
             let message = format!(
@@ -178,7 +170,7 @@ impl RowLoop<'_> {
                 self.max_rejected
             );
             let e = ApiError::unprocessable("too_many_rejected_rows", message).at_line(line);
-            return Err((e, status::FAILED));
+            return Err(e.into());
         }
         Ok(())
     }
