@@ -32,6 +32,9 @@ pub struct SinkConfig {
     pub batch_rows: usize,
     /// `CSVBUS_SINK_LINGER_MS`: how long a partial batch waits for more rows.
     pub linger: Duration,
+    /// `CSVBUS_SINK_QUIET_MS`: a partial batch is written once no record came for its
+    /// partition for this long (the partition is caught up), before the linger is over.
+    pub quiet: Duration,
     /// `CSVBUS_SINK_CONCURRENCY`: batch writes in flight at once (the pool has this many
     /// connections plus two).
     pub concurrency: usize,
@@ -72,6 +75,7 @@ impl SinkConfig {
             watchdog: env.millis("CSVBUS_SINK_WATCHDOG_MS", 30_000)?,
             batch_rows: env.parse("CSVBUS_SINK_BATCH_ROWS", 5_000)?,
             linger: env.millis("CSVBUS_SINK_LINGER_MS", 200)?,
+            quiet: env.millis("CSVBUS_SINK_QUIET_MS", 20)?,
             concurrency: env.parse("CSVBUS_SINK_CONCURRENCY", 4)?,
             shutdown_grace: env.millis("CSVBUS_SHUTDOWN_GRACE_MS", 30_000)?,
             prefetch_bytes: env.parse("CSVBUS_SINK_PREFETCH_BYTES", 4 << 20)?,

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use sqlx::PgPool;
@@ -69,6 +69,9 @@ pub fn fetch_settings(config: &SinkConfig) -> [(&'static str, String); 4] {
     ]
 }
 
+/// How often the loop compares librdkafka's assignment with the one it reported.
+const ASSIGNMENT_LOOK: Duration = Duration::from_millis(100);
+
 /// Runs until `shutdown`; then stops fetching, writes what it holds (within the grace period),
 /// and leaves the group.
 pub async fn run(
@@ -92,8 +95,14 @@ pub async fn run(
         max_attempts: config.max_attempts.max(1),
         statement_timeout: config.statement_timeout,
     };
-    let mut tick =
-        tokio::time::interval(config.linger.max(std::time::Duration::from_millis(10)) / 2);
+    let flush_every = config
+        .linger
+        .min(config.quiet)
+        .max(Duration::from_millis(5))
+        / 2;
+    let mut tick = tokio::time::interval(flush_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut looked_at = Instant::now();
 
     let ctx = Ctx {
         config,
@@ -123,7 +132,9 @@ pub async fn run(
                 for record in chunk {
                     let id = record.partition;
                     let p = parts.entry(id).or_default();
-                    p.first_at.get_or_insert_with(Instant::now);
+                    let now = Instant::now();
+                    p.first_at.get_or_insert(now);
+                    p.last_at = Some(now);
                     held.records += 1;
                     held.bytes += record.held_bytes();
                     p.buf.push(record);
@@ -138,13 +149,17 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                let assigned = feed.consumer.assignment().map_or(0, |a| a.count());
-                if assigned != health.assigned() {
-                    tracing::info!(partitions = assigned, "assignment changed");
-                    health.set_assigned(assigned);
+                let now = Instant::now();
+                if now.duration_since(looked_at) >= ASSIGNMENT_LOOK {
+                    looked_at = now;
+                    let assigned = feed.consumer.assignment().map_or(0, |a| a.count());
+                    if assigned != health.assigned() {
+                        tracing::info!(partitions = assigned, "assignment changed");
+                        health.set_assigned(assigned);
+                    }
                 }
                 for (id, p) in parts.iter_mut() {
-                    if p.has_room() && p.first_at.is_some_and(|t| t.elapsed() >= config.linger) {
+                    if p.due(now, config.linger, config.quiet) {
                         dispatch(&ctx, &mut tasks, *id, p);
                     }
                 }

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -34,6 +34,8 @@ pub const DEPTH: usize = 2;
 pub struct Partition {
     pub buf: Vec<Record>,
     pub first_at: Option<Instant>,
+    /// When the last record was added.
+    pub last_at: Option<Instant>,
     in_flight: usize,
     /// Resolves when the last dispatched batch has finished (its sender is dropped).
     turn: Option<oneshot::Receiver<()>>,
@@ -54,6 +56,15 @@ impl Partition {
     /// A full batch can be dispatched now.
     pub fn ready(&self, batch_rows: usize) -> bool {
         self.has_room() && self.buf.len() >= batch_rows
+    }
+
+    /// A partial batch is due: its first record waited `linger`, or no record came for `quiet`
+    /// (the partition is caught up: waiting longer only adds latency).
+    pub fn due(&self, now: Instant, linger: Duration, quiet: Duration) -> bool {
+        let waited = |t: Option<Instant>, d| t.is_some_and(|t| now.duration_since(t) >= d);
+        self.has_room()
+            && !self.buf.is_empty()
+            && (waited(self.first_at, linger) || waited(self.last_at, quiet))
     }
 }
 
@@ -241,5 +252,45 @@ fn seek_back(consumer: &SinkConsumer, topic: &str, partition: i32, p: &mut Parti
     p.rewind = if p.rewind == 0 { 1024 } else { p.rewind * 8 };
     if let Err(e) = consumer.seek(topic, partition, offset, std::time::Duration::from_secs(5)) {
         tracing::warn!(partition, stored, error = %e, "seek back failed (partition moved?)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(n: usize, first_ago: u64, last_ago: u64, now: Instant) -> Partition {
+        Partition {
+            buf: (0..n as i64)
+                .map(|offset| Record {
+                    offset,
+                    partition: 0,
+                    meta: None,
+                    payload: Vec::new(),
+                    key: None,
+                    raw_headers: None,
+                })
+                .collect(),
+            first_at: Some(now - Duration::from_millis(first_ago)),
+            last_at: Some(now - Duration::from_millis(last_ago)),
+            ..Partition::default()
+        }
+    }
+
+    #[test]
+    fn a_partial_batch_is_due_after_the_linger_or_a_quiet_spell() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let (linger, quiet) = (Duration::from_millis(200), Duration::from_millis(20));
+        // Records still coming, linger not over: wait.
+        assert!(!held(10, 100, 5, now).due(now, linger, quiet));
+        // Nothing new for the quiet time: write now.
+        assert!(held(10, 100, 25, now).due(now, linger, quiet));
+        // Records keep coming, but the first waited the linger: write.
+        assert!(held(10, 200, 1, now).due(now, linger, quiet));
+        // Nothing held, or no room: never.
+        assert!(!held(0, 500, 500, now).due(now, linger, quiet));
+        let mut full = held(10, 500, 500, now);
+        full.in_flight = DEPTH;
+        assert!(!full.due(now, linger, quiet));
     }
 }
