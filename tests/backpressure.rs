@@ -176,7 +176,11 @@ async fn the_sink_waits_out_a_broker_outage_and_writes_every_row_once() {
     e.set("CSVBUS_SINK_GROUP", unique("g"));
     e.set("CSVBUS_SINK_BATCH_ROWS", "500");
     e.set("CSVBUS_SINK_LINGER_MS", "20");
-    let rows = 30_000;
+    // Small fetches, so the sink cannot have the whole topic in hand when the broker goes.
+    e.set("CSVBUS_KAFKA_CONSUMER_MAX_PARTITION_FETCH_BYTES", "65536");
+    e.set("CSVBUS_KAFKA_CONSUMER_FETCH_MAX_BYTES", "1048576");
+    e.set("CSVBUS_KAFKA_CONSUMER_QUEUED_MIN_MESSAGES", "1000");
+    let rows = 100_000;
     let resp = reqwest::Client::new()
         .post(upload.url("/v1/imports?table=people"))
         .header("content-type", "text/csv")
@@ -190,9 +194,7 @@ async fn the_sink_waits_out_a_broker_outage_and_writes_every_row_once() {
         .unwrap()
         .to_owned();
     let sink = spawn_sink(&e).await;
-    while db.rows_written().await == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    db.wait_rows_written(1, Duration::from_secs(60)).await;
     mock.broker_down(1).unwrap();
     let at_outage = db.rows_written().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -200,6 +202,10 @@ async fn the_sink_waits_out_a_broker_outage_and_writes_every_row_once() {
     mock.broker_up(1).unwrap();
     let rec = wait_final(&upload, &id, Duration::from_secs(120)).await;
     eprintln!("outage at {at_outage} rows written, {during} after 3 s down");
+    assert!(
+        during < rows as i64,
+        "the sink finished during the outage ({at_outage} then {during}): it did not wait one out"
+    );
     assert_eq!(rec["status"], "completed", "{rec}");
     assert_eq!(rec["rows_written"], rows);
     let (count, distinct): (i64, i64) =

@@ -8,7 +8,7 @@ use std::time::Duration;
 use csvbus_shared::config::Env;
 use csvbus_tests::nums::{assert_nums_exact, nums_csv, NUMS};
 use csvbus_tests::{
-    env, spawn_sink, spawn_upload, unique, wait_final, KillableSink, Service, TestDb,
+    env, metric, spawn_sink, spawn_upload, unique, wait_final, KillableSink, Service, TestDb,
 };
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -205,14 +205,8 @@ async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
     // Kill the sink abruptly at different moments: right after start, and mid-write.
     for (round, wait_for) in [(0, 0), (1, 20_000), (2, 90_000), (3, 160_000)] {
         let sink = KillableSink::start(&e);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while db.rows_written().await < wait_for {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "round {round}: no progress"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        db.wait_rows_written(wait_for, Duration::from_secs(120))
+            .await;
         sink.kill();
         eprintln!(
             "round {round}: sink killed at rows_written={}",
@@ -221,9 +215,9 @@ async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
     }
     // A database outage: every connection of the sink is terminated while it writes.
     let sink = spawn_sink(&e).await;
-    while db.rows_written().await < 200_000 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    db.wait_rows_written(200_000, Duration::from_secs(120))
+        .await;
+    let retries_before = metric(&sink.url(""), "csvbus_sink_retries_total").await;
     for _ in 0..3 {
         sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
             .execute(&db.pool)
@@ -235,6 +229,9 @@ async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
     assert_eq!(rec["status"], "completed", "{rec}");
     assert_eq!(rec["rows_written"], n);
     assert_nums_exact(&db, n as i64).await;
+    // The outage cut writes off (each failed and was retried), it did not fall between them.
+    let retries = metric(&sink.url(""), "csvbus_sink_retries_total").await - retries_before;
+    assert!(retries > 0.0, "no write was interrupted by the outage");
     sink.stop().await;
     upload.stop().await;
 }
@@ -255,9 +252,7 @@ async fn two_sinks_share_a_group_through_a_rebalance_and_another_group_sees_ever
     let accepted = post(&upload, "nums", reqwest::Body::wrap_stream(nums_csv(1, n))).await;
     let id = accepted["import_id"].as_str().unwrap().to_owned();
     // Stop one replica of the group mid-import: its partitions move to the other.
-    while db.rows_written().await < 50_000 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    db.wait_rows_written(50_000, Duration::from_secs(120)).await;
     a.stop().await;
     let rec = wait_final(&upload, &id, Duration::from_secs(300)).await;
     assert_eq!(rec["status"], "completed", "{rec}");

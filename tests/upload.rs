@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use csvbus_shared::config::Env;
 use csvbus_tests::kafka::{read_topic, Received};
-use csvbus_tests::{brokers, env, spawn_upload, stalled_body, unique, Service, TestDb};
+use csvbus_tests::{brokers, env, eventually, spawn_upload, stalled_body, unique, Service, TestDb};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -270,6 +270,23 @@ async fn bad_records_are_rejected_with_line_and_reason_and_the_rest_goes_on() {
         .unwrap();
     assert_eq!(page["rows"][0]["line"], 7);
     assert_eq!(page["next_after"], Value::Null);
+    // A query string that does not parse gets the JSON error shape, on every route.
+    for path in [
+        format!("/v1/imports/{id}/rejected?after=soon"),
+        format!("/v1/imports/{id}/rejected?limit=-"),
+        "/v1/imports?table=people&max_rejected=many".to_owned(),
+    ] {
+        let req = if path.contains("/rejected") {
+            ctx.http.get(ctx.svc.url(&path))
+        } else {
+            ctx.http.post(ctx.svc.url(&path)).body("id\n1\n")
+        };
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+        let err: Value = r.json().await.unwrap();
+        assert_eq!(err["error"], "invalid_query", "{path}: {err}");
+        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
     ctx.svc.stop().await;
 }
 
@@ -534,7 +551,11 @@ async fn uploads_past_the_limit_get_429_with_retry_after_and_idle_clients_are_cu
             .body(stalled_body("id\n1\n", release.clone()));
         tokio::spawn(req.send())
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first upload holds the only slot once its import exists.
+    eventually("the first import", Duration::from_secs(10), || async {
+        ctx.imports().await == 1
+    })
+    .await;
     let r = ctx
         .http
         .post(ctx.svc.url("/v1/imports?table=people"))

@@ -246,8 +246,8 @@ impl Bench {
         let env = self.env(&topic, &unique("g"));
         let upload = Proc::start("csvbus-upload", "CSVBUS_UPLOAD_ADDR", &env, true).await?;
         let sink = Proc::start("csvbus-sink", "CSVBUS_SINK_ADDR", &env, true).await?;
-        // Let the sink join its group and get its partitions before the clock starts.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The sink holds its partitions before the clock starts.
+        sink.holds_partitions(self.partitions).await?;
         let started = Instant::now();
         let query = format!("table={}&mode={mode}", self.table);
         let accepted = post_file(&upload, &query, &self.file).await?;

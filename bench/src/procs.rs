@@ -72,6 +72,21 @@ impl Proc {
         bail!("service on {} not ready", self.addr)
     }
 
+    /// Waits until a sink's `/readyz` says it holds `n` partitions.
+    pub async fn holds_partitions(&self, n: i32) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        for _ in 0..1200 {
+            if let Ok(r) = http.get(self.url("/readyz")).send().await {
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                if v["partitions"].as_i64().is_some_and(|p| p >= i64::from(n)) {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("sink on {} never held {n} partitions", self.addr)
+    }
+
     /// Peak resident memory so far, in bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
         let pid = self.child.id().context("process gone")?;

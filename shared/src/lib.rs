@@ -17,6 +17,7 @@
 //! - [`modes`]: what an import does to its table; staging tables of all-or-nothing imports.
 //! - [`telemetry`]: tracing subscriber (text or JSON) and the Prometheus recorder.
 //! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
+//! - [`service`]: the fatal error of either service.
 
 pub mod catalog;
 pub mod config;
@@ -28,5 +29,6 @@ pub mod kafka;
 pub mod message;
 pub mod modes;
 pub mod rejected;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

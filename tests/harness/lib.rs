@@ -87,6 +87,14 @@ impl TestDb {
             .unwrap_or(0)
     }
 
+    /// Waits until the one import has `n` rows written; fails the test after `timeout`.
+    pub async fn wait_rows_written(&self, n: i64, timeout: Duration) {
+        eventually(&format!("{n} rows written"), timeout, || async {
+            self.rows_written().await >= n
+        })
+        .await;
+    }
+
     /// Runs SQL (DDL for target tables).
     pub async fn exec(&self, sql: &str) {
         sqlx::raw_sql(sql)
@@ -94,6 +102,37 @@ impl TestDb {
             .await
             .expect("test SQL");
     }
+}
+
+/// Waits until `check` holds, looking every 20 ms; fails the test, naming `what`, after
+/// `timeout` (a loop without a deadline hangs instead of failing).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A counter or gauge of a service's `/metrics`, summed over its labels (0 when absent).
+pub async fn metric(base_url: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The environment for services under test: this database, this topic, the test broker.

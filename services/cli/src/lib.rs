@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use csvbus_shared::config::{CommonConfig, Env};
+use csvbus_shared::modes::ImportMode;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{describe_rejected, Client};
@@ -123,8 +124,8 @@ pub struct ImportArgs {
     /// What the import does to the table: append (rows visible as written), atomic (all or
     /// nothing), replace (the table becomes the file), upsert (last row per key wins), skip
     /// (rows whose key exists are skipped) [service default: append].
-    #[arg(long, value_parser = ["append", "atomic", "replace", "upsert", "skip"])]
-    pub mode: Option<String>,
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
     /// upsert / skip: the conflict columns, comma-separated [service default: primary key].
     #[arg(long)]
     pub conflict: Option<String>,
@@ -146,16 +147,47 @@ pub struct ImportArgs {
     #[arg(long)]
     pub json: bool,
     /// Progress bars: auto (on a terminal), always, never.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
-    pub progress: String,
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+/// `--mode`: the service's import modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Append,
+    Atomic,
+    Replace,
+    Upsert,
+    Skip,
+}
+
+impl From<Mode> for ImportMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Append => Self::Append,
+            Mode::Atomic => Self::Atomic,
+            Mode::Replace => Self::Replace,
+            Mode::Upsert => Self::Upsert,
+            Mode::Skip => Self::Skip,
+        }
+    }
+}
+
+/// `--progress`: when to draw progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// On a terminal, without `--json`.
+    Auto,
+    Always,
+    Never,
 }
 
 impl ImportArgs {
     pub fn progress(&self) -> bool {
-        match self.progress.as_str() {
-            "always" => true,
-            "never" => false,
-            _ => !self.json && std::io::stderr().is_terminal(),
+        match self.progress {
+            Progress::Always => true,
+            Progress::Never => false,
+            Progress::Auto => !self.json && std::io::stderr().is_terminal(),
         }
     }
 
@@ -175,8 +207,8 @@ impl ImportArgs {
         if let Some(m) = self.max_rejected {
             q.append_pair("max_rejected", &m.to_string());
         }
-        if let Some(m) = &self.mode {
-            q.append_pair("mode", m);
+        if let Some(m) = self.mode {
+            q.append_pair("mode", ImportMode::from(m).as_str());
         }
         if let Some(c) = &self.conflict {
             q.append_pair("conflict", c);

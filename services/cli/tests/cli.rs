@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use csvbus_shared::config::Env;
-use csvbus_tests::{env, spawn_sink, spawn_upload, stalled_body, unique, Service, TestDb};
+use csvbus_tests::{
+    env, eventually, metric, spawn_sink, spawn_upload, stalled_body, unique, Service, TestDb,
+};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -270,12 +272,23 @@ async fn an_overloaded_service_is_retried_until_it_accepts() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let f = s.file("f.csv", 10..=19);
+    let base = s.upload.url("");
+    let refused = metric(&base, "csvbus_upload_refused_total").await;
     let cli = tokio::spawn({
         let mut c = s.csvbus();
         c.args(["import", &f, "--table", "people", "--json"]);
         async move { c.output().await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Refused, and back for another try after the answer's Retry-After.
+    eventually(
+        "the CLI to be refused twice",
+        Duration::from_secs(30),
+        || {
+            let base = base.clone();
+            async move { metric(&base, "csvbus_upload_refused_total").await >= refused + 2.0 }
+        },
+    )
+    .await;
     if cli.is_finished() {
         let out = cli.await.unwrap();
         panic!(

@@ -46,17 +46,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::SinkConfig;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error(transparent)]
-    Db(#[from] db::DbError),
-    #[error(transparent)]
-    KafkaAdmin(#[from] csvbus_shared::kafka::KafkaAdminError),
-    #[error("kafka consumer: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("http server: {0}")]
-    Io(#[from] std::io::Error),
-}
+/// The fatal error of the service (shared with the other service).
+pub type SinkError = csvbus_shared::service::ServiceError;
 
 /// Runs the sink until `shutdown` is cancelled; serves health and metrics on `listener`.
 pub async fn run(

@@ -81,9 +81,7 @@ pub async fn resolve_table(
     if !catalog::may_target(&table, &app.config.common.allowed_schemas) {
         return Err(unknown());
     }
-    let cols = catalog::table_columns(&app.pool, &table)
-        .await
-        .map_err(|e| ApiError::database(&e))?;
+    let cols = catalog::table_columns(&app.pool, &table).await?;
     Ok((table, cols.ok_or_else(unknown)?))
 }
 
@@ -120,8 +118,7 @@ pub async fn resolve_conflict(
         };
     }
     modes::conflict_columns(&app.pool, table, wanted.as_deref())
-        .await
-        .map_err(|e| ApiError::database(&e))?
+        .await?
         .map(Some)
         .map_err(|m| ApiError::unprocessable("invalid_conflict", m))
 }

@@ -79,7 +79,7 @@ pub async fn claim(
     table: &TableName,
     mode: ImportMode,
 ) -> Result<Claim, ApiError> {
-    let db = |e: sqlx::Error| ApiError::database(&e);
+    let db = ApiError::from;
     let mut tx = pool.begin().await.map_err(db)?;
     // An expired key is free again.
     sqlx::query(

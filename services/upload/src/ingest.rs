@@ -87,7 +87,7 @@ pub async fn create_import(
         )
         .retry_after(1));
     };
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(q) = query?;
     let limit = app.config.max_rejected_limit;
     if q.max_rejected.is_some_and(|m| m > limit) {
         return Err(ApiError::bad_request(
@@ -243,8 +243,7 @@ async fn run_upload(
     };
     let saved = guard
         .finish(final_status, counters, error.as_deref())
-        .await
-        .map_err(|e| ApiError::database(&e))?;
+        .await?;
     if let Err(f) = outcome {
         tracing::warn!(error = %f, "upload ended early");
         return Err(f.into_answer());

@@ -59,18 +59,8 @@ use tokio_util::task::TaskTracker;
 
 pub use config::UploadConfig;
 
-/// What can stop the service from starting or make it end with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum UploadError {
-    #[error(transparent)]
-    Db(#[from] db::DbError),
-    #[error(transparent)]
-    KafkaAdmin(#[from] csvbus_shared::kafka::KafkaAdminError),
-    #[error("kafka producer: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("http server: {0}")]
-    Io(#[from] std::io::Error),
-}
+/// The fatal error of the service (shared with the other service).
+pub type UploadError = csvbus_shared::service::ServiceError;
 
 /// The state every handler shares.
 pub struct App {

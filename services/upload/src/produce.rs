@@ -285,8 +285,8 @@ impl Drop for InFlight {
 
 /// Message headers of a row.
 pub fn row_headers(import: &str, line: u64, table: &str) -> OwnedHeaders {
-    let buf = itoa_buf(line);
-    let line = std::str::from_utf8(&buf.0[..buf.1]).unwrap_or("0");
+    let mut buf = itoa::Buffer::new();
+    let line = buf.format(line);
     OwnedHeaders::new_with_capacity(3)
         .insert(Header {
             key: csvbus_shared::message::HEADER_IMPORT,
@@ -300,21 +300,4 @@ pub fn row_headers(import: &str, line: u64, table: &str) -> OwnedHeaders {
             key: csvbus_shared::message::HEADER_TABLE,
             value: Some(table),
         })
-}
-
-/// Decimal digits of `n` without allocating.
-fn itoa_buf(mut n: u64) -> ([u8; 20], usize) {
-    let mut tmp = [0u8; 20];
-    let mut i = 20;
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut out = [0u8; 20];
-    out[..20 - i].copy_from_slice(&tmp[i..]);
-    (out, 20 - i)
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -12,6 +13,7 @@ use axum::{Json, Router};
 use csvbus_shared::health::Readiness;
 use csvbus_shared::imports::{self, ImportRecord, RejectedPage};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use tower_http::timeout::TimeoutLayer;
 use uuid::Uuid;
 
@@ -54,7 +56,7 @@ async fn require_key(State(app): State<Arc<App>>, req: Request, next: Next) -> R
                 .config
                 .api_keys
                 .iter()
-                .any(|s| constant_time_eq(s.expose().as_bytes(), k.as_bytes())) =>
+                .any(|s| bool::from(s.expose().as_bytes().ct_eq(k.as_bytes()))) =>
         {
             next.run(req).await
         }
@@ -65,10 +67,6 @@ async fn require_key(State(app): State<Arc<App>>, req: Request, next: Next) -> R
         )
         .into_response(),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,9 +101,10 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 async fn get_import(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(w): Query<WaitQuery>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<ImportRecord>, ApiError> {
     let id = parse_id(&id)?;
+    let Query(w) = query?;
     let wait = match w.wait.as_deref() {
         None => Duration::ZERO,
         Some(s) => parse_wait(s).ok_or_else(|| {
@@ -135,9 +134,7 @@ async fn get_import(
     };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let rec = imports::get(&app.pool, id)
-            .await
-            .map_err(|e| ApiError::database(&e))?;
+        let rec = imports::get(&app.pool, id).await?;
         let rec =
             rec.ok_or_else(|| ApiError::not_found("unknown_import", format!("no import {id}")))?;
         if rec.is_final() || tokio::time::Instant::now() >= deadline {
@@ -176,23 +173,18 @@ struct PageQuery {
 async fn get_rejected(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(p): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<RejectedPage>, ApiError> {
     let id = parse_id(&id)?;
-    if imports::get(&app.pool, id)
-        .await
-        .map_err(|e| ApiError::database(&e))?
-        .is_none()
-    {
+    let Query(p) = query?;
+    if imports::get(&app.pool, id).await?.is_none() {
         return Err(ApiError::not_found(
             "unknown_import",
             format!("no import {id}"),
         ));
     }
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = imports::rejected(&app.pool, id, p.after.unwrap_or(0), limit)
-        .await
-        .map_err(|e| ApiError::database(&e))?;
+    let rows = imports::rejected(&app.pool, id, p.after.unwrap_or(0), limit).await?;
     let next_after = if rows.len() as i64 == limit {
         rows.last().map(|r| r.id)
     } else {

@@ -162,7 +162,7 @@ impl RowLoop<'_> {
     async fn reject(&mut self, line: u64, raw: &str, reason: &str) -> Result<(), UploadFailure> {
         let rejected = self.progress.rejected.fetch_add(1, Ordering::Relaxed) + 1;
         if let Err(e) = save_rejected(self.app, self.id, line, reason, raw).await {
-            return Err(ApiError::database(&e).into());
+            return Err(ApiError::from(e).into());
         }
         if rejected > self.max_rejected {
             let message = format!(

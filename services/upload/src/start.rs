@@ -33,8 +33,7 @@ pub struct Plan {
 /// The answer the first upload under a key got, for a repeat of it.
 pub async fn replay(app: &App, id: Uuid) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let rec = imports::get(&app.pool, id)
-        .await
-        .map_err(|e| ApiError::database(&e))?
+        .await?
         .ok_or_else(|| ApiError::not_found("unknown_import", format!("no import {id}")))?;
     tracing::info!(import_id = %id, "repeated upload under its Idempotency-Key: answered as before");
     Ok((
@@ -122,7 +121,7 @@ pub async fn create(app: &App, plan: &Plan, header: &Header) -> Result<Uuid, Api
             "an import under this Idempotency-Key has just started; retry when it has ended",
         )
         .retry_after(2)),
-        Err(e) => Err(ApiError::database(&e)),
+        Err(e) => Err(e.into()),
     }
 }
 

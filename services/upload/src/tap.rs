@@ -173,4 +173,74 @@ mod tests {
         assert_eq!(quoted_fields(b"\"multi\nline\";z", b';'), vec![true, false]);
         assert_eq!(quoted_fields(b"", b','), vec![false]);
     }
+
+    /// One field as it would be written: quoted (any text, quotes doubled) or bare (no
+    /// delimiter, quote or line break).
+    fn field(delimiter: u8) -> impl proptest::strategy::Strategy<Value = (bool, Vec<u8>)> {
+        use proptest::prelude::*;
+        let any_text = proptest::collection::vec(
+            prop_oneof![
+                Just(b'"'),
+                Just(b'\n'),
+                Just(b'\r'),
+                Just(delimiter),
+                Just(b'a'),
+                any::<u8>()
+            ],
+            0..12,
+        );
+        let bare = proptest::collection::vec(any::<u8>(), 0..12).prop_map(move |mut v| {
+            v.retain(|b| ![b'"', b'\n', b'\r', delimiter].contains(b));
+            v
+        });
+        prop_oneof![
+            any_text.prop_map(|t| {
+                let mut out = vec![b'"'];
+                for b in t {
+                    out.push(b);
+                    if b == b'"' {
+                        out.push(b'"');
+                    }
+                }
+                out.push(b'"');
+                (true, out)
+            }),
+            bare.prop_map(|v| (false, v)),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The tracker reads the same fields as the csv crate, and finds the quoted ones.
+        #[test]
+        fn quoted_fields_agree_with_the_csv_crate(
+            fields in proptest::collection::vec(field(b','), 1..8),
+            semicolon in proptest::bool::ANY,
+        ) {
+            let delimiter = if semicolon { b';' } else { b',' };
+            let fields: Vec<(bool, Vec<u8>)> = fields
+                .into_iter()
+                .map(|(q, f)| if q { (q, f) } else { (q, f.into_iter().filter(|b| *b != delimiter).collect()) })
+                .collect();
+            // A record of one empty bare field is an empty line, which CSV readers skip.
+            proptest::prop_assume!(fields.len() > 1 || fields[0].0 || !fields[0].1.is_empty());
+            let mut raw = Vec::new();
+            for (i, (_, f)) in fields.iter().enumerate() {
+                if i > 0 {
+                    raw.push(delimiter);
+                }
+                raw.extend_from_slice(f);
+            }
+            raw.extend_from_slice(b"\r\n");
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .delimiter(delimiter)
+                .from_reader(&raw[..]);
+            let mut record = csv::ByteRecord::new();
+            proptest::prop_assert!(reader.read_byte_record(&mut record).unwrap());
+            let found = quoted_fields(&raw, delimiter);
+            proptest::prop_assert_eq!(found.len(), record.len(), "{:?}", String::from_utf8_lossy(&raw));
+            let expected: Vec<bool> = fields.iter().map(|(q, _)| *q).collect();
+            proptest::prop_assert_eq!(found, expected);
+        }
+    }
 }
