@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use csvbus_shared::catalog::TableName;
 use csvbus_shared::message::RowEncoder;
-use csvbus_sink::batch::{Meta, Record};
+use csvbus_sink::record::{Meta, Record};
 use csvbus_sink::writer::{write_with_retry, Batch, Settings};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::feed::SinkConsumer;
 use crate::watchdog::GroupHealth;
+use crate::{locks, topic};
 
 /// What the claimer needs.
 pub struct Claimer {
@@ -90,11 +91,6 @@ pub async fn run(c: Claimer, shutdown: CancellationToken) {
     }
 }
 
-/// A 31-bit key for `parts`, so that it reads the same as an `oid` in `pg_locks`.
-fn key(parts: &[&str]) -> i32 {
-    (xxhash_rust::xxh3::xxh3_64(parts.join("\u{0}").as_bytes()) & 0x7fff_ffff) as i32
-}
-
 /// One Postgres session and the partitions it holds.
 struct Session {
     conn: PgConnection,
@@ -115,11 +111,11 @@ impl Session {
         ] {
             sqlx::query(set).execute(&mut conn).await?;
         }
-        let members_ns = key(&["csvbus-members", &c.group_id, &c.topic]);
-        let partitions_ns = key(&["csvbus-partitions", &c.group_id, &c.topic]);
+        let members_ns = locks::key(&["csvbus-members", &c.group_id, &c.topic]);
+        let partitions_ns = locks::key(&["csvbus-partitions", &c.group_id, &c.topic]);
         loop {
-            let member = key(&[&uuid::Uuid::new_v4().to_string()]);
-            if try_lock(&mut conn, members_ns, member).await? {
+            let member = locks::key(&[&uuid::Uuid::new_v4().to_string()]);
+            if locks::try_lock(&mut conn, members_ns, member).await? {
                 tracing::info!(member, "claims session open");
                 return Ok(Self {
                     conn,
@@ -138,7 +134,7 @@ impl Session {
         let Some(index) = members.iter().position(|m| *m == self.member) else {
             return Err(ClaimError::LostMembership);
         };
-        let count = match partition_count(&c.consumer, &c.topic).await {
+        let count = match topic::partition_count(&c.consumer, &c.topic).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "no partition count this time");
@@ -154,9 +150,9 @@ impl Session {
         let surplus: Vec<i32> = self.held.difference(&wanted).copied().collect();
         if !surplus.is_empty() {
             c.consumer
-                .incremental_unassign(&tpl(&c.topic, &surplus, Offset::Invalid)?)?;
+                .incremental_unassign(&topic::tpl(&c.topic, &surplus, Offset::Invalid)?)?;
             for p in surplus.iter().copied() {
-                unlock(&mut self.conn, self.partitions_ns, p).await?;
+                locks::unlock(&mut self.conn, self.partitions_ns, p).await?;
                 self.held.remove(&p);
             }
             tracing::info!(partitions = ?surplus, members = members.len(), "let go of partitions");
@@ -164,11 +160,12 @@ impl Session {
         let mut taken = Vec::new();
         let missing: Vec<i32> = wanted.difference(&self.held).copied().collect();
         for p in missing {
-            if !try_lock(&mut self.conn, self.partitions_ns, p).await? {
+            if !locks::try_lock(&mut self.conn, self.partitions_ns, p).await? {
                 continue; // Its previous holder has not let go yet: next look.
             }
             let at = self.stored(c, p).await?;
-            c.consumer.incremental_assign(&tpl(&c.topic, &[p], at)?)?;
+            c.consumer
+                .incremental_assign(&topic::tpl(&c.topic, &[p], at)?)?;
             self.held.insert(p);
             taken.push(p);
         }
@@ -191,7 +188,7 @@ impl Session {
             return;
         }
         let consumer = c.consumer.clone();
-        let Ok(list) = tpl(&c.topic, &held, Offset::Invalid) else {
+        let Ok(list) = topic::tpl(&c.topic, &held, Offset::Invalid) else {
             return;
         };
         let committed = tokio::task::spawn_blocking(move || {
@@ -233,16 +230,7 @@ impl Session {
 
     /// The live members' keys, sorted.
     async fn members(&mut self) -> Result<Vec<i32>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT objid::bigint::int FROM pg_locks
-              WHERE locktype = 'advisory' AND granted AND objsubid = 2
-                AND classid = $1::int::oid
-                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              ORDER BY 1",
-        )
-        .bind(self.members_ns)
-        .fetch_all(&mut self.conn)
-        .await
+        locks::holders(&mut self.conn, self.members_ns).await
     }
 
     /// Where fetching of `partition` starts: the position stored in Postgres.
@@ -262,7 +250,7 @@ impl Session {
         // A position past the log's end was left by an earlier incarnation of the topic (see
         // [`crate::stale`]); not every broker answers such a fetch with "out of range", so start
         // from the beginning and let the writer find it stale.
-        match high_watermark(&c.consumer, &c.topic, partition).await {
+        match topic::high_watermark(&c.consumer, &c.topic, partition).await {
             Some(high) if next > high => Ok(Offset::Beginning),
             _ => Ok(Offset::Offset(next)),
         }
@@ -274,7 +262,7 @@ impl Session {
         if held.is_empty() {
             return;
         }
-        match tpl(&c.topic, &held, Offset::Invalid) {
+        match topic::tpl(&c.topic, &held, Offset::Invalid) {
             Ok(list) => {
                 if let Err(e) = c.consumer.incremental_unassign(&list) {
                     tracing::warn!(error = %e, "unassigning the held partitions failed");
@@ -282,79 +270,5 @@ impl Session {
             }
             Err(e) => tracing::warn!(error = %e, "unassigning the held partitions failed"),
         }
-    }
-}
-
-async fn try_lock(conn: &mut PgConnection, ns: i32, k: i32) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-        .bind(ns)
-        .bind(k)
-        .fetch_one(&mut *conn)
-        .await
-}
-
-async fn unlock(conn: &mut PgConnection, ns: i32, k: i32) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-        .bind(ns)
-        .bind(k)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-fn tpl(
-    topic: &str,
-    partitions: &[i32],
-    offset: Offset,
-) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
-    let mut list = TopicPartitionList::new();
-    for p in partitions {
-        list.add_partition_offset(topic, *p, offset)?;
-    }
-    Ok(list)
-}
-
-/// The partition's high watermark, if the brokers answer.
-async fn high_watermark(consumer: &Arc<SinkConsumer>, topic: &str, partition: i32) -> Option<i64> {
-    let (consumer, topic) = (consumer.clone(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        consumer
-            .fetch_watermarks(&topic, partition, Duration::from_secs(2))
-            .ok()
-            .map(|(_, high)| high)
-    })
-    .await
-    .ok()
-    .flatten()
-}
-
-/// The topic's partition count, from the brokers.
-async fn partition_count(consumer: &Arc<SinkConsumer>, topic: &str) -> Result<i32, ClaimError> {
-    let (consumer, topic) = (consumer.clone(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(2))?;
-        Ok(md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len() as i32))
-    })
-    .await
-    .unwrap_or(Ok(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_31_bit_and_differ_by_group_and_topic() {
-        let a = key(&["csvbus-members", "g", "t"]);
-        assert!(a >= 0);
-        assert_eq!(a, key(&["csvbus-members", "g", "t"]));
-        assert_ne!(a, key(&["csvbus-members", "g2", "t"]));
-        assert_ne!(a, key(&["csvbus-partitions", "g", "t"]));
-        // The separator keeps ("ab", "c") apart from ("a", "bc").
-        assert_ne!(key(&["ab", "c"]), key(&["a", "bc"]));
     }
 }

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use csvbus_shared::message::Row;
 
-use crate::batch::Record;
+use crate::record::Record;
 
 /// A batch's values as COPY CSV fields (no line ending), with each value's column names.
 #[derive(Debug, Default)]

@@ -21,9 +21,9 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::Record;
 use crate::config::SinkConfig;
 use crate::feed::SinkConsumer;
+use crate::record::Record;
 use crate::writer::{write_with_retry, Batch, Outcome, Settings};
 
 /// Batches of one partition in flight at once, at most.

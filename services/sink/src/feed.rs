@@ -15,8 +15,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use tokio::sync::mpsc;
 
-use crate::batch::Record;
 use crate::lag::LagContext;
+use crate::record::Record;
 
 /// The sink's consumer: reports lag through its context.
 pub type SinkConsumer = BaseConsumer<LagContext>;

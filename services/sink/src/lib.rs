@@ -31,9 +31,12 @@ pub mod feed;
 pub mod finalize;
 pub mod http;
 pub mod lag;
+pub mod locks;
 pub mod offsets;
+pub mod record;
 pub mod stale;
 pub mod targets;
+pub mod topic;
 pub mod watchdog;
 pub mod writer;
 

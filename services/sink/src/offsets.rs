@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::batch::Record;
+use crate::record::Record;
 use crate::stale::positions_are_stale;
 
 /// Which partition of which group.

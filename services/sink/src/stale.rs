@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::batch::Record;
+use crate::record::Record;
 
 /// Whether `skipped` (records below the stored position) include one that cannot have been
 /// written under the position stored at `position_updated`.

@@ -9,7 +9,8 @@ use csvbus_shared::modes::{staging_table, ImportMode};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::batch::{Record, Target};
+use crate::batch::Target;
+use crate::record::Record;
 
 #[derive(sqlx::FromRow)]
 struct Known {

@@ -20,10 +20,11 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::batch::{sort, Dead, Record, Reject};
+use crate::batch::{sort, Dead, Reject};
 use crate::copy::{copy_group, describe, Mode};
 use crate::decode::Decoded;
 use crate::offsets::{self, Key, Start};
+use crate::record::Record;
 use crate::targets;
 
 /// What one committed batch did.
