@@ -52,6 +52,10 @@ struct Args {
     brokers: String,
     #[arg(long, default_value_t = 4)]
     partitions: i32,
+    /// Scale-out check: the rows on a topic of this many partitions, written by 1 and by 2
+    /// sink processes of one group (one run each). 0 skips it.
+    #[arg(long, default_value_t = 8)]
+    scale_out_partitions: i32,
 }
 
 #[tokio::main]
@@ -153,6 +157,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    let (one_sink, two_sinks) = scale_out(&b, args.scale_out_partitions).await?;
+
     let mut memory = vec![rss_upload.clone(), rss_e2e, rss_sink.clone()];
     let mut checks = Vec::new();
     let small = rss_upload.max();
@@ -244,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
         sink_peak <= 128.0 * 1048576.0,
     ));
 
-    let ratios = vec![
+    let mut ratios = vec![
         Ratio::of_times("upload / raw producer", &upload, &raw, 0.5),
         Ratio::of_times("sink / direct COPY", &sink, &copy, 0.8),
         Ratio::of_times("end to end / direct COPY", &e2e, &copy, 0.5),
@@ -280,8 +286,19 @@ async fn main() -> anyhow::Result<()> {
             0.8,
         ),
     ];
+    if let (Some(one), Some(two)) = (&one_sink, &two_sinks) {
+        ratios.push(Ratio::of_times(
+            &format!(
+                "(scale-out) 2 sink replicas / 1 replica, {} partitions",
+                args.scale_out_partitions
+            ),
+            two,
+            one,
+            1.0,
+        ));
+    }
     let header = machine(&args.brokers);
-    let times = vec![
+    let mut times = vec![
         upload,
         raw,
         sink,
@@ -295,6 +312,7 @@ async fn main() -> anyhow::Result<()> {
         consumer_first,
         batch_consumer,
     ];
+    times.extend(one_sink.into_iter().chain(two_sinks));
     let md = report::markdown(&header, rows, bytes, &times, &memory, &ratios, &checks);
     println!("\n{md}");
     let stamp = chrono_stamp();
@@ -315,6 +333,32 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(args.out.join("latest.md"), &md)?;
     say(&format!("results: {}.{{md,json}}", base.display()));
     Ok(())
+}
+
+/// The rows on a topic of `partitions` partitions, written by 1 and then by 2 sink processes of
+/// one group (on 2 cores this shows the overhead of a second replica, not a speed-up).
+async fn scale_out(
+    b: &measure::Bench,
+    partitions: i32,
+) -> anyhow::Result<(Option<Series>, Option<Series>)> {
+    if partitions <= 0 {
+        return Ok((None, None));
+    }
+    let wide = b.with_partitions(partitions);
+    say(&format!("scale-out: upload to {partitions} partitions"));
+    let up = wide.upload().await?;
+    let mut series = Vec::new();
+    for replicas in [1, 2] {
+        say(&format!("scale-out: {replicas} sink replica(s)"));
+        let mut s = Series::new(
+            &format!("sink, {partitions} partitions, {replicas} replica(s) (scale-out)"),
+            "s",
+        );
+        s.runs.push(wide.sinks(&up, replicas).await?.0);
+        series.push(s);
+    }
+    let two = series.pop();
+    Ok((series.pop(), two))
 }
 
 fn say(s: &str) {

@@ -131,28 +131,50 @@ impl Bench {
     }
 
     /// The sink, started fresh on the topic of `up`, from its start to the import's last row
-    /// committed.
+    /// committed; (seconds, seconds to the first commit, peak RSS).
     pub async fn sink(&self, up: &Uploaded) -> anyhow::Result<(f64, f64, u64)> {
+        self.sinks(up, 1).await
+    }
+
+    /// `replicas` sink processes of one group started together on the topic of `up`, from
+    /// their start to the import's last row committed; (seconds, seconds to the first commit,
+    /// the largest peak RSS).
+    pub async fn sinks(&self, up: &Uploaded, replicas: usize) -> anyhow::Result<(f64, f64, u64)> {
         self.reset_table().await?;
         sqlx::query("UPDATE csvbus.imports SET rows_written = 0, rows_write_rejected = 0, status = 'produced', finished_at = NULL WHERE id = $1::uuid")
             .bind(&up.import_id)
             .execute(&self.pool)
             .await?;
+        let env = self.env(&up.topic, &unique("g"));
         let started = Instant::now();
-        let sink = Proc::start(
-            "csvbus-sink",
-            "CSVBUS_SINK_ADDR",
-            &self.env(&up.topic, &unique("g")),
-            false,
-        )
-        .await?;
+        let mut sinks = Vec::new();
+        for _ in 0..replicas {
+            sinks.push(Proc::start("csvbus-sink", "CSVBUS_SINK_ADDR", &env, false).await?);
+        }
         let first = self
             .wait_written(&up.import_id, started, Duration::from_secs(1800))
             .await?;
         let secs = started.elapsed().as_secs_f64();
-        let peak = sink.peak_rss()?;
-        sink.stop().await?;
+        let mut peak = 0;
+        for sink in sinks {
+            peak = peak.max(sink.peak_rss()?);
+            sink.stop().await?;
+        }
         Ok((secs, first, peak))
+    }
+
+    /// The same bench on topics of `partitions` partitions.
+    pub fn with_partitions(&self, partitions: i32) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            database_url: self.database_url.clone(),
+            brokers: self.brokers.clone(),
+            partitions,
+            table: self.table.clone(),
+            ddl: self.ddl.clone(),
+            file: self.file.clone(),
+            rows: self.rows,
+        }
     }
 
     /// A diagnostic, not a target: a minimal consumer reading the topic of `up` from a fresh

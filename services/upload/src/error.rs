@@ -75,6 +75,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::rows::HeaderError> for ApiError {
+    fn from(e: crate::rows::HeaderError) -> Self {
+        Self::unprocessable(e.code(), e.to_string()).at_line(1)
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         Self::database(&e)

@@ -22,18 +22,15 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::body::{self, Encoding};
-use crate::checkpoint::Ledger;
 use crate::checks::{check_headers, parse_delimiter, parse_mode, resolve_conflict, resolve_table};
 use crate::error::ApiError;
-use crate::failures::produce_error;
+use crate::failures::UploadFailure;
 use crate::idempotency::{self, Claim};
 use crate::parse::Records;
-use crate::produce::{InFlight, ProduceError};
 use crate::progress::{Progress, ProgressGuard};
-use crate::route::Route;
-use crate::row_loop::RowLoop;
+use crate::row_loop::produce_all;
 use crate::rows::ValueOptions;
-use crate::start::{create, read_checked_header, replay, route_columns, Plan};
+use crate::start::{create, read_checked_header, replay, Plan};
 use crate::App;
 
 /// `max_rejected` when the query gives none.
@@ -159,7 +156,6 @@ async fn run_upload(
     body: Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let cfg = &app.config;
-    let (generation, producer) = app.producer();
     let bytes_read = Arc::new(AtomicU64::new(0));
     let input = body::reader(body, encoding, &cfg.body_limits(), bytes_read.clone());
     let mut records = Records::new(
@@ -201,41 +197,19 @@ async fn run_upload(
         "upload started"
     );
 
-    let mut rows = RowLoop {
-        app: &app,
-        id,
-        id_text: id.to_string(),
-        table_text: plan.table.0.to_string(),
-        max_rejected: plan.q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED),
-        opts: &plan.opts,
-        header: &header,
-        progress: &progress,
-        inflight: InFlight::new(
-            producer,
-            cfg.common.topic.clone(),
-            app.inflight.clone(),
-            cfg.inflight_bytes_per_upload,
-            Ledger::new(start.acked),
-        ),
-        route: Route::new(route_columns(&plan, &header), plan.partitions, id),
-        resume: plan.resume.as_ref().map(|r| r.counters.acked),
-        digest: 0,
-        start_rows: start.rows_produced as u64,
-    };
-    let outcome = rows.run(&mut records).await;
-    // Whatever happened, rows already sent are waited for so the record says how far it got.
-    let drained = tokio::time::timeout(cfg.delivery_timeout * 2, rows.inflight.drain()).await;
-    progress.produced.store(rows.produced(), Ordering::Relaxed);
-    progress.set_checkpoint(rows.inflight.ledger.at);
-    if rows.inflight.producer_broken() {
-        app.renew_producer(generation);
-    }
-    let outcome = match (outcome, drained) {
-        (Err(e), _) => Err(e),
-        (Ok(()), Ok(Err(e))) => Err(produce_error(e)),
-        (Ok(()), Err(_)) => Err(produce_error(ProduceError::Cancelled)),
-        (Ok(()), Ok(Ok(()))) => Ok(()),
-    };
+    let outcome = produce_all(&app, &plan, &header, &progress, &mut records, id, &start).await;
+    conclude(&mut guard, &plan, id, &progress, outcome).await
+}
+
+/// Saves how the upload ended and answers: `202` with the counters once every row is on the
+/// broker, the failure's answer otherwise.
+async fn conclude(
+    guard: &mut ProgressGuard,
+    plan: &Plan,
+    id: Uuid,
+    progress: &Progress,
+    outcome: Result<(), UploadFailure>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let counters = progress.snapshot();
     let (final_status, error) = match &outcome {
         Ok(()) => (ImportStatus::Produced, None),
@@ -265,7 +239,7 @@ async fn run_upload(
         StatusCode::ACCEPTED,
         Json(Accepted {
             import_id: id,
-            table: rows.table_text,
+            table: plan.table.0.to_string(),
             status: final_status,
             mode: plan.mode,
             rows_produced: counters.rows_produced as u64,

@@ -5,18 +5,71 @@
 use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
-use csvbus_shared::imports::{self, Checkpoint};
+use csvbus_shared::imports::{self, Checkpoint, UploadCounters};
 use uuid::Uuid;
 
+use crate::checkpoint::Ledger;
 use crate::error::ApiError;
 use crate::failures::{produce_error, read_error, UploadFailure};
 use crate::idempotency::mismatch;
+use crate::ingest::DEFAULT_MAX_REJECTED;
 use crate::parse::{Records, Span};
-use crate::produce::{row_headers, InFlight, Row};
+use crate::produce::{row_headers, InFlight, ProduceError, Row};
 use crate::progress::Progress;
 use crate::route::Route;
 use crate::rows::{Header, ValueOptions};
+use crate::start::{route_columns, Plan};
 use crate::App;
+
+/// Produces every record after the header of import `id` (resumed from `start`), then waits
+/// (up to twice the delivery timeout) for what was sent, so that the progress says how far it
+/// got whatever happened; renews the service's producer when it broke.
+pub(crate) async fn produce_all(
+    app: &App,
+    plan: &Plan,
+    header: &Header,
+    progress: &Progress,
+    records: &mut Records<Input>,
+    id: Uuid,
+    start: &UploadCounters,
+) -> Result<(), UploadFailure> {
+    let cfg = &app.config;
+    let (generation, producer) = app.producer();
+    let mut rows = RowLoop {
+        app,
+        id,
+        id_text: id.to_string(),
+        table_text: plan.table.0.to_string(),
+        max_rejected: plan.q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED),
+        opts: &plan.opts,
+        header,
+        progress,
+        inflight: InFlight::new(
+            producer,
+            cfg.common.topic.clone(),
+            app.inflight.clone(),
+            cfg.inflight_bytes_per_upload,
+            Ledger::new(start.acked),
+        ),
+        route: Route::new(route_columns(plan, header), plan.partitions, id),
+        resume: plan.resume.as_ref().map(|r| r.counters.acked),
+        digest: 0,
+        start_rows: start.rows_produced as u64,
+    };
+    let outcome = rows.run(records).await;
+    let drained = tokio::time::timeout(cfg.delivery_timeout * 2, rows.inflight.drain()).await;
+    progress.produced.store(rows.produced(), Ordering::Relaxed);
+    progress.set_checkpoint(rows.inflight.ledger.at);
+    if rows.inflight.producer_broken() {
+        app.renew_producer(generation);
+    }
+    match (outcome, drained) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Ok(Err(e))) => Err(produce_error(e)),
+        (Ok(()), Err(_)) => Err(produce_error(ProduceError::Cancelled)),
+        (Ok(()), Ok(Ok(()))) => Ok(()),
+    }
+}
 
 /// Longest raw text kept for a rejected row.
 const RAW_LIMIT: usize = 4096;

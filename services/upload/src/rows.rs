@@ -7,8 +7,6 @@ use csv_async::ByteRecord;
 use csvbus_shared::catalog::Column;
 use csvbus_shared::message::RowEncoder;
 
-use crate::error::ApiError;
-
 /// How to read the values of an upload (query options).
 #[derive(Debug, Clone)]
 pub struct ValueOptions {
@@ -25,22 +23,71 @@ pub struct Header {
     encoder: RowEncoder,
 }
 
+/// Why a header record is refused (always at line 1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("header field {0} is not valid UTF-8")]
+    NotUtf8(usize),
+    #[error("the first record must name the columns")]
+    Empty,
+    #[error("column {0:?} appears twice in the header")]
+    Duplicate(String),
+    #[error("the table has no column {0:?}")]
+    UnknownColumn(String),
+    #[error("column {0:?} is generated and cannot be written")]
+    Generated(String),
+    #[error("NOT NULL column(s) without a default missing from the header: {}", .0.join(", "))]
+    MissingColumns(Vec<String>),
+    #[error("key column {0:?} is not in the header")]
+    UnknownKey(String),
+}
+
+impl HeaderError {
+    /// The API's error code for it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotUtf8(_) => "invalid_header",
+            Self::Empty => "missing_header",
+            Self::Duplicate(_) => "duplicate_column",
+            Self::UnknownColumn(_) => "unknown_column",
+            Self::Generated(_) => "generated_column",
+            Self::MissingColumns(_) => "missing_column",
+            Self::UnknownKey(_) => "unknown_key_column",
+        }
+    }
+}
+
 /// Checks the header record against the table: every name is a writable column, none repeats,
 /// every NOT NULL column without a default is present, the key column is one of them.
 pub fn check_header(
     record: &ByteRecord,
     table: &[Column],
     key: Option<&str>,
-) -> Result<Header, ApiError> {
+) -> Result<Header, HeaderError> {
+    let columns = names(record)?;
+    check_columns(&columns, table)?;
+    let key_index = match key {
+        None => None,
+        Some(k) => Some(
+            columns
+                .iter()
+                .position(|c| c == k)
+                .ok_or_else(|| HeaderError::UnknownKey(k.to_owned()))?,
+        ),
+    };
+    let encoder = RowEncoder::new(&columns);
+    Ok(Header {
+        columns,
+        key_index,
+        encoder,
+    })
+}
+
+/// The header's names (a byte-order mark before the first dropped).
+fn names(record: &ByteRecord) -> Result<Vec<String>, HeaderError> {
     let mut columns = Vec::with_capacity(record.len());
     for (i, raw) in record.iter().enumerate() {
-        let name = std::str::from_utf8(raw).map_err(|_| {
-            ApiError::unprocessable(
-                "invalid_header",
-                format!("header field {} is not valid UTF-8", i + 1),
-            )
-            .at_line(1)
-        })?;
+        let name = std::str::from_utf8(raw).map_err(|_| HeaderError::NotUtf8(i + 1))?;
         let name = if i == 0 {
             name.trim_start_matches('\u{feff}')
         } else {
@@ -49,70 +96,34 @@ pub fn check_header(
         columns.push(name.to_owned());
     }
     if columns.is_empty() || (columns.len() == 1 && columns[0].is_empty()) {
-        return Err(ApiError::unprocessable(
-            "missing_header",
-            "the first record must name the columns",
-        )
-        .at_line(1));
+        return Err(HeaderError::Empty);
     }
+    Ok(columns)
+}
+
+/// Each name once, each a writable column of `table`, and no required column left out.
+fn check_columns(columns: &[String], table: &[Column]) -> Result<(), HeaderError> {
     let mut seen = HashSet::new();
-    for name in &columns {
+    for name in columns {
         if !seen.insert(name.as_str()) {
-            return Err(ApiError::unprocessable(
-                "duplicate_column",
-                format!("column {name:?} appears twice in the header"),
-            )
-            .at_line(1));
+            return Err(HeaderError::Duplicate(name.clone()));
         }
         match table.iter().find(|c| &c.name == name) {
-            None => {
-                return Err(ApiError::unprocessable(
-                    "unknown_column",
-                    format!("the table has no column {name:?}"),
-                )
-                .at_line(1));
-            }
-            Some(c) if c.generated => {
-                return Err(ApiError::unprocessable(
-                    "generated_column",
-                    format!("column {name:?} is generated and cannot be written"),
-                )
-                .at_line(1));
-            }
+            None => return Err(HeaderError::UnknownColumn(name.clone())),
+            Some(c) if c.generated => return Err(HeaderError::Generated(name.clone())),
             Some(_) => {}
         }
     }
-    let missing: Vec<&str> = table
+    let missing: Vec<String> = table
         .iter()
         .filter(|c| c.not_null && !c.has_default && !seen.contains(c.name.as_str()))
-        .map(|c| c.name.as_str())
+        .map(|c| c.name.clone())
         .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::unprocessable(
-            "missing_column",
-            format!(
-                "NOT NULL column(s) without a default missing from the header: {}",
-                missing.join(", ")
-            ),
-        )
-        .at_line(1));
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(HeaderError::MissingColumns(missing))
     }
-    let key_index = match key {
-        None => None,
-        Some(k) => Some(columns.iter().position(|c| c == k).ok_or_else(|| {
-            ApiError::unprocessable(
-                "unknown_key_column",
-                format!("key column {k:?} is not in the header"),
-            )
-            .at_line(1)
-        })?),
-    };
-    let encoder = RowEncoder::new(&columns);
-    Ok(Header {
-        columns,
-        key_index,
-        encoder,
-    })
 }
 
 impl Header {
@@ -190,14 +201,17 @@ mod tests {
             col("ts", true, true),
         ];
         let e = check_header(&rec(&["id", "nope"]), &table, None).unwrap_err();
-        assert_eq!(e.code, "unknown_column");
+        assert_eq!(e, HeaderError::UnknownColumn("nope".into()));
+        assert_eq!(e.code(), "unknown_column");
         let e = check_header(&rec(&["id", "id"]), &table, None).unwrap_err();
-        assert_eq!(e.code, "duplicate_column");
+        assert_eq!(e.code(), "duplicate_column");
         let e = check_header(&rec(&["name"]), &table, None).unwrap_err();
-        assert_eq!(e.code, "missing_column");
-        assert!(e.message.contains("id"));
+        assert_eq!(e, HeaderError::MissingColumns(vec!["id".into()]));
+        assert!(e.to_string().contains("id"));
         let e = check_header(&rec(&["id"]), &table, Some("name")).unwrap_err();
-        assert_eq!(e.code, "unknown_key_column");
+        assert_eq!(e.code(), "unknown_key_column");
+        let e = check_header(&rec(&[""]), &table, None).unwrap_err();
+        assert_eq!(e.code(), "missing_header");
         let h = check_header(&rec(&["\u{feff}id", "name"]), &table, Some("name")).unwrap();
         assert_eq!(h.columns, ["id", "name"]);
         assert_eq!(h.key_index, Some(1));
