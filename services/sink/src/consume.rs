@@ -167,12 +167,25 @@ pub async fn run(
         }
     }
 
+    write_what_is_held(&ctx, feed, &mut parts, tasks, held, &hard_stop).await;
+}
+
+/// At shutdown: writes the records held (within `CSVBUS_SHUTDOWN_GRACE_MS`; then the
+/// writes in flight are cancelled and commit nothing), then stops fetching.
+async fn write_what_is_held(
+    ctx: &Ctx<'_>,
+    feed: Feed,
+    parts: &mut HashMap<i32, Partition>,
+    mut tasks: JoinSet<Done>,
+    mut held: Held,
+    hard_stop: &CancellationToken,
+) {
     tracing::info!(
         held = held.records,
         writing = tasks.len(),
         "sink stopping: writing what it holds"
     );
-    let grace = config.shutdown_grace;
+    let grace = ctx.config.shutdown_grace;
     let stopper = hard_stop.clone();
     tokio::spawn(async move {
         tokio::time::sleep(grace).await;
@@ -181,11 +194,11 @@ pub async fn run(
     loop {
         for (id, p) in parts.iter_mut() {
             if p.has_room() && !p.buf.is_empty() {
-                dispatch(&ctx, &mut tasks, *id, p);
+                dispatch(ctx, &mut tasks, *id, p);
             }
         }
         match tasks.join_next().await {
-            Some(done) => held.release(finished(&feed.consumer, &ctx, &mut parts, done).1),
+            Some(done) => held.release(finished(&feed.consumer, ctx, parts, done).1),
             None => break,
         }
     }
