@@ -11,15 +11,14 @@
 
 use std::time::Duration;
 
-use csvbus_shared::catalog::{quote_ident, TableName};
-use csvbus_shared::failure::{classify, Failure};
+use csvbus_shared::catalog::TableName;
 use csvbus_shared::imports::{self, Stage};
-use csvbus_shared::modes::{drop_staging, staging_table, ImportMode, LINE_COLUMN};
+use csvbus_shared::modes::drop_staging;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::copy::describe;
+use crate::move_rows::{insert_all, Import, Refused};
 
 /// Looks for complete imports every `every` and moves them, until `stop`.
 pub async fn run(pool: PgPool, every: Duration, timeout: Duration, stop: CancellationToken) {
@@ -54,23 +53,6 @@ pub async fn run(pool: PgPool, every: Duration, timeout: Duration, stop: Cancell
             }
         }
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct Import {
-    target_schema: String,
-    target_table: String,
-    columns: Vec<String>,
-    mode: ImportMode,
-    max_rejected: i64,
-    rejected_before: i64,
-}
-
-/// A staged row the target refused.
-struct Refused {
-    line: i64,
-    reason: String,
-    fields: Option<serde_json::Value>,
 }
 
 /// Moves one import if it is still complete and not moved; errors roll everything back.
@@ -127,131 +109,6 @@ async fn move_import(pool: &PgPool, id: Uuid, timeout: Duration) -> Result<(), s
     tx.commit().await?;
     tracing::info!(import_id = %id, table = %table, rows = written, rejected = refused.len(), mode = imp.mode.as_str(), "import moved into its table");
     Ok(())
-}
-
-type Moved = Result<(u64, Vec<Refused>), (Vec<Refused>, String)>;
-
-/// Empties the target (replace) and inserts the staged rows, bisecting refused ones. `Err` when
-/// more than `allowed` rows are refused, or the target refuses the import as a whole.
-async fn insert_all(
-    conn: &mut PgConnection,
-    id: Uuid,
-    table: &TableName,
-    imp: &Import,
-    allowed: i64,
-) -> Result<Moved, sqlx::Error> {
-    let stage = staging_table(id);
-    if imp.mode == ImportMode::Replace {
-        sqlx::query(&format!("DELETE FROM {}", table.quoted()))
-            .execute(&mut *conn)
-            .await?;
-    }
-    let cols = imp
-        .columns
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let insert = format!(
-        "INSERT INTO {} ({cols}) SELECT {cols} FROM {stage}
-          WHERE {LINE_COLUMN} BETWEEN $1 AND $2 ORDER BY {LINE_COLUMN}",
-        table.quoted()
-    );
-    let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
-        "SELECT min({LINE_COLUMN}), max({LINE_COLUMN}) FROM {stage}"
-    ))
-    .fetch_one(&mut *conn)
-    .await?;
-    let (Some(lo), Some(hi)) = (lo, hi) else {
-        return Ok(Ok((0, vec![])));
-    };
-    let mut written = 0;
-    let mut refused = Vec::new();
-    let mut indexed = false;
-    // Line ranges still to insert, popped in file order.
-    let mut todo = vec![(lo, hi)];
-    while let Some((a, b)) = todo.pop() {
-        sqlx::query("SAVEPOINT csvbus_move")
-            .execute(&mut *conn)
-            .await?;
-        let e = match sqlx::query(&insert)
-            .bind(a)
-            .bind(b)
-            .execute(&mut *conn)
-            .await
-        {
-            Ok(r) => {
-                written += r.rows_affected();
-                sqlx::query("RELEASE SAVEPOINT csvbus_move")
-                    .execute(&mut *conn)
-                    .await?;
-                continue;
-            }
-            Err(e) => e,
-        };
-        match classify(&e) {
-            Failure::Rows => {}
-            Failure::Group => return Ok(Err((refused, describe(&e)))),
-            Failure::Outage | Failure::Unknown => return Err(e),
-        }
-        sqlx::query("ROLLBACK TO SAVEPOINT csvbus_move")
-            .execute(&mut *conn)
-            .await?;
-        if !indexed {
-            // Bisection looks rows up by line: worth an index from the first refusal on.
-            sqlx::query(&format!("CREATE INDEX ON {stage} ({LINE_COLUMN})"))
-                .execute(&mut *conn)
-                .await?;
-            indexed = true;
-        }
-        let lines: Vec<i64> = sqlx::query_scalar(&format!(
-            "SELECT {LINE_COLUMN} FROM {stage} WHERE {LINE_COLUMN} BETWEEN $1 AND $2 LIMIT 2"
-        ))
-        .bind(a)
-        .bind(b)
-        .fetch_all(&mut *conn)
-        .await?;
-        match lines.as_slice() {
-            [] => {}
-            [line] => {
-                refused.push(refused_row(conn, &stage, *line, describe(&e)).await?);
-                if refused.len() as i64 > allowed {
-                    let why = format!(
-                        "{} rows were refused by {table} when the import was moved in, more than max_rejected={} allows; nothing was written. Last: {}",
-                        refused.len() as i64 + imp.rejected_before,
-                        imp.max_rejected,
-                        describe(&e)
-                    );
-                    return Ok(Err((refused, why)));
-                }
-            }
-            _ => {
-                let mid = a + (b - a) / 2;
-                todo.push((mid + 1, b));
-                todo.push((a, mid));
-            }
-        }
-    }
-    Ok(Ok((written, refused)))
-}
-
-async fn refused_row(
-    conn: &mut PgConnection,
-    stage: &str,
-    line: i64,
-    reason: String,
-) -> Result<Refused, sqlx::Error> {
-    let fields: Option<serde_json::Value> = sqlx::query_scalar(&format!(
-        "SELECT to_jsonb(s) - '{LINE_COLUMN}' FROM {stage} s WHERE {LINE_COLUMN} = $1"
-    ))
-    .bind(line)
-    .fetch_optional(conn)
-    .await?;
-    Ok(Refused {
-        line,
-        reason,
-        fields,
-    })
 }
 
 async fn store_refused(conn: &mut PgConnection, id: Uuid, r: &Refused) -> Result<(), sqlx::Error> {

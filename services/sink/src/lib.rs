@@ -32,6 +32,7 @@ pub mod finalize;
 pub mod http;
 pub mod lag;
 pub mod locks;
+pub mod move_rows;
 pub mod offsets;
 pub mod record;
 pub mod stale;
