@@ -27,18 +27,31 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/imports", post(create_import))
         .route("/imports/{id}", get(get_import))
         .route("/imports/{id}/rejected", get(get_rejected))
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(app.clone(), require_key));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::not_found("not_found", "no such route; the API is under /v1/imports")
+        })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             app.config.request_timeout,
         ))
         .with_state(app)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
 }
 
 async fn require_key(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {

@@ -1,0 +1,227 @@
+//! Every route's error answers, through the router itself (`tower::ServiceExt::oneshot`, no
+//! socket) on a real database and broker: each is the JSON error shape `{error, message}` with
+//! the status and code the README lists.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use csvbus_tests::{env, unique, TestDb};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const TABLE: &str = "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL)";
+
+async fn app(keys: Option<&str>) -> (TestDb, Arc<csvbus_upload::App>) {
+    let db = TestDb::new().await;
+    db.exec(TABLE).await;
+    let mut e = env(&db, &unique("routes"));
+    if let Some(k) = keys {
+        e.set("CSVBUS_API_KEYS", k);
+    }
+    let config = csvbus_upload::UploadConfig::from_env(&e).unwrap();
+    let app = csvbus_upload::App::connect(config, &CancellationToken::new())
+        .await
+        .unwrap();
+    (db, app)
+}
+
+/// Sends one request through a fresh router: (status, JSON body or `null`).
+async fn call(app: &Arc<csvbus_upload::App>, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = csvbus_upload::routes::router(app.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let mut bytes = Vec::new();
+    let mut stream = resp.into_body().into_data_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn req(method: Method, uri: &str, body: &'static str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "text/csv")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_its_errors_as_json() {
+    let (_db, app) = app(None).await;
+    let id = uuid::Uuid::new_v4();
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        // POST /v1/imports
+        (
+            req(Method::POST, "/v1/imports", "id\n1\n"),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            req(
+                Method::POST,
+                "/v1/imports?table=people&max_rejected=x",
+                "id\n",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            req(Method::POST, "/v1/imports?table=nope", "id\n1\n"),
+            StatusCode::NOT_FOUND,
+            "unknown_table",
+        ),
+        (
+            req(Method::POST, "/v1/imports?table=people&mode=merge", "id\n"),
+            StatusCode::BAD_REQUEST,
+            "invalid_mode",
+        ),
+        (
+            req(
+                Method::POST,
+                "/v1/imports?table=people&delimiter=ab",
+                "id\n",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_delimiter",
+        ),
+        (
+            req(Method::POST, "/v1/imports?table=people", ""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_header",
+        ),
+        (
+            req(Method::POST, "/v1/imports?table=people", "id,nope\n1,2\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_column",
+        ),
+        (
+            req(Method::POST, "/v1/imports?table=people", "id\n1\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_column",
+        ),
+        (
+            Request::builder()
+                .method(Method::POST)
+                .uri("/v1/imports?table=people")
+                .header("content-type", "text/csv")
+                .header("content-encoding", "br")
+                .body(Body::from("id,name\n1,a\n"))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+        ),
+        (
+            Request::builder()
+                .method(Method::POST)
+                .uri("/v1/imports?table=people")
+                .header("content-type", "text/csv")
+                .header("idempotency-key", "with space")
+                .body(Body::from("id,name\n1,a\n"))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+        ),
+        // GET /v1/imports/{id}
+        (
+            req(Method::GET, "/v1/imports/not-a-uuid", ""),
+            StatusCode::NOT_FOUND,
+            "unknown_import",
+        ),
+        (
+            req(Method::GET, &format!("/v1/imports/{id}"), ""),
+            StatusCode::NOT_FOUND,
+            "unknown_import",
+        ),
+        (
+            req(Method::GET, &format!("/v1/imports/{id}?wait=soon"), ""),
+            StatusCode::BAD_REQUEST,
+            "invalid_wait",
+        ),
+        // GET /v1/imports/{id}/rejected
+        (
+            req(Method::GET, &format!("/v1/imports/{id}/rejected"), ""),
+            StatusCode::NOT_FOUND,
+            "unknown_import",
+        ),
+        (
+            req(
+                Method::GET,
+                &format!("/v1/imports/{id}/rejected?limit=many"),
+                "",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        // No such route, or not this method.
+        (
+            req(Method::GET, "/v2/imports", ""),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            req(Method::GET, "/v1/imports", ""),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (got, body) = call(&app, request).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(body["error"], code, "{what}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
+    }
+    // The routes without errors of their own answer.
+    let (status, _) = call(&app, req(Method::GET, "/healthz", "")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&app, req(Method::GET, "/readyz", "")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_keys_configured_every_api_route_asks_for_one() {
+    let (_db, app) = app(Some("k1,k2")).await;
+    let id = uuid::Uuid::new_v4();
+    for (method, uri) in [
+        (Method::POST, "/v1/imports?table=people".to_owned()),
+        (Method::GET, format!("/v1/imports/{id}")),
+        (Method::GET, format!("/v1/imports/{id}/rejected")),
+    ] {
+        let (status, body) = call(&app, req(method.clone(), &uri, "id,name\n1,a\n")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
+        assert_eq!(body["error"], "unauthorized");
+        let wrong = Request::builder()
+            .method(method.clone())
+            .uri(&uri)
+            .header("authorization", "Bearer k3")
+            .body(Body::from("id,name\n1,a\n"))
+            .unwrap();
+        assert_eq!(call(&app, wrong).await.0, StatusCode::UNAUTHORIZED);
+    }
+    // The right key passes the check (and meets the route's own answer).
+    let right = Request::builder()
+        .uri(format!("/v1/imports/{id}"))
+        .header("authorization", "Bearer k2")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&app, right).await.1["error"], "unknown_import");
+    // Health needs no key.
+    assert_eq!(
+        call(&app, req(Method::GET, "/healthz", "")).await.0,
+        StatusCode::OK
+    );
+}
