@@ -16,6 +16,9 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Dependencies declared but not used (cargo-machete, installed once from the crates registry).
+command -v cargo-machete >/dev/null || cargo install cargo-machete --locked
+cargo machete
 # The crash tests run the services as separate processes: the release binaries.
 cargo build --release --bins --locked
 cargo test --workspace --locked
