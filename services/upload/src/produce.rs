@@ -301,3 +301,83 @@ pub fn row_headers(import: &str, line: u64, table: &str) -> OwnedHeaders {
             value: Some(table),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use csvbus_shared::imports::Checkpoint;
+    use rdkafka::ClientConfig;
+
+    /// A producer whose broker never answers (nothing listens on the port): sent rows stay in
+    /// flight, unacknowledged.
+    fn unanswered() -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("message.timeout.ms", "60000")
+            .create()
+            .unwrap()
+    }
+
+    fn row(payload: &[u8]) -> Row<'_> {
+        Row {
+            payload,
+            key: None,
+            partition: Some(0),
+            line: 2,
+            digest: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn sends_wait_at_the_upload_bound_and_the_shared_bound_and_give_permits_back() {
+        let size = (100 + MESSAGE_OVERHEAD) as u64;
+        let shared = Arc::new(Semaphore::new(10 * size as usize));
+        let payload = [b'x'; 100];
+        // This upload may hold two messages' bytes.
+        let mut a = InFlight::new(
+            unanswered(),
+            "t".into(),
+            shared.clone(),
+            2 * size,
+            Ledger::new(Checkpoint::default()),
+        );
+        for _ in 0..2 {
+            a.send(row(&payload), OwnedHeaders::new()).await.unwrap();
+        }
+        assert_eq!(a.bytes(), 2 * size);
+        assert_eq!(shared.available_permits(), 8 * size as usize);
+        // A third waits for an acknowledgement that does not come.
+        let third = tokio::time::timeout(
+            Duration::from_millis(300),
+            a.send(row(&payload), OwnedHeaders::new()),
+        )
+        .await;
+        assert!(
+            third.is_err(),
+            "the upload's bound let a third message through"
+        );
+        // Another upload may take what is left of the shared bound, and waits past it.
+        let mut b = InFlight::new(
+            unanswered(),
+            "t".into(),
+            shared.clone(),
+            100 * size,
+            Ledger::new(Checkpoint::default()),
+        );
+        for _ in 0..8 {
+            b.send(row(&payload), OwnedHeaders::new()).await.unwrap();
+        }
+        assert_eq!(shared.available_permits(), 0);
+        let ninth = tokio::time::timeout(
+            Duration::from_millis(300),
+            b.send(row(&payload), OwnedHeaders::new()),
+        )
+        .await;
+        assert!(ninth.is_err(), "the shared bound let a message through");
+        // Ending an upload gives its share back at once.
+        drop(a);
+        assert_eq!(shared.available_permits(), 2 * size as usize);
+        drop(b);
+        assert_eq!(shared.available_permits(), 10 * size as usize);
+    }
+}
