@@ -92,3 +92,48 @@ impl ClientContext for LagContext {
 }
 
 impl ConsumerContext for LagContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::statistics::{Partition, Topic};
+
+    fn stats(topic: &str, highs: &[(i32, i64)]) -> Statistics {
+        let mut t = Topic {
+            topic: topic.into(),
+            ..Topic::default()
+        };
+        for (p, hi) in highs {
+            let part = Partition {
+                partition: *p,
+                hi_offset: *hi,
+                ..Partition::default()
+            };
+            t.partitions.insert(*p, part);
+        }
+        let mut s = Statistics::default();
+        s.topics.insert(topic.into(), t);
+        s
+    }
+
+    #[test]
+    fn lag_is_the_high_watermark_minus_the_position_committed_to_postgres() {
+        let ctx = LagContext::new("t", "g");
+        ctx.committed(0, 90);
+        ctx.committed(1, 500);
+        // Partition 2 has no position yet; -1 is librdkafka's internal UA partition; an unknown
+        // high watermark (-1) says nothing.
+        let s = stats("t", &[(0, 100), (1, 400), (2, 50), (-1, 10), (3, -1)]);
+        let mut lags = ctx.lags(&s);
+        lags.sort();
+        // A position past the watermark (tansu's watermark lags its last batch) is no lag.
+        assert_eq!(lags, [(0, 10), (1, 0)]);
+        // Another topic's statistics are not ours.
+        assert!(ctx.lags(&stats("other", &[(0, 100)])).is_empty());
+        // Positions move on.
+        ctx.committed(0, 100);
+        let mut lags = ctx.lags(&s);
+        lags.sort();
+        assert_eq!(lags[0], (0, 0));
+    }
+}
