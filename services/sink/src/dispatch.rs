@@ -225,12 +225,7 @@ fn book(
 /// while the gap repeats, down to the start of the log. Records below the stored position are
 /// skipped by the writer.
 fn seek_back(consumer: &SinkConsumer, topic: &str, partition: i32, p: &mut Partition, stored: i64) {
-    let from = stored - p.rewind;
-    let offset = if from <= 0 {
-        Offset::Beginning
-    } else {
-        Offset::Offset(from)
-    };
+    let (offset, from) = (seek_target(stored, p.rewind), stored - p.rewind);
     if p.from_start {
         // Even from the beginning the broker does not return `stored`: the records are gone
         // (retention). Stall rather than skip rows; an operator must decide.
@@ -249,15 +244,60 @@ fn seek_back(consumer: &SinkConsumer, topic: &str, partition: i32, p: &mut Parti
         "seeking back to the stored position"
     );
     metrics::counter!("csvbus_sink_seek_backs_total").increment(1);
-    p.rewind = if p.rewind == 0 { 1024 } else { p.rewind * 8 };
+    p.rewind = next_rewind(p.rewind);
     if let Err(e) = consumer.seek(topic, partition, offset, std::time::Duration::from_secs(5)) {
         tracing::warn!(partition, stored, error = %e, "seek back failed (partition moved?)");
+    }
+}
+
+/// Where a seek-back for `stored` goes with margin `rewind`: the log start once the margin
+/// reaches past it.
+fn seek_target(stored: i64, rewind: i64) -> Offset {
+    match stored - rewind {
+        from if from <= 0 => Offset::Beginning,
+        from => Offset::Offset(from),
+    }
+}
+
+/// The margin of the next seek-back while gaps repeat: exact, 1024, then ×8.
+fn next_rewind(rewind: i64) -> i64 {
+    if rewind == 0 {
+        1024
+    } else {
+        rewind.saturating_mul(8)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seek_backs_widen_until_the_log_start() {
+        let stored = 100_000;
+        let mut rewind = 0;
+        let mut targets = Vec::new();
+        loop {
+            let t = seek_target(stored, rewind);
+            targets.push(t);
+            if t == Offset::Beginning {
+                break;
+            }
+            rewind = next_rewind(rewind);
+        }
+        assert_eq!(
+            targets,
+            [
+                Offset::Offset(100_000),
+                Offset::Offset(98_976),
+                Offset::Offset(91_808),
+                Offset::Offset(34_464),
+                Offset::Beginning,
+            ]
+        );
+        assert_eq!(seek_target(0, 0), Offset::Beginning);
+        assert_eq!(next_rewind(i64::MAX / 2), i64::MAX);
+    }
 
     fn held(n: usize, first_ago: u64, last_ago: u64, now: Instant) -> Partition {
         Partition {
