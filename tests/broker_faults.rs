@@ -183,23 +183,8 @@ async fn a_broker_frozen_mid_import_ends_exact_after_a_keyed_retry() {
         "the retry resumed: {accepted}"
     );
     let id = accepted["import_id"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let rec: Value = reqwest::get(upload.url(&format!("/v1/imports/{id}?wait=5s")))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if rec["status"] == "completed" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not completed: {rec}\n{}",
-            sink.log_tail()
-        );
-    }
+    let rec = csvbus_tests::wait_final_at(&upload.url(""), id, Duration::from_secs(180)).await;
+    assert_eq!(rec["status"], "completed", "{rec}\n{}", sink.log_tail());
     assert!(written_before < n as i64);
     assert_nums_exact(&db, n as i64).await;
     sink.stop().await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use csvbus_shared::config::Env;
 use csvbus_tests::procs::Proc;
-use csvbus_tests::{env, unique, TestDb};
+use csvbus_tests::{env, post_import, unique, wait_final_at, TestDb};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -33,16 +33,9 @@ impl Suite {
         body: impl Into<reqwest::Body>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(self.upload.url(&format!("/v1/imports?{query}")))
-            .body(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let url = self.upload.url("");
+        let (status, json) = post_import(&self.http, &url, query, body, headers).await;
+        (status.as_u16(), json)
     }
 
     /// Posts `body` to `table`, expects 202, waits until the import completes; returns it.
@@ -55,26 +48,14 @@ impl Suite {
     }
 
     async fn completed(&self, id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let rec: Value = self
-                .http
-                .get(self.upload.url(&format!("/v1/imports/{id}?wait=5s")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if rec["status"] == "completed" {
-                return rec;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not completed: {rec}\n{}",
-                self.sink.log_tail()
-            );
-        }
+        let rec = wait_final_at(&self.upload.url(""), id, Duration::from_secs(120)).await;
+        assert_eq!(
+            rec["status"],
+            "completed",
+            "{rec}\n{}",
+            self.sink.log_tail()
+        );
+        rec
     }
 
     /// (line, stage, reason) of an import's rejected rows.

@@ -47,6 +47,12 @@ async fn call(app: &Arc<csvbus_upload::App>, req: Request<Body>) -> (StatusCode,
     )
 }
 
+/// `r` with one more header.
+fn with(mut r: Request<Body>, name: &'static str, value: &str) -> Request<Body> {
+    r.headers_mut().insert(name, value.parse().unwrap());
+    r
+}
+
 fn req(method: Method, uri: &str, body: &'static str) -> Request<Body> {
     Request::builder()
         .method(method)
@@ -60,6 +66,7 @@ fn req(method: Method, uri: &str, body: &'static str) -> Request<Body> {
 async fn every_route_answers_its_errors_as_json() {
     let (_db, app) = app(None).await;
     let id = uuid::Uuid::new_v4();
+    let post_people = || req(Method::POST, "/v1/imports?table=people", "id,name\n1,a\n");
     let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
         // POST /v1/imports
         (
@@ -111,24 +118,12 @@ async fn every_route_answers_its_errors_as_json() {
             "missing_column",
         ),
         (
-            Request::builder()
-                .method(Method::POST)
-                .uri("/v1/imports?table=people")
-                .header("content-type", "text/csv")
-                .header("content-encoding", "br")
-                .body(Body::from("id,name\n1,a\n"))
-                .unwrap(),
+            with(post_people(), "content-encoding", "br"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_encoding",
         ),
         (
-            Request::builder()
-                .method(Method::POST)
-                .uri("/v1/imports?table=people")
-                .header("content-type", "text/csv")
-                .header("idempotency-key", "with space")
-                .body(Body::from("id,name\n1,a\n"))
-                .unwrap(),
+            with(post_people(), "idempotency-key", "with space"),
             StatusCode::BAD_REQUEST,
             "invalid_idempotency_key",
         ),
@@ -204,20 +199,19 @@ async fn with_keys_configured_every_api_route_asks_for_one() {
         let (status, body) = call(&app, req(method.clone(), &uri, "id,name\n1,a\n")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
         assert_eq!(body["error"], "unauthorized");
-        let wrong = Request::builder()
-            .method(method.clone())
-            .uri(&uri)
-            .header("authorization", "Bearer k3")
-            .body(Body::from("id,name\n1,a\n"))
-            .unwrap();
+        let wrong = with(
+            req(method.clone(), &uri, "id,name\n1,a\n"),
+            "authorization",
+            "Bearer k3",
+        );
         assert_eq!(call(&app, wrong).await.0, StatusCode::UNAUTHORIZED);
     }
     // The right key passes the check (and meets the route's own answer).
-    let right = Request::builder()
-        .uri(format!("/v1/imports/{id}"))
-        .header("authorization", "Bearer k2")
-        .body(Body::empty())
-        .unwrap();
+    let right = with(
+        req(Method::GET, &format!("/v1/imports/{id}"), ""),
+        "authorization",
+        "Bearer k2",
+    );
     assert_eq!(call(&app, right).await.1["error"], "unknown_import");
     // Health needs no key.
     assert_eq!(

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use csvbus_shared::config::Env;
 use csvbus_tests::kafka::{read_topic, Received};
-use csvbus_tests::{brokers, env, eventually, spawn_upload, stalled_body, unique, Service, TestDb};
+use csvbus_tests::{
+    brokers, env, eventually, post_import, spawn_upload, stalled_body, unique, Service, TestDb,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -52,21 +54,7 @@ impl Ctx {
         body: impl Into<reqwest::Body>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .post(self.svc.url(&format!("/v1/imports?{query}")))
-            .body(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text)
-                .unwrap_or_else(|_| panic!("JSON body, got {status} {text:?}")),
-        )
+        post_import(&self.http, &self.svc.url(""), query, body, headers).await
     }
 
     async fn topic(&self, expected: usize) -> Vec<Received> {
@@ -100,14 +88,13 @@ impl Ctx {
     }
 
     async fn import(&self, id: &str) -> Value {
-        self.http
-            .get(self.svc.url(&format!("/v1/imports/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get(&format!("/v1/imports/{id}")).await
+    }
+
+    /// GET `path` of the service: its JSON body.
+    async fn get(&self, path: &str) -> Value {
+        let resp = self.http.get(self.svc.url(path)).send().await.unwrap();
+        resp.json().await.unwrap()
     }
 }
 
@@ -245,29 +232,12 @@ async fn bad_records_are_rejected_with_line_and_reason_and_the_rest_goes_on() {
     assert_eq!(got.iter().map(line).collect::<Vec<_>>(), [2, 6]);
 
     let id = body["import_id"].as_str().unwrap();
-    let page: Value = ctx
-        .http
-        .get(ctx.svc.url(&format!("/v1/imports/{id}/rejected?limit=3")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = ctx.get(&format!("/v1/imports/{id}/rejected?limit=3")).await;
     assert_eq!(page["rows"].as_array().unwrap().len(), 3);
     let after = page["next_after"].as_i64().unwrap();
-    let page: Value = ctx
-        .http
-        .get(
-            ctx.svc
-                .url(&format!("/v1/imports/{id}/rejected?after={after}")),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = ctx
+        .get(&format!("/v1/imports/{id}/rejected?after={after}"))
+        .await;
     assert_eq!(page["rows"][0]["line"], 7);
     assert_eq!(page["next_after"], Value::Null);
     // A query string that does not parse gets the JSON error shape, on every route.

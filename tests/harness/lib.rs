@@ -121,6 +121,27 @@ where
     }
 }
 
+/// `POST {base}/v1/imports?{query}` with `headers`: the status and the JSON body (panics
+/// naming the answer when the body is not JSON: every answer of the API is).
+pub async fn post_import(
+    http: &reqwest::Client,
+    base: &str,
+    query: &str,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut req = http.post(format!("{base}/v1/imports?{query}")).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let text = resp.text().await.expect("answer body");
+    let json =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {status} {text:?}"));
+    (status, json)
+}
+
 /// A counter or gauge of a service's `/metrics`, summed over its labels (0 when absent).
 pub async fn metric(base_url: &str, name: &str) -> f64 {
     let text = reqwest::get(format!("{base_url}/metrics"))
