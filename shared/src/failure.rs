@@ -58,6 +58,20 @@ pub fn classify_code(code: &str) -> Failure {
     }
 }
 
+/// Postgres' message with its SQLSTATE, for a rejected row.
+pub fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => {
+            format!(
+                "{} (SQLSTATE {})",
+                d.message(),
+                d.code().unwrap_or_default()
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

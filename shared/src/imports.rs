@@ -8,47 +8,10 @@ use uuid::Uuid;
 
 use crate::catalog::TableName;
 use crate::modes::ImportMode;
-pub use crate::rejected::{insert_rejected, storable_json, storable_text, Rejected, Stage};
-
-/// Where an import stands (`csvbus.imports.status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
-pub enum ImportStatus {
-    /// The body is being read.
-    Receiving,
-    /// Every row is on the broker (or rejected); the sink has not written them all yet.
-    Produced,
-    /// Every produced row is written or rejected (staged modes: moved into the target).
-    Completed,
-    /// The upload ended with an error of the data or of the service.
-    Failed,
-    /// The client went away before the body ended.
-    Aborted,
-}
-
-impl ImportStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Receiving => "receiving",
-            Self::Produced => "produced",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Aborted => "aborted",
-        }
-    }
-
-    /// The upload ended without all of its body accepted.
-    pub fn upload_failed(self) -> bool {
-        matches!(self, Self::Failed | Self::Aborted)
-    }
-}
-
-impl std::fmt::Display for ImportStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::rejected::{
+    insert_rejected, storable_json, storable_text, Rejected, RejectedPage, RejectedRow, Stage,
+};
+pub use crate::status::ImportStatus;
 
 /// One import as the API shows it (the CLI reads it back with the same type).
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
@@ -130,25 +93,6 @@ pub struct NewImport<'a> {
     pub max_rejected: i64,
     /// The client's Idempotency-Key and how long it holds.
     pub key: Option<(&'a str, std::time::Duration)>,
-}
-
-/// A page of rejected rows (`GET /v1/imports/{id}/rejected`); pass `next_after` as `after` for
-/// the next page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RejectedPage {
-    pub rows: Vec<RejectedRow>,
-    pub next_after: Option<i64>,
-}
-
-/// One rejected row.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
-pub struct RejectedRow {
-    pub id: i64,
-    pub line: i64,
-    pub stage: String,
-    pub reason: String,
-    pub raw: Option<String>,
-    pub fields: Option<serde_json::Value>,
 }
 
 impl<'a> NewImport<'a> {
@@ -321,23 +265,5 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ImportRecord>, sqlx::
     )
     .bind(id)
     .fetch_optional(pool)
-    .await
-}
-
-/// Rejected rows of an import ordered by line, `limit` after the row with id `after`.
-pub async fn rejected(
-    pool: &PgPool,
-    id: Uuid,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<RejectedRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, line, stage, reason, raw, fields FROM csvbus.rejected_rows
-          WHERE import_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(pool)
     .await
 }

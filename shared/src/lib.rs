@@ -12,7 +12,8 @@
 //! - [`failure`]: what a Postgres error means for the rows being written (one policy).
 //! - [`catalog`]: target-table introspection and identifier quoting, so names reach SQL only
 //!   checked against the catalog and quoted.
-//! - [`imports`]: reads and writes of `csvbus.imports` and `csvbus.rejected_rows`.
+//! - [`imports`]: reads and writes of `csvbus.imports` and `csvbus.rejected_rows`;
+//!   [`status`]: an import's status.
 //! - [`rejected`]: rejected rows, storable whatever their text.
 //! - [`modes`]: what an import does to its table; staging tables of all-or-nothing imports.
 //! - [`telemetry`]: tracing subscriber (text or JSON) and the Prometheus recorder.
@@ -31,4 +32,5 @@ pub mod modes;
 pub mod rejected;
 pub mod service;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;

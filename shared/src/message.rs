@@ -10,11 +10,31 @@
 
 use std::borrow::Cow;
 
+use rdkafka::message::{Header, OwnedHeaders};
 use serde::Deserialize;
 
 pub const HEADER_IMPORT: &str = "csvbus-import";
 pub const HEADER_LINE: &str = "csvbus-line";
 pub const HEADER_TABLE: &str = "csvbus-table";
+
+/// The csvbus headers of one row's message (the line formatted without allocating).
+pub fn row_headers(import: &str, line: u64, table: &str) -> OwnedHeaders {
+    let mut buf = itoa::Buffer::new();
+    let line = buf.format(line);
+    OwnedHeaders::new_with_capacity(3)
+        .insert(Header {
+            key: HEADER_IMPORT,
+            value: Some(import),
+        })
+        .insert(Header {
+            key: HEADER_LINE,
+            value: Some(line),
+        })
+        .insert(Header {
+            key: HEADER_TABLE,
+            value: Some(table),
+        })
+}
 
 /// A message that is not a csvbus row.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
 //! Rows that did not make it into their table (`csvbus.rejected_rows`): where and why, stored
 //! whatever their text.
 
-use sqlx::PgConnection;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// Where a row was rejected.
@@ -92,4 +93,42 @@ mod tests {
             serde_json::json!({"k\\u0000": ["x\\u0000", 1], "n": null})
         );
     }
+}
+
+/// A page of rejected rows (`GET /v1/imports/{id}/rejected`); pass `next_after` as `after` for
+/// the next page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RejectedPage {
+    pub rows: Vec<RejectedRow>,
+    pub next_after: Option<i64>,
+}
+
+/// One rejected row.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RejectedRow {
+    pub id: i64,
+    pub line: i64,
+    pub stage: String,
+    pub reason: String,
+    pub raw: Option<String>,
+    pub fields: Option<serde_json::Value>,
+}
+
+/// Up to `limit` rejected rows of an import after the one with id `after`, in the order they
+/// were recorded.
+pub async fn page(
+    pool: &PgPool,
+    id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<RejectedRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, line, stage, reason, raw, fields FROM csvbus.rejected_rows
+          WHERE import_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }

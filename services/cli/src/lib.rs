@@ -9,6 +9,8 @@
 pub mod client;
 pub mod dev;
 pub mod import;
+pub mod report;
+pub mod show;
 pub mod source;
 
 use std::io::IsTerminal;
@@ -19,7 +21,7 @@ use csvbus_shared::config::{CommonConfig, Env};
 use csvbus_shared::modes::ImportMode;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{describe_rejected, Client};
+use crate::client::Client;
 use crate::import::Verdict;
 
 /// Exit status: every file accepted (and completed, with `--wait`), no rows rejected unless
@@ -233,13 +235,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             server,
             wait,
             json,
-        } => status(&server.client(), &id, wait, json).await,
+        } => show::status(&server.client(), &id, wait, json).await,
         Command::Rejected {
             id,
             server,
             limit,
             json,
-        } => rejected(&server.client(), &id, limit, json).await,
+        } => show::rejected(&server.client(), &id, limit, json).await,
         Command::Migrate => {
             let config = CommonConfig::from_env(&Env::from_process())?;
             let pool = csvbus_shared::db::connect(
@@ -255,65 +257,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Dev(args) => dev::run(args).await,
     }
-}
-
-/// `csvbus status`: the import's record (after waiting for it to be final with `wait`).
-async fn status(client: &Client, id: &str, wait: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let rec = if wait {
-        client.wait(id, |_| {}).await
-    } else {
-        client.status(id).await
-    };
-    let rec = match rec {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("csvbus status: {e}");
-            return Ok(ExitCode::from(EXIT_FAILED));
-        }
-    };
-    let value = serde_json::to_value(&rec)?;
-    if json {
-        println!("{value}");
-    } else {
-        for (k, v) in value.as_object().into_iter().flatten() {
-            println!(
-                "{k:>20}: {}",
-                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-            );
-        }
-    }
-    Ok(ExitCode::from(if rec.status.upload_failed() {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    }))
-}
-
-/// `csvbus rejected`: up to `limit` rejected rows of the import, page by page.
-async fn rejected(client: &Client, id: &str, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let (mut after, mut left) = (0, limit);
-    while left > 0 {
-        let page = match client.rejected(id, after, left.min(1000)).await {
-            Ok(page) => page,
-            Err(e) => {
-                eprintln!("csvbus rejected: {e}");
-                return Ok(ExitCode::from(EXIT_FAILED));
-            }
-        };
-        left = left.saturating_sub(page.rows.len());
-        for r in &page.rows {
-            if json {
-                println!("{}", serde_json::to_string(r)?);
-            } else {
-                println!("{}", describe_rejected(r));
-                let fields = || r.fields.as_ref().map(|f| f.to_string());
-                println!("    {}", r.raw.clone().or_else(fields).unwrap_or_default());
-            }
-        }
-        match page.next_after {
-            Some(n) => after = n,
-            None => break,
-        }
-    }
-    Ok(ExitCode::from(EXIT_OK))
 }

@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use csvbus_shared::catalog::{quote_ident, TableName};
-use csvbus_shared::failure::{classify, Failure};
+use csvbus_shared::failure::{classify, describe, Failure};
 use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN};
 use sqlx::PgConnection;
 
@@ -287,18 +287,4 @@ async fn copy_in_savepoint(
         failure,
         code,
     }))
-}
-
-/// Postgres' message with its SQLSTATE, for a rejected row.
-pub fn describe(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Database(d) => {
-            format!(
-                "{} (SQLSTATE {})",
-                d.message(),
-                d.code().unwrap_or_default()
-            )
-        }
-        other => other.to_string(),
-    }
 }

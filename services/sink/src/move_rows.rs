@@ -3,12 +3,10 @@
 //! the refused rows are found, each rejected with its line and Postgres' message.
 
 use csvbus_shared::catalog::{quote_ident, TableName};
-use csvbus_shared::failure::{classify, Failure};
+use csvbus_shared::failure::{classify, describe, Failure};
 use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN};
 use sqlx::PgConnection;
 use uuid::Uuid;
-
-use crate::copy::describe;
 
 /// The import as the move reads it.
 #[derive(sqlx::FromRow)]

@@ -14,14 +14,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use csvbus_shared::failure::{classify, Failure};
+use csvbus_shared::failure::{classify, describe, Failure};
 use csvbus_shared::{db, imports};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::batch::{sort, Dead, Reject};
-use crate::copy::{copy_group, describe, Mode};
+use crate::copy::{copy_group, Mode};
 use crate::decode::Decoded;
 use crate::offsets::{self, Key, Start};
 use crate::record::Record;

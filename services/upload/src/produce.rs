@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tokio::sync::Semaphore;
@@ -281,25 +281,6 @@ impl Drop for InFlight {
             metrics::gauge!("csvbus_upload_inflight_bytes").decrement(self.held as f64);
         }
     }
-}
-
-/// Message headers of a row.
-pub fn row_headers(import: &str, line: u64, table: &str) -> OwnedHeaders {
-    let mut buf = itoa::Buffer::new();
-    let line = buf.format(line);
-    OwnedHeaders::new_with_capacity(3)
-        .insert(Header {
-            key: csvbus_shared::message::HEADER_IMPORT,
-            value: Some(import),
-        })
-        .insert(Header {
-            key: csvbus_shared::message::HEADER_LINE,
-            value: Some(line),
-        })
-        .insert(Header {
-            key: csvbus_shared::message::HEADER_TABLE,
-            value: Some(table),
-        })
 }
 
 #[cfg(test)]

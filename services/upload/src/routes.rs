@@ -197,7 +197,7 @@ async fn get_rejected(
         ));
     }
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = imports::rejected(&app.pool, id, p.after.unwrap_or(0), limit).await?;
+    let rows = csvbus_shared::rejected::page(&app.pool, id, p.after.unwrap_or(0), limit).await?;
     let next_after = if rows.len() as i64 == limit {
         rows.last().map(|r| r.id)
     } else {

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
 use csvbus_shared::imports::{self, Checkpoint, UploadCounters};
+use csvbus_shared::message::row_headers;
 use uuid::Uuid;
 
 use crate::checkpoint::Ledger;
@@ -14,7 +15,7 @@ use crate::failures::{produce_error, read_error, UploadFailure};
 use crate::idempotency::mismatch;
 use crate::ingest::DEFAULT_MAX_REJECTED;
 use crate::parse::{Records, Span};
-use crate::produce::{row_headers, InFlight, ProduceError, Row};
+use crate::produce::{InFlight, ProduceError, Row};
 use crate::progress::Progress;
 use crate::route::Route;
 use crate::rows::{Header, ValueOptions};
