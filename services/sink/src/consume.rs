@@ -20,6 +20,7 @@ use crate::config::{Assignment, SinkConfig};
 use crate::dispatch::{dispatch, finished, Ctx, Done, Partition};
 use crate::feed::{Feed, SinkConsumer};
 use crate::lag::LagContext;
+use crate::record::Record;
 use crate::watchdog::GroupHealth;
 use crate::writer::Settings;
 
@@ -129,19 +130,7 @@ pub async fn run(
                 }
             }
             Some(chunk) = feed.rx.recv(), if held.records < max_held && held.bytes < config.buffer_bytes => {
-                for record in chunk {
-                    let id = record.partition;
-                    let p = parts.entry(id).or_default();
-                    let now = Instant::now();
-                    p.first_at.get_or_insert(now);
-                    p.last_at = Some(now);
-                    held.records += 1;
-                    held.bytes += record.held_bytes();
-                    p.buf.push(record);
-                    if p.ready(config.batch_rows) {
-                        dispatch(&ctx, &mut tasks, id, p);
-                    }
-                }
+                take(&ctx, &mut parts, &mut tasks, &mut held, chunk);
             },
             _ = health.rejoin_requested(), if config.assignment == Assignment::Group => {
                 if let Some(fresh) = rejoin(config) {
@@ -152,11 +141,7 @@ pub async fn run(
                 let now = Instant::now();
                 if now.duration_since(looked_at) >= ASSIGNMENT_LOOK {
                     looked_at = now;
-                    let assigned = feed.consumer.assignment().map_or(0, |a| a.count());
-                    if assigned != health.assigned() {
-                        tracing::info!(partitions = assigned, "assignment changed");
-                        health.set_assigned(assigned);
-                    }
+                    report_assignment(&feed.consumer, health);
                 }
                 for (id, p) in parts.iter_mut() {
                     if p.due(now, config.linger, config.quiet) {
@@ -168,6 +153,38 @@ pub async fn run(
     }
 
     write_what_is_held(&ctx, feed, &mut parts, tasks, held, &hard_stop).await;
+}
+
+/// Adds received records to their partitions' buffers; dispatches each batch that fills.
+fn take(
+    ctx: &Ctx<'_>,
+    parts: &mut HashMap<i32, Partition>,
+    tasks: &mut JoinSet<Done>,
+    held: &mut Held,
+    chunk: Vec<Record>,
+) {
+    let now = Instant::now();
+    for record in chunk {
+        let id = record.partition;
+        let p = parts.entry(id).or_default();
+        p.first_at.get_or_insert(now);
+        p.last_at = Some(now);
+        held.records += 1;
+        held.bytes += record.held_bytes();
+        p.buf.push(record);
+        if p.ready(ctx.config.batch_rows) {
+            dispatch(ctx, tasks, id, p);
+        }
+    }
+}
+
+/// Tells the health check how many partitions librdkafka has assigned, when that changed.
+fn report_assignment(consumer: &SinkConsumer, health: &GroupHealth) {
+    let assigned = consumer.assignment().map_or(0, |a| a.count());
+    if assigned != health.assigned() {
+        tracing::info!(partitions = assigned, "assignment changed");
+        health.set_assigned(assigned);
+    }
 }
 
 /// At shutdown: writes the records held (within `CSVBUS_SHUTDOWN_GRACE_MS`; then the
