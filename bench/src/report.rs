@@ -116,3 +116,37 @@ pub fn markdown(
     }
     s
 }
+
+/// The same results as JSON.
+pub fn json(
+    header: &[(String, String)],
+    rows: u64,
+    bytes: u64,
+    times: &[Series],
+    memory: &[Series],
+    ratios: &[Ratio],
+    memory_checks: &[(String, bool)],
+) -> serde_json::Value {
+    let machine: std::collections::BTreeMap<_, _> = header.iter().cloned().collect();
+    let times: Vec<_> = times
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name, "runs_s": t.runs, "median_s": t.median(),
+                "spread": t.spread(), "rows_per_s": rows as f64 / t.median(),
+            })
+        })
+        .collect();
+    let peak_rss: Vec<_> = memory
+        .iter()
+        .map(|m| serde_json::json!({"name": m.name, "runs_bytes": m.runs, "max_mib": mib(m.max())}))
+        .collect();
+    let checks: Vec<_> = memory_checks
+        .iter()
+        .map(|(w, m)| serde_json::json!({"check": w, "met": m}))
+        .collect();
+    serde_json::json!({
+        "machine": machine, "rows": rows, "bytes": bytes, "times": times,
+        "ratios": ratios, "peak_rss": peak_rss, "memory_checks": checks,
+    })
+}

@@ -1,0 +1,181 @@
+//! The throughput measurements, each against its baseline, repeated `runs` times; and the
+//! ratios the report checks.
+
+use crate::measure::Bench;
+use crate::report::{Ratio, Series};
+use crate::{say, sink_config, writer};
+
+/// Every throughput series (seconds per run) and the peak RSS seen while measuring them.
+pub struct Throughput {
+    pub upload: Series,
+    pub raw: Series,
+    pub sink: Series,
+    pub copy: Series,
+    pub e2e: Series,
+    pub e2e_atomic: Series,
+    pub e2e_upsert: Series,
+    pub sink_first: Series,
+    pub writer: Series,
+    pub consumer: Series,
+    pub consumer_first: Series,
+    pub batch_consumer: Series,
+    pub rss_upload: Series,
+    pub rss_e2e: Series,
+    pub rss_sink: Series,
+}
+
+impl Throughput {
+    fn new(file_mb: f64) -> Self {
+        let s = |name: &str| Series::new(name, "s");
+        Self {
+            upload: s("upload (first byte → 202)"),
+            raw: s("raw librdkafka producer"),
+            sink: s("sink (start → last commit)"),
+            copy: s("direct COPY"),
+            e2e: s("end to end (first byte → last commit)"),
+            e2e_atomic: s("end to end, mode=atomic (first byte → moved in)"),
+            e2e_upsert: s("end to end, mode=upsert (first byte → last commit)"),
+            sink_first: s("sink: start → first commit (diagnostic)"),
+            writer: s("sink writer, no broker (diagnostic)"),
+            consumer: s("raw consumer, fresh group (diagnostic)"),
+            consumer_first: s("raw consumer: start → first message (diagnostic)"),
+            batch_consumer: s("batch consumer, large fetches (diagnostic)"),
+            rss_upload: Series::new(&format!("upload service, {file_mb:.0} MB file"), "B"),
+            rss_e2e: Series::new("upload service during end to end", "B"),
+            rss_sink: Series::new("sink", "B"),
+        }
+    }
+
+    /// The ratios of the report: targets first, then the diagnostics.
+    pub fn ratios(&self) -> Vec<Ratio> {
+        vec![
+            Ratio::of_times("upload / raw producer", &self.upload, &self.raw, 0.5),
+            Ratio::of_times("sink / direct COPY", &self.sink, &self.copy, 0.8),
+            Ratio::of_times("end to end / direct COPY", &self.e2e, &self.copy, 0.5),
+            Ratio::of_times(
+                "atomic end to end / append end to end",
+                &self.e2e_atomic,
+                &self.e2e,
+                0.6,
+            ),
+            Ratio::of_times(
+                "(diagnostic) upsert end to end / append end to end",
+                &self.e2e_upsert,
+                &self.e2e,
+                0.5,
+            ),
+            // Diagnostics: where the sink's time goes (no targets of their own).
+            Ratio::of_times(
+                "(diagnostic) sink writer without broker / direct COPY",
+                &self.writer,
+                &self.copy,
+                0.8,
+            ),
+            Ratio::of_times(
+                "(diagnostic) sink / raw consumer of the same topic",
+                &self.sink,
+                &self.consumer,
+                0.8,
+            ),
+            Ratio::of_times(
+                "(diagnostic) raw consumer / batch consumer with large fetches",
+                &self.consumer,
+                &self.batch_consumer,
+                0.8,
+            ),
+        ]
+    }
+
+    /// The time series in report order.
+    pub fn times(&self) -> Vec<Series> {
+        [
+            &self.upload,
+            &self.raw,
+            &self.sink,
+            &self.copy,
+            &self.e2e,
+            &self.e2e_atomic,
+            &self.e2e_upsert,
+            &self.sink_first,
+            &self.writer,
+            &self.consumer,
+            &self.consumer_first,
+            &self.batch_consumer,
+        ]
+        .into_iter()
+        .cloned()
+        .collect()
+    }
+}
+
+/// Runs every throughput measurement `runs` times.
+pub async fn throughput(b: &Bench, runs: usize, file_mb: f64) -> anyhow::Result<Throughput> {
+    let mut t = Throughput::new(file_mb);
+    for run in 1..=runs {
+        let step = |what: &str| say(&format!("run {run}/{runs}: {what}"));
+        step("raw producer");
+        t.raw.runs.push(b.raw_producer().await?);
+        step("upload");
+        let up = b.upload().await?;
+        t.upload.runs.push(up.secs);
+        t.rss_upload.runs.push(up.peak_rss as f64);
+        step("direct COPY");
+        t.copy.runs.push(b.copy().await?);
+        step("sink");
+        let (secs, first, peak) = b.sink(&up).await?;
+        t.sink.runs.push(secs);
+        t.sink_first.runs.push(first);
+        t.rss_sink.runs.push(peak as f64);
+        step("sink writer without broker");
+        let sink = sink_config();
+        let w = writer::sink_writer(b, sink.batch_rows, sink.concurrency).await?;
+        t.writer.runs.push(w);
+        step("raw consumer");
+        let (first, secs) = b.raw_consumer(&up, false).await?;
+        t.consumer_first.runs.push(first);
+        t.consumer.runs.push(secs);
+        step("batch consumer");
+        t.batch_consumer
+            .runs
+            .push(b.raw_consumer(&up, true).await?.1);
+        step("end to end");
+        let (secs, u, s) = b.end_to_end().await?;
+        t.e2e.runs.push(secs);
+        t.rss_e2e.runs.push(u as f64);
+        t.rss_sink.runs.push(s as f64);
+        for (mode, series) in [("atomic", &mut t.e2e_atomic), ("upsert", &mut t.e2e_upsert)] {
+            step(&format!("end to end, mode={mode}"));
+            series.runs.push(b.end_to_end_in(mode).await?.0);
+        }
+    }
+    Ok(t)
+}
+
+/// The rows on a topic of `partitions` partitions, written by 1 and then by 2 sink processes of
+/// one group (on 2 cores this shows the overhead of a second replica, not a speed-up): the two
+/// series and their ratio, or nothing when `partitions` is 0.
+pub async fn scale_out(b: &Bench, partitions: i32) -> anyhow::Result<Option<(Vec<Series>, Ratio)>> {
+    if partitions <= 0 {
+        return Ok(None);
+    }
+    let wide = b.with_partitions(partitions);
+    say(&format!("scale-out: upload to {partitions} partitions"));
+    let up = wide.upload().await?;
+    let mut series = Vec::new();
+    for replicas in [1, 2] {
+        say(&format!("scale-out: {replicas} sink replica(s)"));
+        let mut s = Series::new(
+            &format!("sink, {partitions} partitions, {replicas} replica(s) (scale-out)"),
+            "s",
+        );
+        s.runs.push(wide.sinks(&up, replicas).await?.0);
+        series.push(s);
+    }
+    let ratio = Ratio::of_times(
+        &format!("(scale-out) 2 sink replicas / 1 replica, {partitions} partitions"),
+        &series[1],
+        &series[0],
+        1.0,
+    );
+    Ok(Some((series, ratio)))
+}
