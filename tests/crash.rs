@@ -189,3 +189,38 @@ async fn atomic_and_replace_imports_whose_upload_service_dies_leave_the_table_an
     }
     sink.stop().await;
 }
+
+/// The `202` comes only once the broker acknowledged every row: the service SIGKILLed the moment
+/// it answers loses none of them (rows still queued in librdkafka would die with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_service_killed_right_after_its_202_lost_no_row() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let topic = unique("acks");
+    let e = env(&db, &topic);
+    let mut upload = Proc::upload(&e, &[]);
+    upload.ready(Duration::from_secs(60)).await;
+    let n = 200_000;
+    let resp = reqwest::Client::new()
+        .post(upload.url("/v1/imports?table=nums"))
+        .body(reqwest::Body::wrap_stream(nums_csv(1, n)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    upload.kill().await;
+    let read = csvbus_tests::kafka::scan_topic(
+        &csvbus_tests::brokers(),
+        &topic,
+        n as usize,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        read, n as usize,
+        "rows acknowledged after the 202 died with the service"
+    );
+}
