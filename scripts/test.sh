@@ -19,6 +19,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # Dependencies declared but not used (cargo-machete, installed once from the crates registry).
 command -v cargo-machete >/dev/null || cargo install cargo-machete --locked
 cargo machete
+# Licences, banned or duplicate crates, sources (deny.toml; the advisories check needs GitHub).
+command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
+cargo deny check licenses bans sources
 # The crash tests run the services as separate processes: the release binaries.
 cargo build --release --bins --locked
 cargo test --workspace --locked
