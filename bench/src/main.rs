@@ -90,9 +90,18 @@ async fn main() -> anyhow::Result<()> {
         ratios.push(ratio);
     }
     let header = machine(&args.brokers);
-    let md = report::markdown(&header, b.rows, bytes, &times, &memory, &ratios, &checks);
+    let results = report::Results {
+        header: &header,
+        rows: b.rows,
+        bytes,
+        times: &times,
+        memory: &memory,
+        ratios: &ratios,
+        memory_checks: &checks,
+    };
+    let md = report::markdown(&results);
     println!("\n{md}");
-    let json = report::json(&header, b.rows, bytes, &times, &memory, &ratios, &checks);
+    let json = report::json(&results);
     let base = args.out.join(format!("bench-{}", chrono_stamp()));
     std::fs::write(base.with_extension("md"), &md)?;
     std::fs::write(

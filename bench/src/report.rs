@@ -67,16 +67,29 @@ pub fn mib(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
 }
 
+/// Everything one bench run reports.
+pub struct Results<'a> {
+    /// Machine, broker, settings, git revision.
+    pub header: &'a [(String, String)],
+    pub rows: u64,
+    pub bytes: u64,
+    pub times: &'a [Series],
+    pub memory: &'a [Series],
+    pub ratios: &'a [Ratio],
+    pub memory_checks: &'a [(String, bool)],
+}
+
 /// The markdown report (also printed).
-pub fn markdown(
-    header: &[(String, String)],
-    rows: u64,
-    bytes: u64,
-    times: &[Series],
-    memory: &[Series],
-    ratios: &[Ratio],
-    memory_checks: &[(String, bool)],
-) -> String {
+pub fn markdown(r: &Results<'_>) -> String {
+    let Results {
+        header,
+        rows,
+        bytes,
+        times,
+        memory,
+        ratios,
+        memory_checks,
+    } = *r;
     let mut s = String::from("# csvbus benchmark\n\n");
     for (k, v) in header {
         s += &format!("- {k}: {v}\n");
@@ -118,15 +131,16 @@ pub fn markdown(
 }
 
 /// The same results as JSON.
-pub fn json(
-    header: &[(String, String)],
-    rows: u64,
-    bytes: u64,
-    times: &[Series],
-    memory: &[Series],
-    ratios: &[Ratio],
-    memory_checks: &[(String, bool)],
-) -> serde_json::Value {
+pub fn json(r: &Results<'_>) -> serde_json::Value {
+    let Results {
+        header,
+        rows,
+        bytes,
+        times,
+        memory,
+        ratios,
+        memory_checks,
+    } = *r;
     let machine: std::collections::BTreeMap<_, _> = header.iter().cloned().collect();
     let times: Vec<_> = times
         .iter()
