@@ -225,7 +225,7 @@ fn book(
 /// while the gap repeats, down to the start of the log. Records below the stored position are
 /// skipped by the writer.
 fn seek_back(consumer: &SinkConsumer, topic: &str, partition: i32, p: &mut Partition, stored: i64) {
-    let (offset, from) = (seek_target(stored, p.rewind), stored - p.rewind);
+    let offset = seek_target(stored, p.rewind);
     if p.from_start {
         // Even from the beginning the broker does not return `stored`: the records are gone
         // (retention). Stall rather than skip rows; an operator must decide.
@@ -236,7 +236,7 @@ fn seek_back(consumer: &SinkConsumer, topic: &str, partition: i32, p: &mut Parti
         );
         metrics::counter!("csvbus_sink_missing_offsets_total").increment(1);
     }
-    p.from_start = from <= 0;
+    p.from_start = offset == Offset::Beginning;
     tracing::info!(
         partition,
         stored,

@@ -103,9 +103,10 @@ fn poll_loop(consumer: &SinkConsumer, tx: &mpsc::Sender<Vec<Record>>, stop: &Ato
 
 /// Every broker connection was lost: with partitions assigned by hand (the `postgres`
 /// assignment: no subscription), stop fetching them until [`crate::claims`] assigns them again
-/// once the topic is there. A broker that comes back without the topic (tansu with memory
-/// storage) answers fetches in a way that crashed librdkafka 2.12 (a NULL topic name in its
-/// metadata cache); under the group protocol the rebalance after the outage does the same.
+/// from the brokers' committed offsets once the topic is there, so no fetch goes on from a
+/// position a broker that lost its log no longer has. Under the group protocol the rebalance
+/// after the outage does the same. (Fetches of a topic missing after a broker restart also
+/// crashed librdkafka 2.12 until the patch in `vendor/rdkafka-sys`.)
 fn stop_fetching(consumer: &SinkConsumer) {
     if consumer.subscription().is_ok_and(|s| s.count() > 0) {
         return;
