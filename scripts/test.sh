@@ -25,3 +25,5 @@ cargo deny check licenses bans sources
 # The crash tests run the services as separate processes: the release binaries.
 cargo build --release --bins --locked
 cargo test --workspace --locked
+# The web page in Chromium and the API against its OpenAPI document (Python, tests/web).
+bash scripts/web-tests.sh

@@ -165,9 +165,49 @@ async fn every_route_answers_its_errors_as_json() {
             "not_found",
         ),
         (
-            req(Method::GET, "/v1/imports", ""),
+            req(Method::DELETE, "/v1/imports", ""),
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
+        ),
+        (
+            req(Method::GET, "/v1/imports?limit=0", ""),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            req(Method::GET, "/v1/imports?status=done", ""),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            req(Method::GET, "/v1/imports?table=a.b.c", ""),
+            StatusCode::BAD_REQUEST,
+            "invalid_table",
+        ),
+        // A NUL the database cannot compare is the request's fault: 400, not 503.
+        (
+            req(Method::GET, "/v1/imports?idempotency_key=a%00b", ""),
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+        ),
+        (
+            req(Method::POST, "/v1/imports?table=peo%00ple", "id\n1\n"),
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+        ),
+        (
+            req(Method::GET, &format!("/v1/imports/{id}/rejected.csv"), ""),
+            StatusCode::NOT_FOUND,
+            "unknown_import",
+        ),
+        (
+            req(
+                Method::GET,
+                &format!("/v1/imports/{id}/rejected.csv?format=xml"),
+                "",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
         ),
     ];
     for (request, status, code) in cases {
@@ -195,6 +235,9 @@ async fn with_keys_configured_every_api_route_asks_for_one() {
         (Method::POST, "/v1/imports?table=people".to_owned()),
         (Method::GET, format!("/v1/imports/{id}")),
         (Method::GET, format!("/v1/imports/{id}/rejected")),
+        (Method::GET, format!("/v1/imports/{id}/rejected.csv")),
+        (Method::GET, "/v1/imports".to_owned()),
+        (Method::GET, "/v1/tables".to_owned()),
     ] {
         let (status, body) = call(&app, req(method.clone(), &uri, "id,name\n1,a\n")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
@@ -213,9 +256,12 @@ async fn with_keys_configured_every_api_route_asks_for_one() {
         "Bearer k2",
     );
     assert_eq!(call(&app, right).await.1["error"], "unknown_import");
-    // Health needs no key.
-    assert_eq!(
-        call(&app, req(Method::GET, "/healthz", "")).await.0,
-        StatusCode::OK
-    );
+    // Health, the page and the API document need no key (the page asks for it).
+    for uri in ["/healthz", "/", "/app.js", "/v1/openapi.json"] {
+        assert_eq!(
+            call(&app, req(Method::GET, uri, "")).await.0,
+            StatusCode::OK,
+            "{uri}"
+        );
+    }
 }

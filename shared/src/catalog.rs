@@ -3,6 +3,9 @@
 
 use sqlx::PgPool;
 
+/// The schema of a table name given without one.
+pub const DEFAULT_SCHEMA: &str = "public";
+
 /// The schema holding csvbus' own state: never a target.
 pub const OWN_SCHEMA: &str = "csvbus";
 
@@ -104,6 +107,69 @@ pub async fn table_columns(
     .fetch_all(pool)
     .await?;
     Ok(if cols.is_empty() { None } else { Some(cols) })
+}
+
+/// A table csvbus may write, with its columns (`GET /v1/tables`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct TableInfo {
+    /// `schema.table`, as the `table` option of an upload takes it.
+    pub name: String,
+    pub columns: Vec<ColumnInfo>,
+}
+
+/// One column of a [`TableInfo`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// The type as Postgres prints it, e.g. `numeric(10,2)`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// A value is required: NOT NULL without a default.
+    pub required: bool,
+    /// Generated columns cannot be written.
+    pub generated: bool,
+}
+
+/// Every ordinary or partitioned table in `schemas` that csvbus may write ([`may_target`]),
+/// by schema and name, with its columns in table order.
+pub async fn list_tables(pool: &PgPool, schemas: &[String]) -> Result<Vec<TableInfo>, sqlx::Error> {
+    let rows: Vec<(String, String, String, String, bool, bool)> = sqlx::query_as(
+        "SELECT n.nspname::text, c.relname::text, a.attname::text,
+                format_type(a.atttypid, a.atttypmod),
+                a.attnotnull AND NOT (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> ''),
+                a.attgenerated <> ''
+           FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          ORDER BY n.nspname, c.relname, a.attnum",
+    )
+    .bind(schemas)
+    .fetch_all(pool)
+    .await?;
+    let mut tables: Vec<TableInfo> = Vec::new();
+    for (schema, table, column, type_name, required, generated) in rows {
+        let name = TableName { schema, table };
+        if !may_target(&name, schemas) {
+            continue;
+        }
+        let name = name.to_string();
+        if tables.last().is_none_or(|t| t.name != name) {
+            tables.push(TableInfo {
+                name,
+                columns: Vec::new(),
+            });
+        }
+        if let Some(t) = tables.last_mut() {
+            t.columns.push(ColumnInfo {
+                name: column,
+                type_name,
+                required,
+                generated,
+            });
+        }
+    }
+    Ok(tables)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, Copy, Serialize)]
+/// What `/readyz` answers: whether each dependency answers.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub database: bool,
     pub broker: bool,

@@ -14,10 +14,12 @@ pub use crate::rejected::{
 pub use crate::status::ImportStatus;
 
 /// One import as the API shows it (the CLI reads it back with the same type).
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ImportRecord {
     pub id: Uuid,
+    /// `schema.table`.
     pub table: String,
+    /// The file's header, in file order.
     pub columns: Vec<String>,
     pub status: ImportStatus,
     pub mode: ImportMode,
@@ -255,14 +257,17 @@ pub async fn add_written(conn: &mut PgConnection, id: Uuid, w: Written) -> Resul
     Ok(())
 }
 
+/// The columns of `csvbus.imports` an [`ImportRecord`] is read from.
+pub(crate) const RECORD_COLUMNS: &str =
+    "id, target_schema || '.' || target_table AS table, columns, status, mode,
+     conflict_columns, rows_received, rows_produced, rows_rejected, rows_written,
+     rows_write_rejected, rows_skipped, bytes_received, attempts, resumed_from_line,
+     error, created_at, produced_at, finished_at, updated_at";
+
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ImportRecord>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, target_schema || '.' || target_table AS table, columns, status, mode,
-                conflict_columns, rows_received, rows_produced, rows_rejected, rows_written,
-                rows_write_rejected, rows_skipped, bytes_received, attempts, resumed_from_line,
-                error, created_at, produced_at, finished_at, updated_at
-           FROM csvbus.imports WHERE id = $1",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {RECORD_COLUMNS} FROM csvbus.imports WHERE id = $1"
+    ))
     .bind(id)
     .fetch_optional(pool)
     .await

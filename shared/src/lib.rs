@@ -13,6 +13,7 @@
 //! - [`catalog`]: target-table introspection and identifier quoting, so names reach SQL only
 //!   checked against the catalog and quoted.
 //! - [`imports`]: reads and writes of `csvbus.imports` and `csvbus.rejected_rows`;
+//!   [`import_list`]: recent imports a page at a time;
 //!   [`status`]: an import's status.
 //! - [`rejected`]: rejected rows, storable whatever their text.
 //! - [`modes`]: what an import does to its table; staging tables of all-or-nothing imports.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod db;
 pub mod failure;
 pub mod health;
+pub mod import_list;
 pub mod imports;
 pub mod kafka;
 pub mod message;

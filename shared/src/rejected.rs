@@ -97,20 +97,25 @@ mod tests {
 
 /// A page of rejected rows (`GET /v1/imports/{id}/rejected`); pass `next_after` as `after` for
 /// the next page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RejectedPage {
     pub rows: Vec<RejectedRow>,
     pub next_after: Option<i64>,
 }
 
 /// One rejected row.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RejectedRow {
     pub id: i64,
+    /// The line of the file the record starts on (1 is the header).
     pub line: i64,
+    /// `parse` (the upload service: CSV or encoding) or `write` (Postgres refused the values).
     pub stage: String,
     pub reason: String,
+    /// parse: the record's text as it was in the file (bounded).
     pub raw: Option<String>,
+    /// write: the values as sent to Postgres, `{column: text | null}`.
+    #[schema(value_type = Option<Object>)]
     pub fields: Option<serde_json::Value>,
 }
 

@@ -56,7 +56,7 @@ pub async fn copy_group(
         reject(0..g.rows.len(), reason, rejects);
         return Ok(Counts::default());
     }
-    let Some(table) = TableName::parse(&g.table, "public") else {
+    let Some(table) = TableName::parse(&g.table, csvbus_shared::catalog::DEFAULT_SCHEMA) else {
         let reason = format!("invalid table name {:?}", g.table);
         reject(0..g.rows.len(), &reason, rejects);
         return Ok(Counts::default());

@@ -55,7 +55,7 @@ pub fn too_large(max: u64) -> ApiError {
 
 pub fn parse_delimiter(d: Option<&str>) -> Result<u8, ApiError> {
     match d {
-        None | Some(",") => Ok(b','),
+        None | Some("") | Some(",") => Ok(b','),
         Some("\\t") | Some("tab") | Some("\t") => Ok(b'\t'),
         Some(s) if s.len() == 1 && s.is_ascii() && !matches!(s, "\"" | "\n" | "\r") => {
             Ok(s.as_bytes()[0])
@@ -77,7 +77,7 @@ pub async fn resolve_table(
             format!("no table {name:?} that csvbus may write to"),
         )
     };
-    let table = TableName::parse(name, "public").ok_or_else(unknown)?;
+    let table = TableName::parse(name, catalog::DEFAULT_SCHEMA).ok_or_else(unknown)?;
     if !catalog::may_target(&table, &app.config.common.allowed_schemas) {
         return Err(unknown());
     }

@@ -18,14 +18,20 @@ pub struct ApiError {
     pub import_id: Option<uuid::Uuid>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: &'a str,
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// A stable machine-readable code, e.g. `unknown_table`, `unknown_column`, `body_too_large`.
+    #[schema(example = "unknown_column")]
+    pub error: &'a str,
+    /// What went wrong, safe to show to a person.
+    pub message: &'a str,
+    /// The CSV line to blame (1 is the header), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    line: Option<u64>,
+    pub line: Option<u64>,
+    /// The import the error is about, when there is one (e.g. 409 `import_running`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    import_id: Option<uuid::Uuid>,
+    pub import_id: Option<uuid::Uuid>,
 }
 
 impl ApiError {
@@ -81,9 +87,20 @@ impl From<crate::rows::HeaderError> for ApiError {
     }
 }
 
+/// A data exception (SQLSTATE class 22) comes from a value of the request, e.g. a NUL
+/// character in a table name or a filter: the client's to fix (400), not a retry (503).
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::database(&e)
+        match &e {
+            sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")) => {
+                tracing::info!(error = %e, "request value refused by the database");
+                Self::bad_request(
+                    "invalid_value",
+                    "a value in the request cannot be used (for example, it contains a NUL character)",
+                )
+            }
+            _ => Self::database(&e),
+        }
     }
 }
 
@@ -96,7 +113,7 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             error: self.code,
             message: &self.message,
             line: self.line,

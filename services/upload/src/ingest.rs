@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::body::{self, Encoding};
 use crate::checks::{check_headers, parse_delimiter, parse_mode, resolve_conflict, resolve_table};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::failures::UploadFailure;
 use crate::idempotency::{self, Claim};
 use crate::parse::Records;
@@ -37,21 +37,32 @@ use crate::App;
 pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
 
 /// Query options of an upload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
+    /// The target table: `table` (in `public`) or `schema.table`.
     pub table: String,
+    /// One ASCII character other than a quote or line break, or `tab` (default `,`).
+    #[param(pattern = r#"^([\x00-\x09\x0B\x0C\x0E-\x21\x23-\x7F]|tab|\\t)?$"#)]
     pub delimiter: Option<String>,
+    /// The text that means SQL NULL (default: none; an empty field is an empty string or NULL
+    /// as the column's type takes it).
     pub null: Option<String>,
+    /// The column whose value is each row's message key (rows with one key keep their order).
     pub key: Option<String>,
+    /// Rejected rows after which the upload fails (default 100; at most
+    /// `CSVBUS_MAX_REJECTED_LIMIT`, 100000 unless configured).
+    #[param(maximum = 100_000)]
     pub max_rejected: Option<u64>,
     /// append (default), atomic, replace, upsert or skip.
+    #[param(value_type = Option<csvbus_shared::modes::ImportMode>, inline)]
     pub mode: Option<String>,
     /// upsert / skip: the conflict columns, comma-separated (default: the primary key).
     pub conflict: Option<String>,
 }
 
 /// The `202 Accepted` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub import_id: Uuid,
     pub table: String,
@@ -66,6 +77,40 @@ pub struct Accepted {
     pub status_url: String,
 }
 
+/// Uploads a CSV file into a table: the body is streamed, each row becomes a message, and the
+/// answer comes once the broker has every row. The sink then writes them; follow the import
+/// with `GET /v1/imports/{id}`.
+#[utoipa::path(
+    post,
+    path = "/v1/imports",
+    tag = "imports",
+    params(
+        UploadQuery,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~]{1,255}$",
+            description = "Makes retries safe: a repeat is answered as before, a failed upload is resumed"),
+        ("Content-Encoding" = Option<String>, Header, nullable = false, pattern = "^([gG][zZ][iI][pP]|x-gzip|zstd|identity)?$",
+            description = "gzip, zstd or none"),
+    ),
+    request_body(
+        description = "The CSV file: a header line naming the columns, then the rows",
+        content((String = "text/csv"), (String = "text/plain"), (String = "application/csv")),
+    ),
+    responses(
+        (status = 200, description = "A repeat under an Idempotency-Key: the first answer", body = Accepted),
+        (status = 202, description = "Every row is on the broker; the sink writes them", body = Accepted),
+        (status = 400, description = "An option is invalid", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such table csvbus may write (`unknown_table`)", body = ErrorBody),
+        (status = 408, description = "The body stalled or took too long", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key belongs to a running or different import", body = ErrorBody),
+        (status = 413, description = "The body or a record is too large", body = ErrorBody),
+        (status = 415, description = "Not CSV, or an unsupported Content-Encoding", body = ErrorBody),
+        (status = 422, description = "The header or the rows do not fit the table (with `line`)", body = ErrorBody),
+        (status = 429, description = "Too many uploads at once; retry after Retry-After", body = ErrorBody),
+        (status = 503, description = "The database or the broker is unavailable; retry", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
 pub async fn create_import(
     State(app): State<Arc<App>>,
     query: Result<Query<UploadQuery>, QueryRejection>,

@@ -7,7 +7,12 @@
 //!
 //! Layout:
 //! - [`config`]: settings from the environment.
-//! - [`routes`]: the router, API keys, status/health/metrics handlers.
+//! - [`routes`]: the router (every route documented), API keys, health/metrics handlers.
+//! - [`api_doc`]: the OpenAPI document's frame (`GET /v1/openapi.json`).
+//! - [`import_status`]: one import, its rejected rows (JSON pages, CSV).
+//! - [`rejected_csv`]: rejected rows as CSV, streamed a page at a time.
+//! - [`listing`]: the tables csvbus may write; recent imports.
+//! - [`page`]: the web page at `/`.
 //! - [`checks`]: what is checked before the body: type, encoding, length, table.
 //! - [`ingest`]: the upload handler: from the checks to the final answer.
 //! - [`start`]: the plan of an upload, its checked header, its new import record.
@@ -26,6 +31,7 @@
 //! - [`server`]: the connection loop (header-read timeout, graceful shutdown).
 //! - [`error`]: the JSON error answers.
 
+pub mod api_doc;
 pub mod body;
 pub mod checkpoint;
 pub mod checks;
@@ -33,11 +39,15 @@ pub mod config;
 pub mod error;
 pub mod failures;
 pub mod idempotency;
+pub mod import_status;
 pub mod ingest;
 pub mod lines;
+pub mod listing;
+pub mod page;
 pub mod parse;
 pub mod produce;
 pub mod progress;
+pub mod rejected_csv;
 pub mod route;
 pub mod routes;
 pub mod row_loop;

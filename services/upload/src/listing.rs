@@ -1,0 +1,99 @@
+//! What the page and other clients browse: the tables csvbus may write (`GET /v1/tables`) and
+//! recent imports, newest first (`GET /v1/imports`).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use csvbus_shared::catalog::{self, TableInfo, TableName};
+use csvbus_shared::import_list::{self, ImportFilter, ImportPage};
+use csvbus_shared::imports::ImportStatus;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::App;
+
+/// The tables in the allowed schemas (`CSVBUS_ALLOWED_SCHEMAS`) csvbus may write, with their
+/// columns; csvbus' own tables are never listed.
+#[utoipa::path(
+    get,
+    path = "/v1/tables",
+    tag = "tables",
+    responses(
+        (status = 200, description = "Tables by schema and name", body = Vec<TableInfo>),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn list_tables(State(app): State<Arc<App>>) -> Result<Json<Vec<TableInfo>>, ApiError> {
+    Ok(Json(
+        catalog::list_tables(&app.pool, &app.config.common.allowed_schemas).await?,
+    ))
+}
+
+/// Filters and paging of `GET /v1/imports`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only imports into this table (`table` or `schema.table`).
+    #[param(pattern = r"^([^.]+(\.[^.]+)?)?$")]
+    table: Option<String>,
+    /// Only imports in this status.
+    status: Option<ImportStatus>,
+    /// Only the import uploaded with this `Idempotency-Key`.
+    idempotency_key: Option<String>,
+    /// Only imports older than this one: the `next_before` of the previous page.
+    before: Option<Uuid>,
+    /// Imports per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+}
+
+/// The most imports one page holds.
+const MAX_PAGE: i64 = 500;
+
+/// Recent imports, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/imports",
+    tag = "imports",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of imports, newest first", body = ImportPage),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn list_imports(
+    State(app): State<Arc<App>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<ImportPage>, ApiError> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit={limit}: use 1 to {MAX_PAGE}"),
+        ));
+    }
+    let table = match q.table.as_deref() {
+        None | Some("") => None,
+        Some(t) => Some(TableName::parse(t, catalog::DEFAULT_SCHEMA).ok_or_else(|| {
+            ApiError::bad_request("invalid_table", format!("table={t:?}: use schema.table"))
+        })?),
+    };
+    let filter = ImportFilter {
+        table,
+        status: q.status,
+        idempotency_key: q.idempotency_key.filter(|k| !k.is_empty()),
+        before: q.before,
+        limit,
+    };
+    Ok(Json(import_list::list(&app.pool, &filter).await?))
+}

@@ -1,0 +1,60 @@
+//! Recent imports, newest first, a page at a time (`GET /v1/imports`).
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::catalog::TableName;
+use crate::imports::{ImportRecord, RECORD_COLUMNS};
+use crate::status::ImportStatus;
+
+/// Which imports to list; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct ImportFilter {
+    pub table: Option<TableName>,
+    pub status: Option<ImportStatus>,
+    /// The upload's `Idempotency-Key`: at most one import has it.
+    pub idempotency_key: Option<String>,
+    /// Only imports older than this one (the `next_before` of the previous page).
+    pub before: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// A page of imports; pass `next_before` as `before` for the next (older) page.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImportPage {
+    pub imports: Vec<ImportRecord>,
+    /// Absent on the last page.
+    pub next_before: Option<Uuid>,
+}
+
+/// Up to `f.limit` imports matching `f`, newest first (ties broken by id).
+pub async fn list(pool: &PgPool, f: &ImportFilter) -> Result<ImportPage, sqlx::Error> {
+    let imports: Vec<ImportRecord> = sqlx::query_as(&format!(
+        "SELECT {RECORD_COLUMNS} FROM csvbus.imports
+          WHERE ($1::text IS NULL OR (target_schema = $1 AND target_table = $2))
+            AND ($3::text IS NULL OR status = $3)
+            AND ($4::text IS NULL OR idempotency_key = $4)
+            AND ($5::uuid IS NULL OR (created_at, id) <
+                 (SELECT created_at, id FROM csvbus.imports WHERE id = $5))
+          ORDER BY created_at DESC, id DESC
+          LIMIT $6"
+    ))
+    .bind(f.table.as_ref().map(|t| t.schema.as_str()))
+    .bind(f.table.as_ref().map(|t| t.table.as_str()))
+    .bind(f.status)
+    .bind(f.idempotency_key.as_deref())
+    .bind(f.before)
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await?;
+    let next_before = if imports.len() as i64 == f.limit {
+        imports.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(ImportPage {
+        imports,
+        next_before,
+    })
+}

@@ -1,0 +1,158 @@
+"""The web page at `/`, in Chromium: drag-and-drop uploads followed to `completed`, rejected
+rows shown and downloaded, API errors shown, the API key asked for, the import list."""
+
+import csv
+import io
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from conftest import ROOT, eventually
+
+PEOPLE = "id,name,born\n1,Ann,2000-01-01\n2,,2001-01-01\n3,Zoë,1999-12-31\nx,Bob,2001-02-03\n"
+SHOTS = ROOT / "target" / "web"
+
+
+def drop(page: Page, name: str, text: str) -> None:
+    """Drops a file on the drop zone, as a drag from the desktop does."""
+    dt = page.evaluate_handle(
+        """([name, text]) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([text], name, { type: "text/csv" }));
+            return dt;
+        }""",
+        [name, text],
+    )
+    page.dispatch_event("#drop", "dragenter", {"dataTransfer": dt})
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dt})
+
+
+def post(service, table: str, body: str, key: str | None = None) -> dict:
+    req = urllib.request.Request(
+        f"{service.url}/v1/imports?table={table}", data=body.encode(), method="POST",
+        headers={"Content-Type": "text/csv", **({"Authorization": f"Bearer {key}"} if key else {})},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def test_a_dropped_file_lands_and_its_rejected_rows_can_be_read_and_downloaded(page, service):
+    page.goto(service.url)
+    expect(page.locator("#table-list option[value='public.people']")).to_have_count(1)
+    page.fill("#table", "people")
+    expect(page.locator("#table-columns")).to_contain_text("id integer (required)")
+    drop(page, "people.csv", PEOPLE)
+    expect(page.locator("#chosen")).to_contain_text("people.csv")
+    page.click("#upload-button")
+
+    card = page.locator("#uploads .card").first
+    expect(card.locator(".status")).to_contain_text("completed", timeout=30_000)
+    expect(card).to_contain_text("2 written, 2 rejected of 4")
+    rows = service.query("SELECT id, name, born::text FROM people ORDER BY id")
+    assert rows == [(1, "Ann", "2000-01-01"), (3, "Zoë", "1999-12-31")]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / "upload.png", full_page=True)
+
+    card.get_by_role("link", name="details").click()
+    expect(page.locator("#view-import")).to_be_visible()
+    rejected = page.locator("#rejected tbody tr")
+    expect(rejected).to_have_count(2)
+    expect(rejected.nth(0)).to_contain_text("not-null constraint")
+    expect(rejected.nth(0).locator("td").first).to_have_text("3")
+    expect(rejected.nth(1)).to_contain_text('invalid input syntax for type integer: "x"')
+    expect(rejected.nth(1).locator("td").first).to_have_text("5")
+
+    with page.expect_download() as d:
+        page.click("#download")
+    got = list(csv.reader(io.StringIO(Path(d.value.path()).read_text())))
+    assert got[0] == ["line", "stage", "reason", "raw", "id", "name", "born"]
+    assert [r[0] for r in got[1:]] == ["3", "5"]
+    assert got[2][4:] == ["x", "Bob", "2001-02-03"]
+
+    with page.expect_download() as d:
+        page.click("#download-reupload")
+    assert Path(d.value.path()).read_text() == "id,name,born\n2,,2001-01-01\nx,Bob,2001-02-03\n"
+
+
+def test_an_upload_the_api_refuses_shows_its_message(page, service):
+    page.goto(service.url)
+    page.fill("#table", "no_such_table")
+    drop(page, "people.csv", PEOPLE)
+    page.click("#upload-button")
+    card = page.locator("#uploads .card").first
+    expect(card.locator(".error")).to_contain_text('no table "no_such_table" that csvbus may write to')
+    expect(card.locator(".status")).to_have_text("refused")
+
+    page.fill("#table", "people")
+    drop(page, "bad.csv", "id,nickname\n1,x\n")
+    page.click("#upload-button")
+    expect(page.locator("#uploads .card").first.locator(".error")).to_contain_text(
+        re.compile(r"nickname.*\(line 1\)")
+    )
+    assert service.query("SELECT count(*) FROM people") == [(0,)]
+
+
+def test_with_keys_the_page_asks_for_one_and_keeps_it_for_the_session(page, keyed_service):
+    page.goto(keyed_service.url)
+    dialog = page.locator("#key-dialog")
+    expect(dialog).to_be_visible()
+    page.fill("#key-input", "wrong")
+    page.keyboard.press("Enter")
+    expect(page.locator("#key-error")).to_have_text("That key was refused.")
+    page.fill("#key-input", "s3cret-key")
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#table-list option[value='public.people']")).to_have_count(1)
+
+    page.reload()
+    expect(page.locator("#table-list option[value='public.people']")).to_have_count(1)
+    expect(dialog).to_be_hidden()
+    page.fill("#table", "people")
+    drop(page, "people.csv", "id,name\n7,Kim\n")
+    page.click("#upload-button")
+    expect(page.locator("#uploads .card .status").first).to_contain_text("completed", timeout=30_000)
+    assert keyed_service.query("SELECT id, name FROM people") == [(7, "Kim")]
+
+
+def test_the_import_list_filters_and_pages(page, service):
+    for i in range(27):
+        post(service, "cities", f"name,country\nCity{i},X\n")
+    post(service, "people", "id,name\n1,Ann\n")
+    page.goto(service.url + "/#/imports")
+    table = page.locator("#imports tbody tr")
+    expect(table).to_have_count(25)
+    expect(table.first).to_contain_text("public.people")
+    page.click("#older")
+    expect(table).to_have_count(28)
+    expect(page.locator("#older")).to_be_hidden()
+
+    page.fill("#filter-table", "people")
+    page.click("#filter button[type=submit]")
+    expect(table).to_have_count(1)
+    page.fill("#filter-table", "")
+    page.select_option("#filter-status", "failed")
+    page.click("#filter button[type=submit]")
+    expect(table).to_have_count(0)
+
+
+def test_keyboard_only_on_a_phone_sized_screen(page, service):
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto(service.url)
+    expect(page.locator("#table-list option")).to_have_count(2)
+    wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert wide <= 0, f"the page is {wide}px wider than a phone screen"
+    # Tab from the top of the page to the file input; files come from the system's chooser.
+    eventually("focus on the file input", lambda: (
+        page.keyboard.press("Tab"), page.evaluate("document.activeElement.id") == "files")[1],
+        timeout=10)
+    page.set_input_files("#files", files=[{
+        "name": "cities.csv", "mimeType": "text/csv", "buffer": b"name,country\nLyon,FR\n"}])
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "table"
+    page.keyboard.type("cities")
+    page.keyboard.press("Enter")
+    expect(page.locator("#uploads .card .status").first).to_contain_text("completed", timeout=30_000)
+    assert service.query("SELECT name, country FROM cities") == [("Lyon", "FR")]
