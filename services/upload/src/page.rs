@@ -5,7 +5,13 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 const INDEX: &str = include_str!("../web/index.html");
-const SCRIPT: &str = include_str!("../web/app.js");
+/// One script from four files, in this order: API calls, upload view, browsing views, wiring.
+const SCRIPT: &str = concat!(
+    include_str!("../web/api.js"),
+    include_str!("../web/upload.js"),
+    include_str!("../web/browse.js"),
+    include_str!("../web/app.js"),
+);
 const STYLE: &str = include_str!("../web/app.css");
 
 /// What every asset is sent with: no external origin may be used, nothing is cached across
