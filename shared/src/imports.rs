@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::catalog::TableName;
 use crate::modes::ImportMode;
+use crate::read_as::ReadAs;
 pub use crate::rejected::{
     insert_rejected, storable_json, storable_text, Rejected, RejectedPage, RejectedRow, Stage,
 };
@@ -38,6 +39,9 @@ pub struct ImportRecord {
     /// The line after which the last retry resumed (records up to it were skipped).
     pub resumed_from_line: Option<i64>,
     pub error: Option<String>,
+    /// How the file was read: delimiter, encoding, column mapping, created table.
+    #[schema(value_type = Option<ReadAs>)]
+    pub read_as: Option<sqlx::types::Json<ReadAs>>,
     pub created_at: DateTime<Utc>,
     pub produced_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -95,6 +99,7 @@ pub struct NewImport<'a> {
     pub max_rejected: i64,
     /// The client's Idempotency-Key and how long it holds.
     pub key: Option<(&'a str, std::time::Duration)>,
+    pub read_as: Option<&'a ReadAs>,
 }
 
 impl<'a> NewImport<'a> {
@@ -108,6 +113,7 @@ impl<'a> NewImport<'a> {
             conflict_columns: None,
             max_rejected: 100,
             key: None,
+            read_as: None,
         }
     }
 }
@@ -116,8 +122,8 @@ impl<'a> NewImport<'a> {
 pub async fn create(conn: &mut PgConnection, n: &NewImport<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO csvbus.imports (id, target_schema, target_table, columns, mode,
-                conflict_columns, max_rejected, idempotency_key, key_expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))",
+                conflict_columns, max_rejected, idempotency_key, key_expires_at, read_as)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10)",
     )
     .bind(n.id)
     .bind(&n.table.schema)
@@ -128,6 +134,7 @@ pub async fn create(conn: &mut PgConnection, n: &NewImport<'_>) -> Result<(), sq
     .bind(n.max_rejected)
     .bind(n.key.map(|k| k.0))
     .bind(n.key.map(|k| k.1.as_secs_f64()))
+    .bind(n.read_as.map(sqlx::types::Json))
     .execute(conn)
     .await?;
     Ok(())
@@ -262,7 +269,7 @@ pub(crate) const RECORD_COLUMNS: &str =
     "id, target_schema || '.' || target_table AS table, columns, status, mode,
      conflict_columns, rows_received, rows_produced, rows_rejected, rows_written,
      rows_write_rejected, rows_skipped, bytes_received, attempts, resumed_from_line,
-     error, created_at, produced_at, finished_at, updated_at";
+     error, read_as, created_at, produced_at, finished_at, updated_at";
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ImportRecord>, sqlx::Error> {
     sqlx::query_as(&format!(

@@ -16,6 +16,7 @@
 //!   [`import_list`]: recent imports a page at a time;
 //!   [`status`]: an import's status.
 //! - [`rejected`]: rejected rows, storable whatever their text.
+//! - [`read_as`]: how an upload's bytes were read (dialect, encoding, column mapping).
 //! - [`modes`]: what an import does to its table; staging tables of all-or-nothing imports.
 //! - [`telemetry`]: tracing subscriber (text or JSON) and the Prometheus recorder.
 //! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
@@ -31,6 +32,7 @@ pub mod imports;
 pub mod kafka;
 pub mod message;
 pub mod modes;
+pub mod read_as;
 pub mod rejected;
 pub mod service;
 pub mod shutdown;

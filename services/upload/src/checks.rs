@@ -7,6 +7,10 @@ use csvbus_shared::modes::{self, ImportMode};
 
 use crate::body::Encoding;
 use crate::error::ApiError;
+use crate::ingest::UploadQuery;
+use crate::mapping::Mapping;
+use crate::prepare::ReadOptions;
+use crate::transcode::TextEncoding;
 use crate::App;
 
 /// Content type, encoding and declared length, before the body is touched.
@@ -53,12 +57,13 @@ pub fn too_large(max: u64) -> ApiError {
     )
 }
 
-pub fn parse_delimiter(d: Option<&str>) -> Result<u8, ApiError> {
+/// `delimiter=`: `None` is `auto` (the default).
+pub fn parse_delimiter(d: Option<&str>) -> Result<Option<u8>, ApiError> {
     match d {
-        None | Some("") | Some(",") => Ok(b','),
-        Some("\\t") | Some("tab") | Some("\t") => Ok(b'\t'),
+        None | Some("") | Some("auto") => Ok(None),
+        Some("\\t") | Some("tab") | Some("\t") => Ok(Some(b'\t')),
         Some(s) if s.len() == 1 && s.is_ascii() && !matches!(s, "\"" | "\n" | "\r") => {
-            Ok(s.as_bytes()[0])
+            Ok(Some(s.as_bytes()[0]))
         }
         Some(s) => Err(ApiError::bad_request(
             "invalid_delimiter",
@@ -122,3 +127,46 @@ pub async fn resolve_conflict(
         .map(Some)
         .map_err(|m| ApiError::unprocessable("invalid_conflict", m))
 }
+
+/// The options of how to read the body: delimiter, encoding, preamble, trimming, header and
+/// column mapping.
+pub fn read_options(q: &UploadQuery) -> Result<ReadOptions, ApiError> {
+    let encoding = TextEncoding::parse(q.encoding.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("invalid_encoding", e.to_string()))?;
+    let names: Option<Vec<String>> = q
+        .columns
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| c.split(',').map(|s| s.trim().to_owned()).collect());
+    let header = q.header.unwrap_or(true);
+    if !header && names.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "header=false needs columns= to name the fields",
+        ));
+    }
+    let ignore_extra = match q.extra_columns.as_deref() {
+        None | Some("") | Some("error") => false,
+        Some("ignore") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("extra_columns={other:?}: use error or ignore"),
+            ))
+        }
+    };
+    Ok(ReadOptions {
+        delimiter: parse_delimiter(q.delimiter.as_deref())?,
+        encoding,
+        skip_lines: q.skip_lines.unwrap_or(0).min(MAX_SKIP_LINES),
+        trim: q.trim.unwrap_or(false),
+        header,
+        mapping: Mapping {
+            names,
+            ignore_extra,
+        },
+    })
+}
+
+/// The most preamble lines `skip_lines=` may skip.
+const MAX_SKIP_LINES: u64 = 10_000;

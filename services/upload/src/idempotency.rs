@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use csvbus_shared::catalog::TableName;
 use csvbus_shared::imports::{Checkpoint, ImportStatus, UploadCounters};
 use csvbus_shared::modes::ImportMode;
+use csvbus_shared::read_as::ReadAs;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -46,6 +47,9 @@ pub struct Resume {
     pub columns: Vec<String>,
     /// Where its counters start again.
     pub counters: UploadCounters,
+    /// How the first upload read the file: a retry reads it the same way (what was detected
+    /// then is not detected again).
+    pub read_as: Option<ReadAs>,
 }
 
 /// What a request under a known key does.
@@ -55,7 +59,7 @@ pub enum Claim {
     New,
     /// Answer as the first time.
     Replay(Uuid),
-    Resume(Resume),
+    Resume(Box<Resume>),
 }
 
 #[derive(sqlx::FromRow)]
@@ -67,6 +71,7 @@ struct Known {
     status: ImportStatus,
     accepted: bool,
     columns: Vec<String>,
+    read_as: Option<sqlx::types::Json<ReadAs>>,
     rows_rejected: i64,
     #[sqlx(flatten)]
     acked: Checkpoint,
@@ -92,7 +97,7 @@ pub async fn claim(
     .map_err(db)?;
     let known: Option<Known> = sqlx::query_as(
         "SELECT id, target_schema, target_table, mode, status, produced_at IS NOT NULL AS accepted,
-                columns, acked_line, acked_rows, acked_digest,
+                columns, read_as, acked_line, acked_rows, acked_digest,
                 (SELECT count(*) FROM csvbus.rejected_rows r
                   WHERE r.import_id = i.id AND r.stage = 'parse' AND r.line <= i.acked_line)
                     AS rows_rejected
@@ -126,17 +131,18 @@ pub async fn claim(
         s if s.upload_failed() && !k.accepted => {
             let attempt = resume(&mut tx, &k).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
-            Ok(Claim::Resume(Resume {
+            Ok(Claim::Resume(Box::new(Resume {
                 id: k.id,
                 attempt,
                 columns: k.columns,
+                read_as: k.read_as.map(|r| r.0),
                 counters: UploadCounters {
                     rows_produced: k.acked.rows,
                     rows_rejected: k.rows_rejected,
                     acked: k.acked,
                     ..UploadCounters::default()
                 },
-            }))
+            })))
         }
         _ => Ok(Claim::Replay(k.id)),
     }

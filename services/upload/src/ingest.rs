@@ -17,16 +17,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::modes::ImportMode;
+use csvbus_shared::read_as::ReadAs;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::body::{self, Encoding};
-use crate::checks::{check_headers, parse_delimiter, parse_mode, resolve_conflict, resolve_table};
+use crate::checks::{check_headers, parse_mode, read_options, resolve_conflict, resolve_table};
 use crate::error::{ApiError, ErrorBody};
 use crate::failures::UploadFailure;
 use crate::idempotency::{self, Claim};
 use crate::parse::Records;
+use crate::prepare::prepare;
 use crate::progress::{Progress, ProgressGuard};
 use crate::row_loop::produce_all;
 use crate::rows::ValueOptions;
@@ -42,9 +44,27 @@ pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
 pub struct UploadQuery {
     /// The target table: `table` (in `public`) or `schema.table`.
     pub table: String,
-    /// One ASCII character other than a quote or line break, or `tab` (default `,`).
-    #[param(pattern = r#"^([\x00-\x09\x0B\x0C\x0E-\x21\x23-\x7F]|tab|\\t)?$"#)]
+    /// `auto` (the default: detected from the first lines among `,` `;` tab `|`), one ASCII
+    /// character other than a quote or line break, or `tab`.
+    #[param(pattern = r#"^([\x00-\x09\x0B\x0C\x0E-\x21\x23-\x7F]|tab|\\t|auto)?$"#)]
     pub delimiter: Option<String>,
+    /// `utf-8` (default), `auto`, `windows-1252`, `latin1`, `utf-16` (`utf-16le`), `utf-16be`.
+    #[param(pattern = r"^(auto|utf-?8|windows-1252|cp1252|latin-?1|iso-8859-1|utf-?16(le|be)?)?$")]
+    pub encoding: Option<String>,
+    /// Drop whitespace around fields and after closing quotes (`"B" ,"C"`).
+    pub trim: Option<bool>,
+    /// Preamble lines before the header (within the first 64 KiB).
+    #[param(maximum = 10_000)]
+    pub skip_lines: Option<u64>,
+    /// `false`: the first record is data; `columns=` names the fields.
+    pub header: Option<bool>,
+    /// A table column (or `-`: drop the field) per field of the file, comma-separated: renames
+    /// the header's names, or names the fields with `header=false`.
+    pub columns: Option<String>,
+    /// `error` (default: a header name the table lacks is a 422) or `ignore` (the field is
+    /// dropped).
+    #[param(pattern = "^(error|ignore)?$")]
+    pub extra_columns: Option<String>,
     /// The text that means SQL NULL (default: none; an empty field is an empty string or NULL
     /// as the column's type takes it).
     pub null: Option<String>,
@@ -75,6 +95,8 @@ pub struct Accepted {
     /// to this line were skipped.
     pub resumed_from_line: Option<u64>,
     pub status_url: String,
+    /// How the file was read: delimiter, encoding, column mapping.
+    pub read_as: Option<ReadAs>,
 }
 
 /// Uploads a CSV file into a table: the body is streamed, each row becomes a message, and the
@@ -140,8 +162,9 @@ pub async fn create_import(
     let mode = parse_mode(q.mode.as_deref())?;
     let encoding = check_headers(&headers, app.config.max_body_bytes)?;
     let key = idempotency::key(&headers)?;
+    let read = read_options(&q)?;
     let opts = ValueOptions {
-        delimiter: parse_delimiter(q.delimiter.as_deref())?,
+        delimiter: read.delimiter.unwrap_or(b','),
         null: q.null.clone().filter(|s| !s.is_empty()),
     };
     let table = resolve_table(&app, &q.table).await?;
@@ -154,7 +177,7 @@ pub async fn create_import(
         None => None,
         Some(k) => match idempotency::claim(&app.pool, k, &table.0, mode).await {
             Ok(Claim::New) => None,
-            Ok(Claim::Resume(r)) => Some(r),
+            Ok(Claim::Resume(r)) => Some(*r),
             Ok(Claim::Replay(id)) => {
                 body::discard(body, app.config.body_idle_timeout).await;
                 return replay(&app, id).await;
@@ -168,6 +191,7 @@ pub async fn create_import(
     let plan = Plan {
         q,
         opts,
+        read,
         table,
         mode,
         conflict,
@@ -196,16 +220,22 @@ impl Drop for ActiveGauge {
 
 async fn run_upload(
     app: Arc<App>,
-    plan: Plan,
+    mut plan: Plan,
     encoding: Encoding,
     body: Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let cfg = &app.config;
     let bytes_read = Arc::new(AtomicU64::new(0));
     let input = body::reader(body, encoding, &cfg.body_limits(), bytes_read.clone());
-    let mut records = Records::new(
-        input,
-        plan.opts.delimiter,
+    if let Some(first) = plan.resume.as_ref().and_then(|r| r.read_as.as_ref()) {
+        plan.read.same_as(first);
+    }
+    let prepared = prepare(input, &plan.read).await?;
+    plan.opts.delimiter = prepared.dialect.delimiter;
+    let mut read_as = prepared.read_as;
+    let mut records = Records::with(
+        prepared.input,
+        prepared.dialect,
         cfg.max_record_bytes,
         cfg.max_decompressed_bytes,
     );
@@ -228,9 +258,10 @@ async fn run_upload(
         }
     };
     records.done();
+    read_as.mapping = header.mapping.clone();
     let (id, attempt) = match &plan.resume {
         Some(r) => (r.id, r.attempt),
-        None => (create(&app, &plan, &header).await?, 1),
+        None => (create(&app, &plan, &header, &read_as).await?, 1),
     };
     tracing::Span::current().record("import_id", tracing::field::display(id));
     let mut guard =
@@ -243,7 +274,7 @@ async fn run_upload(
     );
 
     let outcome = produce_all(&app, &plan, &header, &progress, &mut records, id, &start).await;
-    conclude(&mut guard, &plan, id, &progress, outcome).await
+    conclude(&mut guard, &plan, (id, read_as), &progress, outcome).await
 }
 
 /// Saves how the upload ended and answers: `202` with the counters once every row is on the
@@ -251,7 +282,7 @@ async fn run_upload(
 async fn conclude(
     guard: &mut ProgressGuard,
     plan: &Plan,
-    id: Uuid,
+    (id, read_as): (Uuid, ReadAs),
     progress: &Progress,
     outcome: Result<(), UploadFailure>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -292,6 +323,7 @@ async fn conclude(
             bytes_read: counters.bytes_received as u64,
             resumed_from_line: plan.resume.as_ref().map(|r| r.counters.acked.line as u64),
             status_url: format!("/v1/imports/{id}"),
+            read_as: Some(read_as),
         }),
     ))
 }

@@ -22,6 +22,9 @@
 //! - [`failures`]: what each way an upload can fail answers.
 //! - [`row_loop`]: the read → check → send loop of one upload.
 //! - [`lines`]: line numbers as people count them (CR, LF, CRLF, blank lines).
+//! - [`prepare`]: encoding, preamble and dialect, decided from the first bytes ([`sniff`]),
+//!   and the body turned into UTF-8 ([`transcode`]).
+//! - [`mapping`]: the file's columns onto the table's (normalized names, `columns=`).
 //! - [`parse`]: the body's CSV records with their lines and raw bytes.
 //! - [`body`]: the body as a counted, capped, idle-limited, decompressed byte stream.
 //! - [`tap`]: raw record text and the record length bound.
@@ -43,8 +46,10 @@ pub mod import_status;
 pub mod ingest;
 pub mod lines;
 pub mod listing;
+pub mod mapping;
 pub mod page;
 pub mod parse;
+pub mod prepare;
 pub mod produce;
 pub mod progress;
 pub mod rejected_csv;
@@ -53,8 +58,10 @@ pub mod routes;
 pub mod row_loop;
 pub mod rows;
 pub mod server;
+pub mod sniff;
 pub mod start;
 pub mod tap;
+pub mod transcode;
 
 use std::sync::Arc;
 

@@ -24,6 +24,14 @@ impl Default for Lines {
 }
 
 impl Lines {
+    /// A counter whose first byte is on line `first` (after skipped preamble lines).
+    pub fn starting_at(first: u64) -> Self {
+        Self {
+            next: first,
+            after_cr: false,
+        }
+    }
+
     /// Feeds the bytes from the end of the previous record to the end of this one. Returns the
     /// line the record starts on and how many leading bytes (blank lines) are not its text.
     pub fn record(&mut self, bytes: &[u8]) -> (u64, usize) {

@@ -5,7 +5,7 @@
 //! rejected row, which fields were quoted, and whether a final quote was left open are read
 //! from there, without copying.
 
-use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord};
+use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord, Trim};
 use tokio::io::AsyncRead;
 
 use crate::lines::Lines;
@@ -17,6 +17,26 @@ pub struct Span {
     pub line: u64,
     pub start: u64,
     pub end: u64,
+}
+
+/// How to split an input into records and fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    pub delimiter: u8,
+    /// Whitespace around fields (and after a closing quote) is dropped.
+    pub trim: bool,
+    /// The line the input's first byte is on (preamble lines were skipped before it).
+    pub first_line: u64,
+}
+
+impl Dialect {
+    pub fn plain(delimiter: u8) -> Self {
+        Self {
+            delimiter,
+            trim: false,
+            first_line: 1,
+        }
+    }
 }
 
 /// The records of one input.
@@ -33,16 +53,23 @@ pub struct Records<R> {
 impl<R: AsyncRead + Unpin + Send> Records<R> {
     /// `max_record`: longest record; `max_total`: most bytes the input may have.
     pub fn new(input: R, delimiter: u8, max_record: usize, max_total: u64) -> Self {
+        Self::with(input, Dialect::plain(delimiter), max_record, max_total)
+    }
+
+    /// Records read as `dialect` says.
+    pub fn with(input: R, dialect: Dialect, max_record: usize, max_total: u64) -> Self {
         let (tap, input) = Tap::new(input, max_record, max_total);
         let reader = AsyncReaderBuilder::new()
-            .delimiter(delimiter)
+            .delimiter(dialect.delimiter)
+            .trim(if dialect.trim { Trim::All } else { Trim::None })
             .has_headers(false)
             .flexible(true)
             .create_reader(input);
+        let delimiter = dialect.delimiter;
         Self {
             reader,
             tap,
-            lines: Lines::default(),
+            lines: Lines::starting_at(dialect.first_line),
             prev_end: 0,
             delimiter,
             record: ByteRecord::new(),

@@ -1,11 +1,12 @@
 //! From CSV records to row messages: the header check against the target table, and the
 //! conversion of each record into the JSON value of its message (or the reason it is rejected).
 
-use std::collections::HashSet;
-
 use csv_async::ByteRecord;
 use csvbus_shared::catalog::Column;
 use csvbus_shared::message::RowEncoder;
+use csvbus_shared::read_as::ColumnMapping;
+
+use crate::mapping::Mapping;
 
 /// How to read the values of an upload (query options).
 #[derive(Debug, Clone)]
@@ -18,8 +19,14 @@ pub struct ValueOptions {
 /// The checked header of an upload.
 #[derive(Debug)]
 pub struct Header {
+    /// The table columns written, in the file's order.
     pub columns: Vec<String>,
+    /// The field of the key column.
     pub key_index: Option<usize>,
+    /// Per field of the file, whether it is written (`false`: dropped).
+    keep: Vec<bool>,
+    /// The file's fields that went to a column of another name, or nowhere.
+    pub mapping: Vec<ColumnMapping>,
     encoder: RowEncoder,
 }
 
@@ -40,6 +47,10 @@ pub enum HeaderError {
     MissingColumns(Vec<String>),
     #[error("key column {0:?} is not in the header")]
     UnknownKey(String),
+    #[error("columns= names {0} fields but the file has {1}")]
+    ColumnCount(usize, usize),
+    #[error("header name {0:?} matches both {1:?} and {2:?}; name one with columns=")]
+    Ambiguous(String, String, String),
 }
 
 impl HeaderError {
@@ -53,25 +64,40 @@ impl HeaderError {
             Self::Generated(_) => "generated_column",
             Self::MissingColumns(_) => "missing_column",
             Self::UnknownKey(_) => "unknown_key_column",
+            Self::ColumnCount(..) => "invalid_columns",
+            Self::Ambiguous(..) => "ambiguous_column",
         }
     }
 }
 
-/// Checks the header record against the table: every name is a writable column, none repeats,
-/// every NOT NULL column without a default is present, the key column is one of them.
+/// Checks the header record against the table (see [`check_names`]).
 pub fn check_header(
     record: &ByteRecord,
     table: &[Column],
     key: Option<&str>,
+    mapping: &Mapping,
 ) -> Result<Header, HeaderError> {
-    let columns = names(record)?;
-    check_columns(&columns, table)?;
+    check_names(&names(record)?, table, key, mapping)
+}
+
+/// Maps the file's field names onto the table ([`crate::mapping`]): every kept field is a
+/// writable column, none twice, every NOT NULL column without a default is there, and the key
+/// column is one of them.
+pub fn check_names(
+    fields: &[String],
+    table: &[Column],
+    key: Option<&str>,
+    mapping: &Mapping,
+) -> Result<Header, HeaderError> {
+    let (targets, report) = crate::mapping::resolve(fields, table, mapping)?;
+    let columns: Vec<String> = targets.iter().flatten().cloned().collect();
+    check_required(&columns, table)?;
     let key_index = match key {
         None => None,
         Some(k) => Some(
-            columns
+            targets
                 .iter()
-                .position(|c| c == k)
+                .position(|c| c.as_deref() == Some(k))
                 .ok_or_else(|| HeaderError::UnknownKey(k.to_owned()))?,
         ),
     };
@@ -79,6 +105,8 @@ pub fn check_header(
     Ok(Header {
         columns,
         key_index,
+        keep: targets.iter().map(Option::is_some).collect(),
+        mapping: report,
         encoder,
     })
 }
@@ -101,22 +129,11 @@ fn names(record: &ByteRecord) -> Result<Vec<String>, HeaderError> {
     Ok(columns)
 }
 
-/// Each name once, each a writable column of `table`, and no required column left out.
-fn check_columns(columns: &[String], table: &[Column]) -> Result<(), HeaderError> {
-    let mut seen = HashSet::new();
-    for name in columns {
-        if !seen.insert(name.as_str()) {
-            return Err(HeaderError::Duplicate(name.clone()));
-        }
-        match table.iter().find(|c| &c.name == name) {
-            None => return Err(HeaderError::UnknownColumn(name.clone())),
-            Some(c) if c.generated => return Err(HeaderError::Generated(name.clone())),
-            Some(_) => {}
-        }
-    }
+/// No NOT NULL column without a default left out.
+fn check_required(columns: &[String], table: &[Column]) -> Result<(), HeaderError> {
     let missing: Vec<String> = table
         .iter()
-        .filter(|c| c.not_null && !c.has_default && !seen.contains(c.name.as_str()))
+        .filter(|c| c.not_null && !c.has_default && !columns.contains(&c.name))
         .map(|c| c.name.clone())
         .collect();
     if missing.is_empty() {
@@ -127,6 +144,17 @@ fn check_columns(columns: &[String], table: &[Column]) -> Result<(), HeaderError
 }
 
 impl Header {
+    /// The field of the file that goes to column `name`.
+    pub fn field_of(&self, name: &str) -> Option<usize> {
+        let nth = self.columns.iter().position(|c| c == name)?;
+        self.keep
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k)
+            .nth(nth)
+            .map(|(i, _)| i)
+    }
+
     /// Writes the JSON value of `record` into `out` (cleared first), or says why the record is
     /// rejected. `quoted` tells which fields were quoted in the file; it is asked only when a
     /// field could be the NULL text.
@@ -137,29 +165,36 @@ impl Header {
         quoted: impl FnOnce() -> Vec<bool>,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
-        if record.len() != self.columns.len() {
+        if record.len() != self.keep.len() {
             return Err(format!(
                 "expected {} fields, found {}",
-                self.columns.len(),
+                self.keep.len(),
                 record.len()
             ));
         }
-        let mut fields: Vec<&str> = Vec::with_capacity(record.len());
-        for (i, raw) in record.iter().enumerate() {
-            let s = std::str::from_utf8(raw)
-                .map_err(|_| format!("invalid UTF-8 in field {} ({})", i + 1, self.columns[i]))?;
+        let mut fields: Vec<&str> = Vec::with_capacity(self.columns.len());
+        let mut kept: Vec<usize> = Vec::with_capacity(self.columns.len());
+        for (i, raw) in record.iter().enumerate().filter(|(i, _)| self.keep[*i]) {
+            let s = std::str::from_utf8(raw).map_err(|_| {
+                format!(
+                    "invalid UTF-8 in field {} ({})",
+                    i + 1,
+                    self.columns[kept.len()]
+                )
+            })?;
             fields.push(s);
+            kept.push(i);
         }
         let null_text = opts.null.as_deref().unwrap_or("");
         let mut quoted_cache: Option<Vec<bool>> = None;
         let mut quoted = Some(quoted);
         let mut is_null = Vec::with_capacity(fields.len());
-        for (i, f) in fields.iter().enumerate() {
+        for (f, i) in fields.iter().zip(&kept) {
             let candidate = *f == null_text;
             let null = candidate && {
                 let q = quoted_cache
                     .get_or_insert_with(|| quoted.take().map(|f| f()).unwrap_or_default());
-                !q.get(i).copied().unwrap_or(false)
+                !q.get(*i).copied().unwrap_or(false)
             };
             is_null.push(null);
         }
@@ -200,19 +235,25 @@ mod tests {
             col("name", false, false),
             col("ts", true, true),
         ];
-        let e = check_header(&rec(&["id", "nope"]), &table, None).unwrap_err();
+        let e = check_header(&rec(&["id", "nope"]), &table, None, &Mapping::default()).unwrap_err();
         assert_eq!(e, HeaderError::UnknownColumn("nope".into()));
         assert_eq!(e.code(), "unknown_column");
-        let e = check_header(&rec(&["id", "id"]), &table, None).unwrap_err();
+        let e = check_header(&rec(&["id", "id"]), &table, None, &Mapping::default()).unwrap_err();
         assert_eq!(e.code(), "duplicate_column");
-        let e = check_header(&rec(&["name"]), &table, None).unwrap_err();
+        let e = check_header(&rec(&["name"]), &table, None, &Mapping::default()).unwrap_err();
         assert_eq!(e, HeaderError::MissingColumns(vec!["id".into()]));
         assert!(e.to_string().contains("id"));
-        let e = check_header(&rec(&["id"]), &table, Some("name")).unwrap_err();
+        let e = check_header(&rec(&["id"]), &table, Some("name"), &Mapping::default()).unwrap_err();
         assert_eq!(e.code(), "unknown_key_column");
-        let e = check_header(&rec(&[""]), &table, None).unwrap_err();
+        let e = check_header(&rec(&[""]), &table, None, &Mapping::default()).unwrap_err();
         assert_eq!(e.code(), "missing_header");
-        let h = check_header(&rec(&["\u{feff}id", "name"]), &table, Some("name")).unwrap();
+        let h = check_header(
+            &rec(&["\u{feff}id", "name"]),
+            &table,
+            Some("name"),
+            &Mapping::default(),
+        )
+        .unwrap();
         assert_eq!(h.columns, ["id", "name"]);
         assert_eq!(h.key_index, Some(1));
     }
@@ -220,7 +261,7 @@ mod tests {
     #[test]
     fn empty_fields_are_null_unless_quoted_and_the_null_text_is_configurable() {
         let table = [col("a", false, false), col("b", false, false)];
-        let h = check_header(&rec(&["a", "b"]), &table, None).unwrap();
+        let h = check_header(&rec(&["a", "b"]), &table, None, &Mapping::default()).unwrap();
         let mut out = Vec::new();
         let opts = ValueOptions {
             delimiter: b',',

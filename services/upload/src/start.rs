@@ -7,20 +7,23 @@ use axum::Json;
 use csvbus_shared::catalog::{self, TableName};
 use csvbus_shared::imports;
 use csvbus_shared::modes::{self, ImportMode};
+use csvbus_shared::read_as::ReadAs;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::idempotency::{mismatch, Resume};
 use crate::ingest::{Accepted, UploadQuery, DEFAULT_MAX_REJECTED};
 use crate::parse::Records;
+use crate::prepare::ReadOptions;
 use crate::row_loop::{read_header, Input};
-use crate::rows::{check_header, Header, ValueOptions};
+use crate::rows::{check_header, check_names, Header, ValueOptions};
 use crate::App;
 
 /// Everything decided about an upload before its body is read.
 pub struct Plan {
     pub q: UploadQuery,
     pub opts: ValueOptions,
+    pub read: ReadOptions,
     pub table: (TableName, Vec<catalog::Column>),
     pub mode: ImportMode,
     /// upsert / skip: the conflict columns.
@@ -48,6 +51,7 @@ pub async fn replay(app: &App, id: Uuid) -> Result<(StatusCode, Json<Accepted>),
             bytes_read: 0,
             resumed_from_line: rec.resumed_from_line.map(|l| l as u64),
             status_url: format!("/v1/imports/{id}"),
+            read_as: rec.read_as.map(|r| r.0),
         }),
     ))
 }
@@ -59,8 +63,22 @@ pub async fn read_checked_header(
     plan: &Plan,
     records: &mut Records<Input>,
 ) -> Result<Header, ApiError> {
-    read_header(records, app.config.max_body_bytes).await?;
-    let header = check_header(&records.record, &plan.table.1, plan.q.key.as_deref())?;
+    let key = plan.q.key.as_deref();
+    let mapping = &plan.read.mapping;
+    let header = match &mapping.names {
+        // No header record: columns= names the fields.
+        Some(names) if !plan.read.header => {
+            let plain = crate::mapping::Mapping {
+                names: None,
+                ..mapping.clone()
+            };
+            check_names(names, &plan.table.1, key, &plain)?
+        }
+        _ => {
+            read_header(records, app.config.max_body_bytes).await?;
+            check_header(&records.record, &plan.table.1, key, mapping)?
+        }
+    };
     if let Some(conflict) = &plan.conflict {
         if let Some(c) = conflict.iter().find(|c| !header.columns.contains(c)) {
             return Err(ApiError::unprocessable(
@@ -92,7 +110,12 @@ pub async fn read_checked_header(
 }
 
 /// Records the new import, with its staging table in atomic and replace modes.
-pub async fn create(app: &App, plan: &Plan, header: &Header) -> Result<Uuid, ApiError> {
+pub async fn create(
+    app: &App,
+    plan: &Plan,
+    header: &Header,
+    read_as: &ReadAs,
+) -> Result<Uuid, ApiError> {
     let id = Uuid::now_v7();
     let new = imports::NewImport {
         id,
@@ -102,6 +125,7 @@ pub async fn create(app: &App, plan: &Plan, header: &Header) -> Result<Uuid, Api
         conflict_columns: plan.conflict.as_deref(),
         max_rejected: plan.q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED) as i64,
         key: plan.key.as_deref().map(|k| (k, app.config.idempotency_ttl)),
+        read_as: Some(read_as),
     };
     let r: Result<(), sqlx::Error> = async {
         let mut tx = app.pool.begin().await?;
@@ -127,9 +151,8 @@ pub async fn create(app: &App, plan: &Plan, header: &Header) -> Result<Uuid, Api
 
 /// The columns whose values are a row's message key.
 pub fn route_columns(plan: &Plan, header: &Header) -> Vec<usize> {
-    let position = |c: &String| header.columns.iter().position(|h| h == c);
     match &plan.conflict {
-        Some(cols) => cols.iter().filter_map(position).collect(),
+        Some(cols) => cols.iter().filter_map(|c| header.field_of(c)).collect(),
         None => header.key_index.into_iter().collect(),
     }
 }

@@ -90,7 +90,8 @@ pub async fn check_structured(data: &[u8], delimiter: u8, newline: &[u8]) {
             generated: false,
         })
         .collect();
-    let header = check_header(&records.record, &columns, None).expect("header");
+    let header =
+        check_header(&records.record, &columns, None, &Default::default()).expect("header");
     records.done();
     let opts = ValueOptions {
         delimiter,
@@ -154,7 +155,7 @@ pub async fn check(body: &[u8], delimiter: u8) {
             generated: false,
         })
         .collect();
-    let Ok(header) = check_header(&records.record, &columns, None) else {
+    let Ok(header) = check_header(&records.record, &columns, None, &Default::default()) else {
         return;
     };
     records.done();

@@ -1,0 +1,211 @@
+//! How the file's columns meet the table's: by exact name, else by a normalized name (case,
+//! spaces and punctuation do not matter: `First Name` → `first_name`); `columns=` renames or
+//! drops (`-`) fields by position, and `extra_columns=ignore` drops fields the table lacks.
+
+use std::collections::HashSet;
+
+use csvbus_shared::catalog::Column;
+use csvbus_shared::read_as::ColumnMapping;
+
+use crate::rows::HeaderError;
+
+/// The name `n` as compared when no column has it exactly: lower case, each run of other
+/// characters than letters and digits one `_`, none at either end.
+pub fn normalize(n: &str) -> String {
+    let mut out = String::with_capacity(n.len());
+    for ch in n.trim().chars() {
+        if ch.is_alphanumeric() {
+            out.extend(ch.to_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_owned()
+}
+
+/// Options of the mapping.
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    /// `columns=`: a name (or `-`: drop) per field of the file.
+    pub names: Option<Vec<String>>,
+    /// `extra_columns=ignore`.
+    pub ignore_extra: bool,
+}
+
+/// Per field of the file, the table column it goes to (`None`: dropped), and the fields that
+/// did not go to a column of their own name.
+pub type Resolved = (Vec<Option<String>>, Vec<ColumnMapping>);
+
+/// Resolves the file's `fields` (the header's names; without a header, `columns=`) against
+/// `table`.
+pub fn resolve(fields: &[String], table: &[Column], m: &Mapping) -> Result<Resolved, HeaderError> {
+    let names: &[String] = match &m.names {
+        Some(n) if n.len() != fields.len() => {
+            return Err(HeaderError::ColumnCount(n.len(), fields.len()))
+        }
+        Some(n) => n,
+        None => fields,
+    };
+    let mut out = Vec::with_capacity(fields.len());
+    let mut report = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, (field, name)) in fields.iter().zip(names).enumerate() {
+        let shown = if field.is_empty() {
+            format!("#{}", i + 1)
+        } else {
+            field.clone()
+        };
+        // `-` drops a field in columns= only: a header may name a column "-".
+        let target = if name == "-" && m.names.is_some() {
+            None
+        } else {
+            match find(name, table)? {
+                Some(c) if c.generated => return Err(HeaderError::Generated(c.name.clone())),
+                Some(c) => Some(c.name.clone()),
+                None if m.ignore_extra => None,
+                None => return Err(HeaderError::UnknownColumn(name.clone())),
+            }
+        };
+        if let Some(t) = &target {
+            if !seen.insert(t.clone()) {
+                return Err(HeaderError::Duplicate(t.clone()));
+            }
+        }
+        if target.as_deref() != Some(field.as_str()) {
+            report.push(ColumnMapping {
+                field: shown,
+                column: target.clone(),
+            });
+        }
+        out.push(target);
+    }
+    Ok((out, report))
+}
+
+/// The column named `name`, else the one whose normalized name is `name`'s (two: ambiguous).
+fn find<'t>(name: &str, table: &'t [Column]) -> Result<Option<&'t Column>, HeaderError> {
+    if let Some(c) = table.iter().find(|c| c.name == name) {
+        return Ok(Some(c));
+    }
+    let n = normalize(name);
+    let mut matches = table.iter().filter(|c| normalize(&c.name) == n);
+    match (matches.next(), matches.next()) {
+        (Some(a), Some(b)) => Err(HeaderError::Ambiguous(
+            name.to_owned(),
+            a.name.clone(),
+            b.name.clone(),
+        )),
+        (found, _) => Ok(found),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(names: &[&str]) -> Vec<Column> {
+        names
+            .iter()
+            .map(|n| Column {
+                name: (*n).into(),
+                type_name: "text".into(),
+                not_null: false,
+                has_default: false,
+                generated: false,
+            })
+            .collect()
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn names_normalize_case_spaces_and_punctuation() {
+        assert_eq!(normalize("First Name"), "first_name");
+        assert_eq!(normalize(" E-Mail (work) "), "e_mail_work");
+        assert_eq!(normalize("Straße"), "straße");
+        assert_eq!(normalize("B "), "b");
+    }
+
+    #[test]
+    fn exact_names_win_then_normalized_ones_are_reported() {
+        let t = table(&["id", "first_name", "Last Name"]);
+        let (cols, report) = resolve(
+            &s(&["id", "FIRST NAME", "last_name"]),
+            &t,
+            &Mapping::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            cols,
+            [
+                Some("id".to_owned()),
+                Some("first_name".to_owned()),
+                Some("Last Name".to_owned())
+            ]
+        );
+        assert_eq!(report.len(), 2);
+        assert_eq!(
+            report[0],
+            ColumnMapping {
+                field: "FIRST NAME".into(),
+                column: Some("first_name".into())
+            }
+        );
+        // An exact name wins over a normalized one; two normalized matches are ambiguous.
+        let t = table(&["first_name", "First Name"]);
+        let (cols, report) = resolve(&s(&["First Name"]), &t, &Mapping::default()).unwrap();
+        assert_eq!(cols, [Some("First Name".to_owned())]);
+        assert!(report.is_empty());
+        assert!(matches!(
+            resolve(&s(&["first name"]), &t, &Mapping::default()),
+            Err(HeaderError::Ambiguous(..))
+        ));
+    }
+
+    #[test]
+    fn columns_rename_and_drop_and_extra_ones_can_be_ignored() {
+        let t = table(&["id", "name", "amount"]);
+        let m = Mapping {
+            names: Some(s(&["id", "name", "-", "amount"])),
+            ignore_extra: false,
+        };
+        let (cols, report) = resolve(&s(&["ID", "Who", "junk", "Sum"]), &t, &m).unwrap();
+        assert_eq!(
+            cols,
+            [
+                Some("id".into()),
+                Some("name".into()),
+                None,
+                Some("amount".into())
+            ]
+        );
+        assert_eq!(report.len(), 4);
+        assert!(matches!(
+            resolve(&s(&["a", "b"]), &t, &m),
+            Err(HeaderError::ColumnCount(4, 2))
+        ));
+        let extra = Mapping {
+            names: None,
+            ignore_extra: true,
+        };
+        let (cols, report) = resolve(&s(&["id", "colour"]), &t, &extra).unwrap();
+        assert_eq!(cols, [Some("id".into()), None]);
+        assert_eq!(
+            report,
+            [ColumnMapping {
+                field: "colour".into(),
+                column: None
+            }]
+        );
+        assert!(matches!(
+            resolve(&s(&["id", "colour"]), &t, &Mapping::default()),
+            Err(HeaderError::UnknownColumn(c)) if c == "colour"
+        ));
+        assert!(matches!(
+            resolve(&s(&["id", "ID"]), &t, &Mapping::default()),
+            Err(HeaderError::Duplicate(c)) if c == "id"
+        ));
+    }
+}
