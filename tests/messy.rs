@@ -1,0 +1,274 @@
+//! Files as people receive them (`tests/data/messy/`): other delimiters with quoted delimiters
+//! inside fields, Windows-1252 and UTF-16 text, a preamble, a header with spaces and mixed
+//! case, extra columns, spaces after closing quotes, no header. Each goes through the upload
+//! service, the broker and the sink, and ends with the exact rows in its table.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use csvbus_tests::{env, post_import, spawn_sink, spawn_upload, unique, wait_final, TestDb};
+use serde_json::Value;
+
+/// One file, its options, and what must come of it.
+struct Case {
+    file: &'static str,
+    query: &'static str,
+    table: &'static str,
+    rows: &'static [&'static str],
+    rejected_lines: &'static [i64],
+    /// Fields of the import's `read_as` that must have these values.
+    read_as: Value,
+}
+
+const T3: &str = "(id int PRIMARY KEY, name text, note text)";
+
+fn cases() -> Vec<Case> {
+    use serde_json::json;
+    vec![
+        Case {
+            file: "semicolon.csv",
+            query: "",
+            table: T3,
+            rows: &["1|Smith; John|a", "2|Ann|x;y", "3|Zoë|NULL"],
+            rejected_lines: &[],
+            read_as: json!({"delimiter": ";", "delimiter_detected": true, "notes": []}),
+        },
+        Case {
+            file: "tab.tsv",
+            query: "",
+            table: T3,
+            rows: &["1|a\tb|x", "2|Ann|1,5"],
+            rejected_lines: &[],
+            read_as: json!({"delimiter": "tab"}),
+        },
+        Case {
+            file: "pipe.csv",
+            query: "",
+            table: T3,
+            rows: &["1|a|b|x", "2|Ann|it's, ok"],
+            rejected_lines: &[],
+            read_as: json!({"delimiter": "|"}),
+        },
+        Case {
+            file: "windows-1252.csv",
+            query: "encoding=windows-1252",
+            table: T3,
+            rows: &["1|Zoë|naïve", "2|Müller|5 €"],
+            rejected_lines: &[],
+            read_as: json!({"delimiter": ";", "encoding": "windows-1252", "encoding_detected": false}),
+        },
+        Case {
+            file: "windows-1252.csv",
+            query: "encoding=auto",
+            table: T3,
+            rows: &["1|Zoë|naïve", "2|Müller|5 €"],
+            rejected_lines: &[],
+            read_as: json!({"encoding": "windows-1252", "encoding_detected": true}),
+        },
+        Case {
+            file: "utf-16le.csv",
+            query: "encoding=utf-16",
+            table: T3,
+            rows: &["1|東京|Zoë", "2|Müller, Jr.|ß"],
+            rejected_lines: &[],
+            read_as: json!({"delimiter": ",", "encoding": "utf-16le"}),
+        },
+        Case {
+            file: "utf-16le.csv",
+            query: "encoding=auto",
+            table: T3,
+            rows: &["1|東京|Zoë", "2|Müller, Jr.|ß"],
+            rejected_lines: &[],
+            read_as: json!({"encoding": "utf-16le", "encoding_detected": true}),
+        },
+        Case {
+            file: "utf-16le-broken.csv",
+            query: "encoding=utf-16",
+            table: "(id int, name text)",
+            rows: &["1|ok", "3|fine"],
+            rejected_lines: &[3],
+            read_as: json!({"encoding": "utf-16le"}),
+        },
+        Case {
+            file: "preamble.csv",
+            query: "skip_lines=2",
+            table: T3,
+            rows: &["1|Ann|x", "3|Cy|z"],
+            // The short row is on line 5 of the file (2 preamble lines, the header, 2 rows).
+            rejected_lines: &[5],
+            read_as: json!({"skip_lines": 2, "delimiter": ","}),
+        },
+        Case {
+            file: "spaced-header.csv",
+            query: "",
+            table: "(id int PRIMARY KEY, first_name text, last_name text, e_mail text)",
+            rows: &["1|Ann|Lee|ann@example.com", "2|Bob|Ray|bob@example.com"],
+            rejected_lines: &[],
+            read_as: json!({"mapping": [
+                {"field": "ID", "column": "id"},
+                {"field": " First Name ", "column": "first_name"},
+                {"field": "Last-Name", "column": "last_name"},
+                {"field": "E-Mail", "column": "e_mail"},
+            ]}),
+        },
+        Case {
+            file: "extra-columns.csv",
+            query: "extra_columns=ignore",
+            table: T3,
+            rows: &["1|Ann|x", "2|Bob|y"],
+            rejected_lines: &[],
+            read_as: json!({"mapping": [
+                {"field": "colour", "column": null}, {"field": "size", "column": null},
+            ]}),
+        },
+        Case {
+            file: "extra-columns.csv",
+            // Renames by position: the file's colour goes to the table's note.
+            query: "columns=id,name,note,-,-",
+            table: T3,
+            rows: &["1|Ann|red", "2|Bob|blue"],
+            rejected_lines: &[],
+            read_as: json!({"mapping": [
+                {"field": "colour", "column": "note"},
+                {"field": "note", "column": null},
+                {"field": "size", "column": null},
+            ]}),
+        },
+        Case {
+            file: "quote-spaces.csv",
+            query: "trim=true",
+            table: T3,
+            rows: &["1|B|C", "2|x|y", "3|a\"b|c"],
+            rejected_lines: &[],
+            read_as: json!({"trim": true}),
+        },
+        Case {
+            file: "no-header.csv",
+            query: "header=false&columns=id,name,note",
+            table: T3,
+            rows: &["1|Ann|x", "2|Bob|y"],
+            rejected_lines: &[],
+            read_as: json!({"header": false}),
+        },
+    ]
+}
+
+/// Every field of `want` is in `got` with that value.
+fn assert_has(got: &Value, want: &Value, what: &str) {
+    for (k, v) in want.as_object().unwrap() {
+        assert_eq!(&got[k], v, "{what}: read_as.{k} in {got}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messy_files_land_with_their_exact_rows() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    let mut e = env(&db, &unique("messy"));
+    e.set("CSVBUS_SINK_GROUP", &unique("g"));
+    let mut upload = spawn_upload(&e).await;
+    let mut sink = spawn_sink(&e).await;
+    upload.ready().await;
+    sink.ready().await;
+    let http = reqwest::Client::new();
+    let base = upload.url("");
+    let base = base.trim_end_matches('/');
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/messy");
+    for (n, case) in cases().iter().enumerate() {
+        let what = format!("{} ?{}", case.file, case.query);
+        let table = format!("m{n}");
+        db.exec(&format!("CREATE TABLE {table} {}", case.table))
+            .await;
+        let body = std::fs::read(data.join(case.file)).unwrap();
+        let query = format!("table={table}&{}", case.query);
+        let (status, acc) = post_import(&http, base, &query, body, &[]).await;
+        assert_eq!(status, 202, "{what}: {acc}");
+        let id = acc["import_id"].as_str().unwrap();
+        let rec = wait_final(&upload, id, Duration::from_secs(30)).await;
+        assert_eq!(rec["status"], "completed", "{what}: {rec}");
+        assert_has(&rec["read_as"], &case.read_as, &what);
+        assert_eq!(
+            acc["read_as"], rec["read_as"],
+            "{what}: the 202 says the same"
+        );
+
+        let cols: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT concat_ws('|', VARIADIC ARRAY(SELECT coalesce(v, 'NULL') FROM
+                    jsonb_each_text(to_jsonb(t)) AS j(k, v)
+                    JOIN (SELECT attname, attnum FROM pg_attribute
+                           WHERE attrelid = '{table}'::regclass AND attnum > 0) a
+                      ON a.attname = j.k ORDER BY a.attnum))
+               FROM {table} t ORDER BY 1"
+        ))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(cols, case.rows, "{what}");
+        let lines: Vec<i64> = sqlx::query_scalar(
+            "SELECT line FROM csvbus.rejected_rows WHERE import_id = $1::uuid ORDER BY line",
+        )
+        .bind(id)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(lines, case.rejected_lines, "{what}");
+    }
+    upload.stop().await;
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_cannot_be_read_as_asked_is_refused_before_any_row() {
+    let db = TestDb::new().await;
+    db.exec(&format!("CREATE TABLE t {T3}")).await;
+    db.exec("CREATE TABLE twins (first_name text, \"First Name\" text)")
+        .await;
+    let mut upload = spawn_upload(&env(&db, &unique("messy"))).await;
+    upload.ready().await;
+    let http = reqwest::Client::new();
+    let base = upload.url("");
+    let base = base.trim_end_matches('/');
+    for (query, body, status, code) in [
+        (
+            "table=t&encoding=ebcdic",
+            "id\n1\n",
+            400,
+            "invalid_encoding",
+        ),
+        ("table=t&header=false", "1,a\n", 400, "invalid_query"),
+        (
+            "table=t&extra_columns=maybe",
+            "id\n1\n",
+            400,
+            "invalid_query",
+        ),
+        (
+            "table=t&columns=id,name",
+            "id,name,note\n1,a,b\n",
+            422,
+            "invalid_columns",
+        ),
+        (
+            "table=t&skip_lines=5",
+            "a\nb\nid\n1\n",
+            422,
+            "invalid_skip_lines",
+        ),
+        ("table=t", "id,colour\n1,red\n", 422, "unknown_column"),
+        ("table=twins", "first name\nx\n", 422, "ambiguous_column"),
+    ] {
+        let (got, answer) = post_import(&http, base, query, body, &[]).await;
+        assert_eq!(
+            (got.as_u16(), answer["error"].as_str()),
+            (status, Some(code)),
+            "{query}: {answer}"
+        );
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM csvbus.imports")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "nothing was recorded");
+    upload.stop().await;
+}
