@@ -166,7 +166,7 @@ async fn messy_files_land_with_their_exact_rows() {
     csvbus_tests::init_logs();
     let db = TestDb::new().await;
     let mut e = env(&db, &unique("messy"));
-    e.set("CSVBUS_SINK_GROUP", &unique("g"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
     let mut upload = spawn_upload(&e).await;
     let mut sink = spawn_sink(&e).await;
     upload.ready().await;
@@ -271,4 +271,100 @@ async fn what_cannot_be_read_as_asked_is_refused_before_any_row() {
         .unwrap();
     assert_eq!(n, 0, "nothing was recorded");
     upload.stop().await;
+}
+
+/// A file with a column of every type `create=true` infers; `Breaks` is a whole number in the
+/// first 2,000 rows and not in the 2,001st.
+fn every_type_csv(rows: usize) -> String {
+    let mut s = String::from("ID,Price,Ratio,OK,Day,At,At TZ,UID,Note,Empty,Breaks\n");
+    for i in 1..=rows {
+        let day =
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(i as u64);
+        let breaks = if i == 2001 {
+            "oops".to_owned()
+        } else {
+            (i * 7).to_string()
+        };
+        s.push_str(&format!(
+            "{i},{i}.{:02},{i}e-3,{},{day},{day} 10:{:02}:00,{day}T10:00:00+01:00,00000000-0000-4000-8000-{i:012},n{i},,{breaks}\n",
+            i % 100,
+            i % 2 == 0,
+            i % 60,
+        ));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_true_makes_the_table_from_the_file_and_rejects_what_breaks_its_types() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    let mut e = env(&db, &unique("create"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    let mut upload = spawn_upload(&e).await;
+    let mut sink = spawn_sink(&e).await;
+    upload.ready().await;
+    sink.ready().await;
+    let http = reqwest::Client::new();
+    let base = upload.url("");
+    let base = base.trim_end_matches('/');
+    // Without create=true the table must exist.
+    let (status, _) = post_import(&http, base, "table=created", every_type_csv(3), &[]).await;
+    assert_eq!(status, 404);
+
+    let (status, acc) = post_import(
+        &http,
+        base,
+        "table=created&create=true",
+        every_type_csv(2100),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{acc}");
+    let ddl = "CREATE TABLE \"public\".\"created\" (\"id\" bigint, \"price\" numeric, \
+        \"ratio\" double precision, \"ok\" boolean, \"day\" date, \"at\" timestamp, \
+        \"at_tz\" timestamptz, \"uid\" uuid, \"note\" text, \"empty\" text, \"breaks\" bigint)";
+    assert_eq!(acc["read_as"]["created"], ddl);
+    assert_eq!(
+        acc["read_as"]["mapping"][0],
+        serde_json::json!({"field": "ID", "column": "id"})
+    );
+    let id = acc["import_id"].as_str().unwrap();
+    let rec = wait_final(&upload, id, Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(
+        (
+            rec["rows_written"].as_i64(),
+            rec["rows_write_rejected"].as_i64()
+        ),
+        (Some(2099), Some(1))
+    );
+    let (line, reason): (i64, String) =
+        sqlx::query_as("SELECT line, reason FROM csvbus.rejected_rows WHERE import_id = $1::uuid")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(line, 2002, "the 2,001st row is on line 2,002");
+    assert!(
+        reason.contains("invalid input syntax for type bigint: \"oops\""),
+        "{reason}"
+    );
+    // Every written row holds exactly the file's values.
+    let exact: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM created WHERE
+            price = (id || '.' || lpad((id % 100)::text, 2, '0'))::numeric
+            AND ratio = (id || 'e-3')::float8 AND ok = (id % 2 = 0)
+            AND day = date '2026-01-01' + id::int
+            AND at = (date '2026-01-01' + id::int) + make_interval(hours => 10, mins => (id % 60)::int)
+            AND at_tz = ((date '2026-01-01' + id::int) || 'T10:00:00+01:00')::timestamptz
+            AND uid = ('00000000-0000-4000-8000-' || lpad(id::text, 12, '0'))::uuid
+            AND note = 'n' || id AND empty IS NULL AND breaks = id * 7",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(exact, 2099);
+    upload.stop().await;
+    sink.stop().await;
 }

@@ -17,6 +17,7 @@
 //!   [`status`]: an import's status.
 //! - [`rejected`]: rejected rows, storable whatever their text.
 //! - [`read_as`]: how an upload's bytes were read (dialect, encoding, column mapping).
+//! - [`infer`]: column types from a sample of rows, and the `CREATE TABLE` of `create=true`.
 //! - [`modes`]: what an import does to its table; staging tables of all-or-nothing imports.
 //! - [`telemetry`]: tracing subscriber (text or JSON) and the Prometheus recorder.
 //! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
@@ -29,6 +30,7 @@ pub mod failure;
 pub mod health;
 pub mod import_list;
 pub mod imports;
+pub mod infer;
 pub mod kafka;
 pub mod message;
 pub mod modes;

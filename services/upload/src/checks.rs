@@ -90,6 +90,18 @@ pub async fn resolve_table(
     Ok((table, cols.ok_or_else(unknown)?))
 }
 
+/// The name of a table `create=true` will create: its schema must be allowed.
+pub fn new_table(app: &App, name: &str) -> Result<TableName, ApiError> {
+    let table = TableName::parse(name, catalog::DEFAULT_SCHEMA)
+        .filter(|t| catalog::may_target(t, &app.config.common.allowed_schemas));
+    table.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_table",
+            format!("{name:?} is not a table name csvbus may create (CSVBUS_ALLOWED_SCHEMAS)"),
+        )
+    })
+}
+
 pub fn parse_mode(m: Option<&str>) -> Result<ImportMode, ApiError> {
     match m {
         None | Some("") => Ok(ImportMode::Append),
@@ -165,6 +177,7 @@ pub fn read_options(q: &UploadQuery) -> Result<ReadOptions, ApiError> {
             names,
             ignore_extra,
         },
+        keep_sample: 0,
     })
 }
 

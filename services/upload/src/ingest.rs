@@ -65,6 +65,9 @@ pub struct UploadQuery {
     /// dropped).
     #[param(pattern = "^(error|ignore)?$")]
     pub extra_columns: Option<String>,
+    /// `true`: when the table does not exist, create it from the header, with column types
+    /// inferred from the first rows (up to 2000 in the first MiB).
+    pub create: Option<bool>,
     /// The text that means SQL NULL (default: none; an empty field is an empty string or NULL
     /// as the column's type takes it).
     pub null: Option<String>,
@@ -162,12 +165,21 @@ pub async fn create_import(
     let mode = parse_mode(q.mode.as_deref())?;
     let encoding = check_headers(&headers, app.config.max_body_bytes)?;
     let key = idempotency::key(&headers)?;
-    let read = read_options(&q)?;
+    let mut read = read_options(&q)?;
     let opts = ValueOptions {
         delimiter: read.delimiter.unwrap_or(b','),
         null: q.null.clone().filter(|s| !s.is_empty()),
     };
-    let table = resolve_table(&app, &q.table).await?;
+    let (table, create) = match resolve_table(&app, &q.table).await {
+        Err(e) if e.code == "unknown_table" && q.create == Some(true) => {
+            read.keep_sample = crate::create::SAMPLE_BYTES;
+            (
+                (crate::checks::new_table(&app, &q.table)?, Vec::new()),
+                true,
+            )
+        }
+        found => (found?, false),
+    };
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
     let partitions = app.partitions.load(Ordering::Relaxed);
     // A repeat that is answered without its rows (replayed, refused) still has its body read
@@ -193,6 +205,7 @@ pub async fn create_import(
         opts,
         read,
         table,
+        create,
         mode,
         conflict,
         key,
@@ -233,6 +246,24 @@ async fn run_upload(
     let prepared = prepare(input, &plan.read).await?;
     plan.opts.delimiter = prepared.dialect.delimiter;
     let mut read_as = prepared.read_as;
+    if let (true, Some((sample, complete))) = (plan.create, &prepared.sample) {
+        let (header, names) = (plan.read.header, plan.read.mapping.names.as_deref());
+        let new = crate::create::infer_table(
+            &plan.table.0,
+            sample,
+            *complete,
+            &prepared.dialect,
+            header,
+            names,
+        )
+        .map_err(ApiError::from)?;
+        plan.table.1 = new.columns;
+        read_as.notes.push(format!(
+            "column types inferred from the first {} rows",
+            new.rows
+        ));
+        read_as.created = Some(new.ddl);
+    }
     let mut records = Records::with(
         prepared.input,
         prepared.dialect,

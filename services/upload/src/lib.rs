@@ -24,6 +24,7 @@
 //! - [`lines`]: line numbers as people count them (CR, LF, CRLF, blank lines).
 //! - [`prepare`]: encoding, preamble and dialect, decided from the first bytes ([`sniff`]),
 //!   and the body turned into UTF-8 ([`transcode`]).
+//! - [`create`]: `create=true`: the table inferred from the file.
 //! - [`mapping`]: the file's columns onto the table's (normalized names, `columns=`).
 //! - [`parse`]: the body's CSV records with their lines and raw bytes.
 //! - [`body`]: the body as a counted, capped, idle-limited, decompressed byte stream.
@@ -39,6 +40,7 @@ pub mod body;
 pub mod checkpoint;
 pub mod checks;
 pub mod config;
+pub mod create;
 pub mod error;
 pub mod failures;
 pub mod idempotency;

@@ -9,19 +9,7 @@ use csvbus_shared::read_as::ColumnMapping;
 
 use crate::rows::HeaderError;
 
-/// The name `n` as compared when no column has it exactly: lower case, each run of other
-/// characters than letters and digits one `_`, none at either end.
-pub fn normalize(n: &str) -> String {
-    let mut out = String::with_capacity(n.len());
-    for ch in n.trim().chars() {
-        if ch.is_alphanumeric() {
-            out.extend(ch.to_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_matches('_').to_owned()
-}
+pub use csvbus_shared::infer::normalize;
 
 /// Options of the mapping.
 #[derive(Debug, Clone, Default)]

@@ -23,6 +23,9 @@ pub struct ReadOptions {
     /// The first record names the columns (`header=false`: `columns=` does).
     pub header: bool,
     pub mapping: Mapping,
+    /// Bytes of the start of the body to keep for [`Prepared::sample`] (`create=true`: the
+    /// rows column types are inferred from); 0: none.
+    pub keep_sample: usize,
 }
 
 impl ReadOptions {
@@ -50,6 +53,7 @@ impl Default for ReadOptions {
             trim: false,
             header: true,
             mapping: Mapping::default(),
+            keep_sample: 0,
         }
     }
 }
@@ -59,6 +63,9 @@ pub struct Prepared {
     pub input: Input,
     pub dialect: Dialect,
     pub read_as: ReadAs,
+    /// With [`ReadOptions::keep_sample`]: the first bytes after the skipped lines (UTF-8), and
+    /// whether they are the whole body.
+    pub sample: Option<(Vec<u8>, bool)>,
 }
 
 /// Decides the encoding and the dialect from the first bytes of `input`.
@@ -67,13 +74,17 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
     let (encoding, input) = match o.encoding {
         Some(e) => (e, input),
         None => {
-            let (sample, input) = sniff::peek(input, SAMPLE_BYTES).await;
-            (TextEncoding::detect(&sample), input)
+            let p = sniff::peek(input, SAMPLE_BYTES, false).await;
+            (TextEncoding::detect(&p.sample), p.input)
         }
     };
     let input = transcode::utf8(input, encoding);
-    let (sample, input) = sniff::peek(input, SAMPLE_BYTES).await;
-    let complete = sample.len() < SAMPLE_BYTES;
+    let want = SAMPLE_BYTES.max(o.keep_sample);
+    let sniff::Peeked {
+        sample,
+        ended: complete,
+        input,
+    } = sniff::peek(input, want, o.keep_sample > 0).await;
     let skip = sniff::after_lines(&sample, o.skip_lines).ok_or_else(|| {
         let why = if complete {
             "the body has fewer lines"
@@ -88,13 +99,17 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
     let delimiter = match o.delimiter {
         Some(d) => d,
         None => {
-            let found = sniff::detect(&sample[skip..], complete);
+            let head = &sample[skip..];
+            let head = &head[..head.len().min(SAMPLE_BYTES)];
+            let found = sniff::detect(head, complete && head.len() == sample.len() - skip);
             notes.extend(found.doubt);
             found.delimiter
         }
     };
     let input = sniff::skip(input, skip);
+    let kept = (o.keep_sample > 0).then(|| (sample[skip..].to_vec(), complete));
     Ok(Prepared {
+        sample: kept,
         input,
         dialect: Dialect {
             delimiter,

@@ -21,14 +21,24 @@ const RECORDS: usize = 200;
 
 pub type Input = Pin<Box<dyn AsyncRead + Send>>;
 
-/// Reads up to `n` bytes of `input` — fewer when the input ends, or when it has no more
-/// bytes ready and at least one line has come (a slow client's first rows are not held back
-/// until `n` bytes have come) — and returns them, with an input that yields them again and
-/// then the rest. A read error is not returned here: the returned input gives it after the
-/// sample, where it would have come without the look ahead (the upload answers it as usual).
-pub async fn peek(mut input: Input, n: usize) -> (Vec<u8>, Input) {
+/// The first bytes of an input, and the input to read instead of it.
+pub struct Peeked {
+    pub sample: Vec<u8>,
+    /// The sample is the whole input.
+    pub ended: bool,
+    /// Yields the sample again, then the rest.
+    pub input: Input,
+}
+
+/// Reads up to `n` bytes of `input` — fewer when the input ends, or (unless `patient`) when
+/// it has no more bytes ready and at least one line has come: a slow client's first rows are
+/// not held back until `n` bytes have come. A read error is not returned here: the returned
+/// input gives it after the sample, where it would have come without the look ahead (the
+/// upload answers it as usual).
+pub async fn peek(mut input: Input, n: usize, patient: bool) -> Peeked {
     let mut sample = Vec::with_capacity(n.min(SAMPLE_BYTES));
     let mut err = None;
+    let mut ended = false;
     let mut chunk = vec![0u8; 16 * 1024];
     std::future::poll_fn(|cx| loop {
         let want = (n - sample.len()).min(chunk.len());
@@ -37,13 +47,16 @@ pub async fn peek(mut input: Input, n: usize) -> (Vec<u8>, Input) {
         }
         let mut buf = ReadBuf::new(&mut chunk[..want]);
         match input.as_mut().poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                ended = true;
+                return Poll::Ready(());
+            }
             Poll::Ready(Ok(())) => sample.extend_from_slice(buf.filled()),
             Poll::Ready(Err(e)) => {
                 err = Some(e);
                 return Poll::Ready(());
             }
-            Poll::Pending if sample.iter().any(|b| *b == b'\n' || *b == b'\r') => {
+            Poll::Pending if !patient && sample.iter().any(|b| *b == b'\n' || *b == b'\r') => {
                 return Poll::Ready(())
             }
             Poll::Pending => return Poll::Pending,
@@ -55,7 +68,11 @@ pub async fn peek(mut input: Input, n: usize) -> (Vec<u8>, Input) {
         None => input,
         Some(e) => Box::pin(Failing(Some(e))),
     };
-    (sample, Box::pin(head.chain(rest)))
+    Peeked {
+        sample,
+        ended,
+        input: Box::pin(head.chain(rest)),
+    }
 }
 
 /// `input` without its first `n` bytes (they were read already: they are in the sample).
@@ -278,10 +295,10 @@ mod tests {
     #[tokio::test]
     async fn a_peeked_input_reads_the_same_bytes() {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let (sample, mut rest) = peek(Box::pin(io::Cursor::new(data.clone())), 1000).await;
-        assert_eq!(sample, data[..1000]);
+        let mut p = peek(Box::pin(io::Cursor::new(data.clone())), 1000, false).await;
+        assert_eq!((&p.sample[..], p.ended), (&data[..1000], false));
         let mut all = Vec::new();
-        rest.read_to_end(&mut all).await.unwrap();
+        p.input.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, data);
     }
 }

@@ -25,6 +25,8 @@ pub struct Plan {
     pub opts: ValueOptions,
     pub read: ReadOptions,
     pub table: (TableName, Vec<catalog::Column>),
+    /// `create=true` and the table does not exist: it is created with the import.
+    pub create: bool,
     pub mode: ImportMode,
     /// upsert / skip: the conflict columns.
     pub conflict: Option<Vec<String>>,
@@ -129,6 +131,9 @@ pub async fn create(
     };
     let r: Result<(), sqlx::Error> = async {
         let mut tx = app.pool.begin().await?;
+        if let Some(ddl) = &read_as.created {
+            sqlx::query(ddl).execute(&mut *tx).await?;
+        }
         imports::create(&mut tx, &new).await?;
         if plan.mode.staged() {
             modes::create_staging(&mut tx, id, &plan.table.0, &header.columns).await?;
@@ -145,6 +150,15 @@ pub async fn create(
             "an import under this Idempotency-Key has just started; retry when it has ended",
         )
         .retry_after(2)),
+        // create=true: another upload created the table first.
+        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P07") => {
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "table_created",
+                "the table was created by another upload meanwhile; upload again to use it",
+            )
+            .retry_after(1))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -1,0 +1,267 @@
+//! Column types inferred from a sample of a file's rows, for `create=true` and `csvbus
+//! infer`: the narrowest of bigint, numeric, double precision, boolean, date, timestamp,
+//! timestamptz and uuid that every non-empty value of the column fits, else text. Empty values
+//! are NULL and say nothing; a column empty in the whole sample is text.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+use crate::catalog::{quote_ident, TableName};
+
+/// A type `create=true` gives a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlType {
+    Boolean,
+    Bigint,
+    Numeric,
+    Double,
+    Date,
+    Timestamp,
+    Timestamptz,
+    Uuid,
+    Text,
+}
+
+/// In order of preference: the first one a column's values all fit is its type.
+const ORDER: [SqlType; 8] = [
+    SqlType::Boolean,
+    SqlType::Bigint,
+    SqlType::Numeric,
+    SqlType::Double,
+    SqlType::Date,
+    SqlType::Timestamp,
+    SqlType::Timestamptz,
+    SqlType::Uuid,
+];
+
+impl SqlType {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Self::Boolean => "boolean",
+            Self::Bigint => "bigint",
+            Self::Numeric => "numeric",
+            Self::Double => "double precision",
+            Self::Date => "date",
+            Self::Timestamp => "timestamp",
+            Self::Timestamptz => "timestamptz",
+            Self::Uuid => "uuid",
+            Self::Text => "text",
+        }
+    }
+
+    /// Whether Postgres reads `v` as this type (the forms csvbus recognizes).
+    pub fn fits(self, v: &str) -> bool {
+        let v = v.trim();
+        match self {
+            Self::Boolean => matches!(
+                v.to_ascii_lowercase().as_str(),
+                "true" | "false" | "t" | "f" | "yes" | "no"
+            ),
+            Self::Bigint => v.parse::<i64>().is_ok(),
+            Self::Numeric => is_decimal(v),
+            Self::Double => is_decimal(v) || (v.parse::<f64>().is_ok() && v.contains(['e', 'E'])),
+            Self::Date => NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok(),
+            Self::Timestamp => {
+                Self::Date.fits(v)
+                    || [
+                        "%Y-%m-%d %H:%M:%S%.f",
+                        "%Y-%m-%dT%H:%M:%S%.f",
+                        "%Y-%m-%d %H:%M",
+                    ]
+                    .iter()
+                    .any(|f| NaiveDateTime::parse_from_str(v, f).is_ok())
+            }
+            Self::Timestamptz => {
+                DateTime::parse_from_rfc3339(v).is_ok()
+                    || ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z"]
+                        .iter()
+                        .any(|f| DateTime::parse_from_str(v, f).is_ok())
+            }
+            Self::Uuid => v.len() == 36 && uuid::Uuid::try_parse(v).is_ok(),
+            Self::Text => true,
+        }
+    }
+}
+
+/// `123`, `-1.5`, `.5`: digits with at most one point, no exponent.
+fn is_decimal(v: &str) -> bool {
+    let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
+    let mut points = 0;
+    !digits.is_empty()
+        && digits != "."
+        && digits.chars().all(|c| {
+            points += usize::from(c == '.');
+            c.is_ascii_digit() || (c == '.' && points == 1)
+        })
+}
+
+/// The types still possible for each column of a sample.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    /// Per column: which of [`ORDER`] every value so far fits, and whether any value came.
+    possible: Vec<([bool; 8], bool)>,
+    pub rows: usize,
+}
+
+impl Inference {
+    pub fn new(columns: usize) -> Self {
+        Self {
+            possible: vec![([true; 8], false); columns],
+            rows: 0,
+        }
+    }
+
+    /// One row's values (`None`: NULL). Fields past the header's count are ignored.
+    pub fn observe<'v>(&mut self, row: impl IntoIterator<Item = Option<&'v str>>) {
+        self.rows += 1;
+        for ((fits, seen), v) in self.possible.iter_mut().zip(row) {
+            let Some(v) = v.filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            *seen = true;
+            for (ok, t) in fits.iter_mut().zip(ORDER) {
+                *ok = *ok && t.fits(v);
+            }
+        }
+    }
+
+    pub fn types(&self) -> Vec<SqlType> {
+        self.possible
+            .iter()
+            .map(|(fits, seen)| match seen {
+                false => SqlType::Text,
+                true => ORDER
+                    .iter()
+                    .zip(fits)
+                    .find(|(_, ok)| **ok)
+                    .map_or(SqlType::Text, |(t, _)| *t),
+            })
+            .collect()
+    }
+}
+
+/// Column names for a new table from a header: normalized ([`normalize`]), `column_N` when
+/// nothing is left, `_2`, `_3`… for repeats.
+pub fn column_names(header: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(header.len());
+    for (i, h) in header.iter().enumerate() {
+        let base = match normalize(h.trim_start_matches('\u{feff}')) {
+            n if n.is_empty() => format!("column_{}", i + 1),
+            n => n,
+        };
+        let mut name = base.clone();
+        let mut k = 2;
+        while out.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        out.push(name);
+    }
+    out
+}
+
+/// `CREATE TABLE` for `table` with these columns and types.
+pub fn create_table(table: &TableName, columns: &[String], types: &[SqlType]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .zip(types)
+        .map(|(c, t)| format!("{} {}", quote_ident(c), t.sql()))
+        .collect();
+    format!("CREATE TABLE {} ({})", table.quoted(), cols.join(", "))
+}
+
+/// A name as compared when no column has it exactly: lower case, each run of other characters
+/// than letters and digits one `_`, none at either end (`First Name` → `first_name`).
+pub fn normalize(n: &str) -> String {
+    let mut out = String::with_capacity(n.len());
+    for ch in n.trim().chars() {
+        if ch.is_alphanumeric() {
+            out.extend(ch.to_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn infer(rows: &[&[&str]]) -> Vec<&'static str> {
+        let mut inf = Inference::new(rows[0].len());
+        for r in rows {
+            inf.observe(r.iter().map(|v| Some(*v)));
+        }
+        inf.types().into_iter().map(SqlType::sql).collect()
+    }
+
+    #[test]
+    fn each_type_is_inferred_from_its_values() {
+        let got = infer(&[
+            &[
+                "1",
+                "1.5",
+                "1e3",
+                "true",
+                "2026-01-31",
+                "2026-01-31 12:00:00",
+                "2026-01-31T12:00:00Z",
+                "0b9c2ad4-7d53-4a3c-9a53-4f0f5a1f4e11",
+                "x",
+                "",
+            ],
+            &[
+                "-20",
+                "2",
+                "2.5",
+                "F",
+                "2025-12-01",
+                "2026-01-31",
+                "2026-01-31 12:00:00+01:00",
+                "6f1c0a0e-0000-4000-8000-000000000001",
+                "12",
+                "",
+            ],
+        ]);
+        assert_eq!(
+            got,
+            [
+                "bigint",
+                "numeric",
+                "double precision",
+                "boolean",
+                "date",
+                "timestamp",
+                "timestamptz",
+                "uuid",
+                "text",
+                "text"
+            ]
+        );
+    }
+
+    #[test]
+    fn one_value_that_does_not_fit_widens_or_falls_to_text() {
+        assert_eq!(infer(&[&["1"], &["2.5"]]), ["numeric"]);
+        assert_eq!(infer(&[&["1"], &["abc"]]), ["text"]);
+        assert_eq!(infer(&[&["2026-01-01"], &["2026-13-01"]]), ["text"]);
+        assert_eq!(infer(&[&["99999999999999999999"]]), ["numeric"]);
+        assert_eq!(infer(&[&["1"], &[""], &["3"]]), ["bigint"]);
+    }
+
+    #[test]
+    fn header_names_become_plain_column_names() {
+        let h: Vec<String> = ["First Name", "", "first-name", "\u{feff}ID"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            column_names(&h),
+            ["first_name", "column_2", "first_name_2", "id"]
+        );
+        let t = TableName::parse("s.new", "public").unwrap();
+        assert_eq!(
+            create_table(&t, &column_names(&h)[..1], &[SqlType::Bigint]),
+            r#"CREATE TABLE "s"."new" ("first_name" bigint)"#
+        );
+    }
+}
