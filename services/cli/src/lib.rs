@@ -9,20 +9,21 @@
 pub mod client;
 pub mod dev;
 pub mod import;
+pub mod import_args;
+pub mod infer;
 pub mod report;
 pub mod show;
 pub mod source;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use csvbus_shared::config::{CommonConfig, Env};
-use csvbus_shared::modes::ImportMode;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 use crate::import::Verdict;
+pub use crate::import_args::{ImportArgs, Mode, Progress};
 
 /// Exit status: every file accepted (and completed, with `--wait`), no rows rejected unless
 /// `--max-rejected` allowed them.
@@ -49,6 +50,9 @@ pub struct Cli {
 pub enum Command {
     /// Streams CSV files (or `-` for stdin) to the upload service, one after the other.
     Import(ImportArgs),
+    /// Prints what `import --create` would make of a file: the dialect and encoding detected
+    /// and the CREATE TABLE statement (read locally; nothing is sent).
+    Infer(crate::infer::InferArgs),
     /// Shows an import's record (status and counters).
     Status {
         /// The import id (from `csvbus import` or the 202 answer).
@@ -100,125 +104,6 @@ impl ServerArgs {
     }
 }
 
-#[derive(Args)]
-pub struct ImportArgs {
-    /// CSV files to import; `-` reads stdin. The first record of each is its header.
-    #[arg(required = true)]
-    pub files: Vec<String>,
-    /// Target table, `name` or `schema.name`.
-    #[arg(long, short)]
-    pub table: String,
-    #[command(flatten)]
-    pub server: ServerArgs,
-    /// Column whose value becomes the Kafka key (rows with one key keep their order).
-    #[arg(long)]
-    pub key: Option<String>,
-    /// Field delimiter [service default: ,].
-    #[arg(long)]
-    pub delimiter: Option<char>,
-    /// Text that means NULL [service default: an unquoted empty field].
-    #[arg(long)]
-    pub null: Option<String>,
-    /// Bad rows tolerated before an import fails [service default: 100]. Giving it also
-    /// allows rejected rows: the exit status is then 0 when files are accepted.
-    #[arg(long)]
-    pub max_rejected: Option<u64>,
-    /// What the import does to the table: append (rows visible as written), atomic (all or
-    /// nothing), replace (the table becomes the file), upsert (last row per key wins), skip
-    /// (rows whose key exists are skipped) [service default: append].
-    #[arg(long, value_enum)]
-    pub mode: Option<Mode>,
-    /// upsert / skip: the conflict columns, comma-separated [service default: primary key].
-    #[arg(long)]
-    pub conflict: Option<String>,
-    /// The Idempotency-Key sent with each file [default: derived from the file's bytes and the
-    /// options; random per run for stdin]. Retries reuse it, so they never write a row twice.
-    #[arg(long)]
-    pub idempotency_key: Option<String>,
-    /// Compress the body with gzip as it is sent.
-    #[arg(long)]
-    pub gzip: bool,
-    /// Follow each import until the sink has written it; print final counters and the first
-    /// rejected rows.
-    #[arg(long)]
-    pub wait: bool,
-    /// Retries for 429/503 answers and connection errors (with backoff).
-    #[arg(long, default_value_t = 8)]
-    pub retries: u32,
-    /// Print one JSON object per file instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Progress bars: auto (on a terminal), always, never.
-    #[arg(long, value_enum, default_value_t = Progress::Auto)]
-    pub progress: Progress,
-}
-
-/// `--mode`: the service's import modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    Append,
-    Atomic,
-    Replace,
-    Upsert,
-    Skip,
-}
-
-impl From<Mode> for ImportMode {
-    fn from(m: Mode) -> Self {
-        match m {
-            Mode::Append => Self::Append,
-            Mode::Atomic => Self::Atomic,
-            Mode::Replace => Self::Replace,
-            Mode::Upsert => Self::Upsert,
-            Mode::Skip => Self::Skip,
-        }
-    }
-}
-
-/// `--progress`: when to draw progress bars.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Progress {
-    /// On a terminal, without `--json`.
-    Auto,
-    Always,
-    Never,
-}
-
-impl ImportArgs {
-    pub fn progress(&self) -> bool {
-        match self.progress {
-            Progress::Always => true,
-            Progress::Never => false,
-            Progress::Auto => !self.json && std::io::stderr().is_terminal(),
-        }
-    }
-
-    /// The query string of the upload request.
-    pub fn query(&self) -> String {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("table", &self.table);
-        if let Some(k) = &self.key {
-            q.append_pair("key", k);
-        }
-        if let Some(d) = self.delimiter {
-            q.append_pair("delimiter", &d.to_string());
-        }
-        if let Some(n) = &self.null {
-            q.append_pair("null", n);
-        }
-        if let Some(m) = self.max_rejected {
-            q.append_pair("max_rejected", &m.to_string());
-        }
-        if let Some(m) = self.mode {
-            q.append_pair("mode", ImportMode::from(m).as_str());
-        }
-        if let Some(c) = &self.conflict {
-            q.append_pair("conflict", c);
-        }
-        q.finish()
-    }
-}
-
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -256,5 +141,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
         Command::Dev(args) => dev::run(args).await,
+        Command::Infer(args) => infer::run(args).await,
     }
 }

@@ -2,6 +2,7 @@
 //! one line for people.
 
 use csvbus_shared::imports::{ImportStatus, RejectedRow};
+use csvbus_shared::read_as::ReadAs;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -34,6 +35,9 @@ pub struct Imported {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub first_rejected: Vec<RejectedRow>,
+    /// How the service read the file: delimiter, encoding, column mapping, created table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_as: Option<ReadAs>,
 }
 
 /// A file the service did not accept, or that could not be sent.
@@ -90,5 +94,34 @@ pub fn human(report: &Report) -> String {
         s += &format!(" — {e}");
     }
     s += &format!(" ({:.1}s)", r.seconds);
+    if let Some(how) = &r.read_as {
+        s += &read_as_line(how);
+    }
     s
+}
+
+/// What detection chose, renamed or created, when there is anything to say.
+fn read_as_line(r: &ReadAs) -> String {
+    let mut parts = Vec::new();
+    if r.delimiter_detected && r.delimiter != "," {
+        parts.push(format!("delimiter {} detected", r.delimiter));
+    }
+    if r.encoding_detected || r.encoding != "utf-8" {
+        parts.push(format!("read as {}", r.encoding));
+    }
+    for m in &r.mapping {
+        match &m.column {
+            Some(c) => parts.push(format!("{:?} → {c}", m.field)),
+            None => parts.push(format!("{:?} dropped", m.field)),
+        }
+    }
+    parts.extend(r.notes.iter().cloned());
+    if let Some(ddl) = &r.created {
+        parts.push(format!("created: {ddl}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("\n  {}", parts.join("; "))
+    }
 }

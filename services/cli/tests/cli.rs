@@ -448,3 +448,53 @@ async fn modes_reach_the_service_and_running_a_command_again_imports_nothing_twi
     assert_eq!(out.status.code(), Some(2));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infer_prints_the_table_and_import_create_makes_it() {
+    let s = stack(&[], true).await;
+    let file = s.write(
+        "Sales 2026.csv",
+        "Region;Amount;Paid On;Ok\nEMEA;1,5;2026-01-02;yes\nAPAC;2;2026-01-03;no\n",
+    );
+    let out = s.run(&["infer", &file]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out),
+        "-- delimiter ; (detected), encoding utf-8 (given), types from 2 rows\n\
+         CREATE TABLE \"public\".\"sales_2026\" (\"region\" text, \"amount\" text, \
+         \"paid_on\" date, \"ok\" boolean);\n"
+    );
+
+    let out = s
+        .run(&[
+            "import",
+            &file,
+            "--table",
+            "sales",
+            "--create",
+            "--wait",
+            "--progress",
+            "never",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains("delimiter ; detected"), "{text}");
+    assert!(
+        text.contains("created: CREATE TABLE \"public\".\"sales\" (\"region\" text"),
+        "{text}"
+    );
+    let rows: Vec<(String, String, String, bool)> =
+        sqlx::query_as("SELECT region, amount, paid_on::text, ok FROM sales ORDER BY region")
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("APAC".into(), "2".into(), "2026-01-03".into(), false),
+            ("EMEA".into(), "1,5".into(), "2026-01-02".into(), true)
+        ]
+    );
+    s.stop().await;
+}

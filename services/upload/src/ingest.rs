@@ -39,7 +39,7 @@ use crate::App;
 pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
 
 /// Query options of an upload.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The target table: `table` (in `public`) or `schema.table`.

@@ -1,0 +1,166 @@
+//! `csvbus import`'s arguments and the query string they make.
+
+use std::io::IsTerminal;
+
+use clap::Args;
+use csvbus_shared::modes::ImportMode;
+
+use crate::ServerArgs;
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// CSV files to import; `-` reads stdin. The first record of each is its header.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// Target table, `name` or `schema.name`.
+    #[arg(long, short)]
+    pub table: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Column whose value becomes the Kafka key (rows with one key keep their order).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Field delimiter: one character, `tab`, or `auto` [service default: auto, detected
+    /// among , ; tab |].
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// Text encoding: utf-8, auto, windows-1252, latin1, utf-16, utf-16be [service default:
+    /// utf-8].
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// Preamble lines before the header to skip.
+    #[arg(long)]
+    pub skip_lines: Option<u64>,
+    /// Drop whitespace around fields and after closing quotes.
+    #[arg(long)]
+    pub trim: bool,
+    /// The first record is data, not a header: name the fields with --columns.
+    #[arg(long)]
+    pub no_header: bool,
+    /// A table column (or `-` to drop the field) per field of the file, comma-separated.
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// Drop header columns the table lacks instead of refusing the file.
+    #[arg(long)]
+    pub ignore_extra_columns: bool,
+    /// Create the table from the file when it does not exist (types inferred from the first
+    /// rows; see `csvbus infer`).
+    #[arg(long)]
+    pub create: bool,
+    /// Text that means NULL [service default: an unquoted empty field].
+    #[arg(long)]
+    pub null: Option<String>,
+    /// Bad rows tolerated before an import fails [service default: 100]. Giving it also
+    /// allows rejected rows: the exit status is then 0 when files are accepted.
+    #[arg(long)]
+    pub max_rejected: Option<u64>,
+    /// What the import does to the table: append (rows visible as written), atomic (all or
+    /// nothing), replace (the table becomes the file), upsert (last row per key wins), skip
+    /// (rows whose key exists are skipped) [service default: append].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// upsert / skip: the conflict columns, comma-separated [service default: primary key].
+    #[arg(long)]
+    pub conflict: Option<String>,
+    /// The Idempotency-Key sent with each file [default: derived from the file's bytes and the
+    /// options; random per run for stdin]. Retries reuse it, so they never write a row twice.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Compress the body with gzip as it is sent.
+    #[arg(long)]
+    pub gzip: bool,
+    /// Follow each import until the sink has written it; print final counters and the first
+    /// rejected rows.
+    #[arg(long)]
+    pub wait: bool,
+    /// Retries for 429/503 answers and connection errors (with backoff).
+    #[arg(long, default_value_t = 8)]
+    pub retries: u32,
+    /// Print one JSON object per file instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Progress bars: auto (on a terminal), always, never.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+/// `--mode`: the service's import modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Append,
+    Atomic,
+    Replace,
+    Upsert,
+    Skip,
+}
+
+impl From<Mode> for ImportMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Append => Self::Append,
+            Mode::Atomic => Self::Atomic,
+            Mode::Replace => Self::Replace,
+            Mode::Upsert => Self::Upsert,
+            Mode::Skip => Self::Skip,
+        }
+    }
+}
+
+/// `--progress`: when to draw progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// On a terminal, without `--json`.
+    Auto,
+    Always,
+    Never,
+}
+
+impl ImportArgs {
+    pub fn progress(&self) -> bool {
+        match self.progress {
+            Progress::Always => true,
+            Progress::Never => false,
+            Progress::Auto => !self.json && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// The query string of the upload request.
+    pub fn query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("table", &self.table);
+        if let Some(k) = &self.key {
+            q.append_pair("key", k);
+        }
+        let flags = [
+            ("delimiter", self.delimiter.clone()),
+            ("encoding", self.encoding.clone()),
+            ("skip_lines", self.skip_lines.map(|n| n.to_string())),
+            ("trim", self.trim.then(|| "true".to_owned())),
+            ("header", self.no_header.then(|| "false".to_owned())),
+            ("columns", self.columns.clone()),
+            (
+                "extra_columns",
+                self.ignore_extra_columns.then(|| "ignore".to_owned()),
+            ),
+            ("create", self.create.then(|| "true".to_owned())),
+        ];
+        for (name, value) in flags {
+            if let Some(v) = value {
+                q.append_pair(name, &v);
+            }
+        }
+        if let Some(n) = &self.null {
+            q.append_pair("null", n);
+        }
+        if let Some(m) = self.max_rejected {
+            q.append_pair("max_rejected", &m.to_string());
+        }
+        if let Some(m) = self.mode {
+            q.append_pair("mode", ImportMode::from(m).as_str());
+        }
+        if let Some(c) = &self.conflict {
+            q.append_pair("conflict", c);
+        }
+        q.finish()
+    }
+}

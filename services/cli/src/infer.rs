@@ -1,0 +1,94 @@
+//! `csvbus infer FILE`: what `--create` would make of a file — the dialect and encoding the
+//! service would detect, and the `CREATE TABLE` it would run — read locally, with the
+//! service's own code, without sending anything.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use csvbus_shared::catalog::{TableName, DEFAULT_SCHEMA};
+use csvbus_upload::checks::read_options;
+use csvbus_upload::create::{infer_table, SAMPLE_BYTES};
+use csvbus_upload::ingest::UploadQuery;
+use csvbus_upload::prepare::prepare;
+
+#[derive(Args)]
+pub struct InferArgs {
+    /// The CSV file.
+    pub file: String,
+    /// The table name the statement creates, `name` or `schema.name` [default: the file's
+    /// name].
+    #[arg(long, short)]
+    pub table: Option<String>,
+    /// As for `csvbus import`.
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    #[arg(long)]
+    pub encoding: Option<String>,
+    #[arg(long)]
+    pub skip_lines: Option<u64>,
+    #[arg(long)]
+    pub trim: bool,
+    #[arg(long)]
+    pub no_header: bool,
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// Print JSON: how the file would be read, the statement, the columns.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
+    let stem = std::path::Path::new(&a.file)
+        .file_stem()
+        .map(|s| csvbus_shared::infer::normalize(&s.to_string_lossy()))
+        .unwrap_or_default();
+    let name = a.table.clone().unwrap_or(stem);
+    let table = TableName::parse(&name, DEFAULT_SCHEMA)
+        .ok_or_else(|| anyhow::anyhow!("{name:?} is not a table name"))?;
+    let q = UploadQuery {
+        table: name,
+        delimiter: a.delimiter,
+        encoding: a.encoding,
+        skip_lines: a.skip_lines,
+        trim: Some(a.trim),
+        header: Some(!a.no_header),
+        columns: a.columns,
+        ..UploadQuery::default()
+    };
+    let mut opts = read_options(&q).map_err(|e| anyhow::anyhow!(e.message))?;
+    opts.keep_sample = SAMPLE_BYTES;
+    let file = tokio::fs::File::open(&a.file).await?;
+    let p = prepare(Box::pin(file), &opts)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let (sample, complete) = p.sample.unwrap_or_default();
+    let names = opts.mapping.names.as_deref();
+    let new = infer_table(&table, &sample, complete, &p.dialect, opts.header, names)?;
+    if a.json {
+        let columns: Vec<serde_json::Value> = new
+            .columns
+            .iter()
+            .map(|c| serde_json::json!({"name": c.name, "type": c.type_name}))
+            .collect();
+        let out = serde_json::json!({
+            "read_as": p.read_as, "ddl": new.ddl, "columns": columns, "rows_sampled": new.rows,
+        });
+        println!("{out}");
+    } else {
+        let r = &p.read_as;
+        let how = |detected: bool| if detected { "detected" } else { "given" };
+        println!(
+            "-- delimiter {} ({}), encoding {} ({}), types from {} rows",
+            r.delimiter,
+            how(r.delimiter_detected),
+            r.encoding,
+            how(r.encoding_detected),
+            new.rows
+        );
+        for n in &r.notes {
+            println!("-- {n}");
+        }
+        println!("{};", new.ddl);
+    }
+    Ok(ExitCode::SUCCESS)
+}
