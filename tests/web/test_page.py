@@ -156,3 +156,31 @@ def test_keyboard_only_on_a_phone_sized_screen(page, service):
     page.keyboard.press("Enter")
     expect(page.locator("#uploads .card .status").first).to_contain_text("completed", timeout=30_000)
     assert service.query("SELECT name, country FROM cities") == [("Lyon", "FR")]
+
+
+def test_a_messy_file_with_the_page_options_creates_its_table(page, service):
+    page.goto(service.url)
+    page.fill("#table", "sales")
+    page.select_option("#encoding", "windows-1252")
+    page.fill("#skip_lines", "1")
+    page.check("#create")
+    body = "Exported 2026-11-25\r\nRegion;Amount;Paid On\r\nZürich;12.50;2026-01-02\r\n"
+    dt = page.evaluate_handle(
+        """(bytes) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([new Uint8Array(bytes)], "sales.csv", { type: "text/csv" }));
+            return dt;
+        }""",
+        list(body.encode("cp1252")),
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dt})
+    page.click("#upload-button")
+    card = page.locator("#uploads .card").first
+    expect(card.locator(".status")).to_contain_text("completed", timeout=30_000)
+    expect(card.locator(".read-as")).to_contain_text("delimiter ; (detected)")
+    expect(card.locator(".read-as")).to_contain_text(
+        'created: CREATE TABLE "public"."sales" ("region" text, "amount" numeric, "paid_on" date)'
+    )
+    assert service.query("SELECT region, amount::text, paid_on::text FROM sales") == [
+        ("Zürich", "12.50", "2026-01-02")
+    ]

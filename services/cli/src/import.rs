@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
 use csvbus_shared::imports::ImportStatus;
 use csvbus_upload::ingest::Accepted;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -129,9 +130,13 @@ async fn import_one(
     (verdict, Report::Imported(report))
 }
 
+/// The longest wait between two attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
 /// Sends `source` until the service accepts or refuses it for good. Overload (429/503) and
-/// connection errors are retried with a capped, visible backoff while the input can be sent
-/// again from its start.
+/// connection errors are retried while the input can be sent again from its start: after
+/// 0.5 s, doubling up to [`MAX_RETRY_DELAY`], or after the service's `Retry-After` (backon,
+/// each retry shown).
 async fn send_with_retry(
     client: &Client,
     args: &ImportArgs,
@@ -143,9 +148,7 @@ async fn send_with_retry(
         Some(k) => k.clone(),
         None => source.idempotency_key(&query).await?,
     };
-    let mut delay = Duration::from_millis(500);
-    let mut attempt = 1;
-    loop {
+    let send_once = || async {
         bar.set_position(0);
         let lines = Arc::new(AtomicU64::new(0));
         let seen = {
@@ -165,43 +168,44 @@ async fn send_with_retry(
         if args.gzip {
             req = req.header("content-encoding", "gzip");
         }
-        match client.send(req).await {
-            Err(e) if e.retryable() && attempt < args.retries + 1 && source.replayable() => {
-                let wait = e
-                    .retry_after()
-                    .unwrap_or(delay)
-                    .min(Duration::from_secs(30));
-                let note = format!(
-                    "{}: {e}; retry {attempt}/{} in {:.1}s",
-                    source.name(),
-                    args.retries,
-                    wait.as_secs_f64()
-                );
-                if args.progress() {
-                    bar.set_message(note);
-                } else {
-                    eprintln!("{note}");
-                }
-                tokio::time::sleep(wait).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-                attempt += 1;
+        client.send::<Accepted>(req).await
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(MAX_RETRY_DELAY)
+        .with_factor(2.0)
+        .with_max_times(args.retries as usize);
+    let mut attempt = 0;
+    let v = send_once
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|e| e.retryable() && source.replayable())
+        .adjust(|e, wait| wait.map(|w| e.retry_after().unwrap_or(w).min(MAX_RETRY_DELAY)))
+        .notify(|e, wait| {
+            attempt += 1;
+            let note = format!(
+                "{}: {e}; retry {attempt}/{} in {:.1}s",
+                source.name(),
+                args.retries,
+                wait.as_secs_f64()
+            );
+            if args.progress() {
+                bar.set_message(note);
+            } else {
+                eprintln!("{note}");
             }
-            Ok(v) => {
-                let v: Accepted = v;
-                if let Some(line) = v.resumed_from_line {
-                    let note = format!(
-                        "{}: resumed import {} at line {}",
-                        source.name(),
-                        v.import_id,
-                        line + 1
-                    );
-                    bars_note(args, bar, note);
-                }
-                return Ok(v);
-            }
-            r => return r,
-        }
+        })
+        .await?;
+    if let Some(line) = v.resumed_from_line {
+        let note = format!(
+            "{}: resumed import {} at line {}",
+            source.name(),
+            v.import_id,
+            line + 1
+        );
+        bars_note(args, bar, note);
     }
+    Ok(v)
 }
 
 /// A note for people: on the progress line, or on stderr without one.

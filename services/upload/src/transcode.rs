@@ -193,16 +193,36 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     async fn read_all(bytes: &[u8], enc: TextEncoding) -> Vec<u8> {
-        let mut out = Vec::new();
         // One byte at a time: sequences split across reads must come out whole.
-        let slow = tokio_util::io::StreamReader::new(futures::stream::iter(
-            bytes
-                .iter()
-                .map(|b| Ok::<_, io::Error>(bytes::Bytes::copy_from_slice(&[*b])))
-                .collect::<Vec<_>>(),
-        ));
+        read_chunked(bytes, 1, enc).await
+    }
+
+    async fn read_chunked(bytes: &[u8], chunk: usize, enc: TextEncoding) -> Vec<u8> {
+        let mut out = Vec::new();
+        let chunks: Vec<Result<bytes::Bytes, io::Error>> = bytes
+            .chunks(chunk.max(1))
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        let slow = tokio_util::io::StreamReader::new(futures::stream::iter(chunks));
         utf8(slow, enc).read_to_end(&mut out).await.unwrap();
         out
+    }
+
+    proptest::proptest! {
+        /// Any text, encoded in UTF-16 or Windows-1252 and cut into any chunks, comes out as
+        /// the same text (what encoding_rs decodes in one piece).
+        #[test]
+        fn any_text_in_any_chunks_comes_out_whole(text in "\\PC{0,200}", chunk in 1usize..64) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let le: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+            let got = rt.block_on(read_chunked(&le, chunk, TextEncoding::Utf16Le));
+            proptest::prop_assert_eq!(String::from_utf8(got).unwrap(), text.clone());
+            let (cp, _, lossy) = WINDOWS_1252.encode(&text);
+            let got = rt.block_on(read_chunked(&cp, chunk, TextEncoding::Windows1252));
+            let (want, _) = WINDOWS_1252.decode_without_bom_handling(&cp);
+            proptest::prop_assert_eq!(String::from_utf8(got).unwrap(), want.into_owned());
+            let _ = lossy;
+        }
     }
 
     #[tokio::test]

@@ -44,6 +44,7 @@ async function showImport(id) {
     ["Rows written", rec.rows_written], ["Rows skipped", rec.rows_skipped],
     ["Rejected (file)", rec.rows_rejected], ["Rejected (database)", rec.rows_write_rejected],
     ["Bytes", rec.bytes_received], ["Attempts", rec.attempts], ["Took", took(rec)]];
+  if (rec.read_as) facts.push(["Read as", describeReadAs(rec.read_as).replace(/^Read as: /, "")]);
   if (rec.error) facts.push(["Error", rec.error]);
   $("#import-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   after = null;

@@ -36,11 +36,17 @@ function uploadQuery() {
   const q = new URLSearchParams({ table: $("#table").value.trim() });
   const mode = $("#mode").value;
   if (mode !== "append") q.set("mode", mode);
-  if ($("#delimiter").value !== ",") q.set("delimiter", $("#delimiter").value);
-  for (const name of ["null", "conflict", "key", "max_rejected"]) {
+  if ($("#delimiter").value !== "auto") q.set("delimiter", $("#delimiter").value);
+  if ($("#encoding").value !== "utf-8") q.set("encoding", $("#encoding").value);
+  if (Number($("#skip_lines").value) > 0) q.set("skip_lines", $("#skip_lines").value);
+  for (const name of ["null", "conflict", "key", "max_rejected", "columns"]) {
     const v = $(`#${name}`).value.trim();
     if (v !== "") q.set(name, v);
   }
+  if ($("#trim").checked) q.set("trim", "true");
+  if ($("#no_header").checked) q.set("header", "false");
+  if ($("#extra_columns").checked) q.set("extra_columns", "ignore");
+  if ($("#create").checked) q.set("create", "true");
   return q;
 }
 
@@ -60,16 +66,29 @@ function card(file) {
     uploadText: el("span", {}, "waiting"),
     sinkText: el("span", {}, ""),
     status: el("p", { class: "status" }, "queued"),
+    readAs: el("p", { class: "read-as" }),
     error: el("p", { class: "error", role: "alert", hidden: "" }),
   };
   c.root.append(el("h3", {}, file.name),
     el("div", { class: "bar" }, el("span", {}, "Upload: "), c.uploadText, upload),
     el("div", { class: "bar" }, el("span", {}, "Into the table: "), c.sinkText, sink),
-    c.status, c.error);
+    c.readAs, c.status, c.error);
   return c;
 }
 
+/** How the service read the file, in a line: what it detected, renamed, dropped, created. */
+function describeReadAs(r) {
+  if (!r) return "";
+  const parts = [`delimiter ${r.delimiter}${r.delimiter_detected ? " (detected)" : ""}`,
+    `${r.encoding}${r.encoding_detected ? " (detected)" : ""}`];
+  for (const m of r.mapping) parts.push(m.column ? `${m.field} → ${m.column}` : `${m.field} dropped`);
+  parts.push(...r.notes);
+  if (r.created) parts.push(`created: ${r.created}`);
+  return "Read as: " + parts.join("; ");
+}
+
 function showRecord(c, rec) {
+  c.readAs.textContent = describeReadAs(rec.read_as);
   const done = rec.rows_written + rec.rows_write_rejected + rec.rows_skipped;
   c.sink.max = Math.max(rec.rows_produced, 1);
   c.sink.value = done;
