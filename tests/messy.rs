@@ -32,7 +32,7 @@ fn cases() -> Vec<Case> {
             table: T3,
             rows: &["1|Smith; John|a", "2|Ann|x;y", "3|Zoë|NULL"],
             rejected_lines: &[],
-            read_as: json!({"delimiter": ";", "delimiter_detected": true, "notes": []}),
+            read_as: json!({"delimiter": ";", "delimiter_detected": true, "notes": [], "line_break": "crlf"}),
         },
         Case {
             file: "tab.tsv",
@@ -40,7 +40,7 @@ fn cases() -> Vec<Case> {
             table: T3,
             rows: &["1|a\tb|x", "2|Ann|1,5"],
             rejected_lines: &[],
-            read_as: json!({"delimiter": "tab"}),
+            read_as: json!({"delimiter": "tab", "line_break": "lf"}),
         },
         Case {
             file: "pipe.csv",
@@ -53,15 +53,18 @@ fn cases() -> Vec<Case> {
         Case {
             file: "windows-1252.csv",
             query: "encoding=windows-1252",
-            table: T3,
+            // Non-ASCII names: the header's "Straße" finds the column straße (normalized).
+            table: "(id int PRIMARY KEY, straße text, größe text)",
             rows: &["1|Zoë|naïve", "2|Müller|5 €"],
             rejected_lines: &[],
-            read_as: json!({"delimiter": ";", "encoding": "windows-1252", "encoding_detected": false}),
+            read_as: json!({"delimiter": ";", "encoding": "windows-1252", "encoding_detected": false,
+                "line_break": "crlf",
+                "mapping": [{"field": "Straße", "column": "straße"}, {"field": "Größe", "column": "größe"}]}),
         },
         Case {
             file: "windows-1252.csv",
             query: "encoding=auto",
-            table: T3,
+            table: "(id int PRIMARY KEY, straße text, größe text)",
             rows: &["1|Zoë|naïve", "2|Müller|5 €"],
             rejected_lines: &[],
             read_as: json!({"encoding": "windows-1252", "encoding_detected": true}),
@@ -69,7 +72,7 @@ fn cases() -> Vec<Case> {
         Case {
             file: "utf-16le.csv",
             query: "encoding=utf-16",
-            table: T3,
+            table: "(id int PRIMARY KEY, 名前 text, note text)",
             rows: &["1|東京|Zoë", "2|Müller, Jr.|ß"],
             rejected_lines: &[],
             read_as: json!({"delimiter": ",", "encoding": "utf-16le"}),
@@ -77,7 +80,7 @@ fn cases() -> Vec<Case> {
         Case {
             file: "utf-16le.csv",
             query: "encoding=auto",
-            table: T3,
+            table: "(id int PRIMARY KEY, 名前 text, note text)",
             rows: &["1|東京|Zoë", "2|Müller, Jr.|ß"],
             rejected_lines: &[],
             read_as: json!({"encoding": "utf-16le", "encoding_detected": true}),

@@ -10,6 +10,10 @@ pub struct ReadAs {
     pub delimiter: String,
     /// Chosen by `delimiter=auto` (the default) from the first lines.
     pub delimiter_detected: bool,
+    /// How the first line ends: `lf`, `crlf` or `cr` (every one ends a line wherever it is;
+    /// `none` when the sample has no line break).
+    #[serde(default)]
+    pub line_break: String,
     /// `utf-8`, `windows-1252`, `latin1`, `utf-16le` or `utf-16be`.
     pub encoding: String,
     /// Chosen by `encoding=auto`.

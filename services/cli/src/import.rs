@@ -87,7 +87,7 @@ async fn import_one(
         rows_write_rejected: None,
         error: None,
         first_rejected: Vec::new(),
-        read_as: accepted.read_as.clone(),
+        read_as: accepted.read_as.clone().map(Box::new),
     };
     let id = accepted.import_id.to_string();
     let mut rejected = accepted.rows_rejected as i64;

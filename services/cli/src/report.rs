@@ -37,7 +37,7 @@ pub struct Imported {
     pub first_rejected: Vec<RejectedRow>,
     /// How the service read the file: delimiter, encoding, column mapping, created table.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub read_as: Option<ReadAs>,
+    pub read_as: Option<Box<ReadAs>>,
 }
 
 /// A file the service did not accept, or that could not be sent.

@@ -119,6 +119,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         read_as: ReadAs {
             delimiter: sniff::show(delimiter),
             delimiter_detected: o.delimiter.is_none(),
+            line_break: sniff::line_break(&sample[skip..]).to_owned(),
             encoding: encoding.name().to_owned(),
             encoding_detected: o.encoding.is_none(),
             skip_lines: o.skip_lines,

@@ -147,6 +147,16 @@ pub fn after_lines(sample: &[u8], n: u64) -> Option<usize> {
     Some(i)
 }
 
+/// How the first line of `sample` ends: `lf`, `crlf`, `cr`, or `none`.
+pub fn line_break(sample: &[u8]) -> &'static str {
+    match sample.iter().position(|b| *b == b'\n' || *b == b'\r') {
+        None => "none",
+        Some(i) if sample[i] == b'\n' => "lf",
+        Some(i) if sample.get(i + 1) == Some(&b'\n') => "crlf",
+        Some(_) => "cr",
+    }
+}
+
 /// The dialect `delimiter=auto` found, and how sure it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detected {
@@ -290,6 +300,8 @@ mod tests {
         assert_eq!(after_lines(b"x\na", 1), Some(2));
         assert_eq!(after_lines(b"x\na", 2), None);
         assert_eq!(after_lines(b"abc", 0), Some(0));
+        let breaks = [b"a\nb".as_slice(), b"a\r\nb", b"a\rb", b"ab"].map(line_break);
+        assert_eq!(breaks, ["lf", "crlf", "cr", "none"]);
     }
 
     #[tokio::test]
