@@ -16,15 +16,17 @@ PEOPLE = "id,name,born\n1,Ann,2000-01-01\n2,,2001-01-01\n3,Zoë,1999-12-31\nx,Bo
 SHOTS = ROOT / "target" / "web"
 
 
-def drop(page: Page, name: str, text: str) -> None:
-    """Drops a file on the drop zone, as a drag from the desktop does."""
+def drop(page: Page, name: str, text: str, *more: tuple[str, str]) -> None:
+    """Drops files on the drop zone, as a drag from the desktop does."""
     dt = page.evaluate_handle(
-        """([name, text]) => {
+        """(files) => {
             const dt = new DataTransfer();
-            dt.items.add(new File([text], name, { type: "text/csv" }));
+            for (const [name, text] of files) {
+                dt.items.add(new File([text], name, { type: "text/csv" }));
+            }
             return dt;
         }""",
-        [name, text],
+        [[name, text], *more],
     )
     page.dispatch_event("#drop", "dragenter", {"dataTransfer": dt})
     page.dispatch_event("#drop", "drop", {"dataTransfer": dt})
@@ -183,4 +185,20 @@ def test_a_messy_file_with_the_page_options_creates_its_table(page, service):
     )
     assert service.query("SELECT region, amount::text, paid_on::text FROM sales") == [
         ("Zürich", "12.50", "2026-01-02")
+    ]
+
+
+def test_several_dropped_files_are_uploaded_one_after_the_other(page, service):
+    page.goto(service.url)
+    page.fill("#table", "cities")
+    drop(page, "a.csv", "name,country\nLyon,FR\n", ("b.csv", "name;country\nOslo;NO\nBern;CH\n"))
+    expect(page.locator("#chosen li")).to_have_count(2)
+    page.click("#upload-button")
+    cards = page.locator("#uploads .card")
+    expect(cards).to_have_count(2)
+    for i in range(2):
+        expect(cards.nth(i).locator(".status")).to_contain_text("completed", timeout=30_000)
+    expect(cards.nth(1).locator(".read-as")).to_contain_text("delimiter ; (detected)")
+    assert service.query("SELECT name, country FROM cities ORDER BY name") == [
+        ("Bern", "CH"), ("Lyon", "FR"), ("Oslo", "NO")
     ]
