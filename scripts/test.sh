@@ -19,9 +19,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # Dependencies declared but not used (cargo-machete, installed once from the crates registry).
 command -v cargo-machete >/dev/null || cargo install cargo-machete --locked
 cargo machete
-# Licences, banned or duplicate crates, sources (deny.toml; the advisories check needs GitHub).
+# Advisories, licences, banned or duplicate crates, sources (deny.toml). GitHub is out of
+# reach: the advisories come from the RustSec snapshot in deny/advisory-db, made the git
+# checkout cargo-deny reads (offline) when it is missing or older than the snapshot.
 command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
-cargo deny check licenses bans sources
+bash scripts/advisory-db.sh
+cargo deny --offline check advisories licenses bans sources
 # The crash tests run the services as separate processes: the release binaries.
 cargo build --release --bins --locked
 cargo test --workspace --locked
