@@ -48,7 +48,15 @@ fn cases() -> Vec<Case> {
             table: T3,
             rows: &["1|a|b|x", "2|Ann|it's, ok"],
             rejected_lines: &[],
-            read_as: json!({"delimiter": "|"}),
+            read_as: json!({"delimiter": "|", "quote": "\""}),
+        },
+        Case {
+            file: "single-quote.csv",
+            query: "",
+            table: T3,
+            rows: &["1|Smith, John|x", "2|it's|y"],
+            rejected_lines: &[],
+            read_as: json!({"delimiter": ",", "quote": "'"}),
         },
         Case {
             file: "windows-1252.csv",
@@ -240,6 +248,7 @@ async fn what_cannot_be_read_as_asked_is_refused_before_any_row() {
             "invalid_encoding",
         ),
         ("table=t&header=false", "1,a\n", 400, "invalid_query"),
+        ("table=t&quote=ab", "id\n1\n", 400, "invalid_quote"),
         (
             "table=t&extra_columns=maybe",
             "id\n1\n",

@@ -10,6 +10,9 @@ pub struct ReadAs {
     pub delimiter: String,
     /// Chosen by `delimiter=auto` (the default) from the first lines.
     pub delimiter_detected: bool,
+    /// The quote character: `"`, or `'` (detected with the delimiter, or given).
+    #[serde(default)]
+    pub quote: String,
     /// How the first line ends: `lf`, `crlf` or `cr` (every one ends a line wherever it is;
     /// `none` when the sample has no line break).
     #[serde(default)]

@@ -24,6 +24,9 @@ pub struct ImportArgs {
     /// among , ; tab |].
     #[arg(long)]
     pub delimiter: Option<String>,
+    /// Quote character [service default: ", or ' when detected with the delimiter].
+    #[arg(long)]
+    pub quote: Option<char>,
     /// Text encoding: utf-8, auto, windows-1252, latin1, utf-16, utf-16be [service default:
     /// utf-8].
     #[arg(long)]
@@ -133,6 +136,7 @@ impl ImportArgs {
         }
         let flags = [
             ("delimiter", self.delimiter.clone()),
+            ("quote", self.quote.map(String::from)),
             ("encoding", self.encoding.clone()),
             ("skip_lines", self.skip_lines.map(|n| n.to_string())),
             ("trim", self.trim.then(|| "true".to_owned())),

@@ -23,6 +23,8 @@ pub struct InferArgs {
     #[arg(long)]
     pub delimiter: Option<String>,
     #[arg(long)]
+    pub quote: Option<char>,
+    #[arg(long)]
     pub encoding: Option<String>,
     #[arg(long)]
     pub skip_lines: Option<u64>,
@@ -48,6 +50,7 @@ pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
     let q = UploadQuery {
         table: name,
         delimiter: a.delimiter,
+        quote: a.quote.map(String::from),
         encoding: a.encoding,
         skip_lines: a.skip_lines,
         trim: Some(a.trim),

@@ -167,8 +167,21 @@ pub fn read_options(q: &UploadQuery) -> Result<ReadOptions, ApiError> {
             ))
         }
     };
+    let quote = match q.quote.as_deref() {
+        None | Some("") => None,
+        Some(s) if s.len() == 1 && s.is_ascii() && !matches!(s, "\n" | "\r") => {
+            Some(s.as_bytes()[0])
+        }
+        Some(s) => {
+            return Err(ApiError::bad_request(
+                "invalid_quote",
+                format!("quote={s:?}: use one ASCII character, such as ' or \""),
+            ))
+        }
+    };
     Ok(ReadOptions {
         delimiter: parse_delimiter(q.delimiter.as_deref())?,
+        quote,
         encoding,
         skip_lines: q.skip_lines.unwrap_or(0).min(MAX_SKIP_LINES),
         trim: q.trim.unwrap_or(false),

@@ -36,6 +36,7 @@ pub fn infer_table(
 ) -> Result<NewTable, HeaderError> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(dialect.delimiter)
+        .quote(dialect.quote)
         .trim(if dialect.trim {
             csv::Trim::All
         } else {

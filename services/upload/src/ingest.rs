@@ -48,6 +48,10 @@ pub struct UploadQuery {
     /// character other than a quote or line break, or `tab`.
     #[param(pattern = r#"^([\x00-\x09\x0B\x0C\x0E-\x21\x23-\x7F]|tab|\\t|auto)?$"#)]
     pub delimiter: Option<String>,
+    /// The quote character (default `"`; with `delimiter=auto`, `'` when it splits the first
+    /// lines better).
+    #[param(pattern = r"^[\x00-\x09\x0B\x0C\x0E-\x7F]?$")]
+    pub quote: Option<String>,
     /// `utf-8` (default), `auto`, `windows-1252`, `latin1`, `utf-16` (`utf-16le`), `utf-16be`.
     #[param(pattern = r"^(auto|utf-?8|windows-1252|cp1252|latin-?1|iso-8859-1|utf-?16(le|be)?)?$")]
     pub encoding: Option<String>,

@@ -23,6 +23,7 @@ pub struct Span {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dialect {
     pub delimiter: u8,
+    pub quote: u8,
     /// Whitespace around fields (and after a closing quote) is dropped.
     pub trim: bool,
     /// The line the input's first byte is on (preamble lines were skipped before it).
@@ -33,6 +34,7 @@ impl Dialect {
     pub fn plain(delimiter: u8) -> Self {
         Self {
             delimiter,
+            quote: b'"',
             trim: false,
             first_line: 1,
         }
@@ -46,6 +48,7 @@ pub struct Records<R> {
     lines: Lines,
     prev_end: u64,
     delimiter: u8,
+    quote: u8,
     /// The record last read by [`Records::next`].
     pub record: ByteRecord,
 }
@@ -61,17 +64,19 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
         let (tap, input) = Tap::new(input, max_record, max_total);
         let reader = AsyncReaderBuilder::new()
             .delimiter(dialect.delimiter)
+            .quote(dialect.quote)
             .trim(if dialect.trim { Trim::All } else { Trim::None })
             .has_headers(false)
             .flexible(true)
             .create_reader(input);
-        let delimiter = dialect.delimiter;
+        let (delimiter, quote) = (dialect.delimiter, dialect.quote);
         Self {
             reader,
             tap,
             lines: Lines::starting_at(dialect.first_line),
             prev_end: 0,
             delimiter,
+            quote,
             record: ByteRecord::new(),
         }
     }
@@ -104,7 +109,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             && self
                 .tap
                 .scan(span.start, span.end, |b| {
-                    b.iter().filter(|c| **c == b'"').count() % 2 == 1
+                    b.iter().filter(|c| **c == self.quote).count() % 2 == 1
                 })
                 .unwrap_or(false)
     }
@@ -113,7 +118,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
     pub fn quoted(&self, span: Span) -> Vec<bool> {
         self.tap
             .scan(span.start, span.end, |raw| {
-                quoted_fields(raw, self.delimiter)
+                quoted_fields(raw, self.delimiter, self.quote)
             })
             .unwrap_or_default()
     }

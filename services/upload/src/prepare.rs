@@ -16,6 +16,8 @@ use crate::transcode::{self, TextEncoding};
 pub struct ReadOptions {
     /// `None`: detect (`delimiter=auto`, the default).
     pub delimiter: Option<u8>,
+    /// `None`: `"`, or detected with the delimiter.
+    pub quote: Option<u8>,
     /// `None`: detect (`encoding=auto`).
     pub encoding: Option<TextEncoding>,
     pub skip_lines: u64,
@@ -38,6 +40,9 @@ impl ReadOptions {
                 d => d.bytes().next(),
             };
         }
+        if self.quote.is_none() {
+            self.quote = first.quote.bytes().next();
+        }
         if self.encoding.is_none() {
             self.encoding = TextEncoding::parse(&first.encoding).ok().flatten();
         }
@@ -48,6 +53,7 @@ impl Default for ReadOptions {
     fn default() -> Self {
         Self {
             delimiter: None,
+            quote: None,
             encoding: Some(TextEncoding::Utf8),
             skip_lines: 0,
             trim: false,
@@ -96,14 +102,14 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
             format!("skip_lines={}: {why}", o.skip_lines),
         )
     })?;
-    let delimiter = match o.delimiter {
-        Some(d) => d,
+    let (delimiter, quote) = match o.delimiter {
+        Some(d) => (d, o.quote.unwrap_or(b'"')),
         None => {
             let head = &sample[skip..];
             let head = &head[..head.len().min(SAMPLE_BYTES)];
             let found = sniff::detect(head, complete && head.len() == sample.len() - skip);
             notes.extend(found.doubt);
-            found.delimiter
+            (found.delimiter, o.quote.unwrap_or(found.quote))
         }
     };
     let input = sniff::skip(input, skip);
@@ -113,12 +119,14 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         input,
         dialect: Dialect {
             delimiter,
+            quote,
             trim: o.trim,
             first_line: o.skip_lines + 1,
         },
         read_as: ReadAs {
             delimiter: sniff::show(delimiter),
             delimiter_detected: o.delimiter.is_none(),
+            quote: (quote as char).to_string(),
             line_break: sniff::line_break(&sample[skip..]).to_owned(),
             encoding: encoding.name().to_owned(),
             encoding_detected: o.encoding.is_none(),

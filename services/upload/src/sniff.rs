@@ -161,51 +161,82 @@ pub fn line_break(sample: &[u8]) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detected {
     pub delimiter: u8,
+    pub quote: u8,
     /// `None` when the sample did not decide (then `,`), with why.
     pub doubt: Option<String>,
 }
 
-/// The delimiter under which the sample's records most consistently have the same number
-/// (more than one, and the first record's) of fields: per candidate, the share of records with
-/// the most common field count, then that count. The last record is left out when the sample was cut (`complete`
-/// false). Ties and samples with no candidate giving two fields fall back to `,`.
-pub fn detect(sample: &[u8], complete: bool) -> Detected {
-    let mut scores: Vec<(u8, usize, usize, usize)> = Vec::new();
-    for d in CANDIDATES {
-        let counts = field_counts(sample, d, complete);
-        let Some((fields, agree)) = most_common(&counts) else {
-            continue;
-        };
+/// Quote characters tried, `"` first: `'` is chosen only when it splits strictly better.
+const QUOTES: [u8; 2] = [b'"', b'\''];
+
+/// How well one (delimiter, quote) splits the sample.
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    delimiter: u8,
+    quote: u8,
+    /// Records with the most common field count, of all records read.
+    agree: usize,
+    records: usize,
+    /// The most common field count.
+    fields: usize,
+}
+
+impl Score {
+    fn of(sample: &[u8], delimiter: u8, quote: u8, complete: bool) -> Option<Self> {
+        let counts = field_counts(sample, delimiter, quote, complete);
+        let (fields, agree) = most_common(&counts)?;
         // The first record (the header, usually) must agree: a one-column file whose values
         // hold a delimiter is not split by it.
-        if fields > 1 && counts.first() == Some(&fields) {
-            scores.push((d, agree, counts.len(), fields));
-        }
+        (fields > 1 && counts.first() == Some(&fields)).then_some(Self {
+            delimiter,
+            quote,
+            agree,
+            records: counts.len(),
+            fields,
+        })
     }
-    // Best: most records agreeing (as a share), then more fields.
-    scores.sort_by(|a, b| {
-        let share = |s: &(u8, usize, usize, usize)| s.1 as f64 / s.2 as f64;
-        share(b).total_cmp(&share(a)).then(b.3.cmp(&a.3))
-    });
+
+    /// Better: more records agreeing (as a share), then more fields.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let share = (self.agree * other.records).cmp(&(other.agree * self.records));
+        share.then(self.fields.cmp(&other.fields))
+    }
+}
+
+/// The delimiter (and quote) under which the sample's records most consistently have the same
+/// number (more than one, and the first record's) of fields: per candidate, the share of
+/// records with the most common field count, then that count. The last record is left out
+/// when the sample was cut (`complete` false). Ties between delimiters, and samples no
+/// candidate splits, fall back to `,` and `"`.
+pub fn detect(sample: &[u8], complete: bool) -> Detected {
+    let mut scores: Vec<Score> = CANDIDATES
+        .iter()
+        .filter_map(|d| {
+            // Per delimiter, the quote that splits best; `"` on a tie.
+            QUOTES
+                .iter()
+                .filter_map(|q| Score::of(sample, *d, *q, complete))
+                .reduce(|best, s| if s.cmp(&best).is_gt() { s } else { best })
+        })
+        .collect();
+    scores.sort_by(|a, b| b.cmp(a));
+    let fallback = |doubt: String| Detected {
+        delimiter: b',',
+        quote: b'"',
+        doubt: Some(doubt),
+    };
     match scores.as_slice() {
-        [] => Detected {
-            delimiter: b',',
-            doubt: Some(
-                "no delimiter (, ; tab |) splits the first lines into columns; read as ','".into(),
-            ),
-        },
-        [best, second, ..] if best.1 * second.2 == second.1 * best.2 && best.3 == second.3 => {
-            Detected {
-                delimiter: b',',
-                doubt: Some(format!(
-                    "{} and {} split the first lines equally well; read as ','",
-                    show(best.0),
-                    show(second.0)
-                )),
-            }
-        }
+        [] => fallback(
+            "no delimiter (, ; tab |) splits the first lines into columns; read as ','".into(),
+        ),
+        [best, second, ..] if best.cmp(second).is_eq() => fallback(format!(
+            "{} and {} split the first lines equally well; read as ','",
+            show(best.delimiter),
+            show(second.delimiter)
+        )),
         [best, ..] => Detected {
-            delimiter: best.0,
+            delimiter: best.delimiter,
+            quote: best.quote,
             doubt: None,
         },
     }
@@ -220,9 +251,10 @@ pub fn show(d: u8) -> String {
 }
 
 /// Field counts of the first [`RECORDS`] records of `sample` read with delimiter `d`.
-fn field_counts(sample: &[u8], d: u8, complete: bool) -> Vec<usize> {
+fn field_counts(sample: &[u8], d: u8, quote: u8, complete: bool) -> Vec<usize> {
     let mut r = csv::ReaderBuilder::new()
         .delimiter(d)
+        .quote(quote)
         .has_headers(false)
         .flexible(true)
         .from_reader(sample);
@@ -274,6 +306,16 @@ mod tests {
         assert_eq!(d("a,b\n1,\"2;3\"\n").delimiter, b',');
         // European decimals: one ; per line beats a varying number of commas.
         assert_eq!(d("name;amount\nx;1,5\ny;2\nz;3,25\n").delimiter, b';');
+    }
+
+    #[test]
+    fn single_quotes_are_found_only_when_they_split_better() {
+        let q = d("id,name\n1,'Smith, John'\n2,'Lee, Ann'\n");
+        assert_eq!((q.delimiter, q.quote), (b',', b'\''));
+        // Apostrophes in text are no quotes.
+        let a = d("id,name\n1,'90s hits\n2,it's\n");
+        assert_eq!((a.delimiter, a.quote), (b',', b'"'));
+        assert_eq!(d("a;b\n1;\"x;y\"\n").quote, b'"');
     }
 
     #[test]

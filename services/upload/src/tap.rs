@@ -129,18 +129,18 @@ impl<R: AsyncRead + Unpin> AsyncRead for TapReader<R> {
     }
 }
 
-/// Which fields of a raw record were quoted, honouring `""` escapes inside quotes.
-pub fn quoted_fields(raw: &[u8], delimiter: u8) -> Vec<bool> {
+/// Which fields of a raw record were quoted (with `quote`), honouring doubled quotes inside.
+pub fn quoted_fields(raw: &[u8], delimiter: u8, quote: u8) -> Vec<bool> {
     let mut quoted = Vec::new();
     let mut i = 0;
     loop {
-        let q = raw.get(i) == Some(&b'"');
+        let q = raw.get(i) == Some(&quote);
         quoted.push(q);
         if q {
             i += 1;
             while i < raw.len() {
-                if raw[i] == b'"' {
-                    if raw.get(i + 1) == Some(&b'"') {
+                if raw[i] == quote {
+                    if raw.get(i + 1) == Some(&quote) {
                         i += 2;
                         continue;
                     }
@@ -167,11 +167,14 @@ mod tests {
     #[test]
     fn quoted_fields_are_found() {
         assert_eq!(
-            quoted_fields(b"1,\"\",,\"a,\"\"b\"\"\",x\r\n", b','),
+            quoted_fields(b"1,\"\",,\"a,\"\"b\"\"\",x\r\n", b',', b'"'),
             vec![false, true, false, true, false]
         );
-        assert_eq!(quoted_fields(b"\"multi\nline\";z", b';'), vec![true, false]);
-        assert_eq!(quoted_fields(b"", b','), vec![false]);
+        assert_eq!(
+            quoted_fields(b"\"multi\nline\";z", b';', b'"'),
+            vec![true, false]
+        );
+        assert_eq!(quoted_fields(b"", b',', b'"'), vec![false]);
     }
 
     /// One field as it would be written: quoted (any text, quotes doubled) or bare (no
@@ -237,7 +240,7 @@ mod tests {
                 .from_reader(&raw[..]);
             let mut record = csv::ByteRecord::new();
             proptest::prop_assert!(reader.read_byte_record(&mut record).unwrap());
-            let found = quoted_fields(&raw, delimiter);
+            let found = quoted_fields(&raw, delimiter, b'"');
             proptest::prop_assert_eq!(found.len(), record.len(), "{:?}", String::from_utf8_lossy(&raw));
             let expected: Vec<bool> = fields.iter().map(|(q, _)| *q).collect();
             proptest::prop_assert_eq!(found, expected);
