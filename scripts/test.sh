@@ -27,6 +27,15 @@ bash scripts/advisory-db.sh
 cargo deny --offline check advisories licenses bans sources
 # The crash tests run the services as separate processes: the release binaries.
 cargo build --release --bins --locked
-cargo test --workspace --locked
+# The whole suite, instrumented: cargo-llvm-cov prints line coverage per file and fails below
+# the floor the README gives. rustup's llvm-tools cannot be fetched here; Debian's LLVM 19
+# reads rustc's coverage data.
+command -v cargo-llvm-cov >/dev/null || cargo install cargo-llvm-cov --locked
+if [ ! -x /usr/lib/llvm-19/bin/llvm-cov ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq llvm-19 >/dev/null
+fi
+export LLVM_COV=/usr/lib/llvm-19/bin/llvm-cov LLVM_PROFDATA=/usr/lib/llvm-19/bin/llvm-profdata
+cargo llvm-cov --workspace --locked --summary-only --fail-under-lines 80
 # The web page in Chromium and the API against its OpenAPI document (Python, tests/web).
 bash scripts/web-tests.sh
