@@ -2,8 +2,8 @@
 """csvbus' detection against DuckDB's CSV sniffer, on the same files.
 
 For each file of tests/data/messy (and a generated file with a column of every type
-create=true infers), prints the delimiter and the column types each chose, and marks where
-they differ; the README's "Messy files" section says which is right and why.
+create=true infers), prints the delimiter, the quote and the column types each chose, and
+marks where they differ; the README's "Messy files" section says which is right and why.
 
     bench/sniff_compare.sh            # installs duckdb in target/bench-venv, builds, runs this
 
@@ -68,22 +68,29 @@ def every_type(dir: Path) -> Path:
 def duck(path: Path) -> tuple[str, list[str]]:
     opts = DUCKDB_OPTS.get(path.name, {})
     args = "".join(f", {k} = '{v}'" for k, v in opts.items())
-    (row,) = duckdb.sql(f"SELECT Delimiter, Columns FROM sniff_csv('{path}'{args})").fetchall()
-    delim, columns = row
-    return ("tab" if delim == "\t" else delim), [pg_type(c["type"]) for c in columns]
+    (row,) = duckdb.sql(
+        f"SELECT Delimiter, Quote, Columns FROM sniff_csv('{path}'{args})"
+    ).fetchall()
+    delim, quote, columns = row
+    # DuckDB says "(empty)" when the file quotes nothing: any quote character reads it alike,
+    # so it counts as csvbus' default ".
+    quote = '"' if quote in ("", "(empty)", None) else quote
+    dialect = ("tab" if delim == "\t" else delim) + " " + quote
+    return dialect, [pg_type(c["type"]) for c in columns]
 
 
 def ours(path: Path) -> tuple[str, list[str]]:
     args = [str(CSVBUS), "infer", str(path), "--json", "--encoding", "auto",
             *CSVBUS_OPTS.get(path.name, [])]
     out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
-    return out["read_as"]["delimiter"], [c["type"] for c in out["columns"]]
+    r = out["read_as"]
+    return r["delimiter"] + " " + r["quote"], [c["type"] for c in out["columns"]]
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         files = sorted(MESSY.glob("*.csv")) + sorted(MESSY.glob("*.tsv")) + [every_type(Path(tmp))]
-        print(f"{'file':22} {'delimiter duckdb/csvbus':24} types")
+        print(f"{'file':22} {'delimiter+quote duckdb / csvbus':32} types")
         for f in files:
             try:
                 dd, dt = duck(f)
@@ -91,7 +98,7 @@ def main() -> int:
                 dd, dt = "error", [str(e).splitlines()[0][:60]]
             cd, ct = ours(f)
             same = "same" if (dd, dt) == (cd, ct) else "DIFFERENT"
-            print(f"{f.name:22} {dd + ' / ' + cd:24} {same}")
+            print(f"{f.name:22} {dd + ' / ' + cd:32} {same}")
             if dt != ct:
                 print(f"{'':22}   duckdb: {', '.join(dt)}")
                 print(f"{'':22}   csvbus: {', '.join(ct)}")
