@@ -90,6 +90,22 @@ pub async fn resolve_table(
     Ok((table, cols.ok_or_else(unknown)?))
 }
 
+/// The target table and its columns; with `create=true`, a table that does not exist yet is
+/// one to create (`true`; its columns come from the file) and the body's start is kept for it.
+pub async fn resolve_or_create(
+    app: &App,
+    q: &UploadQuery,
+    read: &mut ReadOptions,
+) -> Result<((TableName, Vec<catalog::Column>), bool), ApiError> {
+    match resolve_table(app, &q.table).await {
+        Err(e) if e.code == "unknown_table" && q.create == Some(true) => {
+            read.keep_sample = crate::create::SAMPLE_BYTES;
+            Ok(((new_table(app, &q.table)?, Vec::new()), true))
+        }
+        found => Ok((found?, false)),
+    }
+}
+
 /// The name of a table `create=true` will create: its schema must be allowed.
 pub fn new_table(app: &App, name: &str) -> Result<TableName, ApiError> {
     let table = TableName::parse(name, catalog::DEFAULT_SCHEMA)

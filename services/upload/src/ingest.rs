@@ -16,14 +16,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use csvbus_shared::imports::ImportStatus;
-use csvbus_shared::modes::ImportMode;
 use csvbus_shared::read_as::ReadAs;
-use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::body::{self, Encoding};
-use crate::checks::{check_headers, parse_mode, read_options, resolve_conflict, resolve_table};
+use crate::checks::{check_headers, parse_mode, read_options, resolve_conflict, resolve_or_create};
 use crate::error::{ApiError, ErrorBody};
 use crate::failures::UploadFailure;
 use crate::idempotency::{self, Claim};
@@ -35,76 +33,10 @@ use crate::rows::ValueOptions;
 use crate::start::{create, read_checked_header, replay, Plan};
 use crate::App;
 
+pub use crate::request::{Accepted, UploadQuery};
+
 /// `max_rejected` when the query gives none.
 pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
-
-/// Query options of an upload.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct UploadQuery {
-    /// The target table: `table` (in `public`) or `schema.table`.
-    pub table: String,
-    /// `auto` (the default: detected from the first lines among `,` `;` tab `|`), one ASCII
-    /// character other than a quote or line break, or `tab`.
-    #[param(pattern = r#"^([\x00-\x09\x0B\x0C\x0E-\x21\x23-\x7F]|tab|\\t|auto)?$"#)]
-    pub delimiter: Option<String>,
-    /// The quote character (default `"`; with `delimiter=auto`, `'` when it splits the first
-    /// lines better).
-    #[param(pattern = r"^[\x00-\x09\x0B\x0C\x0E-\x7F]?$")]
-    pub quote: Option<String>,
-    /// `utf-8` (default), `auto`, `windows-1252`, `latin1`, `utf-16` (`utf-16le`), `utf-16be`.
-    #[param(pattern = r"^(auto|utf-?8|windows-1252|cp1252|latin-?1|iso-8859-1|utf-?16(le|be)?)?$")]
-    pub encoding: Option<String>,
-    /// Drop whitespace around fields and after closing quotes (`"B" ,"C"`).
-    pub trim: Option<bool>,
-    /// Preamble lines before the header (within the first 64 KiB).
-    #[param(maximum = 10_000)]
-    pub skip_lines: Option<u64>,
-    /// `false`: the first record is data; `columns=` names the fields.
-    pub header: Option<bool>,
-    /// A table column (or `-`: drop the field) per field of the file, comma-separated: renames
-    /// the header's names, or names the fields with `header=false`.
-    pub columns: Option<String>,
-    /// `error` (default: a header name the table lacks is a 422) or `ignore` (the field is
-    /// dropped).
-    #[param(pattern = "^(error|ignore)?$")]
-    pub extra_columns: Option<String>,
-    /// `true`: when the table does not exist, create it from the header, with column types
-    /// inferred from the first rows (up to 2000 in the first MiB).
-    pub create: Option<bool>,
-    /// The text that means SQL NULL (default: none; an empty field is an empty string or NULL
-    /// as the column's type takes it).
-    pub null: Option<String>,
-    /// The column whose value is each row's message key (rows with one key keep their order).
-    pub key: Option<String>,
-    /// Rejected rows after which the upload fails (default 100; at most
-    /// `CSVBUS_MAX_REJECTED_LIMIT`, 100000 unless configured).
-    #[param(maximum = 100_000)]
-    pub max_rejected: Option<u64>,
-    /// append (default), atomic, replace, upsert or skip.
-    #[param(value_type = Option<csvbus_shared::modes::ImportMode>, inline)]
-    pub mode: Option<String>,
-    /// upsert / skip: the conflict columns, comma-separated (default: the primary key).
-    pub conflict: Option<String>,
-}
-
-/// The `202 Accepted` answer.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Accepted {
-    pub import_id: Uuid,
-    pub table: String,
-    pub status: ImportStatus,
-    pub mode: ImportMode,
-    pub rows_produced: u64,
-    pub rows_rejected: u64,
-    pub bytes_read: u64,
-    /// Set when this upload resumed an earlier one under its Idempotency-Key: the records up
-    /// to this line were skipped.
-    pub resumed_from_line: Option<u64>,
-    pub status_url: String,
-    /// How the file was read: delimiter, encoding, column mapping.
-    pub read_as: Option<ReadAs>,
-}
 
 /// Uploads a CSV file into a table: the body is streamed, each row becomes a message, and the
 /// answer comes once the broker has every row. The sink then writes them; follow the import
@@ -174,16 +106,7 @@ pub async fn create_import(
         delimiter: read.delimiter.unwrap_or(b','),
         null: q.null.clone().filter(|s| !s.is_empty()),
     };
-    let (table, create) = match resolve_table(&app, &q.table).await {
-        Err(e) if e.code == "unknown_table" && q.create == Some(true) => {
-            read.keep_sample = crate::create::SAMPLE_BYTES;
-            (
-                (crate::checks::new_table(&app, &q.table)?, Vec::new()),
-                true,
-            )
-        }
-        found => (found?, false),
-    };
+    let (table, create) = resolve_or_create(&app, &q, &mut read).await?;
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
     let partitions = app.partitions.load(Ordering::Relaxed);
     // A repeat that is answered without its rows (replayed, refused) still has its body read

@@ -15,6 +15,7 @@
 //! - [`page`]: the web page at `/`.
 //! - [`checks`]: what is checked before the body: type, encoding, length, table.
 //! - [`ingest`]: the upload handler: from the checks to the final answer.
+//! - [`request`]: an upload's query options and its `202` answer.
 //! - [`start`]: the plan of an upload, its checked header, its new import record.
 //! - [`idempotency`]: `Idempotency-Key`: repeats answered as before, failed uploads resumed.
 //! - [`checkpoint`]: how far an upload is safely on the broker (what a retry skips).
@@ -55,6 +56,7 @@ pub mod prepare;
 pub mod produce;
 pub mod progress;
 pub mod rejected_csv;
+pub mod request;
 pub mod route;
 pub mod routes;
 pub mod row_loop;
