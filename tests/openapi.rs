@@ -12,7 +12,6 @@ use axum::http::{Method, Request, StatusCode};
 use csvbus_tests::{env, unique, TestDb};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 async fn app() -> (TestDb, Arc<csvbus_upload::App>) {
     let db = TestDb::new().await;
@@ -32,20 +31,7 @@ async fn call(app: &Arc<csvbus_upload::App>, method: Method, uri: &str) -> (Stat
         .header("content-type", "text/csv")
         .body(Body::from("id,name\n1,a\n"))
         .unwrap();
-    let resp = csvbus_upload::routes::router(app.clone())
-        .oneshot(req)
-        .await
-        .unwrap();
-    let status = resp.status();
-    let mut bytes = Vec::new();
-    let mut stream = resp.into_body().into_data_stream();
-    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-        bytes.extend_from_slice(&chunk.unwrap());
-    }
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    csvbus_tests::oneshot(app, req).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

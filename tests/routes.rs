@@ -11,7 +11,6 @@ use axum::http::{Method, Request, StatusCode};
 use csvbus_tests::{env, unique, TestDb};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 const TABLE: &str = "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL)";
 
@@ -31,20 +30,7 @@ async fn app(keys: Option<&str>) -> (TestDb, Arc<csvbus_upload::App>) {
 
 /// Sends one request through a fresh router: (status, JSON body or `null`).
 async fn call(app: &Arc<csvbus_upload::App>, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = csvbus_upload::routes::router(app.clone())
-        .oneshot(req)
-        .await
-        .unwrap();
-    let status = resp.status();
-    let mut bytes = Vec::new();
-    let mut stream = resp.into_body().into_data_stream();
-    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-        bytes.extend_from_slice(&chunk.unwrap());
-    }
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    csvbus_tests::oneshot(app, req).await
 }
 
 /// `r` with one more header.

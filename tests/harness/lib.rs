@@ -369,3 +369,26 @@ pub async fn post_keyed_until_accepted(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Sends one request through a fresh router of the upload service (no socket): the status
+/// and the JSON body (`null` when the body is not JSON).
+pub async fn oneshot(
+    app: &std::sync::Arc<csvbus_upload::App>,
+    req: axum::http::Request<axum::body::Body>,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use tower::ServiceExt;
+    let resp = csvbus_upload::routes::router(app.clone())
+        .oneshot(req)
+        .await
+        .expect("the router answers");
+    let status = resp.status();
+    let mut bytes = Vec::new();
+    let mut stream = resp.into_body().into_data_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        bytes.extend_from_slice(&chunk.expect("body chunk"));
+    }
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}

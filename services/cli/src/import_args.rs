@@ -7,19 +7,9 @@ use csvbus_shared::modes::ImportMode;
 
 use crate::ServerArgs;
 
-#[derive(Args)]
-pub struct ImportArgs {
-    /// CSV files to import; `-` reads stdin. The first record of each is its header.
-    #[arg(required = true)]
-    pub files: Vec<String>,
-    /// Target table, `name` or `schema.name`.
-    #[arg(long, short)]
-    pub table: String,
-    #[command(flatten)]
-    pub server: ServerArgs,
-    /// Column whose value becomes the Kafka key (rows with one key keep their order).
-    #[arg(long)]
-    pub key: Option<String>,
+/// How to read a file: the options `csvbus import` sends and `csvbus infer` applies locally.
+#[derive(Args, Clone, Default)]
+pub struct ReadArgs {
     /// Field delimiter: one character, `tab`, or `auto` [service default: auto, detected
     /// among , ; tab |].
     #[arg(long)]
@@ -43,6 +33,52 @@ pub struct ImportArgs {
     /// A table column (or `-` to drop the field) per field of the file, comma-separated.
     #[arg(long)]
     pub columns: Option<String>,
+}
+
+impl ReadArgs {
+    /// The query parameters these options set (`None`: left to the service's default).
+    pub fn pairs(&self) -> [(&'static str, Option<String>); 7] {
+        [
+            ("delimiter", self.delimiter.clone()),
+            ("quote", self.quote.map(String::from)),
+            ("encoding", self.encoding.clone()),
+            ("skip_lines", self.skip_lines.map(|n| n.to_string())),
+            ("trim", self.trim.then(|| "true".to_owned())),
+            ("header", self.no_header.then(|| "false".to_owned())),
+            ("columns", self.columns.clone()),
+        ]
+    }
+
+    /// These options as the service's query type (the table left empty).
+    pub fn to_query(&self) -> csvbus_upload::ingest::UploadQuery {
+        csvbus_upload::ingest::UploadQuery {
+            delimiter: self.delimiter.clone(),
+            quote: self.quote.map(String::from),
+            encoding: self.encoding.clone(),
+            skip_lines: self.skip_lines,
+            trim: Some(self.trim),
+            header: Some(!self.no_header),
+            columns: self.columns.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// CSV files to import; `-` reads stdin. The first record of each is its header.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// Target table, `name` or `schema.name`.
+    #[arg(long, short)]
+    pub table: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Column whose value becomes the Kafka key (rows with one key keep their order).
+    #[arg(long)]
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Drop header columns the table lacks instead of refusing the file.
     #[arg(long)]
     pub ignore_extra_columns: bool,
@@ -134,20 +170,13 @@ impl ImportArgs {
         if let Some(k) = &self.key {
             q.append_pair("key", k);
         }
-        let flags = [
-            ("delimiter", self.delimiter.clone()),
-            ("quote", self.quote.map(String::from)),
-            ("encoding", self.encoding.clone()),
-            ("skip_lines", self.skip_lines.map(|n| n.to_string())),
-            ("trim", self.trim.then(|| "true".to_owned())),
-            ("header", self.no_header.then(|| "false".to_owned())),
-            ("columns", self.columns.clone()),
+        let flags = self.read.pairs().into_iter().chain([
             (
                 "extra_columns",
                 self.ignore_extra_columns.then(|| "ignore".to_owned()),
             ),
             ("create", self.create.then(|| "true".to_owned())),
-        ];
+        ]);
         for (name, value) in flags {
             if let Some(v) = value {
                 q.append_pair(name, &v);

@@ -11,6 +11,8 @@ use csvbus_upload::create::{infer_table, SAMPLE_BYTES};
 use csvbus_upload::ingest::UploadQuery;
 use csvbus_upload::prepare::prepare;
 
+use crate::import_args::ReadArgs;
+
 #[derive(Args)]
 pub struct InferArgs {
     /// The CSV file.
@@ -19,21 +21,9 @@ pub struct InferArgs {
     /// name].
     #[arg(long, short)]
     pub table: Option<String>,
-    /// As for `csvbus import`.
-    #[arg(long)]
-    pub delimiter: Option<String>,
-    #[arg(long)]
-    pub quote: Option<char>,
-    #[arg(long)]
-    pub encoding: Option<String>,
-    #[arg(long)]
-    pub skip_lines: Option<u64>,
-    #[arg(long)]
-    pub trim: bool,
-    #[arg(long)]
-    pub no_header: bool,
-    #[arg(long)]
-    pub columns: Option<String>,
+    /// How to read the file, as for `csvbus import`.
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Print JSON: how the file would be read, the statement, the columns.
     #[arg(long)]
     pub json: bool,
@@ -49,14 +39,7 @@ pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| anyhow::anyhow!("{name:?} is not a table name"))?;
     let q = UploadQuery {
         table: name,
-        delimiter: a.delimiter,
-        quote: a.quote.map(String::from),
-        encoding: a.encoding,
-        skip_lines: a.skip_lines,
-        trim: Some(a.trim),
-        header: Some(!a.no_header),
-        columns: a.columns,
-        ..UploadQuery::default()
+        ..a.read.to_query()
     };
     let mut opts = read_options(&q).map_err(|e| anyhow::anyhow!(e.message))?;
     opts.keep_sample = SAMPLE_BYTES;
