@@ -148,7 +148,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             file: "quote-spaces.csv",
-            query: "trim=true",
+            query: "trim=true&quotes=lenient",
             table: T3,
             rows: &["1|B|C", "2|x|y", "3|a\"b|c"],
             rejected_lines: &[],
@@ -248,6 +248,7 @@ async fn what_cannot_be_read_as_asked_is_refused_before_any_row() {
             "invalid_encoding",
         ),
         ("table=t&header=false", "1,a\n", 400, "invalid_query"),
+        ("table=t&quotes=strict", "id\n1\n", 400, "invalid_query"),
         ("table=t&quote=ab", "id\n1\n", 400, "invalid_quote"),
         (
             "table=t&extra_columns=maybe",

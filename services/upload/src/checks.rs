@@ -183,6 +183,12 @@ pub fn read_options(q: &UploadQuery) -> Result<ReadOptions, ApiError> {
             ))
         }
     };
+    if !matches!(q.quotes.as_deref(), None | Some("") | Some("lenient")) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "quotes= is lenient: a quote inside an unquoted field is always kept as text",
+        ));
+    }
     let quote = match q.quote.as_deref() {
         None | Some("") => None,
         Some(s) if s.len() == 1 && s.is_ascii() && !matches!(s, "\n" | "\r") => {

@@ -21,6 +21,10 @@ pub struct UploadQuery {
     /// lines better).
     #[param(pattern = r"^[\x00-\x09\x0B\x0C\x0E-\x7F]?$")]
     pub quote: Option<String>,
+    /// `lenient` (the default and only mode): a quote inside an unquoted field is kept as text
+    /// (`a,b"c,d` → `b"c`).
+    #[param(pattern = "^(lenient)?$")]
+    pub quotes: Option<String>,
     /// `utf-8` (default), `auto`, `windows-1252`, `latin1`, `utf-16` (`utf-16le`), `utf-16be`.
     #[param(pattern = r"^(auto|utf-?8|windows-1252|cp1252|latin-?1|iso-8859-1|utf-?16(le|be)?)?$")]
     pub encoding: Option<String>,
