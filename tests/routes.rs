@@ -15,11 +15,15 @@ use tokio_util::sync::CancellationToken;
 const TABLE: &str = "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL)";
 
 async fn app(keys: Option<&str>) -> (TestDb, Arc<csvbus_upload::App>) {
+    app_with(keys.map(|k| ("CSVBUS_API_KEYS", k)).as_slice()).await
+}
+
+async fn app_with(settings: &[(&str, &str)]) -> (TestDb, Arc<csvbus_upload::App>) {
     let db = TestDb::new().await;
     db.exec(TABLE).await;
     let mut e = env(&db, &unique("routes"));
-    if let Some(k) = keys {
-        e.set("CSVBUS_API_KEYS", k);
+    for (k, v) in settings {
+        e.set(*k, *v);
     }
     let config = csvbus_upload::UploadConfig::from_env(&e).unwrap();
     let app = csvbus_upload::App::connect(config, &CancellationToken::new())
@@ -250,4 +254,29 @@ async fn with_keys_configured_every_api_route_asks_for_one() {
             "{uri}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_the_whole_request_limit_answers_408_in_the_error_shape() {
+    let (db, app) = app_with(&[("CSVBUS_REQUEST_TIMEOUT_MS", "300")]).await;
+    // An import that will not become final: a long-poll on it outlasts the limit.
+    let id = uuid::Uuid::new_v4();
+    db.exec(&format!(
+        "INSERT INTO csvbus.imports (id, target_schema, target_table, columns)
+         VALUES ('{id}', 'public', 'people', ARRAY['id'])"
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = call(
+        &app,
+        req(Method::GET, &format!("/v1/imports/{id}?wait=20s"), ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    assert_eq!(body["error"], "request_timeout");
+    assert!(
+        body["message"].as_str().unwrap().contains("300ms"),
+        "{body}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }

@@ -28,7 +28,7 @@ pub struct UploadConfig {
     /// `CSVBUS_BODY_IDLE_TIMEOUT_MS`: a client that sends nothing for this long is cut off and
     /// its import marked `aborted`.
     pub body_idle_timeout: Duration,
-    /// `CSVBUS_REQUEST_TIMEOUT_MS`: whole-request limit (tower-http), uploads included.
+    /// `CSVBUS_REQUEST_TIMEOUT_MS`: whole-request limit, uploads included (408 `request_timeout`).
     pub request_timeout: Duration,
     /// `CSVBUS_SHUTDOWN_GRACE_MS`: how long running uploads may go on after SIGTERM.
     pub shutdown_grace: Duration,

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
 use csvbus_shared::health::Readiness;
 use subtle::ConstantTimeEq;
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,10 +29,7 @@ pub fn router(app: Arc<App>) -> Router {
     .method_not_allowed_fallback(method_not_allowed)
     .layer(Extension(Arc::new(doc)))
     .layer(DefaultBodyLimit::disable())
-    .layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        app.config.request_timeout,
-    ))
+    .layer(middleware::from_fn_with_state(app.clone(), deadline))
     .with_state(app)
 }
 
@@ -66,6 +62,24 @@ async fn openapi_json(
     Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>,
 ) -> Json<Arc<utoipa::openapi::OpenApi>> {
     Json(doc)
+}
+
+/// The whole-request limit (`CSVBUS_REQUEST_TIMEOUT_MS`, uploads included): past it the
+/// request is dropped and answered 408 `request_timeout` in the JSON error shape.
+async fn deadline(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let limit = app.config.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request took longer than {} (CSVBUS_REQUEST_TIMEOUT_MS)",
+                humantime::format_duration(limit)
+            ),
+        )
+        .into_response(),
+    }
 }
 
 async fn method_not_allowed() -> ApiError {
