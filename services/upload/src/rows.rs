@@ -172,40 +172,24 @@ impl Header {
                 record.len()
             ));
         }
-        let mut fields: Vec<&str> = Vec::with_capacity(self.columns.len());
-        let mut kept: Vec<usize> = Vec::with_capacity(self.columns.len());
+        let null_text = opts.null.as_deref().unwrap_or("");
+        let mut quoted = Some(quoted);
+        let mut quoted_fields: Option<Vec<bool>> = None;
+        let mut values: Vec<Option<&str>> = Vec::with_capacity(self.columns.len());
         for (i, raw) in record.iter().enumerate().filter(|(i, _)| self.keep[*i]) {
             let s = std::str::from_utf8(raw).map_err(|_| {
-                format!(
-                    "invalid UTF-8 in field {} ({})",
-                    i + 1,
-                    self.columns[kept.len()]
-                )
+                let column = &self.columns[values.len()];
+                format!("invalid UTF-8 in field {} ({column})", i + 1)
             })?;
-            fields.push(s);
-            kept.push(i);
-        }
-        let null_text = opts.null.as_deref().unwrap_or("");
-        let mut quoted_cache: Option<Vec<bool>> = None;
-        let mut quoted = Some(quoted);
-        let mut is_null = Vec::with_capacity(fields.len());
-        for (f, i) in fields.iter().zip(&kept) {
-            let candidate = *f == null_text;
-            let null = candidate && {
-                let q = quoted_cache
+            let null = s == null_text && {
+                let q = quoted_fields
                     .get_or_insert_with(|| quoted.take().map(|f| f()).unwrap_or_default());
-                !q.get(*i).copied().unwrap_or(false)
+                !q.get(i).copied().unwrap_or(false)
             };
-            is_null.push(null);
+            values.push((!null).then_some(s));
         }
         out.clear();
-        self.encoder.encode(
-            out,
-            fields
-                .iter()
-                .zip(&is_null)
-                .map(|(f, n)| if *n { None } else { Some(*f) }),
-        );
+        self.encoder.encode(out, values);
         Ok(())
     }
 }
