@@ -213,27 +213,66 @@ async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
             db.rows_written().await
         );
     }
-    // A database outage: every connection of the sink is terminated while it writes.
+    // A database outage that certainly cuts writes off: the test holds a lock on `nums`, so
+    // the sink's write waits on it, and then every connection but the lock's is terminated.
+    // Three times, each time a new write (a retry) must be the one waiting.
+    let mut lock = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE nums IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let lock_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *lock)
+        .await
+        .unwrap();
     let sink = spawn_sink(&e).await;
-    db.wait_rows_written(200_000, Duration::from_secs(120))
-        .await;
     let retries_before = metric(&sink.url(""), "csvbus_sink_retries_total").await;
+    let mut cut = Vec::new();
     for _ in 0..3 {
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        let writer = waiting_writer(&db, lock_pid, &cut).await;
+        // Not from the lock's transaction: it would see the backends of its first statement.
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid NOT IN ($1, pg_backend_pid())")
+            .bind(lock_pid)
             .execute(&db.pool)
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        cut.push(writer);
     }
+    lock.commit().await.unwrap();
     let rec = wait_final(&upload, &id, Duration::from_secs(300)).await;
     assert_eq!(rec["status"], "completed", "{rec}");
     assert_eq!(rec["rows_written"], n);
     assert_nums_exact(&db, n as i64).await;
-    // The outage cut writes off (each failed and was retried), it did not fall between them.
+    // Each cut write failed and was retried.
     let retries = metric(&sink.url(""), "csvbus_sink_retries_total").await - retries_before;
-    assert!(retries > 0.0, "no write was interrupted by the outage");
+    assert!(retries >= 3.0, "{retries} retries after 3 cut writes");
     sink.stop().await;
     upload.stop().await;
+}
+
+/// Waits for a backend, not one of `cut`, that waits on the lock `lock_pid` holds: a sink write.
+async fn waiting_writer(db: &TestDb, lock_pid: i32, cut: &[i32]) -> i32 {
+    let found = std::sync::Mutex::new(None);
+    csvbus_tests::eventually(
+        "a sink write waiting on the test's lock",
+        Duration::from_secs(60),
+        || async {
+            let pid: Option<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity
+                  WHERE $1 = ANY(pg_blocking_pids(pid)) AND NOT pid = ANY($2) LIMIT 1",
+            )
+            .bind(lock_pid)
+            .bind(cut)
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
+            *found.lock().unwrap() = pid;
+            pid.is_some()
+        },
+    )
+    .await;
+    let pid = found.lock().unwrap().take();
+    pid.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
