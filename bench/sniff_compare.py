@@ -2,7 +2,8 @@
 """csvbus' detection against DuckDB's CSV sniffer, on the same files.
 
 For each file of tests/data/messy (and a generated file with a column of every type
-create=true infers), prints the delimiter, the quote and the column types each chose, and
+create=true infers), prints the delimiter, the quote, the preamble lines skipped and the
+column types each chose, and
 marks where they differ; the README's "Messy files" section says which is right and why.
 
     bench/sniff_compare.sh            # installs duckdb in target/bench-venv, builds, runs this
@@ -32,7 +33,6 @@ DUCKDB_OPTS = {
     "utf-16le-broken.csv": {"encoding": "utf-16"},
 }
 CSVBUS_OPTS = {
-    "preamble.csv": ["--skip-lines", "2"],
     "no-header.csv": ["--no-header", "--columns", "id,name,note"],
 }
 
@@ -69,13 +69,13 @@ def duck(path: Path) -> tuple[str, list[str]]:
     opts = DUCKDB_OPTS.get(path.name, {})
     args = "".join(f", {k} = '{v}'" for k, v in opts.items())
     (row,) = duckdb.sql(
-        f"SELECT Delimiter, Quote, Columns FROM sniff_csv('{path}'{args})"
+        f"SELECT Delimiter, Quote, SkipRows, Columns FROM sniff_csv('{path}'{args})"
     ).fetchall()
-    delim, quote, columns = row
+    delim, quote, skip, columns = row
     # DuckDB says "(empty)" when the file quotes nothing: any quote character reads it alike,
     # so it counts as csvbus' default ".
     quote = '"' if quote in ("", "(empty)", None) else quote
-    dialect = ("tab" if delim == "\t" else delim) + " " + quote
+    dialect = ("tab" if delim == "\t" else delim) + " " + quote + f" skip {skip}"
     return dialect, [pg_type(c["type"]) for c in columns]
 
 
@@ -84,13 +84,14 @@ def ours(path: Path) -> tuple[str, list[str]]:
             *CSVBUS_OPTS.get(path.name, [])]
     out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
     r = out["read_as"]
-    return r["delimiter"] + " " + r["quote"], [c["type"] for c in out["columns"]]
+    dialect = r["delimiter"] + " " + r["quote"] + f" skip {r['skip_lines']}"
+    return dialect, [c["type"] for c in out["columns"]]
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         files = sorted(MESSY.glob("*.csv")) + sorted(MESSY.glob("*.tsv")) + [every_type(Path(tmp))]
-        print(f"{'file':22} {'delimiter+quote duckdb / csvbus':32} types")
+        print(f"{'file':22} {'delimiter quote skip: duckdb / csvbus':40} types")
         for f in files:
             try:
                 dd, dt = duck(f)
@@ -98,7 +99,7 @@ def main() -> int:
                 dd, dt = "error", [str(e).splitlines()[0][:60]]
             cd, ct = ours(f)
             same = "same" if (dd, dt) == (cd, ct) else "DIFFERENT"
-            print(f"{f.name:22} {dd + ' / ' + cd:32} {same}")
+            print(f"{f.name:22} {dd + ' / ' + cd:40} {same}")
             if dt != ct:
                 print(f"{'':22}   duckdb: {', '.join(dt)}")
                 print(f"{'':22}   csvbus: {', '.join(ct)}")

@@ -8,5 +8,5 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb' 2>/dev
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'duckdb==2.0.1'
 fi
-test -x target/release/csvbus || cargo build --release --bin csvbus --locked
+cargo build --release --bin csvbus --locked
 exec "$venv/bin/python" bench/sniff_compare.py "$@"

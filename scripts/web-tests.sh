@@ -23,7 +23,7 @@ if ! cmp -s tests/web/requirements.txt "$stamp" 2>/dev/null; then
   cp tests/web/requirements.txt "$stamp"
 fi
 
-test -x target/release/csvbus || cargo build --release --bins --locked
+cargo build --release --bins --locked
 # Playwright's own browser download cannot reach the network: conftest.py launches
 # /usr/bin/chromium through its executable path.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1

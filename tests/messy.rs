@@ -108,7 +108,23 @@ fn cases() -> Vec<Case> {
             rows: &["1|Ann|x", "3|Cy|z"],
             // The short row is on line 5 of the file (2 preamble lines, the header, 2 rows).
             rejected_lines: &[5],
-            read_as: json!({"skip_lines": 2, "delimiter": ","}),
+            read_as: json!({"skip_lines": 2, "skip_lines_detected": false, "delimiter": ","}),
+        },
+        Case {
+            file: "preamble.csv",
+            query: "",
+            table: T3,
+            rows: &["1|Ann|x", "3|Cy|z"],
+            rejected_lines: &[5],
+            read_as: json!({"skip_lines": 2, "skip_lines_detected": true, "delimiter": ","}),
+        },
+        Case {
+            file: "preamble-semicolon.csv",
+            query: "",
+            table: "(id int, name text, amount numeric)",
+            rows: &["1|Zoë|2.5", "2|Ann|NULL"],
+            rejected_lines: &[],
+            read_as: json!({"skip_lines": 3, "skip_lines_detected": true, "delimiter": ";"}),
         },
         Case {
             file: "spaced-header.csv",

@@ -21,8 +21,11 @@ pub struct ReadAs {
     pub encoding: String,
     /// Chosen by `encoding=auto`.
     pub encoding_detected: bool,
-    /// Preamble lines skipped before the header (`skip_lines=`).
+    /// Lines skipped before the header: given (`skip_lines=`) or detected.
     pub skip_lines: u64,
+    /// The skipped lines were detected as a preamble (no `skip_lines=` given).
+    #[serde(default)]
+    pub skip_lines_detected: bool,
     /// Whether the first record named the columns (`header=false`: `columns=` did).
     pub header: bool,
     /// Whitespace around fields was dropped (`trim=true`).

@@ -164,7 +164,6 @@ def test_a_messy_file_with_the_page_options_creates_its_table(page, service):
     page.goto(service.url)
     page.fill("#table", "sales")
     page.select_option("#encoding", "windows-1252")
-    page.fill("#skip_lines", "1")
     page.check("#create")
     body = "Exported 2026-11-25\r\nRegion;Amount;Paid On\r\nZürich;12.50;2026-01-02\r\n"
     dt = page.evaluate_handle(
@@ -180,6 +179,7 @@ def test_a_messy_file_with_the_page_options_creates_its_table(page, service):
     card = page.locator("#uploads .card").first
     expect(card.locator(".status")).to_contain_text("completed", timeout=30_000)
     expect(card.locator(".read-as")).to_contain_text("delimiter ; (detected)")
+    expect(card.locator(".read-as")).to_contain_text("1 line(s) before the header skipped")
     expect(card.locator(".read-as")).to_contain_text(
         'created: CREATE TABLE "public"."sales" ("region" text, "amount" numeric, "paid_on" date)'
     )

@@ -21,7 +21,7 @@ pub struct ReadArgs {
     /// utf-8].
     #[arg(long)]
     pub encoding: Option<String>,
-    /// Preamble lines before the header to skip.
+    /// Preamble lines before the header to skip [service default: detected; 0 skips none].
     #[arg(long)]
     pub skip_lines: Option<u64>,
     /// Drop whitespace around fields and after closing quotes.

@@ -205,7 +205,7 @@ pub fn read_options(q: &UploadQuery) -> Result<ReadOptions, ApiError> {
         delimiter: parse_delimiter(q.delimiter.as_deref())?,
         quote,
         encoding,
-        skip_lines: q.skip_lines.unwrap_or(0).min(MAX_SKIP_LINES),
+        skip_lines: q.skip_lines.map(|n| n.min(MAX_SKIP_LINES)),
         trim: q.trim.unwrap_or(false),
         header,
         mapping: Mapping {

@@ -42,6 +42,7 @@ pub mod checkpoint;
 pub mod checks;
 pub mod config;
 pub mod create;
+pub mod detect;
 pub mod error;
 pub mod failures;
 pub mod idempotency;

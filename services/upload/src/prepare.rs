@@ -1,10 +1,11 @@
 //! From the body's bytes to what the CSV reader reads: the text encoding (given, or detected
-//! with `encoding=auto`), preamble lines skipped (`skip_lines=`), and the dialect (given, or
-//! detected: `delimiter=auto`, the default). Looks only at the first [`SAMPLE_BYTES`], held
+//! with `encoding=auto`), preamble lines skipped (given with `skip_lines=`, or detected), and
+//! the dialect (given, or detected: `delimiter=auto`, the default). Looks only at the first [`SAMPLE_BYTES`], held
 //! once and then read again by the parser: the file is read once.
 
 use csvbus_shared::read_as::ReadAs;
 
+use crate::detect::{self, Ask};
 use crate::error::ApiError;
 use crate::mapping::Mapping;
 use crate::parse::Dialect;
@@ -20,7 +21,8 @@ pub struct ReadOptions {
     pub quote: Option<u8>,
     /// `None`: detect (`encoding=auto`).
     pub encoding: Option<TextEncoding>,
-    pub skip_lines: u64,
+    /// `None`: detect a preamble (when the file has a header).
+    pub skip_lines: Option<u64>,
     pub trim: bool,
     /// The first record names the columns (`header=false`: `columns=` does).
     pub header: bool,
@@ -32,7 +34,7 @@ pub struct ReadOptions {
 
 impl ReadOptions {
     /// A retry of an upload reads its file as the first upload did: what was detected then
-    /// (delimiter, encoding) is taken as given.
+    /// (delimiter, encoding, preamble) is taken as given.
     pub fn same_as(&mut self, first: &ReadAs) {
         if self.delimiter.is_none() {
             self.delimiter = match first.delimiter.as_str() {
@@ -46,6 +48,7 @@ impl ReadOptions {
         if self.encoding.is_none() {
             self.encoding = TextEncoding::parse(&first.encoding).ok().flatten();
         }
+        self.skip_lines = self.skip_lines.or(Some(first.skip_lines));
     }
 }
 
@@ -55,7 +58,7 @@ impl Default for ReadOptions {
             delimiter: None,
             quote: None,
             encoding: Some(TextEncoding::Utf8),
-            skip_lines: 0,
+            skip_lines: None,
             trim: false,
             header: true,
             mapping: Mapping::default(),
@@ -91,27 +94,26 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         ended: complete,
         input,
     } = sniff::peek(input, want, o.keep_sample > 0).await;
-    let skip = sniff::after_lines(&sample, o.skip_lines).ok_or_else(|| {
+    let given = o.skip_lines.unwrap_or(0);
+    let skip = sniff::after_lines(&sample, given).ok_or_else(|| {
         let why = if complete {
             "the body has fewer lines"
         } else {
             "skip_lines reaches past the first 64 KiB"
         };
-        ApiError::unprocessable(
-            "invalid_skip_lines",
-            format!("skip_lines={}: {why}", o.skip_lines),
-        )
+        ApiError::unprocessable("invalid_skip_lines", format!("skip_lines={given}: {why}"))
     })?;
-    let (delimiter, quote) = match o.delimiter {
-        Some(d) => (d, o.quote.unwrap_or(b'"')),
-        None => {
-            let head = &sample[skip..];
-            let head = &head[..head.len().min(SAMPLE_BYTES)];
-            let found = sniff::detect(head, complete && head.len() == sample.len() - skip);
-            notes.extend(found.doubt);
-            (found.delimiter, o.quote.unwrap_or(found.quote))
-        }
-    };
+    let found = decide(&sample[skip..], complete, o);
+    let preamble = found.preamble_lines;
+    if preamble > 0 {
+        notes.push(format!(
+            "{preamble} line(s) before the header skipped as a preamble (skip_lines=0 reads them)"
+        ));
+    }
+    notes.extend(found.doubt);
+    let (delimiter, quote) = (found.delimiter, found.quote);
+    let skip = skip + found.preamble_bytes;
+    let skip_lines = given + preamble;
     let input = sniff::skip(input, skip);
     let kept = (o.keep_sample > 0).then(|| (sample[skip..].to_vec(), complete));
     Ok(Prepared {
@@ -121,20 +123,105 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
             delimiter,
             quote,
             trim: o.trim,
-            first_line: o.skip_lines + 1,
+            first_line: skip_lines + 1,
         },
         read_as: ReadAs {
-            delimiter: sniff::show(delimiter),
+            delimiter: detect::show(delimiter),
             delimiter_detected: o.delimiter.is_none(),
             quote: (quote as char).to_string(),
             line_break: sniff::line_break(&sample[skip..]).to_owned(),
             encoding: encoding.name().to_owned(),
             encoding_detected: o.encoding.is_none(),
-            skip_lines: o.skip_lines,
+            skip_lines,
+            skip_lines_detected: preamble > 0,
             header: o.header,
             trim: o.trim,
             notes,
             ..ReadAs::default()
         },
     })
+}
+
+/// The dialect and the preamble: as given, or detected in `head` (the sample after the lines
+/// `skip_lines=` skips; `complete`: the sample is the whole body).
+fn decide(head: &[u8], complete: bool, o: &ReadOptions) -> detect::Detected {
+    let ask = Ask {
+        delimiter: o.delimiter,
+        quote: o.quote,
+        preamble: o.skip_lines.is_none() && o.header,
+    };
+    match ask.delimiter {
+        Some(delimiter) if !ask.preamble => detect::Detected {
+            delimiter,
+            quote: o.quote.unwrap_or(b'"'),
+            preamble_bytes: 0,
+            preamble_lines: 0,
+            doubt: None,
+        },
+        _ => {
+            let looked = &head[..head.len().min(SAMPLE_BYTES)];
+            detect::detect(looked, complete && looked.len() == head.len(), ask)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    async fn read(body: &'static [u8], o: &ReadOptions) -> (Prepared, String) {
+        let mut p = prepare(Box::pin(body), o).await.unwrap();
+        let mut rest = String::new();
+        p.input.read_to_string(&mut rest).await.unwrap();
+        (p, rest)
+    }
+
+    const FILE: &[u8] = b"Export of 2026-11-25\nid;name\n1;Ann\n2;Bob\n";
+
+    #[tokio::test]
+    async fn a_detected_preamble_is_skipped_and_lines_keep_their_numbers() {
+        let (p, rest) = read(FILE, &ReadOptions::default()).await;
+        assert_eq!(rest, "id;name\n1;Ann\n2;Bob\n");
+        assert_eq!((p.dialect.delimiter, p.dialect.first_line), (b';', 2));
+        assert_eq!(p.read_as.skip_lines, 1);
+        assert!(p.read_as.skip_lines_detected);
+        assert!(p.read_as.notes[0].contains("preamble"), "{:?}", p.read_as);
+        // skip_lines=0 reads every line.
+        let given = ReadOptions {
+            skip_lines: Some(0),
+            ..ReadOptions::default()
+        };
+        let (p, rest) = read(FILE, &given).await;
+        assert_eq!((rest.len(), p.read_as.skip_lines), (FILE.len(), 0));
+    }
+
+    #[test]
+    fn a_retry_reads_as_the_first_upload_did_unless_told_otherwise() {
+        let first = ReadAs {
+            delimiter: "tab".into(),
+            quote: "'".into(),
+            encoding: "windows-1252".into(),
+            skip_lines: 3,
+            ..ReadAs::default()
+        };
+        let mut retry = ReadOptions {
+            encoding: None,
+            ..ReadOptions::default()
+        };
+        retry.same_as(&first);
+        assert_eq!(
+            (retry.delimiter, retry.quote, retry.skip_lines),
+            (Some(b'\t'), Some(b'\''), Some(3))
+        );
+        assert_eq!(retry.encoding, Some(TextEncoding::Windows1252));
+        let mut told = ReadOptions {
+            skip_lines: Some(0),
+            delimiter: Some(b','),
+            ..ReadOptions::default()
+        };
+        told.same_as(&first);
+        assert_eq!((told.delimiter, told.skip_lines), (Some(b','), Some(0)));
+    }
 }

@@ -30,7 +30,8 @@ pub struct UploadQuery {
     pub encoding: Option<String>,
     /// Drop whitespace around fields and after closing quotes (`"B" ,"C"`).
     pub trim: Option<bool>,
-    /// Preamble lines before the header (within the first 64 KiB).
+    /// Preamble lines before the header (within the first 64 KiB). Default: detected — up to
+    /// 20 lines before a header that the rows' types confirm; `0` reads every line.
     #[param(maximum = 10_000)]
     pub skip_lines: Option<u64>,
     /// `false`: the first record is data; `columns=` names the fields.

@@ -38,7 +38,7 @@ function uploadQuery() {
   if (mode !== "append") q.set("mode", mode);
   if ($("#delimiter").value !== "auto") q.set("delimiter", $("#delimiter").value);
   if ($("#encoding").value !== "utf-8") q.set("encoding", $("#encoding").value);
-  if (Number($("#skip_lines").value) > 0) q.set("skip_lines", $("#skip_lines").value);
+  if ($("#skip_lines").value !== "") q.set("skip_lines", $("#skip_lines").value);
   for (const name of ["null", "conflict", "key", "max_rejected", "columns"]) {
     const v = $(`#${name}`).value.trim();
     if (v !== "") q.set(name, v);
