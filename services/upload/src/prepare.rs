@@ -1,7 +1,7 @@
 //! From the body's bytes to what the CSV reader reads: the text encoding (given, or detected
 //! with `encoding=auto`), preamble lines skipped (given with `skip_lines=`, or detected), and
-//! the dialect (given, or detected: `delimiter=auto`, the default). Looks only at the first [`SAMPLE_BYTES`], held
-//! once and then read again by the parser: the file is read once.
+//! the dialect (given, or detected: `delimiter=auto`, the default). Looks only at the first
+//! [`SAMPLE_BYTES`], held once and then read again by the parser: the file is read once.
 
 use csvbus_shared::read_as::ReadAs;
 
