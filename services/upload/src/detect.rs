@@ -58,16 +58,23 @@ impl Score {
     fn of(sample: &[u8], delimiter: u8, quote: u8, complete: bool, preamble: bool) -> Option<Self> {
         let records = read_records(sample, delimiter, quote, complete);
         let counts: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
-        let (fields, _) = most_common(&counts)?;
+        // Of the records this candidate splits: lines it does not split (a preamble longer
+        // than the rows in a small file, say) do not decide the count.
+        let split: Vec<usize> = counts.iter().copied().filter(|c| *c > 1).collect();
+        let (fields, _) = most_common(&split)?;
         // The header must agree: a one-column file whose values hold a delimiter is not split
         // by it. Records before a header that is clearly one (see `names_over`) are a preamble.
         let first = counts.iter().position(|c| *c == fields)?;
+        let after = &counts[first..];
+        // From the header on, it is the most common count of all (as without a preamble).
+        if most_common(after)?.0 != fields {
+            return None;
+        }
         let header_ok = first == 0
             || (preamble
                 && first <= MAX_PREAMBLE
                 && names_over(&records[first].0, records[first + 1..].iter().map(|r| &r.0)));
-        let after = &counts[first..];
-        (fields > 1 && header_ok).then(|| Self {
+        header_ok.then(|| Self {
             delimiter,
             quote,
             agree: after.iter().filter(|c| **c == fields).count(),
@@ -77,19 +84,21 @@ impl Score {
         })
     }
 
-    /// Better: more records agreeing (as a share), then more fields, then no preamble.
+    /// Better: more records agreeing (as a share), then a shorter preamble (none, best: a
+    /// header on the first line is not given up for more fields), then more fields.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         let share = (self.agree * other.records).cmp(&(other.agree * self.records));
         share
-            .then(self.fields.cmp(&other.fields))
             .then(other.header_at.cmp(&self.header_at))
+            .then(self.fields.cmp(&other.fields))
     }
 }
 
 /// Detects what `ask` leaves open in `sample` (the last record is left out when the sample
 /// was cut: `complete` false). Per candidate delimiter, the quote that splits best; then the
 /// best candidate: the share of records (from the header on) with the most common field
-/// count, which must be the header's and more than one, then that count. Ties between
+/// count, which must be the header's and more than one, then the shorter preamble, then the
+/// field count. Ties between
 /// delimiters, and samples no candidate splits, fall back to `,` and `"` (or what was given)
 /// without a preamble.
 pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
@@ -289,6 +298,76 @@ mod tests {
         assert_eq!(d(file).preamble_lines, 0);
     }
 
+    /// A value as files hold them: numbers, dates, words, and text with any candidate
+    /// delimiter or quote in it.
+    fn value(tricky: bool) -> proptest::strategy::BoxedStrategy<String> {
+        use proptest::prelude::*;
+        let plain = prop_oneof![
+            any::<i32>().prop_map(|i| i.to_string()),
+            (0u32..10_000, 0u32..100).prop_map(|(a, b)| format!("{a}.{b:02}")),
+            (1u32..28, 1u32..12).prop_map(|(d, m)| format!("2026-{m:02}-{d:02}")),
+            "[a-z]{0,8}( [a-z]{1,6})?",
+        ];
+        if tricky {
+            prop_oneof![plain, "[a-z,;|\t\"' ]{0,10}"].boxed()
+        } else {
+            plain.boxed()
+        }
+    }
+
+    /// `rows` (the first `columns` values of each) under a header `c0,c1,…`, written by the
+    /// csv crate with `delimiter`, after `preamble` lines; every first value is a number.
+    fn file(preamble: &[String], rows: &[Vec<String>], columns: usize, delimiter: u8) -> Vec<u8> {
+        let mut out: Vec<u8> = preamble
+            .iter()
+            .flat_map(|l| format!("{l}\r\n").into_bytes())
+            .collect();
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(delimiter)
+            .from_writer(Vec::new());
+        w.write_record((0..columns).map(|i| format!("c{i}")))
+            .unwrap();
+        for (n, r) in rows.iter().enumerate() {
+            let first = std::iter::once(n.to_string());
+            w.write_record(first.chain(r[1..columns].iter().cloned()))
+                .unwrap();
+        }
+        out.extend(w.into_inner().unwrap());
+        out
+    }
+
+    proptest::proptest! {
+        /// A file that starts with its header never loses it to a preamble, whatever its
+        /// values hold.
+        #[test]
+        fn a_header_on_the_first_line_is_never_skipped(
+            columns in 2usize..6,
+            rows in proptest::collection::vec(proptest::collection::vec(value(true), 6), 1..40),
+            delimiter in proptest::sample::select(CANDIDATES.to_vec()),
+        ) {
+            let f = file(&[], &rows, columns, delimiter);
+            let found = detect(&f, true, Ask { preamble: true, ..Ask::default() });
+            proptest::prop_assert_eq!(found.preamble_lines, 0, "{}", String::from_utf8_lossy(&f));
+        }
+
+        /// Text lines (or blank ones) before a header are found, line for line, with the
+        /// delimiter.
+        #[test]
+        fn a_preamble_of_text_lines_is_found_exactly(
+            columns in 2usize..6,
+            rows in proptest::collection::vec(proptest::collection::vec(value(false), 6), 1..40),
+            preamble in proptest::collection::vec("([A-Z][a-z]{0,9}( [a-z0-9.:-]{1,8}){0,4})?", 1..6),
+            delimiter in proptest::sample::select(CANDIDATES.to_vec()),
+        ) {
+            let f = file(&preamble, &rows, columns, delimiter);
+            let found = detect(&f, true, Ask { preamble: true, ..Ask::default() });
+            let lines = if preamble.iter().all(String::is_empty) { 0 } else { preamble.len() as u64 };
+            let text = String::from_utf8_lossy(&f);
+            proptest::prop_assert_eq!(found.delimiter, delimiter, "{}", text);
+            proptest::prop_assert_eq!(found.preamble_lines, lines, "{}", text);
+        }
+    }
+
     #[test]
     fn a_first_line_that_only_looks_short_is_no_preamble() {
         // Rows longer than the header (a trailing delimiter): the "header" found would be
@@ -299,5 +378,9 @@ mod tests {
         assert_eq!(pre("Title\nx,y\nz,w\n").preamble_lines, 0);
         // A header in the first line is never skipped.
         assert_eq!(pre("id,name\n1,Ann\n2,Bob\n").preamble_lines, 0);
+        // Not even for a delimiter that splits as consistently into more fields behind a
+        // "header" the rows confirm (| here: `aa`, `n/a`, `x,1` over numbers in the middle).
+        let pipes = pre("name,code\naa|n/a|x,1\ncc|7|y,2\nee|8|z,3\n");
+        assert_eq!((pipes.delimiter, pipes.preamble_lines), (b',', 0));
     }
 }
