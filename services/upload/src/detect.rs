@@ -294,6 +294,8 @@ mod tests {
             ..Ask::default()
         };
         assert_eq!(detect(file.as_bytes(), true, given).preamble_lines, 3);
+        // More preamble lines than rows (found by the proptest below).
+        assert_eq!(pre("A\nA\nA\nc0,c1\n0,0\n").preamble_lines, 3);
         // Not asked (skip_lines= given, or no header): no preamble, and ; no longer fits.
         assert_eq!(d(file).preamble_lines, 0);
     }
