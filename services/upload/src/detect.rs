@@ -97,10 +97,9 @@ impl Score {
 /// Detects what `ask` leaves open in `sample` (the last record is left out when the sample
 /// was cut: `complete` false). Per candidate delimiter, the quote that splits best; then the
 /// best candidate: the share of records (from the header on) with the most common field
-/// count, which must be the header's and more than one, then the shorter preamble, then the
-/// field count. Ties between
-/// delimiters, and samples no candidate splits, fall back to `,` and `"` (or what was given)
-/// without a preamble.
+/// count, which must be the header's and more than one; then the shorter preamble; then the
+/// field count. Ties between delimiters, and samples no candidate splits, fall back to `,`
+/// and `"` (or what was given) without a preamble.
 pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
     let delimiters = ask
         .delimiter
