@@ -213,9 +213,12 @@ async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
             db.rows_written().await
         );
     }
-    // A database outage that certainly cuts writes off: the test holds a lock on `nums`, so
-    // the sink's write waits on it, and then every connection but the lock's is terminated.
-    // Three times, each time a new write (a retry) must be the one waiting.
+    // Writes cut off for certain: the test holds a lock on `nums`, so the sink's write waits
+    // on it. Three times, the waiting write's connection is terminated and a new write (the
+    // retry) must come and wait; then the whole database goes away (every connection but the
+    // lock's) while a write waits. Only the writes' own connections are cut the first three
+    // times: when every connection goes, the claims session goes too, and a write cancelled
+    // with its partition is redone after the claim instead of retried.
     let mut lock = db.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE nums IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *lock)
@@ -228,14 +231,18 @@ async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
     let sink = spawn_sink(&e).await;
     let retries_before = metric(&sink.url(""), "csvbus_sink_retries_total").await;
     let mut cut = Vec::new();
-    for _ in 0..3 {
+    for round in 0..4 {
         let writer = waiting_writer(&db, lock_pid, &cut).await;
         // Not from the lock's transaction: it would see the backends of its first statement.
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid NOT IN ($1, pg_backend_pid())")
-            .bind(lock_pid)
-            .execute(&db.pool)
-            .await
-            .unwrap();
+        let all = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                    WHERE datname = current_database() AND pid NOT IN ($1, pg_backend_pid())";
+        let one = "SELECT pg_terminate_backend($1)";
+        let (sql, pid) = if round < 3 {
+            (one, writer)
+        } else {
+            (all, lock_pid)
+        };
+        sqlx::query(sql).bind(pid).execute(&db.pool).await.unwrap();
         cut.push(writer);
     }
     lock.commit().await.unwrap();
@@ -243,7 +250,7 @@ async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
     assert_eq!(rec["status"], "completed", "{rec}");
     assert_eq!(rec["rows_written"], n);
     assert_nums_exact(&db, n as i64).await;
-    // Each cut write failed and was retried.
+    // Each write whose connection was cut failed and was retried.
     let retries = metric(&sink.url(""), "csvbus_sink_retries_total").await - retries_before;
     assert!(retries >= 3.0, "{retries} retries after 3 cut writes");
     sink.stop().await;
