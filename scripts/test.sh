@@ -19,12 +19,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # Dependencies declared but not used (cargo-machete, installed once from the crates registry).
 command -v cargo-machete >/dev/null || cargo install cargo-machete --locked
 cargo machete
-# Advisories, licences, banned or duplicate crates, sources (deny.toml). GitHub is out of
-# reach: the advisories come from the RustSec snapshot in deny/advisory-db, made the git
-# checkout cargo-deny reads (offline) when it is missing or older than the snapshot.
-command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
-bash scripts/advisory-db.sh
-cargo deny --offline check advisories licenses bans sources
+# Advisories, licences, banned or duplicate crates, sources (deny.toml): every platform's crates
+# fetched first, the advisories offline from the RustSec snapshot in deny/advisory-db.
+bash scripts/deps-check.sh
 # The crash tests run the services as separate processes: the release binaries.
 cargo build --release --bins --locked
 # The whole suite, instrumented: cargo-llvm-cov prints line coverage per file and fails below
