@@ -336,14 +336,26 @@ async fn an_append_import_cut_off_and_retried_with_its_key_lands_exactly_once() 
     assert_eq!(rec["attempts"], 3);
     assert_nums_exact(&db, 50_000).await;
 
-    // Once accepted, the same key answers as before and produces nothing again.
+    // Once accepted, the same key answers as before (200, `replayed`) and produces nothing
+    // again.
     let (s, again) = post(&upload, "table=nums", Some(&key), full()).await;
     assert_eq!(
-        (s, &again["import_id"]),
-        (StatusCode::ACCEPTED, &id),
+        (s, &again["import_id"], &again["replayed"]),
+        (StatusCode::OK, &id, &Value::Bool(true)),
         "{again}"
     );
     assert_eq!(again["rows_produced"], 50_000);
+    // Another file under the key is not answered from the import: its bytes differ.
+    let (s, v) = post(&upload, "table=nums", Some(&key), other()).await;
+    assert_eq!(
+        (s, v["error"].as_str(), &v["import_id"]),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("idempotency_key_mismatch"),
+            &id
+        ),
+        "{v}"
+    );
     assert_nums_exact(&db, 50_000).await;
 }
 

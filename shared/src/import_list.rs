@@ -13,7 +13,7 @@ use crate::status::ImportStatus;
 pub struct ImportFilter {
     pub table: Option<TableName>,
     pub status: Option<ImportStatus>,
-    /// The upload's `Idempotency-Key`: at most one import has it.
+    /// The upload's `Idempotency-Key`: at most one import has it, until it expires.
     pub idempotency_key: Option<String>,
     /// Only imports older than this one (the `next_before` of the previous page).
     pub before: Option<Uuid>,
@@ -34,7 +34,7 @@ pub async fn list(pool: &PgPool, f: &ImportFilter) -> Result<ImportPage, sqlx::E
         "SELECT {RECORD_COLUMNS} FROM csvbus.imports
           WHERE ($1::text IS NULL OR (target_schema = $1 AND target_table = $2))
             AND ($3::text IS NULL OR status = $3)
-            AND ($4::text IS NULL OR idempotency_key = $4)
+            AND ($4::text IS NULL OR (idempotency_key = $4 AND key_expires_at > now()))
             AND ($5::uuid IS NULL OR (created_at, id) <
                  (SELECT created_at, id FROM csvbus.imports WHERE id = $5))
           ORDER BY created_at DESC, id DESC

@@ -210,6 +210,17 @@ pub async fn finish_upload(
     Ok(r.rows_affected() == 1)
 }
 
+/// Saves the digest of the import's body as decoded ([`ImportRecord`] does not show it): a
+/// repeat under its Idempotency-Key is compared with it.
+pub async fn save_body_digest(pool: &PgPool, id: Uuid, digest: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE csvbus.imports SET body_digest = $2 WHERE id = $1")
+        .bind(id)
+        .bind(digest)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Marks `aborted` the imports still `receiving` whose upload has not saved progress for
 /// `silent` (its service was killed or lost its database): returns their ids. Rows they
 /// produced are still written by the sink.

@@ -95,11 +95,12 @@ mod tests {
     }
 }
 
-/// A page of rejected rows (`GET /v1/imports/{id}/rejected`); pass `next_after` as `after` for
-/// the next page.
+/// A page of rejected rows (`GET /v1/imports/{id}/rejected`), in file order; pass `next_after`
+/// (the page's last line) as `after` for the next page.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RejectedPage {
     pub rows: Vec<RejectedRow>,
+    /// The last line of this page when more may follow.
     pub next_after: Option<i64>,
 }
 
@@ -119,8 +120,10 @@ pub struct RejectedRow {
     pub fields: Option<serde_json::Value>,
 }
 
-/// Up to `limit` rejected rows of an import after the one with id `after`, in the order they
-/// were recorded.
+/// The rejected rows of an import on the lines after `after`, in file order (the upload's
+/// rejections and the sink's are recorded at different times): `limit` rows, or more when
+/// the page's last line holds several, so that a page never splits a line and the next page
+/// starts after the last line of this one.
 pub async fn page(
     pool: &PgPool,
     id: Uuid,
@@ -129,7 +132,11 @@ pub async fn page(
 ) -> Result<Vec<RejectedRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, line, stage, reason, raw, fields FROM csvbus.rejected_rows
-          WHERE import_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+          WHERE import_id = $1 AND line > $2
+            AND line <= (SELECT max(line) FROM (
+                  SELECT line FROM csvbus.rejected_rows
+                   WHERE import_id = $1 AND line > $2 ORDER BY line LIMIT $3) first)
+          ORDER BY line, id",
     )
     .bind(id)
     .bind(after)

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use csvbus_shared::import_list::ImportPage;
 use csvbus_shared::imports::{ImportRecord, RejectedPage, RejectedRow};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -17,6 +18,8 @@ pub enum ClientError {
         code: String,
         message: String,
         line: Option<u64>,
+        /// The import the error is about, when the service names one.
+        import_id: Option<uuid::Uuid>,
         retry_after: Option<Duration>,
     },
     #[error("cannot reach {server}: {source}")]
@@ -60,6 +63,7 @@ struct ErrorBody {
     error: String,
     message: String,
     line: Option<u64>,
+    import_id: Option<uuid::Uuid>,
 }
 
 /// A client of one upload service.
@@ -124,7 +128,8 @@ impl Client {
                 .as_ref()
                 .map_or("http_error".into(), |b| b.error.clone()),
             message: body.as_ref().map_or(text, |b| b.message.clone()),
-            line: body.and_then(|b| b.line),
+            line: body.as_ref().and_then(|b| b.line),
+            import_id: body.and_then(|b| b.import_id),
             retry_after,
         })
     }
@@ -133,6 +138,18 @@ impl Client {
     pub async fn status(&self, id: &str) -> Result<ImportRecord, ClientError> {
         self.send(self.request(reqwest::Method::GET, &format!("/v1/imports/{id}")))
             .await
+    }
+
+    /// The import an Idempotency-Key names now, if any.
+    pub async fn by_key(&self, key: &str) -> Result<Option<ImportRecord>, ClientError> {
+        let q = form_urlencoded::Serializer::new(String::new())
+            .append_pair("idempotency_key", key)
+            .append_pair("limit", "1")
+            .finish();
+        let page: ImportPage = self
+            .send(self.request(reqwest::Method::GET, &format!("/v1/imports?{q}")))
+            .await?;
+        Ok(page.imports.into_iter().next())
     }
 
     /// Follows the import until it will change no more ([`ImportRecord::is_final`]), calling

@@ -28,7 +28,7 @@ pub struct ReadArgs {
     #[arg(long)]
     pub trim: bool,
     /// The first record is data, not a header: name the fields with --columns.
-    #[arg(long)]
+    #[arg(long, requires = "columns")]
     pub no_header: bool,
     /// A table column (or `-` to drop the field) per field of the file, comma-separated.
     #[arg(long)]
@@ -101,10 +101,19 @@ pub struct ImportArgs {
     /// upsert / skip: the conflict columns, comma-separated [service default: primary key].
     #[arg(long)]
     pub conflict: Option<String>,
-    /// The Idempotency-Key sent with each file [default: derived from the file's bytes and the
-    /// options; random per run for stdin]. Retries reuse it, so they never write a row twice.
-    #[arg(long)]
+    /// A prefix for the Idempotency-Key of each file: the n-th file named (from 1) is sent
+    /// with `KEY-n` [default: derived from the table, the options and the file's bytes; random
+    /// per run for stdin]. Retries reuse it, so they never write a row twice.
+    #[arg(long, conflicts_with = "again")]
     pub idempotency_key: Option<String>,
+    /// Import the files even when they were imported already (with these options, into this
+    /// table): each gets a new key for this run.
+    #[arg(long, conflicts_with = "idempotent")]
+    pub again: bool,
+    /// A file imported already is a success (exit 0) when its earlier import completed: the
+    /// earlier import is followed until it ends, and its outcome is the file's.
+    #[arg(long)]
+    pub idempotent: bool,
     /// Compress the body with gzip as it is sent.
     #[arg(long)]
     pub gzip: bool,
@@ -167,6 +176,16 @@ impl ImportArgs {
     pub fn query(&self) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.append_pair("table", &self.table);
+        let options = self.options_query();
+        if !options.is_empty() {
+            q.extend_pairs(form_urlencoded::parse(options.as_bytes()));
+        }
+        q.finish()
+    }
+
+    /// The query string of every option but the table (what changes how a file lands).
+    pub fn options_query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
         if let Some(k) = &self.key {
             q.append_pair("key", k);
         }

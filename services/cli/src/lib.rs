@@ -2,8 +2,12 @@
 //! migrations, and an all-in-one dev mode.
 //!
 //! - [`client`]: the upload service's HTTP API.
-//! - [`source`]: files and stdin as request bodies (counted, gzip, replay for retries).
-//! - [`import`]: `csvbus import`.
+//! - [`source`]: files and stdin as request bodies (counted, gzip, replay for retries;
+//!   compressed files sent as they are).
+//! - [`key`]: the Idempotency-Key of each file (derived, `--again`, a given prefix).
+//! - [`send`]: one upload request, retried with backoff.
+//! - [`import`]: `csvbus import`: each file to its verdict.
+//! - [`report`]: what is printed per file, and the verdicts behind the exit status.
 //! - [`dev`]: `csvbus dev`.
 
 pub mod client;
@@ -11,7 +15,9 @@ pub mod dev;
 pub mod import;
 pub mod import_args;
 pub mod infer;
+pub mod key;
 pub mod report;
+pub mod send;
 pub mod show;
 pub mod source;
 
@@ -22,23 +28,31 @@ use csvbus_shared::config::{CommonConfig, Env};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
-use crate::import::Verdict;
 pub use crate::import_args::{ImportArgs, Mode, Progress};
+use crate::report::Verdict;
 
-/// Exit status: every file accepted (and completed, with `--wait`), no rows rejected unless
-/// `--max-rejected` allowed them.
+/// Exit status: every file imported (and completed, with `--wait`), with no more rejected rows
+/// than `--max-rejected` allows (0 when not given).
 pub const EXIT_OK: u8 = 0;
-/// A file was refused, an import failed or was aborted, or the service could not be reached.
+/// A file was refused or its import failed with nothing of it written, or the service could
+/// not be reached.
 pub const EXIT_FAILED: u8 = 1;
-/// (clap) The command line is wrong.
+/// The command line is wrong (clap); nothing was sent.
 pub const EXIT_USAGE: u8 = 2;
-/// Every file was accepted but some rows were rejected (and `--max-rejected` was not given).
+/// Imported, but more rows were rejected than `--max-rejected` allows (0 when not given).
 pub const EXIT_REJECTED: u8 = 3;
+/// A file was imported already (same table, options and bytes, or the same key): nothing was
+/// imported again. `--again` imports anew; `--idempotent` makes a completed one a success.
+pub const EXIT_ALREADY_IMPORTED: u8 = 4;
+/// An import failed after some of its rows were written: they stay in the table.
+pub const EXIT_PARTLY_WRITTEN: u8 = 5;
 
 /// csvbus: CSV over HTTP → Kafka → PostgreSQL.
 ///
-/// Exit status: 0 success; 1 a file was refused, an import failed, or the service was
-/// unreachable; 2 usage error; 3 accepted, but rows were rejected.
+/// Exit status (`import`, the worst of its files): 0 imported; 1 refused or failed with
+/// nothing written, or the service unreachable; 2 usage error; 3 more rows rejected than
+/// --max-rejected allows; 4 imported already, nothing imported again; 5 failed after some
+/// rows were written.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -110,9 +124,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => {
             let verdict = import::run(&args.server.client(), &args).await;
             Ok(ExitCode::from(match verdict {
-                Verdict::Ok => EXIT_OK,
-                Verdict::Rejected => EXIT_REJECTED,
+                Verdict::Imported => EXIT_OK,
+                Verdict::RowsRejected => EXIT_REJECTED,
+                Verdict::AlreadyImported => EXIT_ALREADY_IMPORTED,
                 Verdict::Failed => EXIT_FAILED,
+                Verdict::PartlyWritten => EXIT_PARTLY_WRITTEN,
             }))
         }
         Command::Status {

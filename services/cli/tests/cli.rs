@@ -183,15 +183,15 @@ async fn stdin_and_gzip_bodies_are_imported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_show_the_message_and_line_and_exit_codes_tell_rejected_from_failed() {
     let s = stack(&[], true).await;
-    // A refusal with a line: too many bad rows.
-    let bad = s.write("bad.csv", "id,name\n1,a\nx,b\n2,c,extra\n");
+    // A refusal with a line: too many bad rows, before any good one.
+    let bad = s.write("bad.csv", "id,name\n2,c,extra\n1,a\n");
     let out = s
         .run(&["import", &bad, "--table", "people", "--max-rejected", "0"])
         .await;
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("refused: 422 too_many_rejected"), "{text}");
-    assert!(text.contains("(line 4)"), "{text}");
+    assert!(text.contains("(line 2)"), "{text}");
 
     // Unknown table: failed, 404 with the service's message.
     let ok = s.file("ok.csv", 1..=5);
@@ -420,11 +420,15 @@ async fn modes_reach_the_service_and_running_a_command_again_imports_nothing_twi
     assert_eq!(s.count().await, 500);
 
     // The same command again: its key (from the file's bytes and the options) names the same
-    // import, which is answered as before; nothing is produced again.
+    // import, which is reported as imported already (exit 4); nothing is produced again.
     let out = s.run(&args).await;
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(4));
     let again = json_lines(&out).remove(0);
     assert_eq!(again["import_id"], first["import_id"]);
+    assert_eq!(
+        (again["replayed"].as_bool(), again["result"].as_str()),
+        (Some(true), Some("already_imported"))
+    );
     assert_eq!(s.count().await, 500);
 
     // upsert: the file's rows replace those with the same key.
@@ -498,3 +502,6 @@ async fn infer_prints_the_table_and_import_create_makes_it() {
     );
     s.stop().await;
 }
+
+#[path = "cli/truth.rs"]
+mod truth;

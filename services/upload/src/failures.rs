@@ -52,13 +52,18 @@ impl From<ApiError> for UploadFailure {
 
 /// Maps a failure to read the next record to the client's answer and the import's final status.
 pub(crate) fn read_error(e: csv_async::Error, max_body: u64) -> UploadFailure {
-    let io = match e.into_kind() {
-        csv_async::ErrorKind::Io(io) => io,
+    match e.into_kind() {
+        csv_async::ErrorKind::Io(io) => io_error(io, max_body),
         _ => {
             let e = ApiError::bad_request("invalid_csv", "the body could not be read as CSV");
-            return UploadFailure::Failed(e);
+            UploadFailure::Failed(e)
         }
-    };
+    }
+}
+
+/// Maps a failure to read the body's bytes to the client's answer and the import's final
+/// status.
+pub(crate) fn io_error(io: std::io::Error, max_body: u64) -> UploadFailure {
     if let Some(b) = BodyError::find(&io) {
         return match b {
             BodyError::TooLarge(_) => UploadFailure::Failed(too_large(max_body)),

@@ -4,7 +4,9 @@
 //! key (before it expires, `CSVBUS_IDEMPOTENCY_TTL`):
 //! - while that import is `receiving`: 409 `import_running`, with its id;
 //! - once it was accepted (`produced`, `completed`, or failed after all its rows were
-//!   produced): the same answer as the first, nothing produced again;
+//!   produced): the first answer, marked `replayed`, nothing produced again — provided the
+//!   body is the same bytes (its digest, [`crate::body_digest`]), else 422
+//!   `idempotency_key_mismatch`;
 //! - when it `failed` or was `aborted` part way: the retry *resumes* it. Records up to its
 //!   checkpoint ([`crate::checkpoint`]) are read and skipped — their chained digest must match,
 //!   or the answer is 422 `idempotency_key_mismatch` — and the rest are produced again.
@@ -57,8 +59,12 @@ pub struct Resume {
 pub enum Claim {
     /// The key is new: create the import under it.
     New,
-    /// Answer as the first time.
-    Replay(Uuid),
+    /// Answer as the first time, if the body is the first one's.
+    Replay {
+        id: Uuid,
+        /// The first body's digest (`None`: not known, the body is not compared).
+        body_digest: Option<String>,
+    },
     Resume(Box<Resume>),
 }
 
@@ -73,6 +79,7 @@ struct Known {
     columns: Vec<String>,
     read_as: Option<sqlx::types::Json<ReadAs>>,
     rows_rejected: i64,
+    body_digest: Option<String>,
     #[sqlx(flatten)]
     acked: Checkpoint,
 }
@@ -97,7 +104,7 @@ pub async fn claim(
     .map_err(db)?;
     let known: Option<Known> = sqlx::query_as(
         "SELECT id, target_schema, target_table, mode, status, produced_at IS NOT NULL AS accepted,
-                columns, read_as, acked_line, acked_rows, acked_digest,
+                columns, read_as, body_digest, acked_line, acked_rows, acked_digest,
                 (SELECT count(*) FROM csvbus.rejected_rows r
                   WHERE r.import_id = i.id AND r.stage = 'parse' AND r.line <= i.acked_line)
                     AS rows_rejected
@@ -144,7 +151,10 @@ pub async fn claim(
                 },
             })))
         }
-        _ => Ok(Claim::Replay(k.id)),
+        _ => Ok(Claim::Replay {
+            id: k.id,
+            body_digest: k.body_digest,
+        }),
     }
 }
 

@@ -125,13 +125,13 @@ pub async fn get_import(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Rows after this one: the `next_after` of the previous page.
+    /// Rows on the lines after this one: the `next_after` of the previous page.
     after: Option<i64>,
     /// Rows per page, 1 to 1000 (default 100).
     limit: Option<i64>,
 }
 
-/// The import's rejected rows in the order they were recorded, a page at a time.
+/// The import's rejected rows in file order (by line), a page at a time.
 #[utoipa::path(
     get,
     path = "/v1/imports/{id}/rejected",
@@ -156,8 +156,8 @@ pub async fn get_rejected(
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let rows =
         csvbus_shared::rejected::page(&app.pool, rec.id, p.after.unwrap_or(0), limit).await?;
-    let next_after = if rows.len() as i64 == limit {
-        rows.last().map(|r| r.id)
+    let next_after = if rows.len() as i64 >= limit {
+        rows.last().map(|r| r.line)
     } else {
         None
     };

@@ -15,15 +15,16 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use csvbus_shared::imports::ImportStatus;
+use csvbus_shared::imports::{self, ImportStatus};
 use csvbus_shared::read_as::ReadAs;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::body::{self, Encoding};
+use crate::body_digest::{self, BodyDigest};
 use crate::checks::{check_headers, parse_mode, read_options, resolve_conflict, resolve_or_create};
 use crate::error::{ApiError, ErrorBody};
-use crate::failures::UploadFailure;
+use crate::failures::{self, UploadFailure};
 use crate::idempotency::{self, Claim};
 use crate::parse::Records;
 use crate::prepare::prepare;
@@ -117,9 +118,8 @@ pub async fn create_import(
         Some(k) => match idempotency::claim(&app.pool, k, &table.0, mode).await {
             Ok(Claim::New) => None,
             Ok(Claim::Resume(r)) => Some(*r),
-            Ok(Claim::Replay(id)) => {
-                body::discard(body, app.config.body_idle_timeout).await;
-                return replay(&app, id).await;
+            Ok(Claim::Replay { id, body_digest }) => {
+                return repeat(&app, id, body_digest, encoding, body).await;
             }
             Err(e) => {
                 body::discard(body, app.config.body_idle_timeout).await;
@@ -145,6 +145,31 @@ pub async fn create_import(
     run_upload(app, plan, encoding, body).instrument(span).await
 }
 
+/// A repeat of an accepted import under its key: the first answer, marked `replayed`, when the
+/// body is the same bytes (compared by digest when the first one's is known); 422
+/// `idempotency_key_mismatch` when it is another file.
+async fn repeat(
+    app: &App,
+    id: Uuid,
+    first: Option<String>,
+    encoding: Encoding,
+    body: Body,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let cfg = &app.config;
+    let input = body::reader(body, encoding, &cfg.body_limits(), Arc::default());
+    let this = body_digest::digest_to_end(input)
+        .await
+        .map_err(|e| failures::io_error(e, cfg.max_body_bytes).into_answer())?;
+    if first.is_some_and(|first| first != this) {
+        return Err(idempotency::mismatch(format!(
+            "this Idempotency-Key belongs to import {id}, whose file had other bytes; \
+             use a new key to import this one"
+        ))
+        .for_import(id));
+    }
+    replay(app, id).await
+}
+
 struct ActiveGauge;
 impl ActiveGauge {
     fn new() -> Self {
@@ -166,7 +191,12 @@ async fn run_upload(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let cfg = &app.config;
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let input = body::reader(body, encoding, &cfg.body_limits(), bytes_read.clone());
+    let (input, digest) = body_digest::digesting(body::reader(
+        body,
+        encoding,
+        &cfg.body_limits(),
+        bytes_read.clone(),
+    ));
     if let Some(first) = plan.resume.as_ref().and_then(|r| r.read_as.as_ref()) {
         plan.read.same_as(first);
     }
@@ -232,18 +262,40 @@ async fn run_upload(
     );
 
     let outcome = produce_all(&app, &plan, &header, &progress, &mut records, id, &start).await;
-    conclude(&mut guard, &plan, (id, read_as), &progress, outcome).await
+    let ended = Ended {
+        id,
+        read_as,
+        digest,
+    };
+    conclude(&app, &mut guard, &plan, ended, &progress, outcome).await
+}
+
+/// What an upload that got as far as its rows leaves behind.
+struct Ended {
+    id: Uuid,
+    read_as: ReadAs,
+    /// The body's digest: saved when the body was read to its end, before the import is
+    /// accepted, so that a repeat of it is always compared.
+    digest: BodyDigest,
 }
 
 /// Saves how the upload ended and answers: `202` with the counters once every row is on the
 /// broker, the failure's answer otherwise.
 async fn conclude(
+    app: &App,
     guard: &mut ProgressGuard,
     plan: &Plan,
-    (id, read_as): (Uuid, ReadAs),
+    Ended {
+        id,
+        read_as,
+        digest,
+    }: Ended,
     progress: &Progress,
     outcome: Result<(), UploadFailure>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    if let Some(d) = digest.finished() {
+        imports::save_body_digest(&app.pool, id, &d).await?;
+    }
     let counters = progress.snapshot();
     let (final_status, error) = match &outcome {
         Ok(()) => (ImportStatus::Produced, None),
@@ -254,7 +306,8 @@ async fn conclude(
         .await?;
     if let Err(f) = outcome {
         tracing::warn!(error = %f, "upload ended early");
-        return Err(f.into_answer());
+        // The import id tells the client where to see what this import wrote before it ended.
+        return Err(f.into_answer().for_import(id));
     }
     if !saved {
         return Err(ApiError::unavailable(
@@ -282,6 +335,7 @@ async fn conclude(
             resumed_from_line: plan.resume.as_ref().map(|r| r.counters.acked.line as u64),
             status_url: format!("/v1/imports/{id}"),
             read_as: Some(read_as),
+            replayed: false,
         }),
     ))
 }

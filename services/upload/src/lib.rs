@@ -29,6 +29,7 @@
 //! - [`mapping`]: the file's columns onto the table's (normalized names, `columns=`).
 //! - [`parse`]: the body's CSV records with their lines and raw bytes.
 //! - [`body`]: the body as a counted, capped, idle-limited, decompressed byte stream.
+//! - [`body_digest`]: the decoded body's digest, which tells a repeat from another file.
 //! - [`tap`]: raw record text and the record length bound.
 //! - [`rows`]: header check against the table; record → JSON message value.
 //! - [`produce`]: the producer and the in-flight bounds (backpressure).
@@ -38,6 +39,7 @@
 
 pub mod api_doc;
 pub mod body;
+pub mod body_digest;
 pub mod checkpoint;
 pub mod checks;
 pub mod config;

@@ -44,7 +44,7 @@ pub struct ListQuery {
     table: Option<String>,
     /// Only imports in this status.
     status: Option<ImportStatus>,
-    /// Only the import uploaded with this `Idempotency-Key`.
+    /// Only the import this `Idempotency-Key` names now (a key past its expiry names none).
     idempotency_key: Option<String>,
     /// Only imports older than this one: the `next_before` of the previous page.
     before: Option<Uuid>,

@@ -33,8 +33,8 @@ pub fn stream(
                 }
                 Ok(rows) if rows.is_empty() => None,
                 Ok(rows) => {
-                    let next = (rows.len() as i64 == PAGE)
-                        .then(|| rows.last().map(|r| (pool, r.id)))
+                    let next = (rows.len() as i64 >= PAGE)
+                        .then(|| rows.last().map(|r| (pool, r.line)))
                         .flatten();
                     Some((Ok(encode(&rows, &columns, format)), next))
                 }

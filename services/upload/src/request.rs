@@ -78,4 +78,8 @@ pub struct Accepted {
     pub status_url: String,
     /// How the file was read: delimiter, encoding, column mapping.
     pub read_as: Option<ReadAs>,
+    /// `true` when this answers a repeat under an Idempotency-Key from the earlier import
+    /// (answered `200`): nothing was read into the table this time.
+    #[serde(default)]
+    pub replayed: bool,
 }

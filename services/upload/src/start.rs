@@ -35,14 +35,15 @@ pub struct Plan {
     pub partitions: i32,
 }
 
-/// The answer the first upload under a key got, for a repeat of it.
+/// The answer the first upload under a key got, for a repeat of it: `200` (not the first
+/// answer's `202`) and `replayed`, so that no client takes it for a new import.
 pub async fn replay(app: &App, id: Uuid) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let rec = imports::get(&app.pool, id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_import", format!("no import {id}")))?;
     tracing::info!(import_id = %id, "repeated upload under its Idempotency-Key: answered as before");
     Ok((
-        StatusCode::ACCEPTED,
+        StatusCode::OK,
         Json(Accepted {
             import_id: id,
             table: rec.table,
@@ -54,6 +55,7 @@ pub async fn replay(app: &App, id: Uuid) -> Result<(StatusCode, Json<Accepted>),
             resumed_from_line: rec.resumed_from_line.map(|l| l as u64),
             status_url: format!("/v1/imports/{id}"),
             read_as: rec.read_as.map(|r| r.0),
+            replayed: true,
         }),
     ))
 }

@@ -1,0 +1,418 @@
+//! The CLI tells the truth: every file named gets its own import or is reported refused, a
+//! repeat is said out loud, compressed files are read, partial writes are called so, and each
+//! exit status means one thing.
+
+use std::io::Write as _;
+
+use super::*;
+
+/// The `i`-th JSON report of `out`.
+fn report(out: &Output, i: usize) -> Value {
+    json_lines(out).remove(i)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_given_key_is_a_prefix_and_every_file_is_imported_or_refused() {
+    let s = stack(&[], true).await;
+    let g2 = s.write("g2.csv", "id,name\n2,two\n");
+    let bad = s.write("gbad.csv", "id,name,colour\n3,three,red\n");
+    let mut child = s
+        .csvbus()
+        .args(["import", &g2, &bad, "-", "-t", "people", "--json", "--wait"])
+        .args(["--idempotency-key", "multi-X"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"id,name\n1,one\n").await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let reports = json_lines(&out);
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    // The refused file makes the run fail, but the files after it were still sent.
+    assert_eq!(out.status.code(), Some(1), "{reports:?}");
+    assert_eq!(reports[0]["idempotency_key"], "multi-X-1");
+    assert_eq!(reports[0]["rows_written"], 1);
+    assert_eq!(
+        (reports[1]["status"].as_str(), reports[1]["error"].as_str()),
+        (Some("refused"), Some("unknown_column"))
+    );
+    assert_eq!(reports[2]["idempotency_key"], "multi-X-3");
+    assert_eq!(reports[2]["file"], "<stdin>");
+    assert_eq!(reports[2]["rows_written"], 1);
+    assert_ne!(reports[0]["import_id"], reports[2]["import_id"]);
+    let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM people ORDER BY id")
+        .fetch_all(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, [1, 2]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_an_import_again_says_so_and_again_imports_anew() {
+    let s = stack(&[], true).await;
+    let sales = s.file("sales.csv", 1..=2);
+    let out = s.run(&["import", &sales, "-t", "people", "--wait"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    s.db.exec("TRUNCATE people").await;
+
+    // The same file, the same table by another name, a copy: each is the earlier import.
+    let copy = s.write(
+        "copy of sales.csv",
+        &std::fs::read_to_string(&sales).unwrap(),
+    );
+    for (file, table) in [
+        (&sales, "people"),
+        (&sales, "public.people"),
+        (&copy, "people"),
+    ] {
+        let out = s.run(&["import", file, "-t", table, "--wait"]).await;
+        assert_eq!(out.status.code(), Some(4), "{file} into {table}");
+        let text = stdout(&out);
+        assert!(
+            text.contains("already imported as") && text.contains("nothing sent"),
+            "{text}"
+        );
+        assert!(text.contains("--again imports it anew"), "{text}");
+    }
+    assert_eq!(s.count().await, 0, "nothing was imported again");
+
+    // --idempotent: the earlier import completed, so the file counts as imported.
+    let out = s
+        .run(&["import", &sales, "-t", "people", "--idempotent", "--json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let r = report(&out, 0);
+    assert_eq!(
+        (
+            r["replayed"].as_bool(),
+            r["result"].as_str(),
+            r["status"].as_str()
+        ),
+        (Some(true), Some("imported"), Some("completed")),
+        "{r}"
+    );
+    assert!(r["imported_at"].is_string(), "{r}");
+
+    // --again: a new import, the rows land again.
+    let out = s
+        .run(&[
+            "import", &sales, "-t", "people", "--again", "--wait", "--json",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let again = report(&out, 0);
+    assert_ne!(again["import_id"], r["import_id"]);
+    assert_eq!(again["rows_written"], 2);
+    assert_eq!(s.count().await, 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_file_under_a_used_key_is_refused_and_the_same_one_is_a_repeat() {
+    let s = stack(&[], true).await;
+    let a = s.file("a.csv", 1..=3);
+    let b = s.file("b.csv", 4..=6);
+    let key = ["--idempotency-key", "nightly-2026-12-05"];
+    let out = s
+        .run(&[&["import", &a, "-t", "people", "--wait"][..], &key].concat())
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = s
+        .run(&[&["import", &b, "-t", "people"][..], &key].concat())
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("refused: 422 idempotency_key_mismatch"),
+        "{text}"
+    );
+
+    let out = s
+        .run(&[&["import", &a, "-t", "people"][..], &key].concat())
+        .await;
+    assert_eq!(out.status.code(), Some(4));
+    let text = stdout(&out);
+    assert!(
+        text.contains("already imported as") && text.contains("the same bytes were sent"),
+        "{text}"
+    );
+    assert_eq!(s.count().await, 3);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_and_zstd_files_are_sent_compressed_by_name_or_by_their_first_bytes() {
+    let s = stack(&[], true).await;
+    let csv = |from: u32| -> Vec<u8> {
+        let mut t = String::from("id,name\n");
+        for i in from..from + 1000 {
+            t += &format!("{i},n{i}\n");
+        }
+        t.into_bytes()
+    };
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let put = |name: &str, bytes: Vec<u8>| {
+        let p = s.dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    };
+    let files = [
+        put("b.csv.gz", gz(&csv(1))),
+        put("c.csv.zst", zstd::encode_all(&csv(1001)[..], 3).unwrap()),
+        // Compressed, named as plain CSV: its first bytes tell.
+        put("d.csv", gz(&csv(2001))),
+    ];
+    let out = s
+        .run(
+            &[
+                &["import", "-t", "people", "--wait", "--json", "--gzip"][..],
+                &files.each_ref().map(String::as_str),
+            ]
+            .concat(),
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    for r in json_lines(&out) {
+        assert_eq!(r["rows_written"], 1000, "{r}");
+    }
+    // stdin, gzip-compressed: its first bytes tell too.
+    let mut child = s
+        .csvbus()
+        .args(["import", "-", "-t", "people", "--wait", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&gz(&csv(3001))).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(s.count().await, 4000);
+
+    // A key is derived from the content: the plain copy of an imported .gz is a repeat.
+    let plain = s.write("b.csv", std::str::from_utf8(&csv(1)).unwrap());
+    let out = s.run(&["import", &plain, "-t", "people", "--gzip"]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_rows_were_written_is_not_called_a_refusal() {
+    let s = stack(&[], true).await;
+    // Two good rows, then two bad ones: the second is one more than allowed.
+    let file = s.write("partly.csv", "id,name\n1,a\n2,b\n3,c,extra\n4,d,extra\n");
+    let out = s
+        .run(&[
+            "import",
+            &file,
+            "-t",
+            "people",
+            "--max-rejected",
+            "1",
+            "--wait",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(5));
+    let text = stdout(&out);
+    assert!(
+        text.contains("failed after 2 rows were written (import "),
+        "{text}"
+    );
+    assert!(text.contains("--mode atomic"), "{text}");
+    assert_eq!(s.count().await, 2);
+
+    // Without --wait, the same is said of the rows on their way.
+    let file = s.write(
+        "partly2.csv",
+        "id,name\n11,a\n12,b\n13,c,extra\n14,d,extra\n",
+    );
+    let out = s
+        .run(&[
+            "import",
+            &file,
+            "-t",
+            "people",
+            "--max-rejected",
+            "1",
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(5));
+    let r = report(&out, 0);
+    assert_eq!(
+        (
+            r["result"].as_str(),
+            r["status"].as_str(),
+            r["rows_produced"].as_u64()
+        ),
+        (Some("partly_written"), Some("failed"), Some(2)),
+        "{r}"
+    );
+
+    // Atomic: all or nothing, so nothing was written and the file was refused.
+    let file = s.write(
+        "atomic.csv",
+        "id,name\n21,a\n22,b\n23,c,extra\n24,d,extra\n",
+    );
+    let out = s
+        .run(&[
+            "import",
+            &file,
+            "-t",
+            "people",
+            "--max-rejected",
+            "1",
+            "--mode",
+            "atomic",
+            "--wait",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("refused: 422 too_many_rejected"),
+        "{}",
+        stdout(&out)
+    );
+    eventually(
+        "the rows of the append imports",
+        Duration::from_secs(30),
+        || async { s.count().await == 4 },
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_refused_by_postgres_count_against_max_rejected_and_are_listed_in_file_order() {
+    let s = stack(&[], true).await;
+    // Lines 4 and 5 are refused by Postgres (duplicate keys), line 7 while reading.
+    let file = s.write(
+        "order.csv",
+        "id,name\n400,a\n401,b\n400,dup\n401,dup\n402,c\n403,d,extra\n",
+    );
+    let out = s
+        .run(&[
+            "import",
+            &file,
+            "-t",
+            "people",
+            "--wait",
+            "--json",
+            "--max-rejected",
+            "1",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(3), "3 rejected rows, 1 allowed");
+    let r = report(&out, 0);
+    let lines = |rows: &Value| -> Vec<i64> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["line"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(lines(&r["first_rejected"]), [4, 5, 7], "{r}");
+
+    let id = r["import_id"].as_str().unwrap();
+    let out = s.run(&["rejected", id, "--json"]).await;
+    let listed: Vec<i64> = json_lines(&out)
+        .iter()
+        .map(|r| r["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, [4, 5, 7]);
+    // Paged one line at a time, and as CSV.
+    let http = reqwest::Client::new();
+    let get = |path: String| http.get(s.upload.url(&path)).send();
+    let page: Value = get(format!("/v1/imports/{id}/rejected?limit=2"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (lines(&page["rows"]), &page["next_after"]),
+        (vec![4, 5], &Value::from(5))
+    );
+    let page: Value = get(format!("/v1/imports/{id}/rejected?limit=2&after=5"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (lines(&page["rows"]), &page["next_after"]),
+        (vec![7], &Value::Null)
+    );
+    let csv = get(format!("/v1/imports/{id}/rejected.csv"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csv_lines: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(csv_lines, ["4", "5", "7"]);
+
+    // Allowed: the same rejections within --max-rejected exit 0.
+    let file = s.write("order2.csv", "id,name\n500,a\n500,dup\n");
+    let out = s
+        .run(&[
+            "import",
+            &file,
+            "-t",
+            "people",
+            "--wait",
+            "--max-rejected",
+            "1",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_before_any_request() {
+    // No service at all: a request would be exit 1, "cannot reach".
+    let dir = std::env::temp_dir().join(unique("csvbus-usage"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("f.csv");
+    std::fs::write(&file, "1,a\n").unwrap();
+    let file = file.display().to_string();
+    for args in [
+        vec!["import", &file, "-t", "people", "--no-header"],
+        vec![
+            "import",
+            &file,
+            "-t",
+            "people",
+            "--again",
+            "--idempotency-key",
+            "k",
+        ],
+        vec!["import", &file, "-t", "people", "--again", "--idempotent"],
+        vec!["import", &file],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_csvbus"))
+            .args(&args)
+            .env("CSVBUS_SERVER", "http://127.0.0.1:9")
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("cannot reach"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
