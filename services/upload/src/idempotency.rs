@@ -115,6 +115,9 @@ pub async fn claim(
     .await
     .map_err(db)?;
     let Some(k) = known else {
+        // The expired key's release must outlive this transaction: rolled back, it left the
+        // key on the old import and every repeat answered 409 `import_running` for good.
+        tx.commit().await.map_err(db)?;
         return Ok(Claim::New);
     };
     if k.target_schema != table.schema || k.target_table != table.table || k.mode != mode {
