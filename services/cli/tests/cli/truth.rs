@@ -416,3 +416,33 @@ async fn usage_errors_exit_2_before_any_request() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_its_key_expired_the_same_file_is_imported_anew() {
+    let s = stack(&[], true).await;
+    let f = s.file("f.csv", 1..=3);
+    let args = [
+        "import",
+        &f,
+        "-t",
+        "people",
+        "--wait",
+        "--json",
+        "--retries",
+        "0",
+    ];
+    let out = s.run(&args).await;
+    assert_eq!(out.status.code(), Some(0));
+    let first = report(&out, 0);
+    s.db.exec("TRUNCATE people").await;
+    // The key's TTL (CSVBUS_IDEMPOTENCY_TTL_SECS) has passed.
+    s.db.exec("UPDATE csvbus.imports SET key_expires_at = now() - interval '1 second'")
+        .await;
+    let out = s.run(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let again = report(&out, 0);
+    assert_ne!(again["import_id"], first["import_id"]);
+    assert_eq!(again["rows_written"], 3);
+    assert_eq!(s.count().await, 3);
+    s.stop().await;
+}
