@@ -369,3 +369,71 @@ async fn positions_left_by_an_earlier_incarnation_of_the_topic_do_not_skip_new_r
     sink.stop().await;
     upload.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_naming_a_completed_import_are_not_written() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let (db, topic, _group, e) = nums_stack().await;
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let accepted = post(
+        &upload,
+        "nums",
+        reqwest::Body::wrap_stream(nums_csv(1, 10_000)),
+    )
+    .await;
+    let id = accepted["import_id"].as_str().unwrap().to_owned();
+    let rec = wait_final(&upload, &id, Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+
+    // Two rows with the completed import's headers, past its last line (so not taken for
+    // rows an earlier attempt sent), as anyone who can write to the topic could send them.
+    let producer: FutureProducer = csvbus_shared::kafka::client_config(&csvbus_tests::brokers())
+        .create()
+        .unwrap();
+    for line in ["20001", "20002"] {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "csvbus-import",
+                value: Some(id.as_str()),
+            })
+            .insert(Header {
+                key: "csvbus-line",
+                value: Some(line),
+            })
+            .insert(Header {
+                key: "csvbus-table",
+                value: Some("public.nums"),
+            });
+        let payload = format!(r#"{{"id":"{line}","v":"forged","half":"0"}}"#);
+        let record = FutureRecord::<(), str>::to(&topic)
+            .payload(&payload)
+            .headers(headers);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    csvbus_tests::eventually(
+        "both rows dead-lettered",
+        Duration::from_secs(60),
+        || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM csvbus.dead_letters")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+                == 2
+        },
+    )
+    .await;
+    assert_nums_exact(&db, 10_000).await;
+    let rec = wait_final(&upload, &id, Duration::from_secs(10)).await;
+    assert_eq!(
+        (rec["rows_written"].as_i64(), rec["rows_produced"].as_i64()),
+        (Some(10_000), Some(10_000))
+    );
+    sink.stop().await;
+    upload.stop().await;
+}

@@ -25,6 +25,9 @@ pub struct Target {
     pub conflict: Option<Vec<String>>,
     /// atomic / replace: the staging table is gone (the import ended without landing).
     pub staging_gone: bool,
+    /// The import is `completed`: every row it produced is handled, so a message still naming
+    /// it was not sent by its upload (forged, or replayed from elsewhere) and is not written.
+    pub completed: bool,
     /// The highest line of the import already handled on this partition (0: none). Rows at or
     /// below it come again from a resumed upload and are not written twice.
     pub max_line: i64,
@@ -126,6 +129,12 @@ fn admit<'r, 't, 'd>(
             meta.import
         ));
     }
+    if target.completed {
+        return Err(format!(
+            "import {} has completed: it takes no more rows",
+            meta.import
+        ));
+    }
     let row = row.map_err(str::to_owned)?;
     if row.columns != target.columns.as_slice() {
         return Err("the value's columns are not the import's header".into());
@@ -184,6 +193,7 @@ mod tests {
             mode: ImportMode::Append,
             conflict: None,
             staging_gone: false,
+            completed: false,
             max_line: 0,
         }
     }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use csvbus_shared::catalog::{may_target, TableName};
+use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::modes::{staging_table, ImportMode};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -21,6 +22,7 @@ struct Known {
     mode: ImportMode,
     conflict_columns: Option<Vec<String>>,
     staging_gone: bool,
+    completed: bool,
     max_line: i64,
 }
 
@@ -42,6 +44,7 @@ pub async fn load(
     let rows: Vec<Known> = sqlx::query_as(
         "SELECT i.id, i.target_schema, i.target_table, i.columns, i.mode, i.conflict_columns,
                 (i.mode IN ('atomic', 'replace') AND to_regclass(s.name) IS NULL) AS staging_gone,
+                i.status = $4 AS completed,
                 coalesce(p.max_line, 0) AS max_line
            FROM unnest($1::uuid[], $2::text[]) AS s(id, name)
            JOIN csvbus.imports i ON i.id = s.id
@@ -50,6 +53,7 @@ pub async fn load(
     .bind(&ids)
     .bind(&stagings)
     .bind(partition)
+    .bind(ImportStatus::Completed)
     .fetch_all(conn)
     .await?;
     Ok(rows
@@ -66,6 +70,7 @@ pub async fn load(
                 mode: k.mode,
                 conflict: k.conflict_columns,
                 staging_gone: k.staging_gone,
+                completed: k.completed,
                 max_line: k.max_line,
             };
             (k.id, target)
