@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use csvbus_tests::{env, post_import, spawn_upload, unique, TestDb};
+use csvbus_tests::{env, post_import, spawn_sink, spawn_upload, unique, TestDb};
 use serde_json::Value;
 
 async fn get(http: &reqwest::Client, url: String) -> Value {
@@ -153,5 +153,120 @@ async fn rejected_rows_download_as_csv_across_pages() {
         expected.push_str(&format!("{i},\"bad, quoted\",extra\n"));
     }
     assert_eq!(again, expected);
+    upload.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_say_which_file_and_what_they_came_to_and_filter_by_both() {
+    let db = TestDb::new().await;
+    db.exec("CREATE TABLE p (id int PRIMARY KEY, name text)")
+        .await;
+    let mut e = env(&db, &unique("outcome"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_LINGER_MS", "50");
+    let mut upload = spawn_upload(&e).await;
+    upload.ready().await;
+    let sink = spawn_sink(&e).await;
+    let http = reqwest::Client::new();
+    let base = upload.url("");
+    let base = base.trim_end_matches('/');
+
+    let (s, clean) = post_import(
+        &http,
+        base,
+        "table=p&name=clean.csv",
+        "id,name\n1,a\n2,b\n",
+        &[],
+    )
+    .await;
+    assert_eq!(s, 202, "{clean}");
+    // Every row refused by Postgres; the name from Content-Disposition, without its folder.
+    let disposition = [(
+        "content-disposition",
+        "attachment; filename=\"exports/refused.csv\"",
+    )];
+    let (s, refused) =
+        post_import(&http, base, "table=p", "id,name\nx,a\ny,b\n", &disposition).await;
+    assert_eq!(s, 202, "{refused}");
+    let (s, v) = post_import(
+        &http,
+        base,
+        "table=p&name=bad.csv&max_rejected=0",
+        "id,name\n3,c,extra\n",
+        &[],
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let long = format!("table=p&name={}", "n".repeat(256));
+    let (s, v) = post_import(&http, base, &long, "id,name\n4,d\n", &[]).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (400, Some("invalid_name")),
+        "{v}"
+    );
+
+    for id in [&clean["import_id"], &refused["import_id"]] {
+        let id = id.as_str().unwrap();
+        let mut rec = get(&http, format!("{base}/v1/imports/{id}")).await;
+        for _ in 0..30 {
+            if rec["status"] == "completed" {
+                break;
+            }
+            rec = get(&http, format!("{base}/v1/imports/{id}?wait=2s")).await;
+        }
+        assert_eq!(rec["status"], "completed", "{rec}");
+    }
+    let list = |q: &str| {
+        let url = format!("{base}/v1/imports?{q}");
+        let http = http.clone();
+        async move { get(&http, url).await }
+    };
+    let seen = |page: &Value| -> Vec<(String, String)> {
+        page["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["source"].as_str().unwrap_or("-").to_owned(),
+                    r["outcome"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let all = list("").await;
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        seen(&all),
+        [
+            pair("bad.csv", "failed"),
+            pair("refused.csv", "completed_with_rejections"),
+            pair("clean.csv", "completed")
+        ]
+    );
+    assert_eq!(
+        all["totals"],
+        serde_json::json!({"rows_written": 2, "rows_rejected": 3})
+    );
+    assert_eq!(
+        seen(&list("outcome=completed_with_rejections").await),
+        [pair("refused.csv", "completed_with_rejections")]
+    );
+    assert_eq!(
+        seen(&list("outcome=completed").await),
+        [pair("clean.csv", "completed")]
+    );
+    assert_eq!(
+        seen(&list("rejected=true").await),
+        [
+            pair("bad.csv", "failed"),
+            pair("refused.csv", "completed_with_rejections")
+        ]
+    );
+    assert_eq!(
+        seen(&list("source=REFUSED").await),
+        [pair("refused.csv", "completed_with_rejections")]
+    );
+    sink.stop().await;
     upload.stop().await;
 }

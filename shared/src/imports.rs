@@ -12,7 +12,7 @@ use crate::read_as::ReadAs;
 pub use crate::rejected::{
     insert_rejected, storable_json, storable_text, Rejected, RejectedPage, RejectedRow, Stage,
 };
-pub use crate::status::ImportStatus;
+pub use crate::status::{ImportStatus, Outcome};
 
 /// One import as the API shows it (the CLI reads it back with the same type).
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -23,6 +23,11 @@ pub struct ImportRecord {
     /// The file's header, in file order.
     pub columns: Vec<String>,
     pub status: ImportStatus,
+    /// What the import came to, at a glance (from `status` and the counters).
+    pub outcome: Outcome,
+    /// Where the rows came from: the file name sent with the upload (`name=` or
+    /// `Content-Disposition`), when one was.
+    pub source: Option<String>,
     pub mode: ImportMode,
     /// upsert / skip: the `ON CONFLICT` columns.
     pub conflict_columns: Option<Vec<String>>,
@@ -100,6 +105,8 @@ pub struct NewImport<'a> {
     /// The client's Idempotency-Key and how long it holds.
     pub key: Option<(&'a str, std::time::Duration)>,
     pub read_as: Option<&'a ReadAs>,
+    /// Where the rows come from (a file name), when the client said.
+    pub source: Option<&'a str>,
 }
 
 impl<'a> NewImport<'a> {
@@ -114,6 +121,7 @@ impl<'a> NewImport<'a> {
             max_rejected: 100,
             key: None,
             read_as: None,
+            source: None,
         }
     }
 }
@@ -122,8 +130,8 @@ impl<'a> NewImport<'a> {
 pub async fn create(conn: &mut PgConnection, n: &NewImport<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO csvbus.imports (id, target_schema, target_table, columns, mode,
-                conflict_columns, max_rejected, idempotency_key, key_expires_at, read_as)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10)",
+                conflict_columns, max_rejected, idempotency_key, key_expires_at, read_as, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10, $11)",
     )
     .bind(n.id)
     .bind(&n.table.schema)
@@ -135,6 +143,7 @@ pub async fn create(conn: &mut PgConnection, n: &NewImport<'_>) -> Result<(), sq
     .bind(n.key.map(|k| k.0))
     .bind(n.key.map(|k| k.1.as_secs_f64()))
     .bind(n.read_as.map(sqlx::types::Json))
+    .bind(n.source)
     .execute(conn)
     .await?;
     Ok(())
@@ -275,16 +284,23 @@ pub async fn add_written(conn: &mut PgConnection, id: Uuid, w: Written) -> Resul
     Ok(())
 }
 
-/// The columns of `csvbus.imports` an [`ImportRecord`] is read from.
-pub(crate) const RECORD_COLUMNS: &str =
-    "id, target_schema || '.' || target_table AS table, columns, status, mode,
-     conflict_columns, rows_received, rows_produced, rows_rejected, rows_written,
+/// The columns of `csvbus.imports` an [`ImportRecord`] is read from (`{outcome}`: the outcome's
+/// expression).
+const RECORD_COLUMNS_TEMPLATE: &str =
+    "id, target_schema || '.' || target_table AS table, columns, status, {outcome} AS outcome,
+     source, mode, conflict_columns, rows_received, rows_produced, rows_rejected, rows_written,
      rows_write_rejected, rows_skipped, bytes_received, attempts, resumed_from_line,
      error, read_as, created_at, produced_at, finished_at, updated_at";
 
+/// The select list of an [`ImportRecord`].
+pub(crate) fn record_columns() -> String {
+    RECORD_COLUMNS_TEMPLATE.replace("{outcome}", Outcome::SQL)
+}
+
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ImportRecord>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {RECORD_COLUMNS} FROM csvbus.imports WHERE id = $1"
+        "SELECT {} FROM csvbus.imports WHERE id = $1",
+        record_columns()
     ))
     .bind(id)
     .fetch_optional(pool)

@@ -21,6 +21,35 @@ pub enum ImportStatus {
     Aborted,
 }
 
+/// What an import came to, at a glance: derived from its status and counters (never stored),
+/// so that an import whose rows Postgres refused is not shown as a plain success.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Outcome {
+    /// `receiving` or `produced`: not ended yet.
+    InProgress,
+    /// Completed, with no row rejected.
+    Completed,
+    /// Completed, with rows rejected (while reading or by Postgres): some rows, or all of them,
+    /// are not in the table.
+    CompletedWithRejections,
+    Failed,
+    Aborted,
+}
+
+impl Outcome {
+    /// The SQL expression of an import's outcome over `csvbus.imports`' columns (the one
+    /// definition the record and the list's filter share).
+    pub const SQL: &'static str =
+        "(CASE WHEN status IN ('receiving', 'produced') THEN 'in_progress'
+          WHEN status = 'completed' AND rows_rejected + rows_write_rejected > 0
+            THEN 'completed_with_rejections'
+          ELSE status END)";
+}
+
 impl ImportStatus {
     pub fn as_str(self) -> &'static str {
         match self {

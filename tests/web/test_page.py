@@ -135,9 +135,52 @@ def test_the_import_list_filters_and_pages(page, service):
     page.click("#filter button[type=submit]")
     expect(table).to_have_count(1)
     page.fill("#filter-table", "")
-    page.select_option("#filter-status", "failed")
+    page.select_option("#filter-outcome", "failed")
     page.click("#filter button[type=submit]")
     expect(table).to_have_count(0)
+
+
+WARN = "rgb(138, 90, 0)"  # --warn in app.css
+OK = "rgb(27, 122, 58)"  # --ok
+
+
+def test_every_row_refused_is_a_warning_and_the_file_is_listed_under_its_name(page, service):
+    page.goto(service.url)
+    page.fill("#table", "people")
+    # Postgres refuses both rows (not integers): completed, but nothing landed.
+    drop(page, "all-refused.csv", "id,name\nx,Ann\ny,Bob\n")
+    page.click("#upload-button")
+    status = page.locator("#uploads .card .status").first
+    expect(status).to_contain_text("completed with 2 rejected", timeout=30_000)
+    expect(status).to_have_class(re.compile(r"\bcompleted_with_rejections\b"))
+    assert status.evaluate("e => getComputedStyle(e).color") == WARN
+    assert service.query("SELECT count(*) FROM people") == [(0,)]
+
+    post(service, "cities", "name,country\nLyon,FR\n")  # a clean import, sent without a name
+    page.goto(service.url + "/#/imports")
+    rows = page.locator("#imports tbody tr")
+    expect(rows).to_have_count(2)
+    refused = rows.filter(has_text="all-refused.csv")
+    expect(refused.locator(".status")).to_have_text("completed with 2 rejected")
+    assert refused.locator(".status").evaluate("e => getComputedStyle(e).color") == WARN
+    clean = rows.filter(has_text="public.cities")
+    expect(clean.locator(".status")).to_have_text("completed", timeout=30_000)
+    assert clean.locator(".status").evaluate("e => getComputedStyle(e).color") == OK
+    expect(page.locator("#imports-totals")).to_contain_text("2 imports shown")
+
+    page.select_option("#filter-outcome", "rejected")
+    page.click("#filter button[type=submit]")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator(".source")).to_have_text("all-refused.csv")
+    expect(page.locator("#imports-totals")).to_have_text(
+        "1 imports shown: 0 rows written, 2 rejected")
+    page.select_option("#filter-outcome", "")
+    page.fill("#filter-source", "ALL-REF")
+    page.click("#filter button[type=submit]")
+    expect(rows).to_have_count(1)
+    rows.first.locator("a").click()
+    expect(page.locator("#import-facts")).to_contain_text("all-refused.csv")
+    expect(page.locator("#import-facts .status")).to_have_text("completed with 2 rejected")
 
 
 def test_keyboard_only_on_a_phone_sized_screen(page, service):

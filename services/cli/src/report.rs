@@ -131,7 +131,11 @@ pub fn human(report: &Report) -> String {
         },
         _ => format!(
             "{}: {} import {} — {} rows produced, {} rejected while reading",
-            r.file, r.status, r.import_id, r.rows_produced, r.rows_rejected,
+            r.file,
+            status_text(r),
+            r.import_id,
+            r.rows_produced,
+            r.rows_rejected,
         ),
     };
     if let (Some(w), Some(wr)) = (r.rows_written, r.rows_write_rejected) {
@@ -149,6 +153,17 @@ pub fn human(report: &Report) -> String {
         s += &read_as_line(how);
     }
     s
+}
+
+/// The status, and for a completed import with rejected rows, how many: such an import is not
+/// a plain success.
+fn status_text(r: &Imported) -> String {
+    let rejected = r.rows_rejected as i64 + r.rows_write_rejected.unwrap_or(0);
+    if r.status == ImportStatus::Completed && rejected > 0 {
+        format!("completed with {rejected} rejected —")
+    } else {
+        r.status.to_string()
+    }
 }
 
 fn already(r: &Imported) -> String {

@@ -31,7 +31,15 @@ pub async fn send_with_retry(
     bar.set_length(size.unwrap_or(0));
     bar.set_style(style(size.is_some()));
     bar.set_prefix(source.name());
-    let query = args.query();
+    // The file's name goes with it (the imports list shows it); it is not part of the key: a
+    // copy under another name is the same import.
+    let mut query = args.query();
+    if let Some(name) = source.file_name() {
+        query += "&";
+        query += &form_urlencoded::Serializer::new(String::new())
+            .append_pair("name", &name)
+            .finish();
+    }
     let compression = source.compression().await?;
     let encoding = compression
         .map(|c| c.content_encoding())

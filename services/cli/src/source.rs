@@ -118,6 +118,14 @@ impl Source {
         }
     }
 
+    /// The file's name without its folder (none for stdin).
+    pub fn file_name(&self) -> Option<String> {
+        match self {
+            Self::File(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+            Self::Stdin(_) => None,
+        }
+    }
+
     /// The input's size, when known (files).
     pub async fn size(&self) -> Option<u64> {
         match self {

@@ -144,7 +144,15 @@ async fn several_files_are_imported_and_followed_until_written() {
     let id = reports[0]["import_id"].as_str().unwrap();
     let out = s.run(&["status", id, "--json"]).await;
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(json_lines(&out)[0]["rows_written"], 3000);
+    let rec = &json_lines(&out)[0];
+    assert_eq!(rec["rows_written"], 3000);
+    // The import says which file it was and what it came to.
+    assert_eq!(
+        (rec["source"].as_str(), rec["outcome"].as_str()),
+        (Some("a.csv"), Some("completed"))
+    );
+    let out = s.run(&["status", id]).await;
+    assert!(stdout(&out).contains("source: a.csv"), "{}", stdout(&out));
     s.stop().await;
 }
 
@@ -211,6 +219,10 @@ async fn refusals_show_the_message_and_line_and_exit_codes_tell_rejected_from_fa
     assert_eq!(out.status.code(), Some(3));
     let text = stdout(&out);
     assert!(text.contains("line 3: duplicate key"), "{text}");
+    assert!(
+        text.contains("dup.csv: completed with 1 rejected — import"),
+        "{text}"
+    );
     let dup2 = s.write("dup2.csv", "id,name\n200,a\n200,b\n");
     let out = s
         .run(&[

@@ -31,6 +31,7 @@ use crate::prepare::prepare;
 use crate::progress::{Progress, ProgressGuard};
 use crate::row_loop::produce_all;
 use crate::rows::ValueOptions;
+use crate::source_name;
 use crate::start::{create, read_checked_header, replay, Plan};
 use crate::App;
 
@@ -102,6 +103,7 @@ pub async fn create_import(
     let mode = parse_mode(q.mode.as_deref())?;
     let encoding = check_headers(&headers, app.config.max_body_bytes)?;
     let key = idempotency::key(&headers)?;
+    let source = source_name::source(q.name.as_deref(), &headers)?;
     let mut read = read_options(&q)?;
     let opts = ValueOptions {
         delimiter: read.delimiter.unwrap_or(b','),
@@ -138,6 +140,7 @@ pub async fn create_import(
         key,
         resume,
         partitions,
+        source,
     };
     let _active = ActiveGauge::new();
     let span =

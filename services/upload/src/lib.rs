@@ -16,6 +16,7 @@
 //! - [`checks`]: what is checked before the body: type, encoding, length, table.
 //! - [`ingest`]: the upload handler: from the checks to the final answer.
 //! - [`request`]: an upload's query options and its `202` answer.
+//! - [`source_name`]: the file name an upload came from (`name=`, `Content-Disposition`).
 //! - [`start`]: the plan of an upload, its checked header, its new import record.
 //! - [`idempotency`]: `Idempotency-Key`: repeats answered as before, failed uploads resumed.
 //! - [`checkpoint`]: how far an upload is safely on the broker (what a retry skips).
@@ -66,6 +67,7 @@ pub mod row_loop;
 pub mod rows;
 pub mod server;
 pub mod sniff;
+pub mod source_name;
 pub mod start;
 pub mod tap;
 pub mod transcode;

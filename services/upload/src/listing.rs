@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::Json;
 use csvbus_shared::catalog::{self, TableInfo, TableName};
 use csvbus_shared::import_list::{self, ImportFilter, ImportPage};
-use csvbus_shared::imports::ImportStatus;
+use csvbus_shared::imports::{ImportStatus, Outcome};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -46,6 +46,15 @@ pub struct ListQuery {
     status: Option<ImportStatus>,
     /// Only the import this `Idempotency-Key` names now (a key past its expiry names none).
     idempotency_key: Option<String>,
+    /// Only imports with this outcome (`completed_with_rejections`: completed, but rows are
+    /// missing from the table).
+    outcome: Option<Outcome>,
+    /// `true`: only imports with rejected rows (while reading or by Postgres), whatever their
+    /// status; `false`: only those with none.
+    rejected: Option<bool>,
+    /// Only imports whose source (file name) contains this text, ignoring case.
+    #[param(max_length = 255)]
+    source: Option<String>,
     /// Only imports older than this one: the `next_before` of the previous page.
     before: Option<Uuid>,
     /// Imports per page, 1 to 500 (default 50).
@@ -92,6 +101,9 @@ pub async fn list_imports(
         table,
         status: q.status,
         idempotency_key: q.idempotency_key.filter(|k| !k.is_empty()),
+        outcome: q.outcome,
+        rejected: q.rejected,
+        source: q.source.filter(|s| !s.is_empty()),
         before: q.before,
         limit,
     };

@@ -60,6 +60,10 @@ pub struct UploadQuery {
     pub mode: Option<String>,
     /// upsert / skip: the conflict columns, comma-separated (default: the primary key).
     pub conflict: Option<String>,
+    /// Where the rows come from, shown in the imports list: the file's name (the last path
+    /// segment is kept; at most 255 characters). Default: the `Content-Disposition` filename.
+    #[param(max_length = 255)]
+    pub name: Option<String>,
 }
 
 /// The `202 Accepted` answer.

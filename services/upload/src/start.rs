@@ -33,6 +33,8 @@ pub struct Plan {
     pub key: Option<String>,
     pub resume: Option<Resume>,
     pub partitions: i32,
+    /// Where the rows come from (a file name), when the client said.
+    pub source: Option<String>,
 }
 
 /// The answer the first upload under a key got, for a repeat of it: `200` (not the first
@@ -130,6 +132,7 @@ pub async fn create(
         max_rejected: plan.q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED) as i64,
         key: plan.key.as_deref().map(|k| (k, app.config.idempotency_ttl)),
         read_as: Some(read_as),
+        source: plan.source.as_deref(),
     };
     let r: Result<(), sqlx::Error> = async {
         let mut tx = app.pool.begin().await?;

@@ -69,3 +69,13 @@ function showError(e) {
   b.hidden = !e;
 }
 
+
+/** What an import came to, in words: a completed import with rejected rows says how many. */
+function outcomeLabel(rec) {
+  const rejected = rec.rows_rejected + rec.rows_write_rejected;
+  switch (rec.outcome) {
+    case "completed_with_rejections": return `completed with ${rejected} rejected`;
+    case "in_progress": return rec.status;
+    default: return rec.outcome;
+  }
+}

@@ -3,24 +3,33 @@
 // ---------- imports ----------
 
 let before = null;
+let shown = { rows_written: 0, rows_rejected: 0 };
 async function showImports(more) {
   if (!tables.length) await loadTables();
-  if (!more) before = null;
+  if (!more) { before = null; shown = { rows_written: 0, rows_rejected: 0 }; }
   const q = new URLSearchParams({ limit: "25" });
   if ($("#filter-table").value.trim()) q.set("table", $("#filter-table").value.trim());
-  if ($("#filter-status").value) q.set("status", $("#filter-status").value);
+  if ($("#filter-source").value.trim()) q.set("source", $("#filter-source").value.trim());
+  const outcome = $("#filter-outcome").value;
+  if (outcome === "rejected") q.set("rejected", "true");
+  else if (outcome) q.set("outcome", outcome);
   if (before) q.set("before", before);
   const page = await getJson(`/v1/imports?${q}`);
   const rows = page.imports.map((r) => el("tr", {},
     el("td", {}, el("a", { href: `#/imports/${r.id}` }, new Date(r.created_at).toLocaleString())),
+    el("td", { class: "source" }, r.source || "—"),
     el("td", {}, r.table),
-    el("td", { class: `status ${r.status}` }, r.status),
+    el("td", { class: `status ${r.outcome}` }, outcomeLabel(r)),
     el("td", {}, r.rows_produced),
     el("td", {}, r.rows_written),
     el("td", {}, r.rows_rejected + r.rows_write_rejected),
     el("td", {}, took(r))));
   const body = $("#imports tbody");
   if (more) body.append(...rows); else body.replaceChildren(...rows);
+  shown.rows_written += page.totals.rows_written;
+  shown.rows_rejected += page.totals.rows_rejected;
+  $("#imports-totals").textContent =
+    `${body.children.length} imports shown: ${shown.rows_written} rows written, ${shown.rows_rejected} rejected`;
   before = page.next_before;
   $("#older").hidden = !before;
 }
@@ -39,14 +48,16 @@ async function showImport(id) {
   const rec = await getJson(`/v1/imports/${id}`);
   current = rec;
   $("#import-title").textContent = `Import into ${rec.table}`;
-  const facts = [["Id", rec.id], ["Status", rec.status], ["Mode", rec.mode],
+  const facts = [["Id", rec.id], ["Source", rec.source || "—"], ["Outcome", outcomeLabel(rec)],
+    ["Status", rec.status], ["Mode", rec.mode],
     ["Columns", rec.columns.join(", ")], ["Rows produced", rec.rows_produced],
     ["Rows written", rec.rows_written], ["Rows skipped", rec.rows_skipped],
     ["Rejected (file)", rec.rows_rejected], ["Rejected (database)", rec.rows_write_rejected],
     ["Bytes", rec.bytes_received], ["Attempts", rec.attempts], ["Took", took(rec)]];
   if (rec.read_as) facts.push(["Read as", describeReadAs(rec.read_as).replace(/^Read as: /, "")]);
   if (rec.error) facts.push(["Error", rec.error]);
-  $("#import-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  $("#import-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k),
+    el("dd", k === "Outcome" ? { class: `status ${rec.outcome}` } : {}, v)]));
   after = null;
   $("#rejected tbody").replaceChildren();
   await moreRejected();

@@ -94,8 +94,8 @@ function showRecord(c, rec) {
   c.sink.value = done;
   c.sinkText.textContent = `${rec.rows_written} written, ${rec.rows_rejected + rec.rows_write_rejected} rejected` +
     (rec.rows_skipped ? `, ${rec.rows_skipped} skipped` : "") + ` of ${rec.rows_produced} `;
-  c.status.className = `status ${rec.status}`;
-  c.status.replaceChildren(`${rec.status} · `, el("a", { href: `#/imports/${rec.id}` }, "details"));
+  c.status.className = `status ${rec.outcome}`;
+  c.status.replaceChildren(`${outcomeLabel(rec)} · `, el("a", { href: `#/imports/${rec.id}` }, "details"));
   if (rec.error) { c.error.hidden = false; c.error.textContent = rec.error; }
 }
 
@@ -103,7 +103,9 @@ function showRecord(c, rec) {
 function send(file, c, idemKey) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/v1/imports?${uploadQuery()}`);
+    const q = uploadQuery();
+    q.set("name", file.name);
+    xhr.open("POST", `/v1/imports?${q}`);
     xhr.setRequestHeader("Content-Type", "text/csv");
     xhr.setRequestHeader("Idempotency-Key", idemKey);
     for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
