@@ -1,0 +1,20 @@
+//! csvbus' integration tests, one binary with a module per area (each test binary would link
+//! the whole dependency graph again). They share the harness (`csvbus_tests`): a fresh database
+//! per test, a random topic and group, services spawned in-process on port 0 or as release
+//! processes, request helpers. Run one area with `cargo test --test integration sink::`.
+
+mod backpressure;
+mod broker_faults;
+mod compose;
+mod crash;
+mod foundation;
+mod hostile;
+mod listing;
+mod messy;
+mod modes;
+mod openapi;
+mod restarts;
+mod routes;
+mod sink;
+mod sink_crash;
+mod upload;
