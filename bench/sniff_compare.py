@@ -4,7 +4,7 @@
 For each file of tests/data/messy (and a generated file with a column of every type
 create=true infers), prints the delimiter, the quote, the preamble lines skipped and the
 column types each chose, and
-marks where they differ; the README's "Messy files" section says which is right and why.
+marks where they differ; docs/api.md's "Messy files" section says which is right and why.
 
     bench/sniff_compare.sh            # installs duckdb in target/bench-venv, builds, runs this
 

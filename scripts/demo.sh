@@ -20,7 +20,7 @@ export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
 export CSVBUS_UPLOAD_ADDR=127.0.0.1:8080 CSVBUS_SINK_ADDR=127.0.0.1:8081
 # A topic of its own per run: the sink's positions live in Postgres per (group, topic,
 # partition), and tansu's memory storage forgets its topics when it restarts — a recreated
-# topic under an old name would start below the stored positions (see README, Sink).
+# topic under an old name would start below the stored positions (see docs/operations.md, Sink).
 export CSVBUS_TOPIC="csvbus.demo.$(date +%s)"
 
 for svc in upload sink; do

@@ -25,7 +25,7 @@ bash scripts/deps-check.sh
 # The crash tests run the services as separate processes: the release binaries.
 cargo build --release --bins --locked
 # The whole suite, instrumented: cargo-llvm-cov prints line coverage per file and fails below
-# the floor the README gives. rustup's llvm-tools cannot be fetched here; Debian's LLVM 19
+# the floor docs/development.md gives. rustup's llvm-tools cannot be fetched here; Debian's LLVM 19
 # reads rustc's coverage data.
 command -v cargo-llvm-cov >/dev/null || cargo install cargo-llvm-cov --locked
 if [ ! -x /usr/lib/llvm-19/bin/llvm-cov ]; then

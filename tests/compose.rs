@@ -1,6 +1,6 @@
 //! compose.yaml cannot run here (no Docker engine), so it is checked instead: its services,
 //! images and healthchecks, and that every environment variable it sets on csvbus is one the
-//! services read and the README documents — and that the README's table and the code agree.
+//! services read and docs/operations.md documents — and that its table and the code agree.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,9 +20,9 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo().join(path)).unwrap()
 }
 
-/// Names in backticks in the first column of the README's configuration table.
+/// Names in backticks in the first column of the configuration table (docs/operations.md).
 fn readme_names() -> BTreeSet<String> {
-    let readme = read("README.md");
+    let readme = read("docs/operations.md");
     let table = readme.split("## Configuration").nth(1).unwrap();
     table
         .lines()
@@ -105,7 +105,10 @@ fn compose_sets_only_documented_variables_and_runs_the_designed_stack() {
         let env = c["services"][s]["environment"].as_mapping().unwrap();
         for k in env.keys() {
             let k = k.as_str().unwrap();
-            assert!(documented.contains(k), "{s} sets {k}, not in the README");
+            assert!(
+                documented.contains(k),
+                "{s} sets {k}, not in docs/operations.md"
+            );
         }
         assert!(env.contains_key("DATABASE_URL"), "{s}");
     }

@@ -1,6 +1,6 @@
 //! Every route's error answers, through the router itself (`tower::ServiceExt::oneshot`, no
 //! socket) on a real database and broker: each is the JSON error shape `{error, message}` with
-//! the status and code the README lists.
+//! the status and code docs/api.md lists.
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-//! The wire format of one CSV row on the topic. Documented in the README: other consumer groups
+//! The wire format of one CSV row on the topic. Documented in docs/api.md: other consumer groups
 //! read it too.
 //!
 //! - value: a JSON object `{"column": "text" | null, ...}` in the file's header order; values are

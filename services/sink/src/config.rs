@@ -1,4 +1,5 @@
-//! Settings of the sink, read from the environment (see the README's table).
+//! Settings of the sink, read from the environment (see the configuration table in
+//! docs/operations.md).
 
 use std::net::SocketAddr;
 use std::time::Duration;
