@@ -171,6 +171,17 @@ fn cases() -> Vec<Case> {
             read_as: json!({"trim": true}),
         },
         Case {
+            // Every record quotes a comma, the header too: `'` splits them all alike, and must
+            // not be taken for the quote for it.
+            file: "quoted-comma-header.csv",
+            query: "",
+            table: "(last_first text PRIMARY KEY, age int, city text)",
+            rows: &["Doe, Jane|41|Köln, DE", "Roe, Rick|39|Paris"],
+            rejected_lines: &[],
+            read_as: json!({"delimiter": ",", "quote": "\"",
+                "mapping": [{"field": "Last, First", "column": "last_first"}]}),
+        },
+        Case {
             file: "no-header.csv",
             query: "header=false&columns=id,name,note",
             table: T3,

@@ -10,7 +10,9 @@ use crate::sniff;
 /// Delimiters `delimiter=auto` chooses from, in the order ties are broken.
 const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
 
-/// Quote characters tried, `"` first: `'` is chosen only when it splits strictly better.
+/// Quote characters tried, `"` first: `'` is chosen only when the sample holds one and it
+/// splits strictly more consistently (more fields is no reason: a quote that splits quoted
+/// fields apart makes more of them).
 const QUOTES: [u8; 2] = [b'"', b'\''];
 
 /// Records of the sample looked at per candidate.
@@ -87,10 +89,15 @@ impl Score {
     /// Better: more records agreeing (as a share), then a shorter preamble (none, best: a
     /// header on the first line is not given up for more fields), then more fields.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.consistency(other).then(self.fields.cmp(&other.fields))
+    }
+
+    /// More records agreeing (as a share), then a shorter preamble: how two quotes of one
+    /// delimiter are compared (the field count is left out: reading `"B,B"` with `'` as the
+    /// quote makes one more field, not a better reading).
+    fn consistency(&self, other: &Self) -> std::cmp::Ordering {
         let share = (self.agree * other.records).cmp(&(other.agree * self.records));
-        share
-            .then(other.header_at.cmp(&self.header_at))
-            .then(self.fields.cmp(&other.fields))
+        share.then(other.header_at.cmp(&self.header_at))
     }
 }
 
@@ -105,14 +112,27 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
         .delimiter
         .as_ref()
         .map_or(&CANDIDATES[..], std::slice::from_ref);
-    let quotes = ask.quote.as_ref().map_or(&QUOTES[..], std::slice::from_ref);
+    // A quote character the sample does not hold is never chosen.
+    let quotes: Vec<u8> = match ask.quote {
+        Some(q) => vec![q],
+        None => QUOTES
+            .into_iter()
+            .filter(|q| *q == QUOTES[0] || sample.contains(q))
+            .collect(),
+    };
     let mut scores: Vec<Score> = delimiters
         .iter()
         .filter_map(|d| {
             quotes
                 .iter()
                 .filter_map(|q| Score::of(sample, *d, *q, complete, ask.preamble))
-                .reduce(|best, s| if s.cmp(&best).is_gt() { s } else { best })
+                .reduce(|best, s| {
+                    if s.consistency(&best).is_gt() {
+                        s
+                    } else {
+                        best
+                    }
+                })
         })
         .collect();
     scores.sort_by(|a, b| b.cmp(a));
@@ -259,6 +279,20 @@ mod tests {
         let a = d("id,name\n1,'90s hits\n2,it's\n");
         assert_eq!((a.delimiter, a.quote), (b',', b'"'));
         assert_eq!(d("a;b\n1;\"x;y\"\n").quote, b'"');
+    }
+
+    #[test]
+    fn a_quoted_delimiter_stays_in_its_field_whatever_else_splits_as_well() {
+        // One line: `'` would make four fields of it, all as consistent as `"`'s three.
+        let one = d("A,\"B,B\",C\n");
+        assert_eq!((one.delimiter, one.quote), (b',', b'"'));
+        // Every row quotes one comma: both quotes split every record alike.
+        let names = d("\"Last, First\",age\n\"Doe, Jane\",41\n\"Roe, Rick\",39\n");
+        assert_eq!((names.delimiter, names.quote), (b',', b'"'));
+        // No `'` in the sample: never the quote, even when a backslash-escaped quote makes `"`
+        // split one row unevenly.
+        let escaped = d("id,text\n10,\"He said \\\"hi\\\", ok\"\n11,plain\n12,\"unterminated\n");
+        assert_eq!((escaped.delimiter, escaped.quote), (b',', b'"'));
     }
 
     #[test]

@@ -17,8 +17,8 @@ pub struct UploadQuery {
     /// character other than a quote or line break, or `tab`.
     #[param(pattern = r#"^([\x00-\x09\x0B\x0C\x0E-\x21\x23-\x7F]|tab|\\t|auto)?$"#)]
     pub delimiter: Option<String>,
-    /// The quote character (default `"`; with `delimiter=auto`, `'` when it splits the first
-    /// lines better).
+    /// The quote character (default `"`; with `delimiter=auto`, `'` when the first lines hold
+    /// one and it splits them more consistently).
     #[param(pattern = r"^[\x00-\x09\x0B\x0C\x0E-\x7F]?$")]
     pub quote: Option<String>,
     /// `lenient` (the default and only mode): a quote inside an unquoted field is kept as text
