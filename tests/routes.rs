@@ -280,3 +280,67 @@ async fn a_request_past_the_whole_request_limit_answers_408_in_the_error_shape()
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_query_parameter_is_refused_and_named_with_the_closest_known_one() {
+    let (db, app) = app(None).await;
+    let id = uuid::Uuid::new_v4();
+    let cases = [
+        (
+            Method::POST,
+            "/v1/imports?table=people&mdoe=upsert".to_owned(),
+            "mdoe",
+            "mode",
+        ),
+        (
+            Method::GET,
+            "/v1/imports?tabel=people".to_owned(),
+            "tabel",
+            "table",
+        ),
+        (
+            Method::GET,
+            format!("/v1/imports/{id}?wiat=1s"),
+            "wiat",
+            "wait",
+        ),
+        (
+            Method::GET,
+            format!("/v1/imports/{id}/rejected?limt=5"),
+            "limt",
+            "limit",
+        ),
+        (
+            Method::GET,
+            format!("/v1/imports/{id}/rejected.csv?fromat=reupload"),
+            "fromat",
+            "format",
+        ),
+    ];
+    for (method, uri, unknown, closest) in cases {
+        let (status, body) = call(&app, req(method, &uri, "id,name\n1,a\n")).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("unknown_parameter")),
+            "{uri}: {body}"
+        );
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{unknown}`"))
+                && message.contains(&format!("did you mean `{closest}`")),
+            "{uri}: {message}"
+        );
+    }
+    // Nothing far from a known name: the known ones are listed.
+    let (_, body) = call(&app, req(Method::GET, "/v1/imports?zzzzzzzz=1", "")).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("known: table"),
+        "{body}"
+    );
+    // The typo'd upload stored nothing.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM csvbus.imports")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}

@@ -104,11 +104,44 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// A query string that does not parse answers the JSON error shape, not axum's plain text.
+/// A query string that does not parse answers the JSON error shape, not axum's plain text; an
+/// unknown parameter is named, with the known one closest to it.
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(e: axum::extract::rejection::QueryRejection) -> Self {
-        Self::bad_request("invalid_query", e.body_text())
+        let text = e.body_text();
+        match unknown_parameter(&text) {
+            Some((name, known)) => {
+                let closest = known
+                    .iter()
+                    .map(|k| (strsim::damerau_levenshtein(&name, k), k))
+                    .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+                    .min_by_key(|(d, _)| *d);
+                let hint = match closest {
+                    Some((_, k)) => format!("; did you mean `{k}`?"),
+                    None => format!("; known: {}", known.join(", ")),
+                };
+                Self::bad_request(
+                    "unknown_parameter",
+                    format!("unknown query parameter `{name}`{hint}"),
+                )
+            }
+            None => Self::bad_request("invalid_query", text),
+        }
     }
+}
+
+/// The unknown field and the known ones, from serde's `unknown field `x`, expected one of `a`,
+/// `b`` (or `expected `a``) message.
+fn unknown_parameter(text: &str) -> Option<(String, Vec<String>)> {
+    let rest = &text[text.find("unknown field `")? + "unknown field `".len()..];
+    let (name, rest) = rest.split_once('`')?;
+    let known = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    Some((name.to_owned(), known))
 }
 
 impl IntoResponse for ApiError {

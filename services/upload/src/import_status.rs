@@ -19,6 +19,9 @@ use crate::App;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+// An unknown parameter is refused (400 unknown_parameter), never ignored: a typo such as
+// `mdoe=upsert` would otherwise run with the default.
+#[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// Long-poll: answer when the import is final or this long has passed (`30s`, `500ms`,
     /// `1m`, or seconds like `2.5`; at most 5 minutes).
@@ -124,6 +127,9 @@ pub async fn get_import(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+// An unknown parameter is refused (400 unknown_parameter), never ignored: a typo such as
+// `mdoe=upsert` would otherwise run with the default.
+#[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Rows on the lines after this one: the `next_after` of the previous page.
     after: Option<i64>,
@@ -177,6 +183,9 @@ pub enum CsvFormat {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+// An unknown parameter is refused (400 unknown_parameter), never ignored: a typo such as
+// `mdoe=upsert` would otherwise run with the default.
+#[serde(deny_unknown_fields)]
 pub struct CsvQuery {
     /// `annotated` (default) or `reupload`.
     #[param(inline)]

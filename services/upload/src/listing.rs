@@ -38,6 +38,9 @@ pub async fn list_tables(State(app): State<Arc<App>>) -> Result<Json<Vec<TableIn
 /// Filters and paging of `GET /v1/imports`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+// An unknown parameter is refused (400 unknown_parameter), never ignored: a typo such as
+// `mdoe=upsert` would otherwise run with the default.
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only imports into this table (`table` or `schema.table`).
     #[param(pattern = r"^([^.]+(\.[^.]+)?)?$")]

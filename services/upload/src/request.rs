@@ -10,6 +10,9 @@ use uuid::Uuid;
 /// Query options of an upload.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+// An unknown parameter is refused (400 unknown_parameter), never ignored: a typo such as
+// `mdoe=upsert` would otherwise run with the default.
+#[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// The target table: `table` (in `public`) or `schema.table`.
     pub table: String,
