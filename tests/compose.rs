@@ -132,7 +132,9 @@ fn compose_sets_only_documented_variables_and_runs_the_designed_stack() {
         })
         .collect();
     assert_eq!(ids.len(), 2, "distinct instance ids");
-    assert_eq!(c["services"]["upload"]["ports"][0], "8080:8080");
+    // Published on the host's loopback only: closed by default.
+    assert_eq!(c["services"]["upload"]["ports"][0], "127.0.0.1:8080:8080");
+    assert_eq!(c["services"]["postgres"]["ports"][0], "127.0.0.1:5432:5432");
     for s in ["upload", "sink-1", "sink-2"] {
         let deps = &c["services"][s]["depends_on"];
         assert_eq!(deps["kafka"]["condition"], "service_healthy", "{s}");

@@ -344,3 +344,55 @@ async fn an_unknown_query_parameter_is_refused_and_named_with_the_closest_known_
         .unwrap();
     assert_eq!(n, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_or_a_cross_site_write_is_refused_before_its_route() {
+    let (db, app) = app(None).await;
+    let upload = |extra: &[(&'static str, &str)]| {
+        let mut r = req(Method::POST, "/v1/imports?table=people", "id,name\n1,a\n");
+        r = with(r, "host", "127.0.0.1:8080");
+        for (k, v) in extra {
+            r = with(r, k, v);
+        }
+        r
+    };
+    // What a page on another site sends (a form or fetch with text/plain needs no preflight).
+    for extra in [
+        vec![
+            ("origin", "http://evil.example"),
+            ("content-type", "text/plain"),
+        ],
+        vec![("origin", "null")],
+        vec![("sec-fetch-site", "cross-site")],
+    ] {
+        let (status, body) = call(&app, upload(&extra)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("cross_origin")),
+            "{extra:?}: {body}"
+        );
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM csvbus.imports")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "nothing was written");
+    // The service's own page, and a client without Origin, go through.
+    let (status, body) = call(&app, upload(&[("origin", "http://127.0.0.1:8080")])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // DNS rebinding: a name this service does not answer to, on any route but the probes.
+    let get = |path: &str, host: &str| with(req(Method::GET, path, ""), "host", host);
+    let (status, body) = call(&app, get("/v1/imports", "evil.example:8080")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden_host")),
+        "{body}"
+    );
+    let (status, _) = call(&app, get("/", "evil.example:8080")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(&app, get("/healthz", "10.1.2.3:8080")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&app, get("/v1/imports", "localhost:8080")).await;
+    assert_eq!(status, StatusCode::OK);
+}

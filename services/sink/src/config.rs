@@ -65,7 +65,7 @@ pub struct SinkConfig {
 
 impl SinkConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let addr = env.parse("CSVBUS_SINK_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?;
+        let addr = env.parse("CSVBUS_SINK_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?;
         Ok(Self {
             common: CommonConfig::from_env(env)?,
             addr,

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
             retry is safe.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    modifiers(&ApiKey),
+    modifiers(&ApiKey, &EdgeRefusals),
     tags(
         (name = "imports", description = "Uploads and what became of their rows"),
         (name = "tables", description = "Tables csvbus may write"),
@@ -38,5 +38,42 @@ impl Modify for ApiKey {
                     .build(),
             ),
         );
+    }
+}
+
+/// Every route may answer `403` before it runs ([`crate::edge`]): a `Host` the service does not
+/// answer to, or (on writes) a request from another site.
+struct EdgeRefusals;
+
+impl Modify for EdgeRefusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let refused = ResponseBuilder::new()
+            .description(
+                "`forbidden_host`: a Host this service does not answer to \
+                 (CSVBUS_ALLOWED_HOSTS); `cross_origin`: a write from another site",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                op.responses
+                    .responses
+                    .entry("403".into())
+                    .or_insert_with(|| refused.clone().into());
+            }
+        }
     }
 }

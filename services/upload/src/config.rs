@@ -10,10 +10,17 @@ use csvbus_shared::config::{CommonConfig, ConfigError, Env, Secret};
 #[derive(Debug, Clone)]
 pub struct UploadConfig {
     pub common: CommonConfig,
-    /// `CSVBUS_UPLOAD_ADDR`: where the HTTP API listens.
+    /// `CSVBUS_UPLOAD_ADDR`: where the HTTP API listens (loopback unless told otherwise).
     pub addr: SocketAddr,
-    /// `CSVBUS_API_KEYS`: bearer tokens accepted on `/v1` (comma-separated); empty = no auth.
+    /// `CSVBUS_API_KEYS`: bearer tokens accepted on `/v1` (comma-separated); empty = no auth,
+    /// which is refused beyond loopback unless `allow_unauthenticated`.
     pub api_keys: Vec<Secret>,
+    /// `CSVBUS_ALLOW_UNAUTHENTICATED`: listen beyond loopback without API keys, on purpose
+    /// (behind a proxy that authenticates, say).
+    pub allow_unauthenticated: bool,
+    /// `CSVBUS_ALLOWED_HOSTS`: the `Host` names the service answers to (comma-separated; `*`:
+    /// any). Default: `localhost`, `127.0.0.1`, `::1`, and the address it listens on.
+    pub allowed_hosts: Vec<String>,
     /// `CSVBUS_MAX_BODY_BYTES`: largest request body, as sent (compressed) — 413 beyond.
     pub max_body_bytes: u64,
     /// `CSVBUS_MAX_UPLOADS`: uploads served at once; more are answered 429 + Retry-After.
@@ -86,11 +93,20 @@ impl UploadConfig {
         }
         Self {
             common: CommonConfig::from_env(env)?,
-            addr: env.parse("CSVBUS_UPLOAD_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            addr: env.parse(
+                "CSVBUS_UPLOAD_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+            )?,
             api_keys: env
                 .list("CSVBUS_API_KEYS", &[])
                 .into_iter()
                 .map(Secret::new)
+                .collect(),
+            allow_unauthenticated: env.parse("CSVBUS_ALLOW_UNAUTHENTICATED", false)?,
+            allowed_hosts: env
+                .list("CSVBUS_ALLOWED_HOSTS", &["localhost", "127.0.0.1", "::1"])
+                .into_iter()
+                .map(|h| crate::edge::host_name(&h))
                 .collect(),
             max_body_bytes: env.parse("CSVBUS_MAX_BODY_BYTES", 16 << 30)?,
             max_uploads: env.parse("CSVBUS_MAX_UPLOADS", 16)?,
@@ -132,6 +148,13 @@ impl UploadConfig {
         }
     }
 
+    /// Whether the service answers to a request's `Host` (see [`crate::edge`]).
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = crate::edge::host_name(host);
+        self.allowed_hosts.iter().any(|h| h == "*" || *h == name)
+            || (!self.addr.ip().is_unspecified() && name == self.addr.ip().to_string())
+    }
+
     /// Refuses settings that cannot work together.
     fn checked(self) -> Result<Self, ConfigError> {
         let invalid = |name: &str, value: String, reason: String| {
@@ -141,6 +164,17 @@ impl UploadConfig {
                 reason,
             })
         };
+        // Closed by default: beyond loopback, every client needs a key unless told otherwise.
+        if !self.addr.ip().is_loopback() && self.api_keys.is_empty() && !self.allow_unauthenticated
+        {
+            return invalid(
+                "CSVBUS_UPLOAD_ADDR",
+                self.addr.to_string(),
+                "listening beyond loopback needs CSVBUS_API_KEYS (or \
+                 CSVBUS_ALLOW_UNAUTHENTICATED=true, on purpose)"
+                    .into(),
+            );
+        }
         // A message must fit the in-flight budgets, or its send waits forever.
         let message = self.max_message_bytes as u64 + crate::produce::MESSAGE_OVERHEAD as u64;
         for (name, budget) in [
@@ -202,5 +236,43 @@ mod tests {
         let env = Env::from_pairs([("CSVBUS_MAX_MESSAGE_BYTES", "100000000")]);
         let err = UploadConfig::from_env(&env).unwrap_err().to_string();
         assert!(err.contains("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD"), "{err}");
+    }
+
+    #[test]
+    fn closed_by_default_loopback_or_keys_and_loopback_hosts() {
+        let c = UploadConfig::from_env(&Env::default()).unwrap();
+        assert!(c.addr.ip().is_loopback(), "{}", c.addr);
+        let open = [("CSVBUS_UPLOAD_ADDR", "0.0.0.0:8080")];
+        let err = UploadConfig::from_env(&Env::from_pairs(open)).unwrap_err();
+        assert!(err.to_string().contains("CSVBUS_API_KEYS"), "{err}");
+        let keyed = [open[0], ("CSVBUS_API_KEYS", "k")];
+        assert!(UploadConfig::from_env(&Env::from_pairs(keyed)).is_ok());
+        let allowed = [open[0], ("CSVBUS_ALLOW_UNAUTHENTICATED", "true")];
+        assert!(UploadConfig::from_env(&Env::from_pairs(allowed)).is_ok());
+
+        for host in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "LOCALHOST",
+        ] {
+            assert!(c.host_allowed(host), "{host}");
+        }
+        assert!(!c.host_allowed("evil.example:8080"));
+        let named = [
+            ("CSVBUS_UPLOAD_ADDR", "10.0.0.5:8080"),
+            ("CSVBUS_API_KEYS", "k"),
+            ("CSVBUS_ALLOWED_HOSTS", "csvbus.internal"),
+        ];
+        let c = UploadConfig::from_env(&Env::from_pairs(named)).unwrap();
+        assert!(c.host_allowed("csvbus.internal:8080") && c.host_allowed("10.0.0.5:8080"));
+        assert!(
+            !c.host_allowed("localhost:8080"),
+            "the list replaces the default"
+        );
+        let any = [("CSVBUS_ALLOWED_HOSTS", "*")];
+        assert!(UploadConfig::from_env(&Env::from_pairs(any))
+            .unwrap()
+            .host_allowed("a.b"));
     }
 }

@@ -8,6 +8,7 @@
 //! Layout:
 //! - [`config`]: settings from the environment.
 //! - [`routes`]: the router (every route documented), API keys, health/metrics handlers.
+//! - [`edge`]: checks before any route: the `Host`, cross-site writes.
 //! - [`api_doc`]: the OpenAPI document's frame (`GET /v1/openapi.json`).
 //! - [`import_status`]: one import, its rejected rows (JSON pages, CSV).
 //! - [`rejected_csv`]: rejected rows as CSV, streamed a page at a time.
@@ -46,6 +47,7 @@ pub mod checks;
 pub mod config;
 pub mod create;
 pub mod detect;
+pub mod edge;
 pub mod error;
 pub mod failures;
 pub mod idempotency;

@@ -30,6 +30,10 @@ pub fn router(app: Arc<App>) -> Router {
     .layer(Extension(Arc::new(doc)))
     .layer(DefaultBodyLimit::disable())
     .layer(middleware::from_fn_with_state(app.clone(), deadline))
+    .layer(middleware::from_fn_with_state(
+        app.clone(),
+        crate::edge::guard,
+    ))
     .with_state(app)
 }
 
