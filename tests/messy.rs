@@ -408,3 +408,73 @@ async fn create_true_makes_the_table_from_the_file_and_rejects_what_breaks_its_t
     upload.stop().await;
     sink.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wide_repeated_and_long_headers_create_a_table_or_get_a_clear_422() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    let e = env(&db, &unique("wide"));
+    let mut upload = spawn_upload(&e).await;
+    upload.ready().await;
+    let http = reqwest::Client::new();
+    let base = upload.url("");
+    let base = base.trim_end_matches('/');
+    let file = |names: &[String]| {
+        format!(
+            "{}\n{}\n",
+            names.join(","),
+            vec!["1"; names.len()].join(",")
+        )
+    };
+
+    // Past Postgres' 1,600 columns: a 422 that says so, not a 503 to retry.
+    let wide = vec!["a".to_owned(); 2000];
+    let (status, v) = post_import(&http, base, "table=wide&create=true", file(&wide), &[]).await;
+    assert_eq!(
+        (status.as_u16(), v["error"].as_str()),
+        (422, Some("too_many_columns")),
+        "{v}"
+    );
+    let (status, v) = post_import(
+        &http,
+        base,
+        "table=wide&create=true&header=true",
+        file(&wide[..1600]),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "1,600 repeated names make 1,600 columns: {v}");
+    let columns: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'wide'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(columns, 1600);
+
+    // Names longer than Postgres keeps: cut by csvbus, so the table is found again.
+    let long: Vec<String> = ["a", "b"].iter().map(|c| c.repeat(80)).collect();
+    for _ in 0..2 {
+        let (status, v) =
+            post_import(&http, base, "table=long&create=true", file(&long), &[]).await;
+        assert_eq!(status, 202, "{v}");
+    }
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'long' ORDER BY ordinal_position",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(names.len(), 2);
+    assert!(names.iter().all(|n| n.len() <= 63), "{names:?}");
+    assert_eq!(names, ["a".repeat(63), "b".repeat(63)]);
+    // A table name Postgres would cut is refused, not created under another name.
+    let t = format!("table={}&create=true", "t".repeat(64));
+    let (status, v) = post_import(&http, base, &t, "a\n1\n", &[]).await;
+    assert_eq!(
+        (status.as_u16(), v["error"].as_str()),
+        (400, Some("invalid_table")),
+        "{v}"
+    );
+    upload.stop().await;
+}

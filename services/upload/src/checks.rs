@@ -83,6 +83,7 @@ pub async fn resolve_table(
         )
     };
     let table = TableName::parse(name, catalog::DEFAULT_SCHEMA).ok_or_else(unknown)?;
+    long_name(&table)?;
     if !catalog::may_target(&table, &app.config.common.allowed_schemas) {
         return Err(unknown());
     }
@@ -103,6 +104,19 @@ pub async fn resolve_or_create(
             Ok(((new_table(app, &q.table)?, Vec::new()), true))
         }
         found => Ok((found?, false)),
+    }
+}
+
+/// A schema or table name Postgres would cut (past 63 bytes) names another table than the one
+/// asked for: refused, not guessed.
+fn long_name(t: &TableName) -> Result<(), ApiError> {
+    let max = csvbus_shared::infer::MAX_IDENTIFIER_BYTES;
+    match [&t.schema, &t.table].into_iter().find(|n| n.len() > max) {
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_table",
+            format!("{n:?} is longer than {max} bytes, the longest name Postgres keeps"),
+        )),
+        None => Ok(()),
     }
 }
 

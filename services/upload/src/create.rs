@@ -18,6 +18,9 @@ pub const SAMPLE_ROWS: usize = 2000;
 #[derive(Debug, Clone)]
 pub struct NewTable {
     pub columns: Vec<Column>,
+    /// Per field of the file, the column it goes to (`-`: left out): the header's own names
+    /// may repeat, be empty or be too long, and the created names are the ones that count.
+    pub field_names: Vec<String>,
     pub ddl: String,
     /// Rows the types were inferred from.
     pub rows: usize,
@@ -68,6 +71,9 @@ pub fn infer_table(
             .collect::<Result<_, _>>()?,
         (None, None) => return Err(HeaderError::Empty),
     };
+    if header.len() > infer::MAX_COLUMNS {
+        return Err(HeaderError::TooManyColumns(header.len()));
+    }
     let keep: Vec<bool> = header.iter().map(|h| h != "-").collect();
     let kept: Vec<String> = header.iter().filter(|h| *h != "-").cloned().collect();
     let mut inference = Inference::new(kept.len());
@@ -89,6 +95,14 @@ pub fn infer_table(
     }
     let names = infer::column_names(&kept);
     let types = inference.types();
+    let mut created = names.iter();
+    let field_names = keep
+        .iter()
+        .map(|k| match k {
+            true => created.next().cloned().unwrap_or_default(),
+            false => "-".to_owned(),
+        })
+        .collect();
     Ok(NewTable {
         columns: names
             .iter()
@@ -102,6 +116,7 @@ pub fn infer_table(
             })
             .collect(),
         ddl: infer::create_table(table, &names, &types),
+        field_names,
         rows: rows.len(),
     })
 }

@@ -218,6 +218,8 @@ async fn run_upload(
         )
         .map_err(ApiError::from)?;
         plan.table.1 = new.columns;
+        // The fields go to the columns made for them, whatever the header calls them.
+        plan.read.mapping.names = Some(new.field_names);
         read_as.notes.push(format!(
             "column types inferred from the first {} rows",
             new.rows

@@ -9,6 +9,7 @@ use csvbus_shared::read_as::ColumnMapping;
 
 use crate::rows::HeaderError;
 
+use csvbus_shared::infer::identifier;
 pub use csvbus_shared::infer::normalize;
 
 /// Options of the mapping.
@@ -71,11 +72,14 @@ pub fn resolve(fields: &[String], table: &[Column], m: &Mapping) -> Result<Resol
 }
 
 /// The column named `name`, else the one whose normalized name is `name`'s (two: ambiguous).
+/// A name longer than an identifier is compared as Postgres would keep it (cut to 63 bytes),
+/// so that a table `create=true` made from it is found again.
 fn find<'t>(name: &str, table: &'t [Column]) -> Result<Option<&'t Column>, HeaderError> {
-    if let Some(c) = table.iter().find(|c| c.name == name) {
+    let exact = identifier(name);
+    if let Some(c) = table.iter().find(|c| c.name == exact) {
         return Ok(Some(c));
     }
-    let n = normalize(name);
+    let n = identifier(&normalize(name));
     let mut matches = table.iter().filter(|c| normalize(&c.name) == n);
     match (matches.next(), matches.next()) {
         (Some(a), Some(b)) => Err(HeaderError::Ambiguous(

@@ -51,6 +51,8 @@ pub enum HeaderError {
     ColumnCount(usize, usize),
     #[error("header name {0:?} matches both {1:?} and {2:?}; name one with columns=")]
     Ambiguous(String, String, String),
+    #[error("the header has {0} fields; a table has at most {max} columns", max = csvbus_shared::infer::MAX_COLUMNS)]
+    TooManyColumns(usize),
 }
 
 impl HeaderError {
@@ -66,6 +68,7 @@ impl HeaderError {
             Self::UnknownKey(_) => "unknown_key_column",
             Self::ColumnCount(..) => "invalid_columns",
             Self::Ambiguous(..) => "ambiguous_column",
+            Self::TooManyColumns(_) => "too_many_columns",
         }
     }
 }
@@ -89,6 +92,9 @@ pub fn check_names(
     key: Option<&str>,
     mapping: &Mapping,
 ) -> Result<Header, HeaderError> {
+    if fields.len() > csvbus_shared::infer::MAX_COLUMNS {
+        return Err(HeaderError::TooManyColumns(fields.len()));
+    }
     let (targets, report) = crate::mapping::resolve(fields, table, mapping)?;
     let columns: Vec<String> = targets.iter().flatten().cloned().collect();
     check_required(&columns, table)?;
