@@ -224,3 +224,27 @@ async fn an_upload_service_killed_right_after_its_202_lost_no_row() {
         "rows acknowledged after the 202 died with the service"
     );
 }
+
+#[test]
+fn service_binaries_answer_help_and_version_instead_of_starting() {
+    for bin in ["csvbus-upload", "csvbus-sink"] {
+        let run = |arg: &str| {
+            std::process::Command::new(csvbus_tests::procs::release_binary(bin))
+                .arg(arg)
+                .env_clear()
+                .output()
+                .unwrap()
+        };
+        let help = run("--help");
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert_eq!(help.status.code(), Some(0), "{bin}: {text}");
+        assert!(
+            text.contains("DATABASE_URL") && text.contains("CSVBUS_TOPIC"),
+            "{bin}: {text}"
+        );
+        let version = run("--version");
+        assert_eq!(version.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&version.stdout).starts_with(bin));
+        assert_eq!(run("--port=1").status.code(), Some(2), "{bin}");
+    }
+}

@@ -1,6 +1,9 @@
 //! Settings from the environment: defaults first, then `CSVBUS_*` / `DATABASE_URL` /
 //! `KAFKA_BROKERS` variables. The environment is a value ([`Env`]) so tests inject their own.
 
+/// This module's text: `--help` lists the variables its doc comments document.
+pub const SOURCE: &str = include_str!("config.rs");
+
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;

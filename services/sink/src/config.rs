@@ -1,6 +1,9 @@
 //! Settings of the sink, read from the environment (see the configuration table in
 //! docs/operations.md).
 
+/// This module's text: `--help` lists the variables its doc comments document.
+pub const SOURCE: &str = include_str!("config.rs");
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -139,5 +142,22 @@ mod tests {
         );
         assert_eq!(instance_id(Some("none"), &addr), None);
         assert_eq!(instance_id(None, &"127.0.0.1:0".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn help_lists_every_variable_this_config_reads() {
+        let args = ["--help".to_owned()];
+        let sources = [SOURCE, csvbus_shared::config::SOURCE];
+        let (help, _) = csvbus_shared::usage::answer("svc", "", &sources, &args).unwrap();
+        let read: Vec<&str> = SOURCE
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.starts_with("CSVBUS_") && !s.contains(' '))
+            .collect();
+        assert!(read.len() > 5, "{read:?}");
+        for var in read {
+            assert!(help.contains(var), "{var} is read but not in --help");
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! Settings of the upload service, read from the environment (see the configuration table in
 //! docs/operations.md).
 
+/// This module's text: `--help` lists the variables its doc comments document.
+pub const SOURCE: &str = include_str!("config.rs");
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -274,5 +277,22 @@ mod tests {
         assert!(UploadConfig::from_env(&Env::from_pairs(any))
             .unwrap()
             .host_allowed("a.b"));
+    }
+
+    #[test]
+    fn help_lists_every_variable_this_config_reads() {
+        let args = ["--help".to_owned()];
+        let sources = [SOURCE, csvbus_shared::config::SOURCE];
+        let (help, _) = csvbus_shared::usage::answer("svc", "", &sources, &args).unwrap();
+        let read: Vec<&str> = SOURCE
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.starts_with("CSVBUS_") && !s.contains(' '))
+            .collect();
+        assert!(read.len() > 5, "{read:?}");
+        for var in read {
+            assert!(help.contains(var), "{var} is read but not in --help");
+        }
     }
 }
