@@ -699,6 +699,45 @@ async fn a_client_that_never_finishes_its_request_headers_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let ctx = setup(&[("CSVBUS_HEADER_READ_TIMEOUT_MS", "300")]).await;
+    let mut conn = tokio::net::TcpStream::connect(ctx.svc.addr).await.unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "a silent connection is still open after 10 s"
+    );
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_new_connections_wait_until_one_closes() {
+    let ctx = setup(&[
+        ("CSVBUS_MAX_CONNECTIONS", "2"),
+        ("CSVBUS_HEADER_READ_TIMEOUT_MS", "60000"),
+    ])
+    .await;
+    let idle_a = tokio::net::TcpStream::connect(ctx.svc.addr).await.unwrap();
+    let _idle_b = tokio::net::TcpStream::connect(ctx.svc.addr).await.unwrap();
+    let url = ctx.svc.url("/healthz");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let held = client.get(&url).send().await;
+    assert!(
+        held.is_err(),
+        "both connections are held: not served, {held:?}"
+    );
+    drop(idle_a);
+    let served = reqwest::Client::new().get(&url).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
 async fn long_polls_past_the_limit_get_429_and_plain_reads_still_work() {
     let ctx = setup(&[("CSVBUS_MAX_WAITERS", "1")]).await;
     // An import that stays `produced` (no sink runs here), so a long-poll waits its full time.

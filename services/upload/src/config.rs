@@ -75,8 +75,11 @@ pub struct UploadConfig {
     /// long (its service died) is marked `aborted` by any upload service instance.
     pub orphan_after: Duration,
     /// `CSVBUS_HEADER_READ_TIMEOUT_MS`: a connection that has not sent its request headers
-    /// within this time is closed.
+    /// within this time of being accepted (or of its previous request) is closed.
     pub header_read_timeout: Duration,
+    /// `CSVBUS_MAX_CONNECTIONS`: open connections at most; beyond, new ones wait in the
+    /// kernel's backlog until one closes (file descriptors stay bounded).
+    pub max_connections: usize,
     /// `CSVBUS_MAX_WAITERS`: long-polls (`?wait=`) served at once; more are answered 429.
     pub max_waiters: usize,
     /// `CSVBUS_IDEMPOTENCY_TTL_SECS`: how long an `Idempotency-Key` names its import (a retry
@@ -133,6 +136,7 @@ impl UploadConfig {
             zstd_window_log_max: env.parse("CSVBUS_ZSTD_WINDOW_LOG_MAX", 23)?,
             orphan_after: env.millis("CSVBUS_ORPHAN_AFTER_MS", 60_000)?,
             header_read_timeout: env.millis("CSVBUS_HEADER_READ_TIMEOUT_MS", 10_000)?,
+            max_connections: env.parse("CSVBUS_MAX_CONNECTIONS", 1024)?,
             max_waiters: env.parse("CSVBUS_MAX_WAITERS", 256)?,
             idempotency_ttl: Duration::from_secs(
                 env.parse("CSVBUS_IDEMPOTENCY_TTL_SECS", 24 * 3600)?,

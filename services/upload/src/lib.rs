@@ -234,8 +234,11 @@ pub async fn serve(
         .spawn(abort_orphans(app.clone(), shutdown.clone()));
     let router = routes::router(app.clone());
     let stop = shutdown.clone();
-    let header_timeout = app.config.header_read_timeout;
-    let mut server = tokio::spawn(server::serve(listener, router, header_timeout, stop));
+    let limits = server::Limits {
+        header_read_timeout: app.config.header_read_timeout,
+        max_connections: app.config.max_connections,
+    };
+    let mut server = tokio::spawn(server::serve(listener, router, limits, stop));
     tokio::select! {
         r = &mut server => { r.map_err(std::io::Error::other)??; }
         _ = shutdown.cancelled() => {
