@@ -2,6 +2,7 @@
 //! the whole dependency graph again). They share the harness (`csvbus_tests`): a fresh database
 //! per test, a random topic and group, services spawned in-process on port 0 or as release
 //! processes, request helpers. Run one area with `cargo test --test integration sink::`.
+//! `restarts.rs`, which restarts the shared PostgreSQL, is a binary of its own.
 
 mod backpressure;
 mod broker_faults;
@@ -13,7 +14,6 @@ mod listing;
 mod messy;
 mod modes;
 mod openapi;
-mod restarts;
 mod routes;
 mod sink;
 mod sink_crash;
