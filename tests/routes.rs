@@ -164,6 +164,25 @@ async fn every_route_answers_its_errors_as_json() {
             StatusCode::BAD_REQUEST,
             "invalid_query",
         ),
+        // Paging parameters are checked alike on every route: out of range is refused.
+        (
+            req(
+                Method::GET,
+                &format!("/v1/imports/{id}/rejected?limit=0"),
+                "",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            req(
+                Method::GET,
+                &format!("/v1/imports/{id}/rejected?limit=-1"),
+                "",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
         (
             req(Method::GET, "/v1/imports?status=done", ""),
             StatusCode::BAD_REQUEST,

@@ -738,6 +738,36 @@ async fn past_the_connection_cap_new_connections_wait_until_one_closes() {
 }
 
 #[tokio::test]
+async fn a_trickled_repeat_whose_body_is_only_dropped_is_cut_off_at_the_minimum_rate() {
+    let ctx = setup(&[
+        ("CSVBUS_BODY_IDLE_TIMEOUT_MS", "300"),
+        ("CSVBUS_BODY_MIN_BYTES_PER_SEC", "1000"),
+    ])
+    .await;
+    let key = [
+        ("content-type", "text/csv"),
+        ("idempotency-key", "trickle-1"),
+    ];
+    let (status, v) = ctx.post_with("table=people", "id\n1\n", &key).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    // The same key again, one byte every 50 ms for up to 10 s: a body read only to be dropped,
+    // and it would hold an upload slot all that time.
+    let trickle = futures::stream::unfold(0u32, |i| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (i < 200).then(|| (Ok::<_, std::io::Error>(b"1".to_vec()), i + 1))
+    });
+    let (status, v) = ctx
+        .post_with("table=people", reqwest::Body::wrap_stream(trickle), &key)
+        .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (StatusCode::REQUEST_TIMEOUT, Some("body_too_slow")),
+        "{v}"
+    );
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
 async fn long_polls_past_the_limit_get_429_and_plain_reads_still_work() {
     let ctx = setup(&[("CSVBUS_MAX_WAITERS", "1")]).await;
     // An import that stays `produced` (no sink runs here), so a long-poll waits its full time.

@@ -194,12 +194,18 @@ impl<S: Stream<Item = io::Result<Bytes>> + Unpin> Stream for Pace<S> {
 
 use std::future::Future as _;
 
-/// Reads a body to its end and drops it (for an answer that needs none of it), giving up when
-/// the client sends nothing for `idle`.
-pub async fn discard(body: axum::body::Body, idle: std::time::Duration) {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, body.frame()).await {}
+/// Reads a body to its end and drops it (for an answer that needs none of it), under the same
+/// limits as any body: a client that trickles a body that is only dropped is cut off at the
+/// minimum rate, as one whose rows are read.
+pub async fn discard(body: Body, encoding: Encoding, limits: &Limits) {
+    use tokio::io::AsyncReadExt;
+    let mut input = reader(body, encoding, limits, Arc::default());
+    let mut buf = vec![0; 64 << 10];
+    while let Ok(n) = input.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -134,6 +134,7 @@ pub struct PageQuery {
     /// Rows on the lines after this one: the `next_after` of the previous page.
     after: Option<i64>,
     /// Rows per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -158,8 +159,15 @@ pub async fn get_rejected(
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<RejectedPage>, ApiError> {
     let Query(p) = query?;
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        // As the imports list does: a page size out of range is refused, not bent.
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit={limit}: use 1 to 1000"),
+        ));
+    }
     let rec = find(&app, &id).await?;
-    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let rows =
         csvbus_shared::rejected::page(&app.pool, rec.id, p.after.unwrap_or(0), limit).await?;
     let next_after = if rows.len() as i64 >= limit {

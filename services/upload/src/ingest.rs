@@ -124,7 +124,7 @@ pub async fn create_import(
                 return repeat(&app, id, body_digest, encoding, body).await;
             }
             Err(e) => {
-                body::discard(body, app.config.body_idle_timeout).await;
+                body::discard(body, encoding, &app.config.body_limits()).await;
                 return Err(e);
             }
         },
