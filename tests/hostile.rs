@@ -240,7 +240,7 @@ async fn no_input_jams_the_pipeline_and_a_normal_import_completes_afterwards() {
         "table=t",
         format!("{}\n", cols.join(",")),
         422,
-        "unknown_column",
+        "too_many_columns",
     )
     .await;
     s.expect_4xx(

@@ -370,7 +370,7 @@ async fn checks_before_the_first_row_answer_4xx_and_produce_nothing() {
             "id\n1\n",
             vec![],
             StatusCode::BAD_REQUEST,
-            "invalid_query",
+            "unknown_parameter",
         ),
         (
             "table=people",
@@ -502,6 +502,51 @@ async fn api_keys_guard_every_v1_route() {
             .status(),
         StatusCode::OK
     );
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
+async fn one_client_cannot_hold_every_upload_slot() {
+    let ctx = setup(&[
+        ("CSVBUS_MAX_UPLOADS", "4"),
+        ("CSVBUS_MAX_UPLOADS_PER_CLIENT", "1"),
+        ("CSVBUS_API_KEYS", "key-a,key-b"),
+    ])
+    .await;
+    let post = |key: &str, body: reqwest::Body| {
+        ctx.http
+            .post(ctx.svc.url("/v1/imports?table=people"))
+            .header("content-type", "text/csv")
+            .bearer_auth(key)
+            .body(body)
+    };
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let held = tokio::spawn(post("key-a", stalled_body("id\n1\n", release.clone())).send());
+    eventually("the held import", Duration::from_secs(10), || async {
+        ctx.imports().await == 1
+    })
+    .await;
+    // Client a has its one slot; 3 of the service's 4 are free, but not for a.
+    let r = post("key-a", "id\n2\n".into()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_uploads");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("CSVBUS_MAX_UPLOADS_PER_CLIENT"),
+        "{body}"
+    );
+    // Another client goes on.
+    let r = post("key-b", "id\n3\n".into()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    release.notify_waiters();
+    assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
+    // Its slot given back, a goes on too.
+    let r = post("key-a", "id\n4\n".into()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
     ctx.svc.stop().await;
 }
 

@@ -104,6 +104,11 @@ impl Bench {
         let topic = unique("bench-mem");
         let mut env = self.env(&topic, "-");
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        // One client sends them all: its share of the upload slots must hold them.
+        env.push((
+            "CSVBUS_MAX_UPLOADS_PER_CLIENT".to_owned(),
+            concurrent.to_string(),
+        ));
         let svc = Proc::start("csvbus-upload", "CSVBUS_UPLOAD_ADDR", &env, true).await?;
         let query = format!("table={}", self.table);
         let posts = (0..concurrent).map(|_| post_file(&svc, &query, file));

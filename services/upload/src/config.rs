@@ -28,6 +28,10 @@ pub struct UploadConfig {
     pub max_body_bytes: u64,
     /// `CSVBUS_MAX_UPLOADS`: uploads served at once; more are answered 429 + Retry-After.
     pub max_uploads: usize,
+    /// `CSVBUS_MAX_UPLOADS_PER_CLIENT`: uploads one client (its API key, else its IP address)
+    /// may have running at once (default: a quarter of `CSVBUS_MAX_UPLOADS`, at least 1); more
+    /// are answered 429 while other clients go on.
+    pub max_uploads_per_client: usize,
     /// `CSVBUS_INFLIGHT_BYTES_PER_UPLOAD`: message bytes of one upload awaiting broker
     /// acknowledgement; at the bound the upload stops reading its body.
     pub inflight_bytes_per_upload: u64,
@@ -116,6 +120,7 @@ impl UploadConfig {
                 .collect(),
             max_body_bytes: env.parse("CSVBUS_MAX_BODY_BYTES", 16 << 30)?,
             max_uploads: env.parse("CSVBUS_MAX_UPLOADS", 16)?,
+            max_uploads_per_client: env.parse("CSVBUS_MAX_UPLOADS_PER_CLIENT", 0)?,
             inflight_bytes_per_upload: env.parse("CSVBUS_INFLIGHT_BYTES_PER_UPLOAD", 4 << 20)?,
             inflight_bytes_total: env.parse("CSVBUS_INFLIGHT_BYTES_TOTAL", 32 << 20)?,
             max_record_bytes: env.parse("CSVBUS_MAX_RECORD_BYTES", 1 << 20)?,
@@ -143,6 +148,15 @@ impl UploadConfig {
             ),
         }
         .checked()
+        .map(Self::with_client_share)
+    }
+
+    /// `CSVBUS_MAX_UPLOADS_PER_CLIENT` unset (0): a quarter of the upload slots, at least one.
+    fn with_client_share(mut self) -> Self {
+        if self.max_uploads_per_client == 0 {
+            self.max_uploads_per_client = (self.max_uploads / 4).max(1);
+        }
+        self
     }
 
     /// The body limits of one upload.

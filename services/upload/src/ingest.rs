@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::Extension;
 use axum::Json;
 use csvbus_shared::imports::{self, ImportStatus};
 use csvbus_shared::read_as::ReadAs;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 use crate::body::{self, Encoding};
 use crate::body_digest::{self, BodyDigest};
 use crate::checks::{check_headers, parse_mode, read_options, resolve_conflict, resolve_or_create};
+use crate::clients::{self, Peer};
 use crate::error::{ApiError, ErrorBody};
 use crate::failures::{self, UploadFailure};
 use crate::idempotency::{self, Claim};
@@ -77,9 +79,24 @@ pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
 pub async fn create_import(
     State(app): State<Arc<App>>,
     query: Result<Query<UploadQuery>, QueryRejection>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let client = clients::client_of(&headers, peer.map(|Extension(p)| p));
+    let Some(_client_slot) = app.client_slots.try_take(client) else {
+        metrics::counter!("csvbus_upload_refused_total").increment(1);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            format!(
+                "this client has {} uploads running, the most one client may \
+                 (CSVBUS_MAX_UPLOADS_PER_CLIENT); retry when one has ended",
+                app.client_slots.max()
+            ),
+        )
+        .retry_after(1));
+    };
     let Ok(_permit) = app.uploads.clone().try_acquire_owned() else {
         metrics::counter!("csvbus_upload_refused_total").increment(1);
         return Err(ApiError::new(

@@ -14,6 +14,7 @@
 //! - [`rejected_csv`]: rejected rows as CSV, streamed a page at a time.
 //! - [`listing`]: the tables csvbus may write; recent imports.
 //! - [`page`]: the web page at `/`.
+//! - [`clients`]: upload slots per client (API key, else peer address).
 //! - [`checks`]: what is checked before the body: type, encoding, length, table.
 //! - [`ingest`]: the upload handler: from the checks to the final answer.
 //! - [`request`]: an upload's query options and its `202` answer.
@@ -44,6 +45,7 @@ pub mod body;
 pub mod body_digest;
 pub mod checkpoint;
 pub mod checks;
+pub mod clients;
 pub mod config;
 pub mod create;
 pub mod detect;
@@ -99,6 +101,8 @@ pub struct App {
     producer: std::sync::RwLock<(u64, FutureProducer)>,
     /// One permit per upload being served.
     pub uploads: Arc<Semaphore>,
+    /// The upload slots each client holds (at most `CSVBUS_MAX_UPLOADS_PER_CLIENT`).
+    pub client_slots: Arc<clients::ClientSlots>,
     /// One permit per message byte awaiting acknowledgement, across uploads.
     pub inflight: Arc<Semaphore>,
     /// One permit per long-poll (`GET /v1/imports/{id}?wait=`) being served.
@@ -134,6 +138,7 @@ impl App {
         Ok(Arc::new(Self {
             partitions: std::sync::atomic::AtomicI32::new(partitions),
             uploads: Arc::new(Semaphore::new(config.max_uploads)),
+            client_slots: clients::ClientSlots::new(config.max_uploads_per_client),
             inflight: Arc::new(Semaphore::new(config.inflight_bytes_total as usize)),
             waiters: Arc::new(Semaphore::new(config.max_waiters)),
             metrics: csvbus_shared::telemetry::metrics_handle(),

@@ -50,10 +50,10 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
             p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little, go on.
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -65,7 +65,11 @@ pub async fn serve(
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let service = router
             .clone()
-            .map_request(|req: hyper::Request<Incoming>| req.map(Body::new));
+            .map_request(move |req: hyper::Request<Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(crate::clients::Peer(peer));
+                req
+            });
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
