@@ -259,9 +259,13 @@ async fn broker_restarted_mid_import(sink_env: &[(&str, &str)]) {
     broker.kill().await.unwrap();
     let mut broker = start_broker(&dir, broker_addr);
     wait_listening(broker_addr).await;
-    csvbus_shared::kafka::ensure_topic(&broker_addr.to_string(), &topic, 4)
-        .await
-        .unwrap();
+    csvbus_shared::kafka::ensure_topic(
+        &csvbus_shared::kafka::client_config(&broker_addr.to_string()),
+        &topic,
+        4,
+    )
+    .await
+    .unwrap();
     while let Some(chunk) = futures::StreamExt::next(&mut rows).await {
         tx.unbounded_send(chunk).unwrap();
     }

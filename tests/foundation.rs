@@ -96,11 +96,11 @@ async fn migrations_apply_once_when_two_services_start_together() {
 #[tokio::test]
 async fn messages_round_trip_through_the_broker_process() {
     let topic = unique("foundation");
-    csvbus_shared::kafka::ensure_topic(&brokers(), &topic, 3)
+    csvbus_shared::kafka::ensure_topic(&csvbus_shared::kafka::client_config(&brokers()), &topic, 3)
         .await
         .unwrap();
     // Creating it again is fine.
-    csvbus_shared::kafka::ensure_topic(&brokers(), &topic, 3)
+    csvbus_shared::kafka::ensure_topic(&csvbus_shared::kafka::client_config(&brokers()), &topic, 3)
         .await
         .unwrap();
     let producer: FutureProducer = csvbus_shared::kafka::client_config(&brokers())

@@ -47,7 +47,12 @@ impl Bench {
     /// good settings (idempotent, acks=all, lz4, linger 5 ms, 1 MB batches).
     pub async fn raw_producer(&self) -> anyhow::Result<f64> {
         let topic = unique("bench-raw");
-        csvbus_shared::kafka::ensure_topic(&self.brokers, &topic, self.partitions).await?;
+        csvbus_shared::kafka::ensure_topic(
+            &csvbus_shared::kafka::client_config(&self.brokers),
+            &topic,
+            self.partitions,
+        )
+        .await?;
         let (brokers, file, rows) = (self.brokers.clone(), self.file.clone(), self.rows);
         tokio::task::spawn_blocking(move || raw_produce(&brokers, &topic, &file, rows)).await?
     }

@@ -140,14 +140,20 @@ pub struct CommonConfig {
     /// `CSVBUS_ALLOWED_SCHEMAS`: schemas whose tables may be targets (comma-separated). The
     /// upload service refuses other tables; the sink dead-letters messages naming them.
     pub allowed_schemas: Vec<String>,
+    /// `CSVBUS_KAFKA_CLIENT_<PROPERTY>`: librdkafka settings of every Kafka client csvbus makes
+    /// (the topic's admin client, the health probes, the producer, the consumer): TLS and SASL
+    /// belong here (`CSVBUS_KAFKA_CLIENT_SECURITY_PROTOCOL=sasl_ssl`).
+    pub kafka_client: Vec<(String, String)>,
     /// `CSVBUS_KAFKA_CONSUMER_<PROPERTY>` / `CSVBUS_KAFKA_PRODUCER_<PROPERTY>`: librdkafka
-    /// settings for the sink's consumer / the upload's producer, applied after csvbus' own
-    /// (`CSVBUS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS=50` sets `fetch.wait.max.ms`). For brokers that
-    /// need TLS, SASL or other tuning.
+    /// settings for the sink's consumer / the upload's producer only, applied after csvbus' own
+    /// and the client-wide ones (`CSVBUS_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS=50` sets
+    /// `fetch.wait.max.ms`).
     pub kafka_consumer: Vec<(String, String)>,
     pub kafka_producer: Vec<(String, String)>,
 }
 
+/// Prefix of the variables that set librdkafka properties of every Kafka client.
+pub const KAFKA_CLIENT_PREFIX: &str = "CSVBUS_KAFKA_CLIENT_";
 /// Prefix of the variables that set librdkafka properties of the sink's consumer.
 pub const KAFKA_CONSUMER_PREFIX: &str = "CSVBUS_KAFKA_CONSUMER_";
 /// Prefix of the variables that set librdkafka properties of the upload's producer.
@@ -190,6 +196,7 @@ impl CommonConfig {
             topic_create: env.parse("CSVBUS_TOPIC_CREATE", true)?,
             log_json: log_format == "json",
             allowed_schemas: env.list("CSVBUS_ALLOWED_SCHEMAS", &["public"]),
+            kafka_client: passthrough(env, KAFKA_CLIENT_PREFIX),
             kafka_consumer: passthrough(env, KAFKA_CONSUMER_PREFIX),
             kafka_producer: passthrough(env, KAFKA_PRODUCER_PREFIX),
         })

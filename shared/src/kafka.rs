@@ -32,14 +32,25 @@ pub fn client_config(brokers: &str) -> ClientConfig {
     c
 }
 
+/// The configuration every Kafka client of a service starts from: [`client_config`] and the
+/// operator's client-wide settings (`CSVBUS_KAFKA_CLIENT_*`: TLS, SASL). Admin clients,
+/// probes, producers and consumers are all built from it, so none of them misses a setting.
+pub fn service_client(config: &crate::config::CommonConfig) -> ClientConfig {
+    let mut c = client_config(&config.kafka_brokers);
+    for (k, v) in &config.kafka_client {
+        c.set(k, v);
+    }
+    c
+}
+
 /// Creates `topic` with `partitions` partitions unless it exists; waits until the broker's
 /// metadata shows it, so producers and consumers can use it at once.
 pub async fn ensure_topic(
-    brokers: &str,
+    base: &ClientConfig,
     topic: &str,
     partitions: i32,
 ) -> Result<(), KafkaAdminError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = base.create()?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics([&new], &opts).await? {
@@ -49,36 +60,27 @@ pub async fn ensure_topic(
             Err((topic, code)) => return Err(KafkaAdminError::CreateTopic { topic, code }),
         }
     }
-    wait_for_topic(brokers, topic, Duration::from_secs(20)).await
+    wait_for_topic(base, topic, Duration::from_secs(20)).await
 }
 
 /// Makes sure the topic of `config` exists: creates it (`CSVBUS_TOPIC_CREATE=true`) or waits
 /// for it.
 pub async fn prepare_topic(config: &crate::config::CommonConfig) -> Result<(), KafkaAdminError> {
+    let base = service_client(config);
     if config.topic_create {
-        ensure_topic(
-            &config.kafka_brokers,
-            &config.topic,
-            config.topic_partitions,
-        )
-        .await
+        ensure_topic(&base, &config.topic, config.topic_partitions).await
     } else {
-        wait_for_topic(
-            &config.kafka_brokers,
-            &config.topic,
-            Duration::from_secs(60),
-        )
-        .await
+        wait_for_topic(&base, &config.topic, Duration::from_secs(60)).await
     }
 }
 
 /// Polls the broker's metadata until `topic` has partitions, or `timeout` passes.
 pub async fn wait_for_topic(
-    brokers: &str,
+    base: &ClientConfig,
     topic: &str,
     timeout: Duration,
 ) -> Result<(), KafkaAdminError> {
-    let producer: FutureProducer = client_config(brokers).create()?;
+    let producer: FutureProducer = base.create()?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let p = producer.clone();
@@ -110,4 +112,23 @@ pub async fn brokers_reachable(producer: &FutureProducer, timeout: Duration) -> 
     tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, timeout).is_ok())
         .await
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CommonConfig, Env};
+
+    #[test]
+    fn client_wide_settings_reach_the_base_of_every_client() {
+        let env = Env::from_pairs([
+            ("KAFKA_BROKERS", "b1:9093"),
+            ("CSVBUS_KAFKA_CLIENT_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("CSVBUS_KAFKA_CLIENT_SASL_MECHANISM", "SCRAM-SHA-512"),
+        ]);
+        let c = service_client(&CommonConfig::from_env(&env).unwrap());
+        assert_eq!(c.get("bootstrap.servers"), Some("b1:9093"));
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+    }
 }

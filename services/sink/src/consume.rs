@@ -26,7 +26,14 @@ use crate::writer::Settings;
 
 /// The consumer of the sink.
 pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::KafkaError> {
-    let mut c = csvbus_shared::kafka::client_config(&config.common.kafka_brokers);
+    consumer_config(config)
+        .create_with_context(LagContext::new(&config.common.topic, &config.group_id))
+}
+
+/// The consumer's librdkafka settings: the client-wide ones, csvbus' own, then the operator's
+/// consumer settings.
+pub fn consumer_config(config: &SinkConfig) -> rdkafka::ClientConfig {
+    let mut c = csvbus_shared::kafka::service_client(&config.common);
     if let (Some(id), Assignment::Group) = (&config.instance_id, config.assignment) {
         // Static membership: a restarted replica takes its partitions back at once.
         c.set("group.instance.id", id);
@@ -43,7 +50,7 @@ pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::Kaf
     for (k, v) in &config.common.kafka_consumer {
         c.set(k, v);
     }
-    c.create_with_context(LagContext::new(&config.common.topic, &config.group_id))
+    c
 }
 
 /// librdkafka's prefetch settings of the sink (the benchmark's raw consumer reads with them too).
@@ -252,5 +259,22 @@ fn rejoin(config: &SinkConfig) -> Option<Arc<SinkConsumer>> {
             tracing::error!(error = %e, "creating a new consumer failed; keeping the old one");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consumer_has_the_client_wide_settings() {
+        let env = csvbus_shared::config::Env::from_pairs([
+            ("CSVBUS_KAFKA_CLIENT_SECURITY_PROTOCOL", "ssl"),
+            ("CSVBUS_KAFKA_CONSUMER_SESSION_TIMEOUT_MS", "20000"),
+        ]);
+        let c = consumer_config(&SinkConfig::from_env(&env).unwrap());
+        assert_eq!(c.get("security.protocol"), Some("ssl"));
+        assert_eq!(c.get("session.timeout.ms"), Some("20000"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
     }
 }

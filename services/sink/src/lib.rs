@@ -81,7 +81,7 @@ pub async fn run(
     );
 
     let probe: rdkafka::producer::FutureProducer =
-        csvbus_shared::kafka::client_config(&config.common.kafka_brokers).create()?;
+        csvbus_shared::kafka::service_client(&config.common).create()?;
     let health = Arc::new(watchdog::GroupHealth::default());
     let http_stop = CancellationToken::new();
     let watch = watchdog::Watch {

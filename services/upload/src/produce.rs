@@ -32,7 +32,13 @@ pub enum ProduceError {
 
 /// The idempotent, batched producer of the upload service.
 pub fn producer(config: &UploadConfig) -> Result<FutureProducer, KafkaError> {
-    let mut c: ClientConfig = csvbus_shared::kafka::client_config(&config.common.kafka_brokers);
+    producer_config(config).create()
+}
+
+/// The producer's librdkafka settings: the client-wide ones, csvbus' own, then the operator's
+/// producer settings.
+pub fn producer_config(config: &UploadConfig) -> ClientConfig {
+    let mut c: ClientConfig = csvbus_shared::kafka::service_client(&config.common);
     let queue_kb = (config.inflight_bytes_total / 1024 * 2).max(16 * 1024);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
@@ -49,7 +55,7 @@ pub fn producer(config: &UploadConfig) -> Result<FutureProducer, KafkaError> {
     for (k, v) in &config.common.kafka_producer {
         c.set(k, v);
     }
-    c.create()
+    c
 }
 
 /// Memory a message in flight takes beyond its key and value: librdkafka's message and
@@ -285,6 +291,19 @@ impl Drop for InFlight {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_producer_has_the_client_wide_settings_and_its_own_win() {
+        let env = csvbus_shared::config::Env::from_pairs([
+            ("CSVBUS_KAFKA_CLIENT_SECURITY_PROTOCOL", "ssl"),
+            ("CSVBUS_KAFKA_CLIENT_LINGER_MS", "1"),
+            ("CSVBUS_KAFKA_PRODUCER_LINGER_MS", "7"),
+        ]);
+        let c = producer_config(&UploadConfig::from_env(&env).unwrap());
+        assert_eq!(c.get("security.protocol"), Some("ssl"));
+        assert_eq!(c.get("linger.ms"), Some("7"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+    }
     use super::*;
     use csvbus_shared::imports::Checkpoint;
     use rdkafka::ClientConfig;
