@@ -267,6 +267,9 @@ async fn imports_say_which_file_and_what_they_came_to_and_filter_by_both() {
         seen(&list("source=REFUSED").await),
         [pair("refused.csv", "completed_with_rejections")]
     );
+    let long = format!("{base}/v1/imports?source={}", "x".repeat(256));
+    let r = http.get(long).send().await.unwrap();
+    assert_eq!(r.status(), 400, "a source longer than any stored one");
     sink.stop().await;
     upload.stop().await;
 }

@@ -157,6 +157,8 @@ def test_every_row_refused_is_a_warning_and_the_file_is_listed_under_its_name(pa
     assert service.query("SELECT count(*) FROM people") == [(0,)]
 
     post(service, "cities", "name,country\nLyon,FR\n")  # a clean import, sent without a name
+    eventually("the clean import to complete", lambda: service.query(
+        "SELECT status FROM csvbus.imports WHERE target_table = 'cities'") == [("completed",)])
     page.goto(service.url + "/#/imports")
     rows = page.locator("#imports tbody tr")
     expect(rows).to_have_count(2)
@@ -164,7 +166,7 @@ def test_every_row_refused_is_a_warning_and_the_file_is_listed_under_its_name(pa
     expect(refused.locator(".status")).to_have_text("completed with 2 rejected")
     assert refused.locator(".status").evaluate("e => getComputedStyle(e).color") == WARN
     clean = rows.filter(has_text="public.cities")
-    expect(clean.locator(".status")).to_have_text("completed", timeout=30_000)
+    expect(clean.locator(".status")).to_have_text("completed")
     assert clean.locator(".status").evaluate("e => getComputedStyle(e).color") == OK
     expect(page.locator("#imports-totals")).to_contain_text("2 imports shown")
 

@@ -100,6 +100,12 @@ pub async fn list_imports(
             ApiError::bad_request("invalid_table", format!("table={t:?}: use schema.table"))
         })?),
     };
+    if q.source.as_ref().is_some_and(|s| s.chars().count() > 255) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "source= is at most 255 characters (as a source name is)",
+        ));
+    }
     let filter = ImportFilter {
         table,
         status: q.status,
