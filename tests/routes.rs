@@ -415,3 +415,62 @@ async fn a_foreign_host_or_a_cross_site_write_is_refused_before_its_route() {
     let (status, _) = call(&app, get("/v1/imports", "localhost:8080")).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_those_the_docs_list_each_described_and_counters_present_from_the_start() {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .unwrap();
+    let section = docs.split("## Metrics").nth(1).unwrap();
+    let documented: std::collections::BTreeSet<&str> = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('`').nth(1))
+        .collect();
+    let exported: std::collections::BTreeSet<&str> = csvbus_upload::metric_docs::METRICS
+        .iter()
+        .chain(csvbus_sink::metric_docs::METRICS)
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        documented, exported,
+        "docs/operations.md's metrics table and the services' lists"
+    );
+
+    let db = TestDb::new().await;
+    let mut e = env(&db, &unique("metrics"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    let upload = csvbus_tests::spawn_upload(&e).await;
+    let sink = csvbus_tests::spawn_sink(&e).await;
+    let get = |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
+    let upload_text = get(upload.url("/metrics")).await;
+    let sink_text = get(sink.url("/metrics")).await;
+    for (text, list) in [
+        (&upload_text, csvbus_upload::metric_docs::METRICS),
+        (&sink_text, csvbus_sink::metric_docs::METRICS),
+    ] {
+        // A labelled series (the sink's lag) appears with its first value.
+        for m in list.iter().filter(|m| m.labels.is_empty()) {
+            assert!(
+                text.contains(&format!("# HELP {} ", m.name)),
+                "{} undescribed:\n{text}",
+                m.name
+            );
+            let sample = text.lines().any(|l| {
+                l.strip_prefix(m.name)
+                    .is_some_and(|rest| rest.starts_with([' ', '_']) && !l.starts_with('#'))
+            });
+            assert!(sample, "{} is not exported from the start:\n{text}", m.name);
+        }
+    }
+    // Rows per batch in buckets of rows, not of seconds.
+    assert!(
+        sink_text.contains("csvbus_sink_batch_rows_bucket{le=\"5000\"}"),
+        "{sink_text}"
+    );
+    sink.stop().await;
+    upload.stop().await;
+}

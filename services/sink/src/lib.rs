@@ -16,6 +16,7 @@
 //! - [`finalize`]: moves complete atomic/replace imports from staging into their tables.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`lag`]: consumer lag per partition against the positions in Postgres.
+//! - [`metric_docs`]: the metrics the sink exports, with their meaning.
 //! - [`stale`]: detects positions left by an earlier incarnation of a recreated topic.
 //! - [`claims`]: which replica writes which partition, kept in Postgres (`CSVBUS_SINK_ASSIGNMENT=postgres`).
 //! - [`watchdog`]: rejoins the group when the sink holds no partition while rows wait.
@@ -32,6 +33,7 @@ pub mod finalize;
 pub mod http;
 pub mod lag;
 pub mod locks;
+pub mod metric_docs;
 pub mod move_rows;
 pub mod offsets;
 pub mod record;
@@ -112,7 +114,10 @@ pub async fn run(
     let state = http::State {
         pool: pool.clone(),
         probe,
-        metrics: csvbus_shared::telemetry::metrics_handle(),
+        metrics: {
+            csvbus_shared::telemetry::describe(metric_docs::METRICS);
+            csvbus_shared::telemetry::metrics_handle()
+        },
         health: health.clone(),
     };
     let server = tokio::spawn({

@@ -30,6 +30,7 @@
 //!   and the body turned into UTF-8 ([`transcode`]).
 //! - [`create`]: `create=true`: the table inferred from the file.
 //! - [`mapping`]: the file's columns onto the table's (normalized names, `columns=`).
+//! - [`metric_docs`]: the metrics the service exports, with their meaning.
 //! - [`parse`]: the body's CSV records with their lines and raw bytes.
 //! - [`body`]: the body as a counted, capped, idle-limited, decompressed byte stream.
 //! - [`body_digest`]: the decoded body's digest, which tells a repeat from another file.
@@ -58,6 +59,7 @@ pub mod ingest;
 pub mod lines;
 pub mod listing;
 pub mod mapping;
+pub mod metric_docs;
 pub mod page;
 pub mod parse;
 pub mod prepare;
@@ -141,7 +143,10 @@ impl App {
             client_slots: clients::ClientSlots::new(config.max_uploads_per_client),
             inflight: Arc::new(Semaphore::new(config.inflight_bytes_total as usize)),
             waiters: Arc::new(Semaphore::new(config.max_waiters)),
-            metrics: csvbus_shared::telemetry::metrics_handle(),
+            metrics: {
+                csvbus_shared::telemetry::describe(metric_docs::METRICS);
+                csvbus_shared::telemetry::metrics_handle()
+            },
             tasks: TaskTracker::new(),
             config,
             pool,

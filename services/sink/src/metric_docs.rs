@@ -1,0 +1,66 @@
+//! The sink's metrics (`/metrics`): described and registered at start from this one list,
+//! which docs/operations.md is checked against.
+
+use csvbus_shared::telemetry::MetricDoc;
+use csvbus_shared::telemetry::MetricKind::{Counter, Gauge, Histogram};
+
+pub const METRICS: &[MetricDoc] = &[
+    MetricDoc::new(
+        "csvbus_sink_rows_written_total",
+        Counter,
+        "Rows written into their tables.",
+    ),
+    MetricDoc::new(
+        "csvbus_sink_rows_rejected_total",
+        Counter,
+        "Rows Postgres refused (kept with their line and reason).",
+    ),
+    MetricDoc::new(
+        "csvbus_sink_dead_letters_total",
+        Counter,
+        "Messages that are not rows csvbus may write.",
+    ),
+    MetricDoc::new(
+        "csvbus_sink_duplicates_total",
+        Counter,
+        "Rows an earlier attempt of their import already sent (not written again).",
+    ),
+    MetricDoc::new(
+        "csvbus_sink_retries_total",
+        Counter,
+        "Write transactions retried after a database outage.",
+    ),
+    MetricDoc::new(
+        "csvbus_sink_rejoins_total",
+        Counter,
+        "Times the sink joined its group or claims again after losing them.",
+    ),
+    MetricDoc::new(
+        "csvbus_sink_seek_backs_total",
+        Counter,
+        "Seeks back to the position stored in Postgres.",
+    ),
+    MetricDoc::new(
+        "csvbus_sink_missing_offsets_total",
+        Counter,
+        "Stored positions whose records the broker no longer has (the partition stalls).",
+    ),
+    MetricDoc::new(
+        "csvbus_sink_batch_rows",
+        Histogram,
+        "Records per write transaction.",
+    ),
+    MetricDoc::new(
+        "csvbus_sink_batch_seconds",
+        Histogram,
+        "Seconds per write transaction.",
+    ),
+    MetricDoc {
+        labels: &["topic", "group", "partition"],
+        ..MetricDoc::new(
+            "csvbus_sink_consumer_lag",
+            Gauge,
+            "Records on the broker past the position committed to Postgres.",
+        )
+    },
+];
