@@ -94,6 +94,27 @@ fn cases() -> Vec<Case> {
             read_as: json!({"encoding": "utf-16le", "encoding_detected": true}),
         },
         Case {
+            // No encoding= at all: the byte-order mark leaves no doubt.
+            file: "utf-16le.csv",
+            query: "",
+            table: "(id int PRIMARY KEY, 名前 text, note text)",
+            rows: &["1|東京|Zoë", "2|Müller, Jr.|ß"],
+            rejected_lines: &[],
+            read_as: json!({"encoding": "utf-16le", "encoding_detected": true,
+                "notes": ["a UTF-16 byte-order mark: read as utf-16le"]}),
+        },
+        Case {
+            // No encoding=, not UTF-8: read as UTF-8 as documented (its non-ASCII rows are
+            // rejected), and the answer says what encoding=auto would do.
+            file: "windows-1252-rows.csv",
+            query: "",
+            table: T3,
+            rows: &["3|plain|ok"],
+            rejected_lines: &[2, 3],
+            read_as: json!({"encoding": "utf-8", "encoding_detected": false,
+                "notes": ["the first bytes are not UTF-8: rows holding such bytes are rejected; encoding=auto would read the file as windows-1252"]}),
+        },
+        Case {
             file: "utf-16le-broken.csv",
             query: "encoding=utf-16",
             table: "(id int, name text)",

@@ -219,6 +219,7 @@ pub fn read_options(q: &UploadQuery) -> Result<ReadOptions, ApiError> {
         delimiter: parse_delimiter(q.delimiter.as_deref())?,
         quote,
         encoding,
+        encoding_given: q.encoding.as_deref().is_some_and(|e| !e.is_empty()),
         skip_lines: q.skip_lines.map(|n| n.min(MAX_SKIP_LINES)),
         trim: q.trim.unwrap_or(false),
         header,

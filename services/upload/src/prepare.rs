@@ -21,6 +21,9 @@ pub struct ReadOptions {
     pub quote: Option<u8>,
     /// `None`: detect (`encoding=auto`).
     pub encoding: Option<TextEncoding>,
+    /// `encoding=` was given. Without it (UTF-8 by default) a UTF-16 byte-order mark is still
+    /// honoured, and a body that is not UTF-8 gets a note naming `encoding=auto`.
+    pub encoding_given: bool,
     /// `None`: detect a preamble (when the file has a header).
     pub skip_lines: Option<u64>,
     pub trim: bool,
@@ -45,8 +48,9 @@ impl ReadOptions {
         if self.quote.is_none() {
             self.quote = first.quote.bytes().next();
         }
-        if self.encoding.is_none() {
+        if self.encoding.is_none() || !self.encoding_given {
             self.encoding = TextEncoding::parse(&first.encoding).ok().flatten();
+            self.encoding_given = true;
         }
         self.skip_lines = self.skip_lines.or(Some(first.skip_lines));
     }
@@ -58,6 +62,7 @@ impl Default for ReadOptions {
             delimiter: None,
             quote: None,
             encoding: Some(TextEncoding::Utf8),
+            encoding_given: false,
             skip_lines: None,
             trim: false,
             header: true,
@@ -77,14 +82,46 @@ pub struct Prepared {
     pub sample: Option<(Vec<u8>, bool)>,
 }
 
+/// The encoding of a body sent without `encoding=`: UTF-8, unless a UTF-16 byte-order mark
+/// leaves no doubt; and a note when the first bytes are not UTF-8 (their rows will be rejected),
+/// naming what `encoding=auto` would read.
+fn default_encoding(sample: &[u8]) -> (TextEncoding, Option<String>) {
+    match sample {
+        [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..] => {
+            let e = TextEncoding::detect(sample);
+            (
+                e,
+                Some(format!("a UTF-16 byte-order mark: read as {}", e.name())),
+            )
+        }
+        _ => match std::str::from_utf8(sample) {
+            Err(e) if e.error_len().is_some() => {
+                let auto = TextEncoding::detect(sample).name();
+                let note = format!(
+                    "the first bytes are not UTF-8: rows holding such bytes are rejected; \
+                     encoding=auto would read the file as {auto}"
+                );
+                (TextEncoding::Utf8, Some(note))
+            }
+            _ => (TextEncoding::Utf8, None),
+        },
+    }
+}
+
 /// Decides the encoding and the dialect from the first bytes of `input`.
 pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError> {
     let mut notes = Vec::new();
-    let (encoding, input) = match o.encoding {
-        Some(e) => (e, input),
+    let (encoding, input, detected) = match o.encoding {
+        Some(TextEncoding::Utf8) if !o.encoding_given => {
+            let p = sniff::peek(input, SAMPLE_BYTES, false).await;
+            let (e, note) = default_encoding(&p.sample);
+            notes.extend(note);
+            (e, p.input, e != TextEncoding::Utf8)
+        }
+        Some(e) => (e, input, false),
         None => {
             let p = sniff::peek(input, SAMPLE_BYTES, false).await;
-            (TextEncoding::detect(&p.sample), p.input)
+            (TextEncoding::detect(&p.sample), p.input, true)
         }
     };
     let input = transcode::utf8(input, encoding);
@@ -131,7 +168,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
             quote: (quote as char).to_string(),
             line_break: sniff::line_break(&sample[skip..]).to_owned(),
             encoding: encoding.name().to_owned(),
-            encoding_detected: o.encoding.is_none(),
+            encoding_detected: detected,
             skip_lines,
             skip_lines_detected: preamble > 0,
             header: o.header,

@@ -33,7 +33,7 @@ pub struct Header {
 /// Why a header record is refused (always at line 1).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
-    #[error("header field {0} is not valid UTF-8")]
+    #[error("header field {0} is not valid UTF-8; a file in another encoding needs encoding= (encoding=auto detects it)")]
     NotUtf8(usize),
     #[error("the first record must name the columns")]
     Empty,
