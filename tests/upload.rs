@@ -839,3 +839,36 @@ async fn long_polls_past_the_limit_get_429_and_plain_reads_still_work() {
     assert_eq!(plain.status(), StatusCode::OK);
     ctx.svc.stop().await;
 }
+
+#[tokio::test]
+async fn a_failure_after_rows_were_accepted_names_the_import_and_says_what_a_retry_does() {
+    let ctx = setup(&[]).await;
+    let body = "id\n1\n2\n3,x\n4,y\n";
+    let (status, v) = ctx.post("table=people&max_rejected=1", body).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("too_many_rejected_rows")
+        ),
+        "{v}"
+    );
+    assert!(v["import_id"].is_string(), "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("2 rows before it were accepted") && message.contains("Idempotency-Key"),
+        "{message}"
+    );
+    // All or nothing: nothing was written, and the answer says so.
+    let (_, v) = ctx
+        .post("table=people&max_rejected=1&mode=atomic", body)
+        .await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("none of its rows were written"),
+        "{v}"
+    );
+    ctx.svc.stop().await;
+}

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Extension;
 use axum::Json;
 use csvbus_shared::imports::{self, ImportStatus};
+use csvbus_shared::modes::ImportMode;
 use csvbus_shared::read_as::ReadAs;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -292,6 +293,19 @@ async fn run_upload(
     conclude(&app, &mut guard, &plan, ended, &progress, outcome).await
 }
 
+/// What an answer after a failure says of the rows before it: in a mode that is not staged they
+/// are written whatever happens now, and a retry must not send them again.
+fn written_before(mode: ImportMode, produced: i64) -> String {
+    match (mode.staged(), produced) {
+        (_, 0) => String::new(),
+        (true, _) => format!(" ({} import: none of its rows were written)", mode.as_str()),
+        (false, n) => format!(
+            " ({n} rows before it were accepted and are written to the table; a retry with the \
+             same Idempotency-Key resumes after them, one without a key writes them again)"
+        ),
+    }
+}
+
 /// What an upload that got as far as its rows leaves behind.
 struct Ended {
     id: Uuid,
@@ -329,7 +343,9 @@ async fn conclude(
     if let Err(f) = outcome {
         tracing::warn!(error = %f, "upload ended early");
         // The import id tells the client where to see what this import wrote before it ended.
-        return Err(f.into_answer().for_import(id));
+        let mut answer = f.into_answer().for_import(id);
+        answer.message += &written_before(plan.mode, counters.rows_produced);
+        return Err(answer);
     }
     if !saved {
         return Err(ApiError::unavailable(
