@@ -429,6 +429,16 @@ async fn rows_naming_a_completed_import_are_not_written() {
     )
     .await;
     assert_nums_exact(&db, 10_000).await;
+    // Handled all the same: delivered again below the position, they are no sign of a
+    // recreated topic.
+    let handled: Option<i64> = sqlx::query_scalar(
+        "SELECT max(max_line) FROM csvbus.import_partitions WHERE import_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(handled, Some(20_002));
     let rec = wait_final(&upload, &id, Duration::from_secs(10)).await;
     assert_eq!(
         (rec["rows_written"].as_i64(), rec["rows_produced"].as_i64()),

@@ -95,10 +95,31 @@ pub fn sort<'d>(
                 *max = meta.line;
                 push_row(&mut out.groups, meta, target, row, index)
             }
-            Err(reason) => out.dead.push(Dead { index, reason }),
+            Err(reason) => {
+                mark_handled(&mut out.max_lines, r, targets);
+                out.dead.push(Dead { index, reason })
+            }
         }
     }
     out
+}
+
+/// A dead-lettered record of an import that has ended (completed, or its staging table gone)
+/// is handled all the same: its line raises the import's handled line on the partition, so
+/// that the record delivered again below the stored position is not taken for a sign of a
+/// recreated topic (which would send the partition back to its start). Records of imports that
+/// still take rows leave it as it is: a forged line must not hide the import's real rows.
+fn mark_handled(max_lines: &mut HashMap<Uuid, i64>, r: &Record, targets: &HashMap<Uuid, Target>) {
+    let Some(meta) = r.meta.as_ref() else {
+        return;
+    };
+    if let Some(t) = targets
+        .get(&meta.import)
+        .filter(|t| t.completed || t.staging_gone)
+    {
+        let max = max_lines.entry(meta.import).or_insert(t.max_line);
+        *max = (*max).max(meta.line);
+    }
 }
 
 /// The record's import and decoded row, or why it is a dead letter.
@@ -268,6 +289,29 @@ mod tests {
         );
         assert_eq!(sorted.groups.len(), 1);
         assert_eq!(sorted.groups[0].rows[0].2, 6);
+    }
+
+    #[test]
+    fn dead_letters_of_an_ended_import_raise_its_handled_line_others_do_not() {
+        let (done, running) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut completed = target(&["x"], true);
+        completed.completed = true;
+        completed.max_line = 10;
+        let mut wrong_table = target(&["x"], true);
+        wrong_table.table = "public.other".into();
+        let targets = HashMap::from([(done, completed), (running, wrong_table)]);
+        let records = vec![
+            rec(0, done, 500, r#"{"x":"1"}"#),
+            rec(1, running, 900, r#"{"x":"1"}"#),
+        ];
+        let sorted = sort(&records, &targets);
+        assert_eq!(sorted.dead.len(), 2);
+        assert_eq!(sorted.max_lines.get(&done), Some(&500));
+        assert_eq!(
+            sorted.max_lines.get(&running),
+            None,
+            "a live import's line stays its own"
+        );
     }
 
     #[test]
