@@ -872,3 +872,136 @@ async fn a_failure_after_rows_were_accepted_names_the_import_and_says_what_a_ret
     );
     ctx.svc.stop().await;
 }
+
+/// A `multipart/form-data` body as `curl -F` sends it: `(name, filename, content)` parts.
+fn form(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, file, content) in parts {
+        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let disposition = match file {
+            Some(f) => format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: text/csv\r\n"),
+            None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n"),
+        };
+        out.extend_from_slice(disposition.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(content);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
+}
+
+#[tokio::test]
+async fn the_content_types_people_send_are_read_and_the_risky_ones_refused_with_a_hint() {
+    let ctx = setup(&[]).await;
+    // What browsers on Windows call a .csv, and a generic binary upload.
+    for ct in ["application/vnd.ms-excel", "application/octet-stream"] {
+        let (status, v) = ctx
+            .post_with("table=people", "id,name\n1,a\n", &[("content-type", ct)])
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{ct}: {v}");
+    }
+    // What a page on another site can send without asking, and curl --data-binary's default.
+    for ct in ["text/plain", "application/x-www-form-urlencoded"] {
+        let (status, v) = ctx
+            .post_with("table=people", "id,name\n1,a\n", &[("content-type", ct)])
+            .await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Some("unsupported_media_type")
+            ),
+            "{ct}"
+        );
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("-H 'Content-Type: text/csv'"),
+            "{v}"
+        );
+    }
+    // charset= names the encoding.
+    let latin = b"id,name\n1,Zo\xeb\n".to_vec();
+    let (status, v) = ctx
+        .post_with(
+            "table=people",
+            latin,
+            &[("content-type", "text/csv; charset=windows-1252")],
+        )
+        .await;
+    assert_eq!(
+        (status, v["read_as"]["encoding"].as_str()),
+        (StatusCode::ACCEPTED, Some("windows-1252")),
+        "{v}"
+    );
+    ctx.svc.stop().await;
+}
+
+#[tokio::test]
+async fn a_form_upload_streams_its_file_part_under_its_file_name() {
+    let ctx = setup(&[]).await;
+    let (b1, b2) = ("------csvbus-a", "------csvbus-b");
+    let csv: &[u8] = b"id,name\n1,a\n2,b\n";
+    let c = &ctx;
+    let post = |boundary: &str, parts: &[(&str, Option<&str>, &[u8])], key: &str| {
+        let ct = format!("multipart/form-data; boundary={boundary}");
+        let body = form(boundary, parts);
+        let key = key.to_owned();
+        async move {
+            c.post_with(
+                "table=people",
+                body,
+                &[
+                    ("content-type", ct.as_str()),
+                    ("idempotency-key", key.as_str()),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, v) = post(
+        b1,
+        &[("file", Some("C:\\exports\\sales.csv"), csv)],
+        "form-1",
+    )
+    .await;
+    assert_eq!(
+        (status, v["rows_produced"].as_u64()),
+        (StatusCode::ACCEPTED, Some(2)),
+        "{v}"
+    );
+    let rec = ctx
+        .get(&format!("/v1/imports/{}", v["import_id"].as_str().unwrap()))
+        .await;
+    assert_eq!(rec["source"], "sales.csv");
+    // The same file again in another form (another boundary): a repeat, not another file.
+    let (status, again) = post(b2, &[("file", Some("sales.csv"), csv)], "form-1").await;
+    assert_eq!(
+        (status, &again["replayed"]),
+        (StatusCode::OK, &Value::Bool(true)),
+        "{again}"
+    );
+    // A field before the file, or no file at all: said so, nothing stored.
+    let (status, v) = post(
+        b1,
+        &[("mode", None, b"upsert"), ("file", Some("x.csv"), csv)],
+        "form-2",
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_form")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("\"mode\""), "{v}");
+    let (status, v) = post(b1, &[], "form-3").await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_form")),
+        "{v}"
+    );
+    assert_eq!(ctx.imports().await, 1);
+    ctx.svc.stop().await;
+}

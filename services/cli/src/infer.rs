@@ -41,7 +41,7 @@ pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
         table: name,
         ..a.read.to_query()
     };
-    let mut opts = read_options(&q).map_err(|e| anyhow::anyhow!(e.message))?;
+    let mut opts = read_options(&q, None).map_err(|e| anyhow::anyhow!(e.message))?;
     opts.keep_sample = SAMPLE_BYTES;
     let file = tokio::fs::File::open(&a.file).await?;
     let p = prepare(Box::pin(file), &opts)

@@ -13,19 +13,9 @@ use crate::prepare::ReadOptions;
 use crate::transcode::TextEncoding;
 use crate::App;
 
-/// Content type, encoding and declared length, before the body is touched.
+/// Content encoding and declared length, before the body is touched (the content type is
+/// [`crate::media`]'s).
 pub fn check_headers(headers: &HeaderMap, max_body: u64) -> Result<Encoding, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        if !matches!(mime, "text/csv" | "application/csv" | "text/plain") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("Content-Type {mime:?} is not CSV; send text/csv"),
-            ));
-        }
-    }
     let enc = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?"));
@@ -172,9 +162,20 @@ pub async fn resolve_conflict(
 
 /// The options of how to read the body: delimiter, encoding, preamble, trimming, header and
 /// column mapping.
-pub fn read_options(q: &UploadQuery) -> Result<ReadOptions, ApiError> {
-    let encoding = TextEncoding::parse(q.encoding.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::bad_request("invalid_encoding", e.to_string()))?;
+pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOptions, ApiError> {
+    let given = q.encoding.as_deref().filter(|e| !e.is_empty());
+    let encoding = match (given, charset) {
+        (None, Some(c)) => TextEncoding::parse(if c.eq_ignore_ascii_case("us-ascii") { "utf-8" } else { c })
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("charset={c} is not one csvbus reads: utf-8, windows-1252, latin1, utf-16, utf-16be"),
+                )
+            })?,
+        _ => TextEncoding::parse(given.unwrap_or(""))
+            .map_err(|e| ApiError::bad_request("invalid_encoding", e.to_string()))?,
+    };
     let names: Option<Vec<String>> = q
         .columns
         .as_deref()
@@ -219,7 +220,7 @@ pub fn read_options(q: &UploadQuery) -> Result<ReadOptions, ApiError> {
         delimiter: parse_delimiter(q.delimiter.as_deref())?,
         quote,
         encoding,
-        encoding_given: q.encoding.as_deref().is_some_and(|e| !e.is_empty()),
+        encoding_given: given.is_some() || charset.is_some(),
         skip_lines: q.skip_lines.map(|n| n.min(MAX_SKIP_LINES)),
         trim: q.trim.unwrap_or(false),
         header,

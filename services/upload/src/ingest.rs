@@ -29,6 +29,7 @@ use crate::clients::{self, Peer};
 use crate::error::{ApiError, ErrorBody};
 use crate::failures::{self, UploadFailure};
 use crate::idempotency::{self, Claim};
+use crate::media;
 use crate::parse::Records;
 use crate::prepare::prepare;
 use crate::progress::{Progress, ProgressGuard};
@@ -59,7 +60,13 @@ pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
     ),
     request_body(
         description = "The CSV file: a header line naming the columns, then the rows",
-        content((String = "text/csv"), (String = "text/plain"), (String = "application/csv")),
+        content(
+            (String = "text/csv"),
+            (String = "application/csv"),
+            (String = "application/vnd.ms-excel"),
+            (String = "application/octet-stream"),
+            (crate::media::UploadForm = "multipart/form-data"),
+        ),
     ),
     responses(
         (status = 200, description = "A repeat under an Idempotency-Key: the first answer", body = Accepted),
@@ -119,10 +126,10 @@ pub async fn create_import(
         ));
     }
     let mode = parse_mode(q.mode.as_deref())?;
+    let media = media::media(&headers)?;
     let encoding = check_headers(&headers, app.config.max_body_bytes)?;
     let key = idempotency::key(&headers)?;
-    let source = source_name::source(q.name.as_deref(), &headers)?;
-    let mut read = read_options(&q)?;
+    let mut read = read_options(&q, media.charset.as_deref())?;
     let opts = ValueOptions {
         delimiter: read.delimiter.unwrap_or(b','),
         null: q.null.clone().filter(|s| !s.is_empty()),
@@ -130,6 +137,9 @@ pub async fn create_import(
     let (table, create) = resolve_or_create(&app, &q, &mut read).await?;
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
     let partitions = app.partitions.load(Ordering::Relaxed);
+    let (body, encoding, part_name) = unpack(&app, &media, encoding, body).await?;
+    let name = q.name.as_deref().or(part_name.as_deref());
+    let source = source_name::source(name, &headers)?;
     // A repeat that is answered without its rows (replayed, refused) still has its body read
     // and dropped first: a client busy sending it would otherwise see a broken pipe, not the
     // answer, and retry.
@@ -164,6 +174,29 @@ pub async fn create_import(
     let span =
         tracing::info_span!("upload", table = %plan.table.0, import_id = tracing::field::Empty);
     run_upload(app, plan, encoding, body).instrument(span).await
+}
+
+/// The CSV of the body: the body itself, or a form's file part (its name, and the encoding its
+/// name says). A form is not compressed as a whole (its file part may be).
+async fn unpack(
+    app: &App,
+    media: &media::Media,
+    encoding: Encoding,
+    body: Body,
+) -> Result<(Body, Encoding, Option<String>), ApiError> {
+    let Some(boundary) = &media.form_boundary else {
+        return Ok((body, encoding, None));
+    };
+    if encoding != Encoding::Identity {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            "a form is not compressed as a whole: send a compressed file part (file.csv.gz)",
+        ));
+    }
+    let (part, name, encoding) =
+        media::file_part(body, boundary, app.config.body_idle_timeout).await?;
+    Ok((part, encoding, name))
 }
 
 /// A repeat of an accepted import under its key: the first answer, marked `replayed`, when the

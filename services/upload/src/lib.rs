@@ -15,6 +15,7 @@
 //! - [`listing`]: the tables csvbus may write; recent imports.
 //! - [`page`]: the web page at `/`.
 //! - [`clients`]: upload slots per client (API key, else peer address).
+//! - [`media`]: what the body is (CSV, or a form's file part) from its `Content-Type`.
 //! - [`checks`]: what is checked before the body: type, encoding, length, table.
 //! - [`ingest`]: the upload handler: from the checks to the final answer.
 //! - [`request`]: an upload's query options and its `202` answer.
@@ -59,6 +60,7 @@ pub mod ingest;
 pub mod lines;
 pub mod listing;
 pub mod mapping;
+pub mod media;
 pub mod metric_docs;
 pub mod page;
 pub mod parse;

@@ -1,0 +1,197 @@
+//! What an upload body is, from its `Content-Type`: the CSV itself (`text/csv`,
+//! `application/csv`, `application/vnd.ms-excel` — what browsers on Windows label a `.csv` —,
+//! `application/octet-stream`, or no type), or a form (`multipart/form-data`, what `curl -F
+//! file=@x.csv` sends) whose one file part is the CSV, streamed like any body. A `charset=`
+//! names the text encoding. `text/plain` and `application/x-www-form-urlencoded` are refused
+//! with a hint: they are what a browser page on another site can send without asking, and
+//! what `curl --data-binary` sends when no type is given.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+
+use crate::body::Encoding;
+use crate::error::ApiError;
+
+/// How to read an upload's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    /// `multipart/form-data`: its boundary.
+    pub form_boundary: Option<String>,
+    /// The `charset=` parameter, when given.
+    pub charset: Option<String>,
+}
+
+/// A form upload (`curl -F file=@x.csv`): one part, the CSV file; the options go in the query
+/// string.
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "it only describes the form in the OpenAPI document"
+)]
+pub struct UploadForm {
+    /// The CSV file (its name becomes the import's source; `.gz` and `.zst` are decompressed).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+const HINT: &str =
+    "send the file as CSV: curl -H 'Content-Type: text/csv' --data-binary @file.csv URL, \
+                    or as a form: curl -F file=@file.csv URL";
+
+/// The body's kind from its `Content-Type`; 415 with a hint for the types csvbus does not read.
+pub fn media(headers: &HeaderMap) -> Result<Media, ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(Media {
+            form_boundary: None,
+            charset: None,
+        });
+    };
+    let ct = ct.to_str().unwrap_or("");
+    let mut parts = ct.split(';');
+    let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let param = |name: &str| {
+        ct.split(';').skip(1).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().trim_matches('"').to_owned())
+        })
+    };
+    let csv = matches!(
+        mime.as_str(),
+        "text/csv"
+            | "application/csv"
+            | "text/x-csv"
+            | "application/vnd.ms-excel"
+            | "application/octet-stream"
+            | "text/tab-separated-values"
+    );
+    if csv {
+        return Ok(Media {
+            form_boundary: None,
+            charset: param("charset"),
+        });
+    }
+    if mime == "multipart/form-data" {
+        let boundary = param("boundary").filter(|b| !b.is_empty()).ok_or_else(|| {
+            ApiError::bad_request("invalid_form", "multipart/form-data without a boundary")
+        })?;
+        return Ok(Media {
+            form_boundary: Some(boundary),
+            charset: None,
+        });
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("Content-Type {mime:?} is not read as CSV; {HINT}"),
+    ))
+}
+
+/// The file part of a form, as the body to read, with its file name and the encoding its name
+/// says (`.gz`, `.zst`). Only the file part is read: a field before it is refused (`400
+/// invalid_form`), so nothing a form says besides the file is silently dropped; what follows the
+/// file part is not read.
+pub async fn file_part(
+    body: Body,
+    boundary: &str,
+    idle: Duration,
+) -> Result<(Body, Option<String>, Encoding), ApiError> {
+    let limits = multer::Constraints::new().size_limit(
+        // Part headers only: the file part itself is streamed, bounded like any body.
+        multer::SizeLimit::new().per_field(u64::MAX),
+    );
+    let mut form = multer::Multipart::with_constraints(body.into_data_stream(), boundary, limits);
+    let invalid = |m: String| ApiError::bad_request("invalid_form", m);
+    let field = match tokio::time::timeout(idle, form.next_field()).await {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_idle_timeout",
+                format!("no form part received for {idle:?}"),
+            ))
+        }
+        Ok(Err(e)) => return Err(invalid(format!("the form could not be read: {e}"))),
+        Ok(Ok(None)) => {
+            return Err(invalid(
+                "the form has no file part; send the CSV as one".into(),
+            ))
+        }
+        Ok(Ok(Some(f))) => f,
+    };
+    let Some(name) = field.file_name().map(str::to_owned) else {
+        let field_name = field.name().unwrap_or("").to_owned();
+        return Err(invalid(format!(
+            "the form's first part ({field_name:?}) is not a file: send the CSV as the only part \
+             (curl -F file=@file.csv) and the options in the query string"
+        )));
+    };
+    let lower = name.to_ascii_lowercase();
+    let encoding = if lower.ends_with(".gz") {
+        Encoding::Gzip
+    } else if lower.ends_with(".zst") {
+        Encoding::Zstd
+    } else {
+        Encoding::Identity
+    };
+    // Keep the form alive while its field streams: the field reads through it.
+    let stream = futures::stream::unfold((field, form), |(mut field, form)| async move {
+        match field.chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), (field, form))),
+            Ok(None) => None,
+            Err(e) => Some((Err(std::io::Error::other(e)), (field, form))),
+        }
+    });
+    Ok((Body::from_stream(stream), Some(name), encoding))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ct(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn csv_types_forms_and_refusals() {
+        for ok in [
+            "text/csv",
+            "application/vnd.ms-excel",
+            "application/octet-stream",
+            "TEXT/CSV; charset=utf-8",
+        ] {
+            assert!(media(&ct(ok)).unwrap().form_boundary.is_none(), "{ok}");
+        }
+        assert_eq!(
+            media(&ct("text/csv; charset=\"windows-1252\""))
+                .unwrap()
+                .charset
+                .as_deref(),
+            Some("windows-1252")
+        );
+        let form = media(&ct("multipart/form-data; boundary=xyz")).unwrap();
+        assert_eq!(form.form_boundary.as_deref(), Some("xyz"));
+        for refused in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/json",
+        ] {
+            let e = media(&ct(refused)).unwrap_err();
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            );
+            assert!(
+                e.message.contains("Content-Type: text/csv"),
+                "{}",
+                e.message
+            );
+        }
+        assert!(media(&HeaderMap::new()).is_ok());
+    }
+}
