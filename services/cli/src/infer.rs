@@ -15,7 +15,7 @@ use crate::import_args::ReadArgs;
 
 #[derive(Args)]
 pub struct InferArgs {
-    /// The CSV file.
+    /// The CSV file; `-` reads stdin (then give --table).
     pub file: String,
     /// The table name the statement creates, `name` or `schema.name` [default: the file's
     /// name].
@@ -30,10 +30,11 @@ pub struct InferArgs {
 }
 
 pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
-    let stem = std::path::Path::new(&a.file)
-        .file_stem()
+    let stem = (a.file != "-")
+        .then(|| std::path::Path::new(&a.file).file_stem())
+        .flatten()
         .map(|s| csvbus_shared::infer::normalize(&s.to_string_lossy()))
-        .unwrap_or_default();
+        .unwrap_or_else(|| "stdin".to_owned());
     let name = a.table.clone().unwrap_or(stem);
     let table = TableName::parse(&name, DEFAULT_SCHEMA)
         .ok_or_else(|| anyhow::anyhow!("{name:?} is not a table name"))?;
@@ -43,8 +44,12 @@ pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
     };
     let mut opts = read_options(&q, None).map_err(|e| anyhow::anyhow!(e.message))?;
     opts.keep_sample = SAMPLE_BYTES;
-    let file = tokio::fs::File::open(&a.file).await?;
-    let p = prepare(Box::pin(file), &opts)
+    let input: csvbus_upload::row_loop::Input = if a.file == "-" {
+        Box::pin(tokio::io::stdin())
+    } else {
+        Box::pin(tokio::fs::File::open(&a.file).await?)
+    };
+    let p = prepare(input, &opts)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let (sample, complete) = p.sample.unwrap_or_default();
@@ -62,13 +67,17 @@ pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
         println!("{out}");
     } else {
         let r = &p.read_as;
-        let how = |detected: bool| if detected { "detected" } else { "given" };
+        let how = |detected: bool, given: bool| match (detected, given) {
+            (true, _) => "detected",
+            (false, true) => "given",
+            (false, false) => "default",
+        };
         println!(
             "-- delimiter {} ({}), encoding {} ({}), types from {} rows",
             r.delimiter,
-            how(r.delimiter_detected),
+            how(r.delimiter_detected, a.read.delimiter.is_some()),
             r.encoding,
-            how(r.encoding_detected),
+            how(r.encoding_detected, a.read.encoding.is_some()),
             new.rows
         );
         for n in &r.notes {

@@ -476,10 +476,29 @@ async fn infer_prints_the_table_and_import_create_makes_it() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         stdout(&out),
-        "-- delimiter ; (detected), encoding utf-8 (given), types from 2 rows\n\
+        "-- delimiter ; (detected), encoding utf-8 (default), types from 2 rows\n\
          CREATE TABLE \"public\".\"sales_2026\" (\"region\" text, \"amount\" text, \
          \"paid_on\" date, \"ok\" boolean);\n"
     );
+    // From stdin, and a file that is not UTF-8 says what encoding=auto would read.
+    let mut child = s
+        .csvbus()
+        .args(["infer", "-", "-t", "latin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"id,name\n1,Zo\xeb\n").await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(
+        text.contains("encoding=auto would read the file as windows-1252"),
+        "{text}"
+    );
+    assert!(text.contains("CREATE TABLE \"public\".\"latin\""), "{text}");
 
     let out = s
         .run(&[
