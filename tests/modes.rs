@@ -450,3 +450,53 @@ async fn seen_whole_or_not_at_all(mode: &str, after: i64) {
     db.exec("DELETE FROM nums WHERE id = 0").await;
     assert_nums_exact(&db, 40_000).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_named_like_csvbus_own_is_an_ordinary_column_in_every_mode() {
+    let (db, e) = stack(
+        "CREATE TABLE lines (id int PRIMARY KEY, csvbus_line text);
+         CREATE TABLE odd (id int PRIMARY KEY, \"csvbus line\" int)",
+    )
+    .await;
+    let upload = spawn_upload(&e).await;
+    let _sink = spawn_sink(&e).await;
+    for (mode, body) in [
+        ("atomic", "id,csvbus_line\n1,a\n2,b\n"),
+        ("upsert", "id,csvbus_line\n2,B\n3,c\n"),
+        ("skip", "id,csvbus_line\n3,x\n4,d\n"),
+        ("replace", "id,csvbus_line\n1,a\n2,B\n3,c\n4,d\n"),
+    ] {
+        let (s, v) = post(
+            &upload,
+            &format!("table=lines&mode={mode}"),
+            None,
+            body.into(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{mode}: {v}");
+        let rec = wait_done(&upload, &v["import_id"]).await;
+        assert_eq!(rec["status"], "completed", "{mode}: {rec}");
+    }
+    let rows: Vec<(i32, String)> = sqlx::query_as("SELECT id, csvbus_line FROM lines ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (1, "a".into()),
+            (2, "B".into()),
+            (3, "c".into()),
+            (4, "d".into())
+        ]
+    );
+    // csvbus' own staging name: refused in the modes that stage, plain in append.
+    let (s, v) = post(&upload, "table=odd&mode=atomic", None, "id\n1\n".into()).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("reserved_column")),
+        "{v}"
+    );
+    let (s, v) = post(&upload, "table=odd", None, "id\n1\n".into()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+}

@@ -77,8 +77,13 @@ impl ImportMode {
     }
 }
 
-/// The column of a staging table that holds each row's line.
-pub const LINE_COLUMN: &str = "csvbus_line";
+/// The column of a staging table that holds each row's line. A header never maps to it
+/// (normalized names have no spaces), and a table that has a column of this name is refused in
+/// the modes that stage rows (`422 reserved_column`), so it cannot collide with the table's own
+/// columns — `csvbus_line` is an ordinary column.
+pub const LINE_COLUMN: &str = "csvbus line";
+/// [`LINE_COLUMN`] quoted for SQL.
+pub const LINE_COLUMN_SQL: &str = "\"csvbus line\"";
 
 /// The staging table of an import, quoted for SQL.
 pub fn staging_table(import: Uuid) -> String {
@@ -109,7 +114,7 @@ pub async fn create_staging(
     .execute(&mut *conn)
     .await?;
     sqlx::query(&format!(
-        "ALTER TABLE {stage} ADD COLUMN {LINE_COLUMN} bigint NOT NULL"
+        "ALTER TABLE {stage} ADD COLUMN {LINE_COLUMN_SQL} bigint NOT NULL"
     ))
     .execute(&mut *conn)
     .await?;

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use csvbus_shared::catalog::{quote_ident, TableName};
 use csvbus_shared::failure::{classify, describe, Failure};
-use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN};
+use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN_SQL};
 use sqlx::PgConnection;
 
 use crate::batch::{Group, Reject};
@@ -128,7 +128,7 @@ impl How {
         let into = table.quoted();
         Ok(match (g.mode, &g.conflict) {
             (ImportMode::Atomic | ImportMode::Replace, _) => How::Copy(format!(
-                "COPY {} ({cols}, {LINE_COLUMN}) FROM STDIN WITH (FORMAT csv)",
+                "COPY {} ({cols}, {LINE_COLUMN_SQL}) FROM STDIN WITH (FORMAT csv)",
                 staging_table(g.import)
             )),
             (ImportMode::Upsert | ImportMode::Skip, Some(keys)) => {
@@ -160,12 +160,12 @@ impl How {
         let mut copy_cols = cols.to_owned();
         if with_line {
             sqlx::query(&format!(
-                "ALTER TABLE pg_temp.csvbus_stage ADD COLUMN {LINE_COLUMN} bigint"
+                "ALTER TABLE pg_temp.csvbus_stage ADD COLUMN {LINE_COLUMN_SQL} bigint"
             ))
             .execute(&mut *conn)
             .await?;
             copy_cols.push_str(", ");
-            copy_cols.push_str(LINE_COLUMN);
+            copy_cols.push_str(LINE_COLUMN_SQL);
         }
         Ok(Self::Staged {
             copy: format!("COPY pg_temp.csvbus_stage ({copy_cols}) FROM STDIN WITH (FORMAT csv)"),
@@ -214,7 +214,7 @@ fn on_conflict(
         .join(", ");
     if mode == ImportMode::Skip {
         return format!(
-            "INSERT INTO {into} ({cols}) SELECT {cols} {from} ORDER BY {LINE_COLUMN} ON CONFLICT ({key_list}) DO NOTHING"
+            "INSERT INTO {into} ({cols}) SELECT {cols} {from} ORDER BY {LINE_COLUMN_SQL} ON CONFLICT ({key_list}) DO NOTHING"
         );
     }
     let any_null = keys
@@ -222,7 +222,7 @@ fn on_conflict(
         .map(|k| format!("{} IS NULL", quote_ident(k)))
         .collect::<Vec<_>>()
         .join(" OR ");
-    let distinct = format!("{key_list}, (CASE WHEN {any_null} THEN {LINE_COLUMN} END)");
+    let distinct = format!("{key_list}, (CASE WHEN {any_null} THEN {LINE_COLUMN_SQL} END)");
     let updates: Vec<String> = columns
         .iter()
         .filter(|c| !keys.contains(c))
@@ -235,7 +235,7 @@ fn on_conflict(
     };
     format!(
         "INSERT INTO {into} ({cols}) SELECT DISTINCT ON ({distinct}) {cols} {from} \
-         ORDER BY {distinct}, {LINE_COLUMN} DESC ON CONFLICT ({key_list}) {action}"
+         ORDER BY {distinct}, {LINE_COLUMN_SQL} DESC ON CONFLICT ({key_list}) {action}"
     )
 }
 

@@ -4,7 +4,7 @@
 
 use csvbus_shared::catalog::{quote_ident, TableName};
 use csvbus_shared::failure::{classify, describe, Failure};
-use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN};
+use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN, LINE_COLUMN_SQL};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -61,13 +61,13 @@ pub(crate) async fn insert_all(
         }
         if !indexed {
             // Bisection looks rows up by line: worth an index from the first refusal on.
-            sqlx::query(&format!("CREATE INDEX ON {stage} ({LINE_COLUMN})"))
+            sqlx::query(&format!("CREATE INDEX ON {stage} ({LINE_COLUMN_SQL})"))
                 .execute(&mut *conn)
                 .await?;
             indexed = true;
         }
         let lines: Vec<i64> = sqlx::query_scalar(&format!(
-            "SELECT {LINE_COLUMN} FROM {stage} WHERE {LINE_COLUMN} BETWEEN $1 AND $2 LIMIT 2"
+            "SELECT {LINE_COLUMN_SQL} FROM {stage} WHERE {LINE_COLUMN_SQL} BETWEEN $1 AND $2 LIMIT 2"
         ))
         .bind(a)
         .bind(b)
@@ -118,11 +118,11 @@ async fn prepare_move(
         .join(", ");
     let insert = format!(
         "INSERT INTO {} ({cols}) SELECT {cols} FROM {stage}
-          WHERE {LINE_COLUMN} BETWEEN $1 AND $2 ORDER BY {LINE_COLUMN}",
+          WHERE {LINE_COLUMN_SQL} BETWEEN $1 AND $2 ORDER BY {LINE_COLUMN_SQL}",
         table.quoted()
     );
     let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
-        "SELECT min({LINE_COLUMN}), max({LINE_COLUMN}) FROM {stage}"
+        "SELECT min({LINE_COLUMN_SQL}), max({LINE_COLUMN_SQL}) FROM {stage}"
     ))
     .fetch_one(&mut *conn)
     .await?;
@@ -172,7 +172,7 @@ async fn refused_row(
     reason: String,
 ) -> Result<Refused, sqlx::Error> {
     let fields: Option<serde_json::Value> = sqlx::query_scalar(&format!(
-        "SELECT to_jsonb(s) - '{LINE_COLUMN}' FROM {stage} s WHERE {LINE_COLUMN} = $1"
+        "SELECT to_jsonb(s) - '{LINE_COLUMN}' FROM {stage} s WHERE {LINE_COLUMN_SQL} = $1"
     ))
     .bind(line)
     .fetch_optional(conn)

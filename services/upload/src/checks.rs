@@ -234,3 +234,20 @@ pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOption
 
 /// The most preamble lines `skip_lines=` may skip.
 const MAX_SKIP_LINES: u64 = 10_000;
+
+/// A table with a column of csvbus' own staging name cannot be imported in the modes that
+/// stage rows (atomic, replace, upsert, skip): refused, so that the name never collides.
+pub fn reserved_column(mode: ImportMode, columns: &[catalog::Column]) -> Result<(), ApiError> {
+    let line = csvbus_shared::modes::LINE_COLUMN;
+    if mode == ImportMode::Append || !columns.iter().any(|c| c.name == line) {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(
+        "reserved_column",
+        format!(
+            "the table has a column named {line:?}, which csvbus uses for its {} imports; \
+             rename it or import with mode=append",
+            mode.as_str()
+        ),
+    ))
+}

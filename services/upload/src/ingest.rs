@@ -24,7 +24,9 @@ use uuid::Uuid;
 
 use crate::body::{self, Encoding};
 use crate::body_digest::{self, BodyDigest};
-use crate::checks::{check_headers, parse_mode, read_options, resolve_conflict, resolve_or_create};
+use crate::checks::{
+    check_headers, parse_mode, read_options, reserved_column, resolve_conflict, resolve_or_create,
+};
 use crate::clients::{self, Peer};
 use crate::error::{ApiError, ErrorBody};
 use crate::failures::{self, UploadFailure};
@@ -135,6 +137,7 @@ pub async fn create_import(
         null: q.null.clone().filter(|s| !s.is_empty()),
     };
     let (table, create) = resolve_or_create(&app, &q, &mut read).await?;
+    reserved_column(mode, &table.1)?;
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
     let partitions = app.partitions.load(Ordering::Relaxed);
     let (body, encoding, part_name) = unpack(&app, &media, encoding, body).await?;
