@@ -39,6 +39,8 @@ sample="$state/sample.csv"
   for i in $(seq 1 10000); do echo "$i,\"Person $i\",\"City, $((i % 97))\",19$((50 + i % 50))-0$((1 + i % 9))-1$((i % 9))"; done
 } >"$sample"
 echo "[demo] importing $sample ($(wc -l <"$sample") lines) with the csvbus CLI"
-"$bin/csvbus" import "$sample" --table demo_people --server http://127.0.0.1:8080 --wait --progress never
+# --again: the table was just made anew, so the same sample is imported anew on every run
+# (without it a rerun is reported as already imported, exit 4).
+"$bin/csvbus" import "$sample" --table demo_people --server http://127.0.0.1:8080 --wait --progress never --again
 echo "[demo] rows in demo_people: $(psql "$DATABASE_URL" -tAc 'SELECT count(*) FROM demo_people')"
 echo "[demo] services keep running (pids in $state); logs in $state/{upload,sink}.log"
