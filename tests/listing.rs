@@ -273,3 +273,66 @@ async fn imports_say_which_file_and_what_they_came_to_and_filter_by_both() {
     sink.stop().await;
     upload.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_imports_and_dead_letters_past_their_retention_are_deleted_in_batches() {
+    let db = TestDb::new().await;
+    db.exec("CREATE TABLE r (id int)").await;
+    // The janitor's own purge is off: the test calls it.
+    let mut e = env(&db, &unique("retention"));
+    e.set("CSVBUS_RETENTION_DAYS", "0");
+    let mut upload = spawn_upload(&e).await;
+    upload.ready().await;
+    let http = reqwest::Client::new();
+    let base = upload.url("");
+    let base = base.trim_end_matches('/');
+    // Three failed imports, each with a rejected row: two to age, one to keep.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let body = format!("id\n{i},extra\n");
+        let (status, v) = post_import(&http, base, "table=r&max_rejected=0", body, &[]).await;
+        assert_eq!(status, 422, "{v}");
+        ids.push(v["import_id"].as_str().unwrap().to_owned());
+    }
+    // 40 days pass for two of them (and a dead letter); one of those still has a live key.
+    let old = "now() - interval '40 days'";
+    db.exec(&format!(
+        "UPDATE csvbus.imports SET finished_at = {old} WHERE id IN ('{}', '{}')",
+        ids[0], ids[1]
+    ))
+    .await;
+    db.exec(&format!("UPDATE csvbus.imports SET idempotency_key = 'k', key_expires_at = now() + interval '1 hour' WHERE id = '{}'", ids[1])).await;
+    db.exec(&format!(
+        "INSERT INTO csvbus.dead_letters (group_id, topic, partition, \"offset\", reason, payload_bytes, created_at)
+         VALUES ('g', 't', 0, 1, 'old', 0, {old}), ('g', 't', 0, 2, 'new', 0, now())"
+    ))
+    .await;
+    let purged =
+        csvbus_shared::retention::purge(&db.pool, std::time::Duration::from_secs(30 * 86_400), 1)
+            .await
+            .unwrap();
+    assert_eq!(
+        purged,
+        csvbus_shared::retention::Purged {
+            imports: 1,
+            rejected_rows: 1,
+            dead_letters: 1
+        }
+    );
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT id::text FROM csvbus.imports ORDER BY created_at")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        [ids[1].clone(), ids[2].clone()],
+        "the aged one whose key still holds stays"
+    );
+    let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM csvbus.rejected_rows")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rejected, 2);
+    upload.stop().await;
+}

@@ -16,6 +16,8 @@
 //!   [`import_list`]: recent imports a page at a time;
 //!   [`status`]: an import's status.
 //! - [`rejected`]: rejected rows, storable whatever their text.
+//! - [`retention`]: ended imports and dead letters deleted after `CSVBUS_RETENTION_DAYS`.
+//! - [`usage`]: `--help` and `--version` of the service binaries.
 //! - [`read_as`]: how an upload's bytes were read (dialect, encoding, column mapping).
 //! - [`infer`]: column types from a sample of rows, and the `CREATE TABLE` of `create=true`.
 //! - [`modes`]: what an import does to its table; staging tables of all-or-nothing imports.
@@ -36,6 +38,7 @@ pub mod message;
 pub mod modes;
 pub mod read_as;
 pub mod rejected;
+pub mod retention;
 pub mod service;
 pub mod shutdown;
 pub mod status;

@@ -81,6 +81,9 @@ pub struct UploadConfig {
     /// `CSVBUS_HEADER_READ_TIMEOUT_MS`: a connection that has not sent its request headers
     /// within this time of being accepted (or of its previous request) is closed.
     pub header_read_timeout: Duration,
+    /// `CSVBUS_RETENTION_DAYS`: ended imports (with their rejected rows) and dead letters
+    /// older than this are deleted by the upload service's janitor; 0 keeps them forever.
+    pub retention: Option<Duration>,
     /// `CSVBUS_MAX_CONNECTIONS`: open connections at most; beyond, new ones wait in the
     /// kernel's backlog until one closes (file descriptors stay bounded).
     pub max_connections: usize,
@@ -142,6 +145,10 @@ impl UploadConfig {
             orphan_after: env.millis("CSVBUS_ORPHAN_AFTER_MS", 60_000)?,
             header_read_timeout: env.millis("CSVBUS_HEADER_READ_TIMEOUT_MS", 10_000)?,
             max_connections: env.parse("CSVBUS_MAX_CONNECTIONS", 1024)?,
+            retention: match env.parse::<u64>("CSVBUS_RETENTION_DAYS", 30)? {
+                0 => None,
+                days => Some(Duration::from_secs(days * 86_400)),
+            },
             max_waiters: env.parse("CSVBUS_MAX_WAITERS", 256)?,
             idempotency_ttl: Duration::from_secs(
                 env.parse("CSVBUS_IDEMPOTENCY_TTL_SECS", 24 * 3600)?,

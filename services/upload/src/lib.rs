@@ -202,11 +202,17 @@ pub async fn run(
     serve(app, listener, shutdown).await
 }
 
-/// Marks imports whose upload service died `aborted`, refreshes the partition count, and drops
-/// staging tables no import needs any more, at start and then periodically.
+/// How often the janitor deletes what is past its retention.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Marks imports whose upload service died `aborted`, refreshes the partition count, drops
+/// staging tables no import needs any more, and deletes what is past its retention, at start
+/// and then periodically.
 async fn abort_orphans(app: Arc<App>, shutdown: CancellationToken) {
     let every = (app.config.orphan_after / 4).min(std::time::Duration::from_secs(10));
     let mut tick = tokio::time::interval(every);
+    // The first tick purges at once; later ones every PURGE_EVERY.
+    let mut last_purge: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -232,6 +238,25 @@ async fn abort_orphans(app: Arc<App>, shutdown: CancellationToken) {
             Ok(n) => tracing::info!(tables = n, "dropped staging tables of ended imports"),
             Err(e) => tracing::debug!(error = %e, "dropping unneeded staging tables failed"),
         }
+        let due = last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY);
+        if let Some(keep) = app.config.retention.filter(|_| due) {
+            last_purge = Some(tokio::time::Instant::now());
+            purge(&app, keep).await;
+        }
+    }
+}
+
+/// Deletes ended imports and dead letters past their retention (`CSVBUS_RETENTION_DAYS`).
+async fn purge(app: &App, keep: std::time::Duration) {
+    match csvbus_shared::retention::purge(&app.pool, keep, 1000).await {
+        Ok(p) if p == Default::default() => {}
+        Ok(p) => tracing::info!(
+            imports = p.imports,
+            rejected_rows = p.rejected_rows,
+            dead_letters = p.dead_letters,
+            "deleted what is past its retention"
+        ),
+        Err(e) => tracing::warn!(error = %e, "deleting what is past its retention failed"),
     }
 }
 
