@@ -996,12 +996,24 @@ async fn a_form_upload_streams_its_file_part_under_its_file_name() {
         "{v}"
     );
     assert!(v["message"].as_str().unwrap().contains("\"mode\""), "{v}");
+    // A second file after the first: the first is imported, and the answer names the other.
+    let parts: &[(&str, Option<&str>, &[u8])] = &[
+        ("file", Some("one.csv"), b"id,name\n7,g\n"),
+        ("file2", Some("two.csv"), b"id,name\n8,h\n"),
+    ];
+    let (status, v) = post(b1, parts, "form-4").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let notes = v["read_as"]["notes"].to_string();
+    assert!(
+        notes.contains("\\\"two.csv\\\" after the file was not read"),
+        "{notes}"
+    );
     let (status, v) = post(b1, &[], "form-3").await;
     assert_eq!(
         (status, v["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_form")),
         "{v}"
     );
-    assert_eq!(ctx.imports().await, 1);
+    assert_eq!(ctx.imports().await, 2);
     ctx.svc.stop().await;
 }

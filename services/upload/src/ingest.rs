@@ -140,7 +140,7 @@ pub async fn create_import(
     reserved_column(mode, &table.1)?;
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
     let partitions = app.partitions.load(Ordering::Relaxed);
-    let (body, encoding, part_name) = unpack(&app, &media, encoding, body).await?;
+    let (body, encoding, part_name, form_rest) = unpack(&app, &media, encoding, body).await?;
     let name = q.name.as_deref().or(part_name.as_deref());
     let source = source_name::source(name, &headers)?;
     // A repeat that is answered without its rows (replayed, refused) still has its body read
@@ -172,6 +172,7 @@ pub async fn create_import(
         resume,
         partitions,
         source,
+        form_rest,
     };
     let _active = ActiveGauge::new();
     let span =
@@ -186,9 +187,9 @@ async fn unpack(
     media: &media::Media,
     encoding: Encoding,
     body: Body,
-) -> Result<(Body, Encoding, Option<String>), ApiError> {
+) -> Result<(Body, Encoding, Option<String>, Option<media::Rest>), ApiError> {
     let Some(boundary) = &media.form_boundary else {
-        return Ok((body, encoding, None));
+        return Ok((body, encoding, None, None));
     };
     if encoding != Encoding::Identity {
         return Err(ApiError::new(
@@ -197,9 +198,9 @@ async fn unpack(
             "a form is not compressed as a whole: send a compressed file part (file.csv.gz)",
         ));
     }
-    let (part, name, encoding) =
+    let (part, name, encoding, rest) =
         media::file_part(body, boundary, app.config.body_idle_timeout).await?;
-    Ok((part, encoding, name))
+    Ok((part, encoding, name, Some(rest)))
 }
 
 /// A repeat of an accepted import under its key: the first answer, marked `replayed`, when the
@@ -359,7 +360,7 @@ async fn conclude(
     plan: &Plan,
     Ended {
         id,
-        read_as,
+        mut read_as,
         digest,
     }: Ended,
     progress: &Progress,
@@ -368,6 +369,9 @@ async fn conclude(
     if let Some(d) = digest.finished() {
         imports::save_body_digest(&app.pool, id, &d).await?;
     }
+    read_as
+        .notes
+        .extend(plan.form_rest.as_ref().and_then(media::Rest::note));
     let counters = progress.snapshot();
     let (final_status, error) = match &outcome {
         Ok(()) => (ImportStatus::Produced, None),

@@ -6,6 +6,7 @@
 //! with a hint: they are what a browser page on another site can send without asking, and
 //! what `curl --data-binary` sends when no type is given.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -90,15 +91,31 @@ pub fn media(headers: &HeaderMap) -> Result<Media, ApiError> {
     ))
 }
 
-/// The file part of a form, as the body to read, with its file name and the encoding its name
-/// says (`.gz`, `.zst`). Only the file part is read: a field before it is refused (`400
-/// invalid_form`), so nothing a form says besides the file is silently dropped; what follows the
-/// file part is not read.
+/// What follows a form's file part, once it was read to its end: the name of the next part, if
+/// there is one (it is not read; the answer says so).
+#[derive(Debug, Clone, Default)]
+pub struct Rest(Arc<Mutex<Option<String>>>);
+
+impl Rest {
+    /// The note for the answer when the form had more than its file.
+    pub fn note(&self) -> Option<String> {
+        let next = self.0.lock().ok()?.clone()?;
+        Some(format!(
+            "the form's part {next:?} after the file was not read: send one file per upload, \
+             with the options in the query string"
+        ))
+    }
+}
+
+/// The file part of a form, as the body to read, with its file name, the encoding its name
+/// says (`.gz`, `.zst`), and what follows it. Only the file part is read: a field before it is
+/// refused (`400 invalid_form`); a part after it is not read and named in the answer, so
+/// nothing a form says is dropped silently.
 pub async fn file_part(
     body: Body,
     boundary: &str,
     idle: Duration,
-) -> Result<(Body, Option<String>, Encoding), ApiError> {
+) -> Result<(Body, Option<String>, Encoding, Rest), ApiError> {
     let limits = multer::Constraints::new().size_limit(
         // Part headers only: the file part itself is streamed, bounded like any body.
         multer::SizeLimit::new().per_field(u64::MAX),
@@ -136,15 +153,32 @@ pub async fn file_part(
     } else {
         Encoding::Identity
     };
-    // Keep the form alive while its field streams: the field reads through it.
-    let stream = futures::stream::unfold((field, form), |(mut field, form)| async move {
-        match field.chunk().await {
-            Ok(Some(chunk)) => Some((Ok(chunk), (field, form))),
-            Ok(None) => None,
-            Err(e) => Some((Err(std::io::Error::other(e)), (field, form))),
+    let rest = Rest::default();
+    let seen = rest.clone();
+    // Keep the form alive while its field streams: the field reads through it. At the field's
+    // end, the next part's headers (if any) say whether the form had more.
+    let stream = futures::stream::unfold((field, form), move |(mut field, mut form)| {
+        let seen = seen.clone();
+        async move {
+            match field.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), (field, form))),
+                Ok(None) => {
+                    // The form moves on to its next part only once this one is let go.
+                    drop(field);
+                    let next = tokio::time::timeout(idle, form.next_field()).await;
+                    if let Ok(Ok(Some(next))) = next {
+                        let name = next.file_name().or(next.name()).unwrap_or("").to_owned();
+                        if let Ok(mut s) = seen.0.lock() {
+                            *s = Some(name);
+                        }
+                    }
+                    None
+                }
+                Err(e) => Some((Err(std::io::Error::other(e)), (field, form))),
+            }
         }
     });
-    Ok((Body::from_stream(stream), Some(name), encoding))
+    Ok((Body::from_stream(stream), Some(name), encoding, rest))
 }
 
 #[cfg(test)]

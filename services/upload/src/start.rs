@@ -35,6 +35,8 @@ pub struct Plan {
     pub partitions: i32,
     /// Where the rows come from (a file name), when the client said.
     pub source: Option<String>,
+    /// A form upload: what followed its file part (said in the answer).
+    pub form_rest: Option<crate::media::Rest>,
 }
 
 /// The answer the first upload under a key got, for a repeat of it: `200` (not the first
