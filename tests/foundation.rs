@@ -72,7 +72,7 @@ async fn migrations_apply_once_when_two_services_start_together() {
         bytes_received: n * 10,
         acked: Default::default(),
     };
-    let finished = csvbus_shared::imports::finish_upload(
+    let finished = csvbus_shared::imports::upload::finish(
         &db.pool,
         id,
         1,

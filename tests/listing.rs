@@ -307,13 +307,16 @@ async fn ended_imports_and_dead_letters_past_their_retention_are_deleted_in_batc
          VALUES ('g', 't', 0, 1, 'old', 0, {old}), ('g', 't', 0, 2, 'new', 0, now())"
     ))
     .await;
-    let purged =
-        csvbus_shared::retention::purge(&db.pool, std::time::Duration::from_secs(30 * 86_400), 1)
-            .await
-            .unwrap();
+    let purged = csvbus_shared::imports::retention::purge(
+        &db.pool,
+        std::time::Duration::from_secs(30 * 86_400),
+        1,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         purged,
-        csvbus_shared::retention::Purged {
+        csvbus_shared::imports::retention::Purged {
             imports: 1,
             rejected_rows: 1,
             dead_letters: 1

@@ -8,7 +8,8 @@ use std::time::Duration;
 use csvbus_shared::config::Env;
 use csvbus_tests::nums::{assert_nums_exact, nums_csv, NUMS};
 use csvbus_tests::{
-    env, post_keyed_until_accepted, spawn_sink, spawn_upload, unique, Service, TestDb,
+    env, post_import, post_keyed_until_accepted, spawn_sink, spawn_upload, unique, wait_ended,
+    Service, TestDb,
 };
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -34,42 +35,17 @@ async fn post(
     key: Option<&str>,
     body: reqwest::Body,
 ) -> (StatusCode, Value) {
-    let mut req = reqwest::Client::new()
-        .post(upload.url(&format!("/v1/imports?{query}")))
-        .header("content-type", "text/csv")
-        .body(body);
-    if let Some(k) = key {
-        req = req.header("idempotency-key", k);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap())
+    let headers: Vec<(&str, &str)> = [("content-type", "text/csv")]
+        .into_iter()
+        .chain(key.map(|k| ("idempotency-key", k)))
+        .collect();
+    let http = reqwest::Client::new();
+    post_import(&http, &upload.url(""), query, body, &headers).await
 }
 
-/// Waits until the import will change no more (`?wait=` returns early then); its record.
+/// Waits until the import will change no more; its record.
 async fn wait_done(upload: &Upload, id: &Value) -> Value {
-    let id = id.as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let rec: Value = reqwest::get(upload.url(&format!("/v1/imports/{id}?wait=5s")))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let s = rec["status"].as_str().unwrap();
-        let produced_and_written = rec["rows_written"].as_i64() >= rec["rows_produced"].as_i64();
-        if s == "completed"
-            || (matches!(s, "failed" | "aborted")
-                && (rec["mode"] != "append" || produced_and_written))
-        {
-            return rec;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "import not final: {rec}"
-        );
-    }
+    wait_ended(upload, id.as_str().unwrap(), Duration::from_secs(120)).await
 }
 
 async fn import(upload: &Upload, query: &str, csv: &'static str) -> Value {

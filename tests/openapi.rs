@@ -9,18 +9,14 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use csvbus_tests::{env, unique, TestDb};
+use csvbus_tests::TestDb;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 async fn app() -> (TestDb, Arc<csvbus_upload::App>) {
     let db = TestDb::new().await;
     db.exec("CREATE TABLE people (id int PRIMARY KEY, name text)")
         .await;
-    let config = csvbus_upload::UploadConfig::from_env(&env(&db, &unique("openapi"))).unwrap();
-    let app = csvbus_upload::App::connect(config, &CancellationToken::new())
-        .await
-        .unwrap();
+    let app = csvbus_tests::upload_app(&db, &[]).await;
     (db, app)
 }
 
@@ -40,8 +36,7 @@ async fn every_route_answers_exactly_its_documented_methods() {
     let (status, served) = call(&app, Method::GET, "/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(served["openapi"], "3.1.0");
-    let doc = serde_json::to_value(csvbus_upload::routes::documented(app.clone()).into_openapi())
-        .unwrap();
+    let doc = serde_json::to_value(csvbus_upload::documented(app.clone()).into_openapi()).unwrap();
     assert_eq!(served, doc, "the served document is the router's own");
 
     let paths = doc["paths"].as_object().unwrap();
@@ -90,8 +85,20 @@ async fn every_route_answers_exactly_its_documented_methods() {
 #[test]
 fn no_route_is_added_without_documentation() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/upload/src");
-    for entry in std::fs::read_dir(src).unwrap() {
-        let path = entry.unwrap().path();
+    let mut dirs = vec![src];
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 30, "the stage folders were not walked");
+    for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         for call in [
             ".route(",

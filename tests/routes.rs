@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use csvbus_tests::{env, unique, TestDb};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 const TABLE: &str = "CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL)";
 
@@ -21,14 +20,7 @@ async fn app(keys: Option<&str>) -> (TestDb, Arc<csvbus_upload::App>) {
 async fn app_with(settings: &[(&str, &str)]) -> (TestDb, Arc<csvbus_upload::App>) {
     let db = TestDb::new().await;
     db.exec(TABLE).await;
-    let mut e = env(&db, &unique("routes"));
-    for (k, v) in settings {
-        e.set(*k, *v);
-    }
-    let config = csvbus_upload::UploadConfig::from_env(&e).unwrap();
-    let app = csvbus_upload::App::connect(config, &CancellationToken::new())
-        .await
-        .unwrap();
+    let app = csvbus_tests::upload_app(&db, settings).await;
     (db, app)
 }
 
@@ -430,9 +422,9 @@ async fn metrics_are_those_the_docs_list_each_described_and_counters_present_fro
         .take_while(|l| l.starts_with('|'))
         .filter_map(|l| l.split('`').nth(1))
         .collect();
-    let exported: std::collections::BTreeSet<&str> = csvbus_upload::metric_docs::METRICS
+    let exported: std::collections::BTreeSet<&str> = csvbus_upload::METRICS
         .iter()
-        .chain(csvbus_sink::metric_docs::METRICS)
+        .chain(csvbus_sink::METRICS)
         .map(|m| m.name)
         .collect();
     assert_eq!(
@@ -449,8 +441,8 @@ async fn metrics_are_those_the_docs_list_each_described_and_counters_present_fro
     let upload_text = get(upload.url("/metrics")).await;
     let sink_text = get(sink.url("/metrics")).await;
     for (text, list) in [
-        (&upload_text, csvbus_upload::metric_docs::METRICS),
-        (&sink_text, csvbus_sink::metric_docs::METRICS),
+        (&upload_text, csvbus_upload::METRICS),
+        (&sink_text, csvbus_sink::METRICS),
     ] {
         // A labelled series (the sink's lag) appears with its first value.
         for m in list.iter().filter(|m| m.labels.is_empty()) {

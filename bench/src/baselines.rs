@@ -60,7 +60,7 @@ impl Bench {
     /// A diagnostic, not a target: a minimal consumer reading the topic of `up` from a fresh
     /// group (join included) until every row arrived; (seconds to the first message, total).
     /// It polls librdkafka in a loop on a thread of its own with the sink's prefetch settings
-    /// (`csvbus_sink::consume::fetch_settings`), as the sink does; `tuned` uses large fetches
+    /// (`csvbus_sink::fetch_settings`), as the sink does; `tuned` uses large fetches
     /// instead (100 MB per request, 16 MB per partition, 1 MB minimum, 100 ms wait, 1M messages
     /// queued) — the batch reader the raw consumer is checked against.
     pub async fn raw_consumer(&self, up: &Uploaded, tuned: bool) -> anyhow::Result<(f64, f64)> {
@@ -74,7 +74,7 @@ impl Bench {
         if !tuned {
             let sink =
                 csvbus_sink::SinkConfig::from_env(&csvbus_shared::config::Env::from_process())?;
-            for (k, v) in csvbus_sink::consume::fetch_settings(&sink) {
+            for (k, v) in csvbus_sink::fetch_settings(&sink) {
                 config.set(k, v);
             }
         } else {

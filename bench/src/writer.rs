@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use csvbus_shared::catalog::TableName;
 use csvbus_shared::message::RowEncoder;
-use csvbus_sink::record::{Meta, Record};
-use csvbus_sink::writer::{write_with_retry, Batch, Settings};
+use csvbus_sink::diagnostics::{write_with_retry, Batch, Record, RowMeta, Settings};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +31,6 @@ pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> an
     let mut parts: Vec<Vec<Record>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
     let mut record = csv::StringRecord::new();
     let mut line = 1i64;
-    let table_text = format!("{}.{}", table.schema, table.table);
     while reader.read_record(&mut record)? {
         line += 1;
         let mut payload = Vec::with_capacity(200);
@@ -45,10 +43,10 @@ pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> an
         p.push(Record {
             offset: p.len() as i64,
             partition: partition as i32,
-            meta: Some(Meta {
+            meta: Some(RowMeta {
                 import,
                 line,
-                table: table_text.clone(),
+                table: table.clone(),
             }),
             payload,
             key: None,

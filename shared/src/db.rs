@@ -43,25 +43,15 @@ pub async fn connect(
     let opts = opts
         .application_name("csvbus")
         .options([("search_path", "public")]);
-    let mut backoff = outage_backoff();
-    loop {
-        let attempt = PgPoolOptions::new()
+    let connect = || {
+        PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts.clone())
-            .await;
-        match attempt {
-            Ok(pool) => return Ok(pool),
-            Err(e) if classify(&e) == Failure::Outage => {
-                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "postgres not reachable yet");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Err(DbError::Cancelled),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
+    };
+    tokio::select! {
+        r = retry_outages("connecting to postgres", None, connect) => Ok(r?),
+        _ = shutdown.cancelled() => Err(DbError::Cancelled),
     }
 }
 
@@ -86,14 +76,34 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     Ok(())
 }
 
-/// The backoff of every retry loop that waits out an outage: 100 ms doubling to 5 s, jittered,
-/// without end (the caller's cancellation token ends it).
-pub fn outage_backoff() -> impl Iterator<Item = Duration> {
-    use backon::BackoffBuilder;
+/// The backoff of every retry that waits out an outage: 100 ms doubling to 5 s, jittered,
+/// without end unless `patience` is given (else the caller's cancellation ends it).
+pub fn outage_backoff(patience: Option<Duration>) -> backon::ExponentialBuilder {
     backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(5))
         .with_jitter()
         .without_max_times()
-        .build()
+        .with_total_delay(patience)
+}
+
+/// Runs `op` until it succeeds or fails with something other than an outage ([`classify`]),
+/// waiting out outages on [`outage_backoff`] for up to `patience` (`None`: for as long as it
+/// takes; the caller cancels). Each wait is logged with `what`.
+pub async fn retry_outages<T, Fut>(
+    what: &str,
+    patience: Option<Duration>,
+    op: impl FnMut() -> Fut,
+) -> Result<T, sqlx::Error>
+where
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    use backon::Retryable;
+    op.retry(outage_backoff(patience))
+        .sleep(tokio::time::sleep)
+        .when(|e| classify(e) == Failure::Outage)
+        .notify(|e, delay| {
+            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "{what}: the database is unavailable; retrying");
+        })
+        .await
 }

@@ -8,6 +8,9 @@
 //!   rows and reject them with Postgres' message; the rest is written.
 //! - [`Failure::Group`]: no row of the group can be written (the table or a column is gone):
 //!   reject them all without bisecting.
+//! - [`Failure::NotByCopy`]: the statement cannot write this table at all (0A000, e.g. COPY
+//!   into a table with forced row-level security): a COPY is redone as `INSERT … SELECT`;
+//!   for any other statement it means [`Failure::Group`].
 //! - [`Failure::Unknown`]: none of the above. Retried a bounded number of times, then treated as
 //!   [`Failure::Rows`], so no input can hold a partition forever.
 
@@ -17,6 +20,7 @@ pub enum Failure {
     Outage,
     Rows,
     Group,
+    NotByCopy,
     Unknown,
 }
 
@@ -44,9 +48,10 @@ pub fn classify_code(code: &str) -> Failure {
             Failure::Outage
         }
         ("40", "40001" | "40P01") | (_, "55P03") => Failure::Outage,
-        // The target or a column is gone, or COPY cannot write it at all (0A000: e.g. a table
-        // with forced row-level security): nothing of the group can be written.
-        (_, "42P01" | "42703" | "3F000" | "0A000") => Failure::Group,
+        // The target or a column is gone: nothing of the group can be written.
+        (_, "42P01" | "42703" | "3F000") => Failure::Group,
+        // Feature not supported: e.g. COPY into a table with forced row-level security.
+        (_, "0A000") => Failure::NotByCopy,
         // Data exception; integrity constraint; program limit (index row too big, too many
         // columns); PL/pgSQL raise; insufficient privilege / row-level security; statement
         // timeout; errors raised by routines and triggers; other syntax-or-access errors
@@ -100,7 +105,7 @@ mod tests {
             ("42P01", Failure::Group),
             ("42703", Failure::Group),
             ("3F000", Failure::Group),
-            ("0A000", Failure::Group),
+            ("0A000", Failure::NotByCopy),
             ("XX000", Failure::Unknown),
             ("55000", Failure::Unknown),
             ("25P02", Failure::Unknown),

@@ -114,6 +114,28 @@ pub async fn brokers_reachable(producer: &FutureProducer, timeout: Duration) -> 
         .unwrap_or(false)
 }
 
+/// How many partitions `topic` has, as the brokers say (0: the topic is not there, or in
+/// error). `fetch` asks the brokers with the client at hand (a producer or a consumer), on a
+/// blocking thread.
+pub async fn partition_count<C: Send + 'static>(
+    client: C,
+    topic: &str,
+    timeout: Duration,
+    fetch: fn(&C, &str, Duration) -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata>,
+) -> Result<i32, KafkaError> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let md = fetch(&client, &topic, timeout)?;
+        Ok(md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as i32))
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

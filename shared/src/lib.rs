@@ -12,11 +12,8 @@
 //! - [`failure`]: what a Postgres error means for the rows being written (one policy).
 //! - [`catalog`]: target-table introspection and identifier quoting, so names reach SQL only
 //!   checked against the catalog and quoted.
-//! - [`imports`]: reads and writes of `csvbus.imports` and `csvbus.rejected_rows`;
-//!   [`import_list`]: recent imports a page at a time;
-//!   [`status`]: an import's status.
-//! - [`rejected`]: rejected rows, storable whatever their text.
-//! - [`retention`]: ended imports and dead letters deleted after `CSVBUS_RETENTION_DAYS`.
+//! - [`imports`]: `csvbus.imports` and its rejected rows, with the one module of typed
+//!   transitions every change goes through; the list, retention.
 //! - [`usage`]: `--help` and `--version` of the service binaries.
 //! - [`read_as`]: how an upload's bytes were read (dialect, encoding, column mapping).
 //! - [`infer`]: column types from a sample of rows, and the `CREATE TABLE` of `create=true`.
@@ -30,17 +27,13 @@ pub mod config;
 pub mod db;
 pub mod failure;
 pub mod health;
-pub mod import_list;
 pub mod imports;
 pub mod infer;
 pub mod kafka;
 pub mod message;
 pub mod modes;
 pub mod read_as;
-pub mod rejected;
-pub mod retention;
 pub mod service;
 pub mod shutdown;
-pub mod status;
 pub mod telemetry;
 pub mod usage;

@@ -1,39 +1,99 @@
-//! The wire format of one CSV row on the topic. Documented in docs/api.md: other consumer groups
-//! read it too.
+//! The wire format of one CSV row on the topic: the contract between the upload service, the
+//! sink and any other consumer group (documented in docs/api.md).
 //!
-//! - value: a JSON object `{"column": "text" | null, ...}` in the file's header order; values are
-//!   the field text exactly as in the file (unquoted), `null` for SQL NULL;
-//! - headers: [`HEADER_IMPORT`] (import id, UUID text), [`HEADER_LINE`] (1-based line number of
-//!   the record's first line in the file, decimal), [`HEADER_TABLE`] (`schema.table`, quoted
-//!   identifier parts joined by a dot are *not* used: plain `schema.table` names);
-//! - key: the value of the upload's `key` column, or none.
+//! - headers: [`RowMeta`] — [`HEADER_IMPORT`] (import id, UUID text), [`HEADER_LINE`] (1-based
+//!   line of the record's first line in the file, decimal), [`HEADER_TABLE`] (`schema.table`,
+//!   unquoted); encoded per import by [`RowHeaders`], decoded by [`RowMeta::decode`];
+//! - value: a JSON object `{"column": "text" | null, ...}` ([`RowEncoder`], [`Row`]);
+//! - key: set by the upload (see docs/api.md).
 
 use std::borrow::Cow;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::catalog::TableName;
 
 pub const HEADER_IMPORT: &str = "csvbus-import";
 pub const HEADER_LINE: &str = "csvbus-line";
 pub const HEADER_TABLE: &str = "csvbus-table";
 
-/// The csvbus headers of one row's message (the line formatted without allocating).
-pub fn row_headers(import: &str, line: u64, table: &str) -> OwnedHeaders {
-    let mut buf = itoa::Buffer::new();
-    let line = buf.format(line);
-    OwnedHeaders::new_with_capacity(3)
-        .insert(Header {
-            key: HEADER_IMPORT,
-            value: Some(import),
+/// What a row message says of itself in its headers: its import, its line, its table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowMeta {
+    pub import: Uuid,
+    pub line: i64,
+    pub table: TableName,
+}
+
+impl RowMeta {
+    /// The csvbus headers among `headers` (name, value); `None` when one is missing or is not
+    /// what the upload service writes.
+    pub fn decode<'a>(
+        headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) -> Option<Self> {
+        let (mut import, mut line, mut table) = (None, None, None);
+        for (name, value) in headers {
+            let text = || value.and_then(|v| std::str::from_utf8(v).ok());
+            match name {
+                HEADER_IMPORT => import = text().and_then(|t| Uuid::parse_str(t).ok()),
+                HEADER_LINE => line = text().and_then(|t| t.parse::<i64>().ok()),
+                HEADER_TABLE => table = text().and_then(|t| TableName::parse(t, "")),
+                _ => {}
+            }
+        }
+        Some(Self {
+            import: import?,
+            line: line?,
+            table: table?,
         })
-        .insert(Header {
-            key: HEADER_LINE,
-            value: Some(line),
-        })
-        .insert(Header {
-            key: HEADER_TABLE,
-            value: Some(table),
-        })
+    }
+
+    /// The headers as text, as they are on the wire.
+    pub fn to_text(&self) -> [(&'static str, String); 3] {
+        [
+            (HEADER_IMPORT, self.import.to_string()),
+            (HEADER_LINE, self.line.to_string()),
+            (HEADER_TABLE, self.table.to_string()),
+        ]
+    }
+}
+
+/// The headers of one import's rows: its id and table encoded once, the line per row (without
+/// allocating).
+#[derive(Debug, Clone)]
+pub struct RowHeaders {
+    import: String,
+    table: String,
+}
+
+impl RowHeaders {
+    pub fn new(import: Uuid, table: &TableName) -> Self {
+        Self {
+            import: import.to_string(),
+            table: table.to_string(),
+        }
+    }
+
+    /// The headers of the row at `line`.
+    pub fn for_line(&self, line: u64) -> OwnedHeaders {
+        let mut buf = itoa::Buffer::new();
+        let line = buf.format(line);
+        OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: HEADER_IMPORT,
+                value: Some(&self.import),
+            })
+            .insert(Header {
+                key: HEADER_LINE,
+                value: Some(line),
+            })
+            .insert(Header {
+                key: HEADER_TABLE,
+                value: Some(&self.table),
+            })
+    }
 }
 
 /// A message that is not a csvbus row.
@@ -160,6 +220,37 @@ mod tests {
         assert_eq!(row.fields[0].1.as_deref(), Some("é漢字"));
         assert_eq!(row.fields[1].1.as_deref(), Some(""));
         assert_eq!(row.fields[2].1.as_deref(), Some("\u{1}"));
+    }
+
+    #[test]
+    fn row_headers_decode_to_what_was_encoded() {
+        use rdkafka::message::Headers;
+        let table = TableName::parse("sales.orders", "public").unwrap();
+        let import = Uuid::now_v7();
+        let h = RowHeaders::new(import, &table).for_line(42);
+        let pairs: Vec<(&str, Option<&[u8]>)> = h.iter().map(|h| (h.key, h.value)).collect();
+        let meta = RowMeta::decode(pairs).unwrap();
+        assert_eq!(
+            meta,
+            RowMeta {
+                import,
+                line: 42,
+                table: table.clone()
+            }
+        );
+        assert_eq!(meta.to_text()[2], (HEADER_TABLE, "sales.orders".to_owned()));
+        // A table without its schema, a line that is not a number, a missing header: not a row.
+        let forged = |t: &'static str, l: &'static str| {
+            RowMeta::decode([
+                (HEADER_IMPORT, Some(import.to_string().leak().as_bytes())),
+                (HEADER_LINE, Some(l.as_bytes())),
+                (HEADER_TABLE, Some(t.as_bytes())),
+            ])
+        };
+        assert!(forged("sales.orders", "7").is_some());
+        assert!(forged("orders", "7").is_none());
+        assert!(forged("sales.orders", "x").is_none());
+        assert!(RowMeta::decode([(HEADER_LINE, Some(&b"7"[..]))]).is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::catalog::{quote_ident, TableName, OWN_SCHEMA};
+use crate::imports::ImportStatus;
 
 /// What an import does to its target.
 #[derive(
@@ -140,11 +141,15 @@ pub async fn drop_unneeded_staging(pool: &PgPool) -> Result<u64, sqlx::Error> {
             AND NOT EXISTS (
                 SELECT 1 FROM csvbus.imports i
                  WHERE i.id = substr(c.relname, 7)::uuid
-                   AND (i.status IN ('receiving', 'produced')
-                        OR (i.status IN ('failed', 'aborted') AND i.produced_at IS NULL
+                   AND (i.status IN ($2, $3)
+                        OR (i.status IN ($4, $5) AND i.produced_at IS NULL
                             AND i.key_expires_at > now())))",
     )
     .bind(OWN_SCHEMA)
+    .bind(ImportStatus::Receiving)
+    .bind(ImportStatus::Produced)
+    .bind(ImportStatus::Failed)
+    .bind(ImportStatus::Aborted)
     .fetch_all(pool)
     .await?;
     let mut conn = pool.acquire().await?;

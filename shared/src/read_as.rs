@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReadAs {
     /// The delimiter: `,` `;` `tab` `|` or the character given.
-    pub delimiter: String,
+    #[schema(value_type = String)]
+    pub delimiter: Delimiter,
     /// Chosen by `delimiter=auto` (the default) from the first lines.
     pub delimiter_detected: bool,
     /// The quote character: `"`, or `'` (detected with the delimiter, or given).
@@ -47,4 +48,100 @@ pub struct ColumnMapping {
     /// The table column it went to; `null`: dropped (`-` in `columns=`, or
     /// `extra_columns=ignore`).
     pub column: Option<String>,
+}
+
+/// A field delimiter: one ASCII character other than a quote or a line break. Shown and
+/// stored as the character, `tab` for a tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Delimiter(u8);
+
+impl Delimiter {
+    pub const COMMA: Self = Self(b',');
+    pub const SEMICOLON: Self = Self(b';');
+    pub const TAB: Self = Self(b'\t');
+    pub const PIPE: Self = Self(b'|');
+
+    /// `delimiter=` as given: `None` for `auto` (or nothing): detected.
+    pub fn parse(s: &str) -> Result<Option<Self>, String> {
+        match s {
+            "" | "auto" => Ok(None),
+            "\\t" | "tab" | "\t" => Ok(Some(Self::TAB)),
+            _ => Self::from_bytes(s.as_bytes()).map(Some).ok_or_else(|| {
+                format!("delimiter {s:?} must be one ASCII character other than a quote or newline")
+            }),
+        }
+    }
+
+    /// One byte that can be a delimiter.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        (b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r')).then_some(Self(b))
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        match b {
+            [b] => Self::from_byte(*b),
+            _ => None,
+        }
+    }
+
+    /// The byte the CSV reader splits on.
+    pub fn byte(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Delimiter {
+    fn default() -> Self {
+        Self::COMMA
+    }
+}
+
+impl std::fmt::Display for Delimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            b'\t' => f.write_str("tab"),
+            b => write!(f, "{}", b as char),
+        }
+    }
+}
+
+impl Serialize for Delimiter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Delimiter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        Self::parse(&s)
+            .map_err(serde::de::Error::custom)?
+            .ok_or_else(|| serde::de::Error::custom("a delimiter, not auto"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delimiters_read_and_show_as_given() {
+        assert_eq!(Delimiter::parse("auto"), Ok(None));
+        assert_eq!(Delimiter::parse(""), Ok(None));
+        for (given, shown) in [
+            ("tab", "tab"),
+            ("\\t", "tab"),
+            ("\t", "tab"),
+            (";", ";"),
+            ("|", "|"),
+        ] {
+            let d = Delimiter::parse(given).unwrap().unwrap();
+            assert_eq!(d.to_string(), shown);
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(serde_json::from_str::<Delimiter>(&json).unwrap(), d);
+        }
+        for bad in ["\"", "\n", "ab", "é"] {
+            assert!(Delimiter::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -311,6 +311,38 @@ pub async fn wait_final_at(base: &str, id: &str, timeout: Duration) -> serde_jso
     }
 }
 
+/// Polls the import until it will change no more (completed; or failed/aborted with every
+/// produced row handled — staged modes at once); returns its record.
+pub async fn wait_ended(
+    upload: &Service<csvbus_upload::UploadError>,
+    id: &str,
+    timeout: Duration,
+) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let rec: serde_json::Value = client
+            .get(upload.url(&format!("/v1/imports/{id}?wait=5s")))
+            .send()
+            .await
+            .expect("status request")
+            .json()
+            .await
+            .expect("status JSON");
+        let s = rec["status"].as_str().unwrap_or_default();
+        let handled = rec["rows_written"].as_i64() >= rec["rows_produced"].as_i64();
+        if s == "completed"
+            || (matches!(s, "failed" | "aborted") && (rec["mode"] != "append" || handled))
+        {
+            return rec;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "import not final: {rec}"
+        );
+    }
+}
+
 /// A body that sends `head`, then nothing until `release` is notified, then ends.
 pub fn stalled_body(
     head: &'static str,
@@ -370,6 +402,22 @@ pub async fn post_keyed_until_accepted(
     }
 }
 
+/// The upload service's state on `db` (settings from [`env`], then `settings`), for requests
+/// through [`oneshot`]: no socket, no server task.
+pub async fn upload_app(
+    db: &TestDb,
+    settings: &[(&str, &str)],
+) -> std::sync::Arc<csvbus_upload::App> {
+    let mut e = env(db, &unique("app"));
+    for (k, v) in settings {
+        e.set(*k, *v);
+    }
+    let config = csvbus_upload::UploadConfig::from_env(&e).expect("settings");
+    csvbus_upload::App::connect(config, &tokio_util::sync::CancellationToken::new())
+        .await
+        .expect("the upload service connects")
+}
+
 /// Sends one request through a fresh router of the upload service (no socket): the status
 /// and the JSON body (`null` when the body is not JSON).
 pub async fn oneshot(
@@ -377,7 +425,7 @@ pub async fn oneshot(
     req: axum::http::Request<axum::body::Body>,
 ) -> (axum::http::StatusCode, serde_json::Value) {
     use tower::ServiceExt;
-    let resp = csvbus_upload::routes::router(app.clone())
+    let resp = csvbus_upload::router(app.clone())
         .oneshot(req)
         .await
         .expect("the router answers");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use csvbus_shared::import_list::ImportPage;
+use csvbus_shared::imports::list::ImportPage;
 use csvbus_shared::imports::{ImportRecord, RejectedPage, RejectedRow};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;

@@ -4,15 +4,21 @@ use std::io::IsTerminal;
 
 use clap::Args;
 use csvbus_shared::modes::ImportMode;
+use csvbus_shared::read_as::Delimiter;
 
 use crate::ServerArgs;
+
+/// `--delimiter` is refused at once when the service would refuse it.
+fn delimiter_arg(s: &str) -> Result<String, String> {
+    Delimiter::parse(s).map(|_| s.to_owned())
+}
 
 /// How to read a file: the options `csvbus import` sends and `csvbus infer` applies locally.
 #[derive(Args, Clone, Default)]
 pub struct ReadArgs {
     /// Field delimiter: one character, `tab`, or `auto` [service default: auto, detected
     /// among , ; tab |].
-    #[arg(long)]
+    #[arg(long, value_parser = delimiter_arg)]
     pub delimiter: Option<String>,
     /// Quote character [service default: ", or ' when detected with the delimiter].
     #[arg(long)]
@@ -50,9 +56,13 @@ impl ReadArgs {
     }
 
     /// These options as the service's query type (the table left empty).
-    pub fn to_query(&self) -> csvbus_upload::ingest::UploadQuery {
-        csvbus_upload::ingest::UploadQuery {
-            delimiter: self.delimiter.clone(),
+    pub fn to_query(&self) -> csvbus_upload::UploadQuery {
+        csvbus_upload::UploadQuery {
+            // Checked by `delimiter_arg` when the arguments were read.
+            delimiter: self
+                .delimiter
+                .as_deref()
+                .and_then(|d| Delimiter::parse(d).ok().flatten()),
             quote: self.quote.map(String::from),
             encoding: self.encoding.clone(),
             skip_lines: self.skip_lines,

@@ -6,10 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use csvbus_shared::catalog::{TableName, DEFAULT_SCHEMA};
-use csvbus_upload::checks::read_options;
-use csvbus_upload::create::{infer_table, SAMPLE_BYTES};
-use csvbus_upload::ingest::UploadQuery;
-use csvbus_upload::prepare::prepare;
+use csvbus_upload::UploadQuery;
 
 use crate::import_args::ReadArgs;
 
@@ -42,19 +39,12 @@ pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
         table: name,
         ..a.read.to_query()
     };
-    let mut opts = read_options(&q, None).map_err(|e| anyhow::anyhow!(e.message))?;
-    opts.keep_sample = SAMPLE_BYTES;
-    let input: csvbus_upload::row_loop::Input = if a.file == "-" {
-        Box::pin(tokio::io::stdin())
+    let new = if a.file == "-" {
+        csvbus_upload::infer(tokio::io::stdin(), &table, &q).await
     } else {
-        Box::pin(tokio::fs::File::open(&a.file).await?)
-    };
-    let p = prepare(input, &opts)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?;
-    let (sample, complete) = p.sample.unwrap_or_default();
-    let names = opts.mapping.names.as_deref();
-    let new = infer_table(&table, &sample, complete, &p.dialect, opts.header, names)?;
+        csvbus_upload::infer(tokio::fs::File::open(&a.file).await?, &table, &q).await
+    }
+    .map_err(|e| anyhow::anyhow!(e))?;
     if a.json {
         let columns: Vec<serde_json::Value> = new
             .columns
@@ -62,11 +52,11 @@ pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
             .map(|c| serde_json::json!({"name": c.name, "type": c.type_name}))
             .collect();
         let out = serde_json::json!({
-            "read_as": p.read_as, "ddl": new.ddl, "columns": columns, "rows_sampled": new.rows,
+            "read_as": new.read_as, "ddl": new.ddl, "columns": columns, "rows_sampled": new.rows_sampled,
         });
         println!("{out}");
     } else {
-        let r = &p.read_as;
+        let r = &new.read_as;
         let how = |detected: bool, given: bool| match (detected, given) {
             (true, _) => "detected",
             (false, true) => "given",
@@ -78,7 +68,7 @@ pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
             how(r.delimiter_detected, a.read.delimiter.is_some()),
             r.encoding,
             how(r.encoding_detected, a.read.encoding.is_some()),
-            new.rows
+            new.rows_sampled
         );
         for n in &r.notes {
             println!("-- {n}");

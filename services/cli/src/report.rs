@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use csvbus_shared::imports::{ImportStatus, RejectedRow};
 use csvbus_shared::modes::ImportMode;
-use csvbus_shared::read_as::ReadAs;
+use csvbus_shared::read_as::{Delimiter, ReadAs};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -189,7 +189,7 @@ fn already(r: &Imported) -> String {
 /// What detection chose, renamed or created, when there is anything to say.
 fn read_as_line(r: &ReadAs) -> String {
     let mut parts = Vec::new();
-    if r.delimiter_detected && r.delimiter != "," {
+    if r.delimiter_detected && r.delimiter != Delimiter::COMMA {
         parts.push(format!("delimiter {} detected", r.delimiter));
     }
     if r.encoding_detected || r.encoding != "utf-8" {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use csvbus_upload::ingest::Accepted;
+use csvbus_upload::Accepted;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::{Client, ClientError};

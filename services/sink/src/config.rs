@@ -19,7 +19,7 @@ pub struct SinkConfig {
     pub group_id: String,
     /// `CSVBUS_SINK_ASSIGNMENT`: who decides which replica writes which partition: `group`
     /// (default; the brokers' consumer-group protocol) or `postgres` (advisory locks next to the
-    /// positions, see [`crate::claims`]).
+    /// positions, see [`crate::assign::claims`]).
     pub assignment: Assignment,
     /// `CSVBUS_SINK_CLAIM_INTERVAL_MS`: how often a replica looks at the live members and the
     /// partitions it should hold (`postgres` assignment).
@@ -95,7 +95,7 @@ impl SinkConfig {
 /// Who assigns partitions to the replicas of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Assignment {
-    /// Advisory locks in Postgres ([`crate::claims`]).
+    /// Advisory locks in Postgres ([`crate::assign::claims`]).
     Postgres,
     /// The brokers' consumer-group protocol (subscribe, rebalances, static membership).
     Group,

@@ -1,9 +1,9 @@
 //! The consumer loop: gathers records per partition and hands batches to writer tasks.
 //!
-//! Batches go to writer tasks through [`crate::dispatch`] (order within a partition, at most
+//! Batches go to writer tasks through [`crate::write::dispatch`] (order within a partition, at most
 //! `CSVBUS_SINK_CONCURRENCY` writes at once); at most `batch_rows × (concurrency + 2)` records
 //! and `CSVBUS_SINK_BUFFER_BYTES` are held in memory: past that the loop stops fetching.
-//! Positions are the database's (see [`crate::writer`]); Kafka's committed offsets are only a
+//! Positions are the database's (see [`crate::write::writer`]); Kafka's committed offsets are only a
 //! hint, committed after the database did.
 
 use std::collections::HashMap;
@@ -16,13 +16,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::assign::watchdog::GroupHealth;
 use crate::config::{Assignment, SinkConfig};
-use crate::dispatch::{dispatch, finished, Ctx, Done, Partition};
-use crate::feed::{Feed, SinkConsumer};
-use crate::lag::LagContext;
-use crate::record::Record;
-use crate::watchdog::GroupHealth;
-use crate::writer::Settings;
+use crate::fetch::feed::{Feed, SinkConsumer};
+use crate::fetch::lag::LagContext;
+use crate::fetch::record::Record;
+use crate::write::dispatch::{dispatch, finished, Ctx, Done, Partition};
+use crate::write::writer::Settings;
 
 /// The consumer of the sink.
 pub fn consumer(config: &SinkConfig) -> Result<SinkConsumer, rdkafka::error::KafkaError> {
@@ -58,10 +58,9 @@ pub fn consumer_config(config: &SinkConfig) -> rdkafka::ClientConfig {
 /// The queue holds up to `CSVBUS_SINK_PREFETCH_BYTES`; librdkafka fetches again while ten
 /// batches of records are still queued, looks again after 10 ms (not its default 1 s) when the
 /// queue was full, and a broker with nothing new answers within 100 ms (not 500). A broker that
-/// answers a fetch with one partition's whole backlog (tansu ignores the fetch size limits) left
-/// the sink idle for the backoff plus a round trip at every turn: 7.0 s → 2.0 s on the
-/// benchmark's 500,000 rows. (These settings made the crash fixed in `vendor/rdkafka-sys` far
-/// more likely; see its PATCHES.md.)
+/// answers a fetch with one partition's whole backlog (tansu ignores the fetch size limits)
+/// would otherwise leave the sink idle for the backoff plus a round trip at every turn. (These
+/// settings make the crash fixed in `vendor/rdkafka-sys` far more likely; see its PATCHES.md.)
 pub fn fetch_settings(config: &SinkConfig) -> [(&'static str, String); 4] {
     [
         (

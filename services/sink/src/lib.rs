@@ -1,47 +1,36 @@
 //! The csvbus sink: a Kafka consumer group that writes rows into their Postgres tables with
 //! `COPY`, exactly once, in batches, with bounded concurrency.
 //!
-//! Layout:
-//! - [`config`]: settings from the environment.
-//! - [`consume`]: the consumer loop, per-partition batching, dispatch to writers, shutdown.
-//! - [`dispatch`]: batches of a partition to writer tasks, two in flight, and back.
-//! - [`feed`]: the fetch loop on a thread of its own, handing records over in chunks.
-//! - [`batch`]: records as received; admitted rows grouped by import and encoded for
-//!   `COPY … CSV`; dead letters for messages that are not rows csvbus may write.
-//! - [`decode`]: values decoded into COPY CSV before their batch's transaction.
-//! - [`writer`]: one batch in one transaction, retried by the failure policy.
-//! - [`offsets`]: the partition's position in Postgres (skip, gap, stale, move).
-//! - [`copy`]: COPY of a group (or staged INSERT … ON CONFLICT) with bisection of refused rows.
-//! - [`targets`]: the imports a batch names; lines already handled per partition.
-//! - [`finalize`]: moves complete atomic/replace imports from staging into their tables.
-//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`lag`]: consumer lag per partition against the positions in Postgres.
-//! - [`metric_docs`]: the metrics the sink exports, with their meaning.
-//! - [`stale`]: detects positions left by an earlier incarnation of a recreated topic.
-//! - [`claims`]: which replica writes which partition, kept in Postgres (`CSVBUS_SINK_ASSIGNMENT=postgres`).
-//! - [`watchdog`]: rejoins the group when the sink holds no partition while rows wait.
+//! The folders are the stages a row goes through, in order:
+//! 1. [`fetch`]: the consumer's fetch loop on a thread of its own, handing records over in
+//!    chunks, each record with its typed csvbus headers;
+//! 2. [`assign`]: which replica writes which partition (the group, or claims kept in
+//!    Postgres), and the watchdog that rejoins when rows wait and nobody reads them;
+//! 3. [`write`]: a partition's records batched, decoded and written in one transaction each
+//!    (COPY, or staged `INSERT … ON CONFLICT`), refused rows found by bisection;
+//! 4. [`positions`]: where each partition stands in Postgres, moved in the batch's
+//!    transaction (what makes the writes exactly once);
+//! 5. [`finalize`]: complete atomic/replace imports moved from staging into their tables.
+//!
+//! [`consume`] is the loop that runs them; [`http`] serves `/healthz`, `/readyz`, `/metrics`.
+//! The public API: [`run`], [`SinkConfig`], [`METRICS`], [`fetch_settings`], [`diagnostics`].
 
-pub mod batch;
-pub mod claims;
+pub(crate) mod assign;
 pub mod config;
-pub mod consume;
-pub mod copy;
-pub mod decode;
-pub mod dispatch;
-pub mod feed;
-pub mod finalize;
-pub mod http;
-pub mod lag;
-pub mod locks;
-pub mod metric_docs;
-pub mod move_rows;
-pub mod offsets;
-pub mod record;
-pub mod stale;
-pub mod targets;
-pub mod topic;
-pub mod watchdog;
-pub mod writer;
+pub(crate) mod consume;
+pub(crate) mod fetch;
+pub(crate) mod finalize;
+pub(crate) mod http;
+pub(crate) mod positions;
+pub(crate) mod write;
+
+/// The write path without the broker, for the benchmark's diagnostic (`csvbus-bench`): records
+/// built by hand, written by the sink's own writer.
+pub mod diagnostics {
+    pub use crate::fetch::record::Record;
+    pub use crate::write::writer::{write_with_retry, Batch, Settings};
+    pub use csvbus_shared::message::RowMeta;
+}
 
 use std::sync::Arc;
 
@@ -51,6 +40,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::SinkConfig;
+pub use consume::fetch_settings;
+pub use http::metric_docs::METRICS;
 
 /// The fatal error of the service (shared with the other service).
 pub type SinkError = csvbus_shared::service::ServiceError;
@@ -84,18 +75,22 @@ pub async fn run(
 
     let probe: rdkafka::producer::FutureProducer =
         csvbus_shared::kafka::service_client(&config.common).create()?;
-    let health = Arc::new(watchdog::GroupHealth::default());
+    let health = Arc::new(assign::watchdog::GroupHealth::default());
     let http_stop = CancellationToken::new();
-    let watch = watchdog::Watch {
+    let watch = assign::watchdog::Watch {
         pool: pool.clone(),
         probe: probe.clone(),
         topic: config.common.topic.clone(),
         group_id: config.group_id.clone(),
         patience: config.watchdog,
     };
-    let watcher = tokio::spawn(watchdog::run(watch, health.clone(), http_stop.clone()));
+    let watcher = tokio::spawn(assign::watchdog::run(
+        watch,
+        health.clone(),
+        http_stop.clone(),
+    ));
     let claimer = (config.assignment == config::Assignment::Postgres).then(|| {
-        let claimer = claims::Claimer {
+        let claimer = assign::claims::Claimer {
             pool: pool.clone(),
             consumer: consumer.clone(),
             topic: config.common.topic.clone(),
@@ -103,7 +98,7 @@ pub async fn run(
             interval: config.claim_interval,
             health: health.clone(),
         };
-        tokio::spawn(claims::run(claimer, http_stop.clone()))
+        tokio::spawn(assign::claims::run(claimer, http_stop.clone()))
     });
     let finalizer = tokio::spawn(finalize::run(
         pool.clone(),
@@ -115,7 +110,7 @@ pub async fn run(
         pool: pool.clone(),
         probe,
         metrics: {
-            csvbus_shared::telemetry::describe(metric_docs::METRICS);
+            csvbus_shared::telemetry::describe(METRICS);
             csvbus_shared::telemetry::metrics_handle()
         },
         health: health.clone(),

@@ -119,7 +119,7 @@ impl UploadConfig {
             allowed_hosts: env
                 .list("CSVBUS_ALLOWED_HOSTS", &["localhost", "127.0.0.1", "::1"])
                 .into_iter()
-                .map(|h| crate::edge::host_name(&h))
+                .map(|h| host_name(&h))
                 .collect(),
             max_body_bytes: env.parse("CSVBUS_MAX_BODY_BYTES", 16 << 30)?,
             max_uploads: env.parse("CSVBUS_MAX_UPLOADS", 16)?,
@@ -166,19 +166,9 @@ impl UploadConfig {
         self
     }
 
-    /// The body limits of one upload.
-    pub fn body_limits(&self) -> crate::body::Limits {
-        crate::body::Limits {
-            max_bytes: self.max_body_bytes,
-            idle: self.body_idle_timeout,
-            min_rate: self.body_min_bytes_per_sec,
-            zstd_window_log_max: self.zstd_window_log_max,
-        }
-    }
-
-    /// Whether the service answers to a request's `Host` (see [`crate::edge`]).
+    /// Whether the service answers to a request's `Host` (see `http::edge`).
     pub fn host_allowed(&self, host: &str) -> bool {
-        let name = crate::edge::host_name(host);
+        let name = host_name(host);
         self.allowed_hosts.iter().any(|h| h == "*" || *h == name)
             || (!self.addr.ip().is_unspecified() && name == self.addr.ip().to_string())
     }
@@ -204,7 +194,7 @@ impl UploadConfig {
             );
         }
         // A message must fit the in-flight budgets, or its send waits forever.
-        let message = self.max_message_bytes as u64 + crate::produce::MESSAGE_OVERHEAD as u64;
+        let message = self.max_message_bytes as u64 + MESSAGE_OVERHEAD as u64;
         for (name, budget) in [
             (
                 "CSVBUS_INFLIGHT_BYTES_PER_UPLOAD",
@@ -215,7 +205,7 @@ impl UploadConfig {
             if budget < message {
                 let reason = format!(
                     "must be at least CSVBUS_MAX_MESSAGE_BYTES + {} = {message}",
-                    crate::produce::MESSAGE_OVERHEAD
+                    MESSAGE_OVERHEAD
                 );
                 return invalid(name, budget.to_string(), reason);
             }
@@ -251,9 +241,37 @@ impl UploadConfig {
     }
 }
 
+/// Memory a message in flight takes beyond its key and value: librdkafka's message and
+/// headers, the delivery future and its slot here. Counted against the in-flight bounds so
+/// that they bound memory, not just payload bytes.
+pub const MESSAGE_OVERHEAD: usize = 512;
+
+/// The host name of a `Host` header value, without its port or IPv6 brackets, lower-cased.
+pub fn host_name(host: &str) -> String {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        // A bare IPv6 address (in the settings) has more than one colon and no port.
+        None if host.matches(':').count() > 1 => host,
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        },
+    };
+    name.to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names_lose_their_port_and_brackets() {
+        assert_eq!(host_name("LocalHost:8080"), "localhost");
+        assert_eq!(host_name("[::1]:8080"), "::1");
+        assert_eq!(host_name("::1"), "::1");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+        assert_eq!(host_name("csvbus.internal"), "csvbus.internal");
+    }
 
     #[test]
     fn settings_that_cannot_work_together_are_refused() {

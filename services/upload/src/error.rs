@@ -4,7 +4,9 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use csvbus_shared::modes::ImportMode;
+use csvbus_shared::read_as::Delimiter;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// An error answer of the HTTP API.
 #[derive(Debug)]
@@ -125,9 +127,21 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
                     format!("unknown query parameter `{name}`{hint}"),
                 )
             }
-            None => Self::bad_request("invalid_query", text),
+            None => match typed_option_error(&text) {
+                Some((code, message)) => Self::bad_request(code, message),
+                None => Self::bad_request("invalid_query", text),
+            },
         }
     }
+}
+
+/// A typed query option's own error (`invalid_mode: …`, see
+/// [`QueryOption`]): its code and message.
+fn typed_option_error(text: &str) -> Option<(&'static str, String)> {
+    OPTION_CODES.iter().find_map(|code| {
+        let at = text.find(&format!("{code}: "))?;
+        Some((*code, text[at + code.len() + 2..].to_owned()))
+    })
 }
 
 /// The unknown field and the known ones, from serde's `unknown field `x`, expected one of `a`,
@@ -142,6 +156,47 @@ fn unknown_parameter(text: &str) -> Option<(String, Vec<String>)> {
         .map(str::to_owned)
         .collect();
     Some((name.to_owned(), known))
+}
+
+/// A query option read straight into its type: empty is not given, and a value the type does
+/// not take is refused with the option's own error code (`invalid_mode`, …), which
+/// [`ApiError::from(QueryRejection)`] finds at the start of the message.
+pub(crate) trait QueryOption: Sized {
+    /// The error code of a value that is not one.
+    const INVALID: &'static str;
+    /// `None`: the default (`auto`, or nothing).
+    fn from_query(s: &str) -> Result<Option<Self>, String>;
+}
+
+/// The error codes of [`QueryOption`]s.
+pub(crate) const OPTION_CODES: [&str; 2] = [ImportMode::INVALID, Delimiter::INVALID];
+
+impl QueryOption for ImportMode {
+    const INVALID: &'static str = "invalid_mode";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        match s {
+            "" => Ok(None),
+            s => ImportMode::parse(s).map(Some).ok_or_else(|| {
+                format!("mode {s:?} is not one of append, atomic, replace, upsert, skip")
+            }),
+        }
+    }
+}
+
+impl QueryOption for Delimiter {
+    const INVALID: &'static str = "invalid_delimiter";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        Delimiter::parse(s)
+    }
+}
+
+pub(crate) fn typed<'de, D: Deserializer<'de>, T: QueryOption>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    let Some(text) = Option::<std::borrow::Cow<'de, str>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    T::from_query(&text).map_err(|m| serde::de::Error::custom(format!("{}: {m}", T::INVALID)))
 }
 
 impl IntoResponse for ApiError {

@@ -10,8 +10,8 @@
 
 use csvbus_shared::catalog::Column;
 use csvbus_shared::message::Row;
-use csvbus_upload::parse::Records;
-use csvbus_upload::rows::{check_header, ValueOptions};
+use csvbus_upload::codec::Records;
+use csvbus_upload::codec::{check_header, Delimiter, ValueOptions};
 
 /// Runs the checks on one fuzz input: the first byte picks the delimiter, the line break and
 /// the mode, the rest is a body (raw mode) or rows of values to write as CSV first (structured
@@ -79,7 +79,8 @@ pub async fn check_structured(data: &[u8], delimiter: u8, newline: &[u8]) {
         }
         want.push(values);
     }
-    let mut records = Records::new(&body[..], delimiter, 1 << 20, u64::MAX);
+    let d = Delimiter::from_byte(delimiter).expect("a delimiter");
+    let mut records = Records::new(&body[..], d, 1 << 20, u64::MAX);
     records.next().await.expect("header").expect("header");
     let columns: Vec<Column> = (0..width)
         .map(|i| Column {
@@ -94,7 +95,7 @@ pub async fn check_structured(data: &[u8], delimiter: u8, newline: &[u8]) {
         check_header(&records.record, &columns, None, &Default::default()).expect("header");
     records.done();
     let opts = ValueOptions {
-        delimiter,
+        delimiter: d,
         null: None,
     };
     let mut payload = Vec::new();
@@ -136,7 +137,8 @@ pub async fn check(body: &[u8], delimiter: u8) {
         .byte_records()
         .collect::<Result<_, _>>()
         .expect("the csv crate reads any bytes");
-    let mut records = Records::new(body, delimiter, 1 << 20, u64::MAX);
+    let d = Delimiter::from_byte(delimiter).expect("a delimiter");
+    let mut records = Records::new(body, d, 1 << 20, u64::MAX);
     let Ok(Some(first)) = records.next().await else {
         assert!(expected.is_empty() || body.len() > 1 << 20);
         return;
@@ -160,7 +162,7 @@ pub async fn check(body: &[u8], delimiter: u8) {
     };
     records.done();
     let opts = ValueOptions {
-        delimiter,
+        delimiter: d,
         null: None,
     };
     let (mut n, mut last_line) = (1, first.line);

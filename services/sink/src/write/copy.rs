@@ -1,0 +1,278 @@
+//! `COPY` of one group of rows inside the batch's transaction, with bad rows found by bisection.
+//!
+//! Each range of rows is written under a savepoint ([`crate::write::bisect`]). What an error means is [`csvbus_shared::failure`]'s one
+//! policy: an outage aborts the batch (it is retried whole); rows refused for their values are
+//! bisected down to single rows and rejected with Postgres' message; a table or column that is
+//! gone rejects the whole group; a table COPY cannot write at all ([`Failure::NotByCopy`],
+//! forced row-level security) is written through a temporary table and `INSERT … SELECT`; an
+//! unknown error aborts the batch — unless the batch already failed too often, then it is
+//! bisected like a data error, so no input can hold a partition.
+
+use std::ops::Range;
+
+use csvbus_shared::catalog::{quote_ident, TableName};
+use csvbus_shared::failure::{classify, Failure};
+use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN_SQL};
+use sqlx::PgConnection;
+
+use crate::write::batch::{Group, Reject};
+use crate::write::bisect::{bisect, Next, RangeWriter, Refusal};
+
+/// How errors of unknown meaning are treated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// They abort the batch, to be retried.
+    Normal,
+    /// They are bisected like data errors (the batch failed too often).
+    LastResort,
+    /// Nothing is written: every row is rejected with this reason (even bisection failed).
+    RejectAll(String),
+}
+
+/// What a group's rows came to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub written: u64,
+    /// skip mode: rows whose key was already in the table.
+    pub skipped: u64,
+}
+
+/// Writes a group as its import's mode says; pushes refused rows onto `rejects`.
+pub async fn copy_group(
+    conn: &mut PgConnection,
+    g: &Group,
+    mode: &Mode,
+    rejects: &mut Vec<Reject>,
+) -> Result<Counts, sqlx::Error> {
+    let all = 0..g.rows.len() as i64;
+    if let Mode::RejectAll(reason) = mode {
+        reject(g, all, reason, rejects);
+        return Ok(Counts::default());
+    }
+    let cols = g
+        .columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let how = How::for_group(conn, g, &g.table, &cols).await?;
+    let mut w = GroupWriter {
+        g,
+        mode,
+        how,
+        cols,
+        counts: Counts::default(),
+        rejects,
+    };
+    bisect(conn, all, &mut w).await?;
+    Ok(w.counts)
+}
+
+/// Rejects the rows `r` of `g` with `reason`.
+fn reject(g: &Group, r: Range<i64>, reason: &str, rejects: &mut Vec<Reject>) {
+    for row in &g.rows[r.start as usize..r.end as usize] {
+        rejects.push(Reject {
+            import: g.import,
+            line: row.line,
+            index: row.index,
+            reason: reason.to_owned(),
+        });
+    }
+}
+
+/// A group written by ranges of its rows.
+struct GroupWriter<'a> {
+    g: &'a Group,
+    mode: &'a Mode,
+    how: How,
+    cols: String,
+    counts: Counts,
+    rejects: &'a mut Vec<Reject>,
+}
+
+impl RangeWriter for GroupWriter<'_> {
+    async fn write(&mut self, conn: &mut PgConnection, r: Range<i64>) -> Result<u64, sqlx::Error> {
+        let rows = &self.g.rows[r.start as usize..r.end as usize];
+        let bytes = &self.g.csv[rows[0].bytes.start..rows[rows.len() - 1].bytes.end];
+        self.how.write(conn, bytes).await
+    }
+
+    fn refusal(&self, e: &sqlx::Error) -> Option<Failure> {
+        match (classify(e), self.mode) {
+            (Failure::Outage, _) | (Failure::Unknown, Mode::Normal) => None,
+            (Failure::Unknown, _) => Some(Failure::Rows),
+            (f, _) => Some(f),
+        }
+    }
+
+    fn written(&mut self, r: Range<i64>, n: u64) {
+        let rows = (r.end - r.start) as u64;
+        match self.g.mode {
+            // Rows superseded by a later row of the same key count as written.
+            ImportMode::Upsert => self.counts.written += rows,
+            ImportMode::Skip => {
+                self.counts.written += n;
+                self.counts.skipped += rows - n.min(rows);
+            }
+            _ => self.counts.written += n,
+        }
+    }
+
+    async fn refused(
+        &mut self,
+        conn: &mut PgConnection,
+        r: Range<i64>,
+        refusal: Refusal,
+    ) -> Result<Next, sqlx::Error> {
+        match refusal.failure {
+            Failure::NotByCopy if matches!(self.how, How::Copy(_)) => {
+                // COPY cannot write this table at all (forced row-level security): stage the
+                // rows in a temporary table and INSERT them, which the policies check row by row.
+                let (into, cols) = (self.g.table.quoted(), &self.cols);
+                let insert =
+                    |from: &str| format!("INSERT INTO {into} ({cols}) SELECT {cols} {from}");
+                self.how = How::staged(conn, &self.g.table, cols, false, insert).await?;
+                Ok(Next::Again)
+            }
+            Failure::Group | Failure::NotByCopy => {
+                reject(self.g, r, &refusal.message, self.rejects);
+                Ok(Next::Done)
+            }
+            _ if r.end - r.start == 1 => {
+                reject(self.g, r, &refusal.message, self.rejects);
+                Ok(Next::Done)
+            }
+            _ => Ok(Next::Split),
+        }
+    }
+}
+
+/// How rows reach the table.
+enum How {
+    /// `COPY` straight into it (append), or into the import's staging table (atomic, replace).
+    Copy(String),
+    /// `COPY` into a temporary table of the same columns, then `INSERT … SELECT` (upsert, skip,
+    /// and tables COPY cannot write).
+    Staged { copy: String, insert: String },
+}
+
+impl How {
+    async fn for_group(
+        conn: &mut PgConnection,
+        g: &Group,
+        table: &TableName,
+        cols: &str,
+    ) -> Result<Self, sqlx::Error> {
+        let into = table.quoted();
+        Ok(match (g.mode, &g.conflict) {
+            (ImportMode::Atomic | ImportMode::Replace, _) => How::Copy(format!(
+                "COPY {} ({cols}, {LINE_COLUMN_SQL}) FROM STDIN WITH (FORMAT csv)",
+                staging_table(g.import)
+            )),
+            (ImportMode::Upsert | ImportMode::Skip, Some(keys)) => {
+                let insert = |from: &str| on_conflict(&into, cols, from, &g.columns, keys, g.mode);
+                How::staged(conn, table, cols, true, insert).await?
+            }
+            _ => How::Copy(format!("COPY {into} ({cols}) FROM STDIN WITH (FORMAT csv)")),
+        })
+    }
+
+    /// A temporary table of the target's columns (and the line, `with_line`); rows are then
+    /// moved with the statement `insert` makes of the `FROM` clause.
+    async fn staged(
+        conn: &mut PgConnection,
+        table: &TableName,
+        cols: &str,
+        with_line: bool,
+        insert: impl FnOnce(&str) -> String,
+    ) -> Result<Self, sqlx::Error> {
+        sqlx::query("DROP TABLE IF EXISTS pg_temp.csvbus_stage")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(&format!(
+            "CREATE TEMP TABLE csvbus_stage ON COMMIT DROP AS SELECT {cols} FROM {} WITH NO DATA",
+            table.quoted()
+        ))
+        .execute(&mut *conn)
+        .await?;
+        let mut copy_cols = cols.to_owned();
+        if with_line {
+            sqlx::query(&format!(
+                "ALTER TABLE pg_temp.csvbus_stage ADD COLUMN {LINE_COLUMN_SQL} bigint"
+            ))
+            .execute(&mut *conn)
+            .await?;
+            copy_cols.push_str(", ");
+            copy_cols.push_str(LINE_COLUMN_SQL);
+        }
+        Ok(Self::Staged {
+            copy: format!("COPY pg_temp.csvbus_stage ({copy_cols}) FROM STDIN WITH (FORMAT csv)"),
+            insert: insert("FROM pg_temp.csvbus_stage"),
+        })
+    }
+
+    async fn write(&self, conn: &mut PgConnection, bytes: &[u8]) -> Result<u64, sqlx::Error> {
+        let copy_stmt = match self {
+            How::Copy(stmt) => stmt,
+            How::Staged { copy, .. } => {
+                sqlx::query("TRUNCATE pg_temp.csvbus_stage")
+                    .execute(&mut *conn)
+                    .await?;
+                copy
+            }
+        };
+        let mut copy = conn.copy_in_raw(copy_stmt).await?;
+        copy.send(bytes).await?;
+        let n = copy.finish().await?;
+        match self {
+            How::Copy(_) => Ok(n),
+            How::Staged { insert, .. } => Ok(sqlx::query(insert)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()),
+        }
+    }
+}
+
+/// `INSERT … ON CONFLICT` from the staged rows. Upsert keeps the file's last row of each key
+/// (a key twice in one statement would fail "cannot affect row a second time"); rows whose key
+/// has a NULL never conflict and are all kept.
+fn on_conflict(
+    into: &str,
+    cols: &str,
+    from: &str,
+    columns: &[String],
+    keys: &[String],
+    mode: ImportMode,
+) -> String {
+    let key_list = keys
+        .iter()
+        .map(|k| quote_ident(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if mode == ImportMode::Skip {
+        return format!(
+            "INSERT INTO {into} ({cols}) SELECT {cols} {from} ORDER BY {LINE_COLUMN_SQL} ON CONFLICT ({key_list}) DO NOTHING"
+        );
+    }
+    let any_null = keys
+        .iter()
+        .map(|k| format!("{} IS NULL", quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let distinct = format!("{key_list}, (CASE WHEN {any_null} THEN {LINE_COLUMN_SQL} END)");
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !keys.contains(c))
+        .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+        .collect();
+    let action = if updates.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        format!("DO UPDATE SET {}", updates.join(", "))
+    };
+    format!(
+        "INSERT INTO {into} ({cols}) SELECT DISTINCT ON ({distinct}) {cols} {from} \
+         ORDER BY {distinct}, {LINE_COLUMN_SQL} DESC ON CONFLICT ({key_list}) {action}"
+    )
+}

@@ -1,0 +1,15 @@
+//! A partition's records into Postgres: batches handed to writer tasks, two in flight
+//! ([`dispatch`]); records grouped by import, dead letters set apart ([`batch`]); values
+//! decoded into COPY CSV before the transaction ([`decode`]); one batch in one transaction,
+//! retried by the failure policy ([`writer`]), with the imports it names ([`targets`]); COPY
+//! or staged `INSERT … ON CONFLICT` of a group ([`copy`]), refused rows found by bisection
+//! under savepoints ([`bisect`]); every write in the transaction [`transaction`] begins.
+
+pub(crate) mod batch;
+pub(crate) mod bisect;
+pub(crate) mod copy;
+pub(crate) mod decode;
+pub(crate) mod dispatch;
+pub(crate) mod targets;
+pub(crate) mod transaction;
+pub(crate) mod writer;

@@ -1,0 +1,258 @@
+//! One batch of one partition into Postgres, in one transaction, exactly once.
+//!
+//! The transaction checks the partition's position ([`crate::positions::offsets`]), sorts the new records
+//! ([`crate::write::batch`]: rows of known, allowed imports; dead letters for the rest), COPYs each
+//! group ([`crate::write::copy`]: bisection of refused rows), stores rejected rows, dead letters and
+//! import counters, and moves the position — then commits. Whatever moment the process dies,
+//! either all of that is in the database or none of it.
+//!
+//! Retries follow [`csvbus_shared::failure`]: outages are waited out without end; any other
+//! failure of the whole batch is retried `CSVBUS_SINK_MAX_ATTEMPTS` times, then the batch is
+//! written in [`Mode::LastResort`] (unknown errors bisected as data errors), and if even that
+//! fails twice, every row is rejected with the error: no input can hold a partition.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use csvbus_shared::failure::{classify, describe, Failure};
+use csvbus_shared::{db, imports};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::fetch::record::Record;
+use crate::positions::handled;
+use crate::positions::offsets::{self, Key, Start};
+use crate::write::batch::{sort, Dead, Reject};
+use crate::write::copy::{copy_group, Mode};
+use crate::write::decode::Decoded;
+use crate::write::{targets, transaction};
+
+/// What one committed batch did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Outcome {
+    pub written: u64,
+    pub rejected: u64,
+    pub dead: u64,
+    /// Rows a resumed upload sent again that were handled already: not written twice.
+    pub duplicates: u64,
+    /// Records below the stored position, not written again.
+    pub skipped: u64,
+    /// The partition's position after the batch.
+    pub next_offset: i64,
+    /// Set when the batch starts past the stored position (records between were never seen
+    /// here): nothing was committed and the consumer must seek back to this offset.
+    pub gap: Option<i64>,
+}
+
+/// A batch for one partition, offsets ascending, with its values decoded.
+#[derive(Debug)]
+pub struct Batch {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Vec<Record>,
+    decoded: Decoded,
+}
+
+impl Batch {
+    /// Decodes the records' values (CPU work, done before the batch's transaction).
+    pub fn new(topic: String, partition: i32, records: Vec<Record>) -> Self {
+        let decoded = Decoded::new(&records);
+        Self {
+            topic,
+            partition,
+            records,
+            decoded,
+        }
+    }
+}
+
+/// How batches are written.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub group_id: String,
+    pub allowed_schemas: Vec<String>,
+    /// Failures other than outages before the batch is written in [`Mode::LastResort`].
+    pub max_attempts: u32,
+    /// `statement_timeout` of each batch transaction (a trigger that never ends is a row error).
+    pub statement_timeout: Duration,
+}
+
+/// Writes `batch`, retrying as the failure policy says until it commits; `None` when `stop`
+/// was cancelled first (nothing of the batch is committed then).
+pub async fn write_with_retry(
+    pool: &PgPool,
+    settings: &Settings,
+    batch: &Batch,
+    stop: &CancellationToken,
+) -> Option<Outcome> {
+    use backon::Retryable;
+    // Failures other than outages change how the next attempt treats what it cannot classify
+    // (see [`Mode`]); the attempt reads the mode, the retry's notification moves it on.
+    let mode = Mutex::new(Mode::Normal);
+    let failures = AtomicU32::new(0);
+    let attempt = || async {
+        let started = Instant::now();
+        let current = mode.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let o = write_once(pool, settings, batch, &current).await?;
+        record_metrics(batch, &o, started);
+        Ok::<_, sqlx::Error>(o)
+    };
+    let retried = attempt
+        .retry(db::outage_backoff(None))
+        .sleep(tokio::time::sleep)
+        .notify(|e, delay| {
+            metrics::counter!("csvbus_sink_retries_total").increment(1);
+            if classify(e) == Failure::Outage {
+                tracing::warn!(partition = batch.partition, error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable; batch will be retried");
+                return;
+            }
+            let n = failures.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::error!(partition = batch.partition, error = %e, failures = n, "batch failed");
+            let mut mode = mode.lock().unwrap_or_else(PoisonError::into_inner);
+            if n >= settings.max_attempts + 2 {
+                *mode = Mode::RejectAll(format!("the batch could not be written: {}", describe(e)));
+            } else if n >= settings.max_attempts {
+                *mode = Mode::LastResort;
+            }
+        });
+    tokio::select! {
+        // The backoff has no end: an `Err` is not reached.
+        r = retried => r.ok(),
+        _ = stop.cancelled() => None,
+    }
+}
+
+fn record_metrics(batch: &Batch, o: &Outcome, started: Instant) {
+    metrics::histogram!("csvbus_sink_batch_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("csvbus_sink_batch_rows").record(batch.records.len() as f64);
+    metrics::counter!("csvbus_sink_rows_written_total").increment(o.written);
+    metrics::counter!("csvbus_sink_rows_rejected_total").increment(o.rejected);
+    metrics::counter!("csvbus_sink_dead_letters_total").increment(o.dead);
+    metrics::counter!("csvbus_sink_duplicates_total").increment(o.duplicates);
+}
+
+async fn write_once(
+    pool: &PgPool,
+    settings: &Settings,
+    batch: &Batch,
+    mode: &Mode,
+) -> Result<Outcome, sqlx::Error> {
+    let Some(last) = batch.records.last() else {
+        return Ok(Outcome::default());
+    };
+    let key = Key {
+        group_id: &settings.group_id,
+        topic: &batch.topic,
+        partition: batch.partition,
+    };
+    let mut tx = transaction::begin(pool, settings.statement_timeout).await?;
+    let (first_new, stored) = match offsets::check(&mut tx, key, &batch.records).await? {
+        Start::Fresh { first_new, stored } => (first_new, stored),
+        Start::Gap { stored } => {
+            let gap = Some(stored);
+            return Ok(Outcome {
+                gap,
+                next_offset: stored,
+                ..Outcome::default()
+            });
+        }
+        Start::Stale => {
+            tx.commit().await?;
+            return Ok(Outcome {
+                gap: Some(0),
+                ..Outcome::default()
+            });
+        }
+    };
+    let fresh = &batch.records[first_new..];
+    let mut outcome = Outcome {
+        skipped: first_new as u64,
+        next_offset: stored.max(last.offset + 1),
+        ..Outcome::default()
+    };
+    if fresh.is_empty() {
+        return Ok(outcome);
+    }
+    let targets = targets::load(&mut tx, fresh, batch.partition, &settings.allowed_schemas).await?;
+    let sorted = sort(fresh, |i| batch.decoded.get(first_new + i), &targets);
+    let mut rejects = Vec::new();
+    let mut counts: HashMap<Uuid, imports::Written> = HashMap::new();
+    for g in &sorted.groups {
+        let c = copy_group(&mut tx, g, mode, &mut rejects).await?;
+        let n = counts.entry(g.import).or_default();
+        n.written += c.written as i64;
+        n.skipped += c.skipped as i64;
+        outcome.written += c.written;
+    }
+    store_rejects(&mut tx, fresh, &rejects).await?;
+    store_dead(&mut tx, key, fresh, &sorted.dead).await?;
+    for r in &rejects {
+        counts.entry(r.import).or_default().rejected += 1;
+    }
+    outcome.rejected = rejects.len() as u64;
+    outcome.dead = sorted.dead.len() as u64;
+    outcome.duplicates = sorted.duplicates;
+    for (import, w) in counts {
+        imports::add_written(&mut tx, import, w).await?;
+    }
+    handled::store_max_lines(&mut tx, batch.partition, &sorted.max_lines).await?;
+    offsets::set(&mut tx, key, outcome.next_offset).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn store_rejects(
+    conn: &mut PgConnection,
+    records: &[Record],
+    rejects: &[Reject],
+) -> Result<(), sqlx::Error> {
+    for r in rejects {
+        let fields = serde_json::from_slice(&records[r.index].payload).ok();
+        let rejected = imports::Rejected {
+            import_id: r.import,
+            line: r.line,
+            stage: imports::Stage::Write,
+            reason: &r.reason,
+            raw: None,
+            fields,
+        };
+        imports::insert_rejected(conn, rejected).await?;
+    }
+    Ok(())
+}
+
+/// Longest part of a dead letter's value that is kept.
+const DEAD_PAYLOAD_LIMIT: usize = 64 * 1024;
+
+async fn store_dead(
+    conn: &mut PgConnection,
+    key: Key<'_>,
+    records: &[Record],
+    dead: &[Dead],
+) -> Result<(), sqlx::Error> {
+    for d in dead {
+        let r = &records[d.index];
+        tracing::warn!(partition = key.partition, offset = r.offset, reason = %d.reason, "dead letter");
+        let payload = &r.payload[..r.payload.len().min(DEAD_PAYLOAD_LIMIT)];
+        sqlx::query(
+            "INSERT INTO csvbus.dead_letters
+                    (group_id, topic, partition, \"offset\", reason, headers, key, payload, payload_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(key.group_id)
+        .bind(key.topic)
+        .bind(key.partition)
+        .bind(r.offset)
+        .bind(imports::storable_text(&d.reason).as_ref())
+        .bind(imports::storable_json(r.headers_json()))
+        .bind(r.key.as_deref())
+        .bind(payload)
+        .bind(i32::try_from(r.payload.len()).unwrap_or(i32::MAX))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

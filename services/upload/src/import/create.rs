@@ -1,0 +1,159 @@
+//! `create=true`: a table that does not exist is created from the file — its columns named
+//! after the header (normalized), typed from the first rows ([`csvbus_shared::infer`]) — in
+//! the same transaction as the import's record. Values later in the file that do not fit a
+//! type are rejected rows with their line, as for any table.
+
+use csvbus_shared::catalog::{Column, TableName};
+use csvbus_shared::infer::{self, Inference};
+
+use crate::read::parse::Dialect;
+use crate::rows::HeaderError;
+
+/// Bytes of the body the types are inferred from (at most).
+pub const SAMPLE_BYTES: usize = 1 << 20;
+/// Rows the types are inferred from (at most).
+pub const SAMPLE_ROWS: usize = 2000;
+
+/// The table `create=true` makes.
+#[derive(Debug, Clone)]
+pub struct NewTable {
+    pub columns: Vec<Column>,
+    /// Per field of the file, the column it goes to (`-`: left out): the header's own names
+    /// may repeat, be empty or be too long, and the created names are the ones that count.
+    pub field_names: Vec<String>,
+    pub ddl: String,
+    /// Rows the types were inferred from.
+    pub rows: usize,
+}
+
+/// Infers `table` from `sample` (the body's start after skipped lines, UTF-8; `complete`: the
+/// whole body). `names`: the fields' names from `columns=` (over the header's, if there is
+/// one), `-` for a field to leave out.
+pub fn infer_table(
+    table: &TableName,
+    sample: &[u8],
+    complete: bool,
+    dialect: &Dialect,
+    header: bool,
+    names: Option<&[String]>,
+) -> Result<NewTable, HeaderError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(dialect.delimiter.byte())
+        .quote(dialect.quote)
+        .trim(if dialect.trim {
+            csv::Trim::All
+        } else {
+            csv::Trim::None
+        })
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(sample);
+    let mut records = reader.byte_records();
+    let first = match header {
+        true => Some(
+            records
+                .next()
+                .and_then(Result::ok)
+                .ok_or(HeaderError::Empty)?,
+        ),
+        false => None,
+    };
+    let header: Vec<String> = match (names, first) {
+        (Some(n), _) => n.to_vec(),
+        (None, Some(first)) => first
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let name =
+                    String::from_utf8(f.to_vec()).map_err(|_| HeaderError::NotUtf8(i + 1))?;
+                Ok(name.trim_start_matches('\u{feff}').to_owned())
+            })
+            .collect::<Result<_, _>>()?,
+        (None, None) => return Err(HeaderError::Empty),
+    };
+    if header.len() > infer::MAX_COLUMNS {
+        return Err(HeaderError::TooManyColumns(header.len()));
+    }
+    let keep: Vec<bool> = header.iter().map(|h| h != "-").collect();
+    let kept: Vec<String> = header.iter().filter(|h| *h != "-").cloned().collect();
+    let mut inference = Inference::new(kept.len());
+    let mut rows: Vec<csv::ByteRecord> = records
+        .take(SAMPLE_ROWS + 1)
+        .filter_map(Result::ok)
+        .collect();
+    // A record cut by the end of the sample says nothing.
+    if !complete || rows.len() > SAMPLE_ROWS {
+        rows.pop();
+    }
+    for r in &rows {
+        let values = r
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(v, _)| std::str::from_utf8(v).ok());
+        inference.observe(values);
+    }
+    let names = infer::column_names(&kept);
+    let types = inference.types();
+    let mut created = names.iter();
+    let field_names = keep
+        .iter()
+        .map(|k| match k {
+            true => created.next().cloned().unwrap_or_default(),
+            false => "-".to_owned(),
+        })
+        .collect();
+    Ok(NewTable {
+        columns: names
+            .iter()
+            .zip(&types)
+            .map(|(n, t)| Column {
+                name: n.clone(),
+                type_name: t.sql().to_owned(),
+                not_null: false,
+                has_default: false,
+                generated: false,
+            })
+            .collect(),
+        ddl: infer::create_table(table, &names, &types),
+        field_names,
+        rows: rows.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use csvbus_shared::read_as::Delimiter;
+
+    #[test]
+    fn the_table_comes_from_the_header_and_the_first_rows() {
+        let t = TableName::parse("new", "public").unwrap();
+        let sample = b"Id;Full Name;Paid\n1;Ann;yes\n2;Bob;no\n3;Cy;ma";
+        let d = Dialect::plain(Delimiter::SEMICOLON);
+        let nt = infer_table(&t, sample, false, &d, true, None).unwrap();
+        assert_eq!(nt.rows, 2, "the cut last record is left out");
+        assert_eq!(
+            nt.ddl,
+            r#"CREATE TABLE "public"."new" ("id" bigint, "full_name" text, "paid" boolean)"#
+        );
+        let names: Vec<String> = ["n", "-", "when"].map(String::from).to_vec();
+        let nt = infer_table(
+            &t,
+            b"1,x,2026-01-01\n",
+            true,
+            &Dialect::plain(Delimiter::COMMA),
+            false,
+            Some(&names),
+        )
+        .unwrap();
+        assert_eq!(
+            nt.ddl,
+            r#"CREATE TABLE "public"."new" ("n" bigint, "when" date)"#
+        );
+        assert!(matches!(
+            infer_table(&t, b"", true, &d, true, None),
+            Err(HeaderError::Empty)
+        ));
+    }
+}

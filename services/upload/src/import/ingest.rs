@@ -1,0 +1,419 @@
+//! `POST /v1/imports`: one upload, from the first byte of the body to the broker's last
+//! acknowledgement.
+//!
+//! The checks that need no row (type, encoding, size, table, mode, Idempotency-Key, header) come
+//! first and answer 4xx before anything is produced. Then records are read one at a time and
+//! each is sent before the next is read; when the in-flight bounds are reached `InFlight::send`
+//! waits, and the body is not polled meanwhile. The answer is sent after every produced row is
+//! acknowledged.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Extension;
+use axum::Json;
+use csvbus_shared::imports::{self, ImportStatus};
+use csvbus_shared::modes::ImportMode;
+use csvbus_shared::read_as::ReadAs;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::import::checks::{
+    check_headers, read_options, reserved_column, resolve_conflict, resolve_or_create,
+};
+use crate::import::clients::{self, Peer};
+use crate::import::failures::{self, UploadFailure};
+use crate::import::idempotency::{self, Claim};
+use crate::import::progress::{Progress, ProgressGuard};
+use crate::import::row_loop::produce_all;
+use crate::import::source_name;
+use crate::import::start::{create, read_checked_header, replay, Plan};
+use crate::read::body::{self, Encoding};
+use crate::read::body_digest::{self, BodyDigest};
+use crate::read::media;
+use crate::read::parse::Records;
+use crate::read::prepare::prepare;
+use crate::rows::ValueOptions;
+use crate::App;
+
+pub use crate::import::request::{Accepted, UploadQuery};
+
+/// `max_rejected` when the query gives none.
+pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
+
+/// Uploads a CSV file into a table: the body is streamed, each row becomes a message, and the
+/// answer comes once the broker has every row. The sink then writes them; follow the import
+/// with `GET /v1/imports/{id}`.
+#[utoipa::path(
+    post,
+    path = "/v1/imports",
+    tag = "imports",
+    params(
+        UploadQuery,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~]{1,255}$",
+            description = "Makes retries safe: a repeat is answered as before, a failed upload is resumed"),
+        ("Content-Encoding" = Option<String>, Header, nullable = false, pattern = "^([gG][zZ][iI][pP]|x-gzip|zstd|identity)?$",
+            description = "gzip, zstd or none"),
+    ),
+    request_body(
+        description = "The CSV file: a header line naming the columns, then the rows",
+        content(
+            (String = "text/csv"),
+            (String = "application/csv"),
+            (String = "application/vnd.ms-excel"),
+            (String = "application/octet-stream"),
+            (crate::read::media::UploadForm = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "A repeat under an Idempotency-Key: the first answer", body = Accepted),
+        (status = 202, description = "Every row is on the broker; the sink writes them", body = Accepted),
+        (status = 400, description = "An option is invalid", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such table csvbus may write (`unknown_table`)", body = ErrorBody),
+        (status = 408, description = "The body stalled or took too long", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key belongs to a running or different import", body = ErrorBody),
+        (status = 413, description = "The body or a record is too large", body = ErrorBody),
+        (status = 415, description = "Not CSV, or an unsupported Content-Encoding", body = ErrorBody),
+        (status = 422, description = "The header or the rows do not fit the table (with `line`)", body = ErrorBody),
+        (status = 429, description = "Too many uploads at once; retry after Retry-After", body = ErrorBody),
+        (status = 503, description = "The database or the broker is unavailable; retry", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn create_import(
+    State(app): State<Arc<App>>,
+    query: Result<Query<UploadQuery>, QueryRejection>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let client = clients::client_of(&headers, peer.map(|Extension(p)| p));
+    let Some(_client_slot) = app.client_slots.try_take(client) else {
+        metrics::counter!("csvbus_upload_refused_total").increment(1);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            format!(
+                "this client has {} uploads running, the most one client may \
+                 (CSVBUS_MAX_UPLOADS_PER_CLIENT); retry when one has ended",
+                app.client_slots.max()
+            ),
+        )
+        .retry_after(1));
+    };
+    let Ok(_permit) = app.uploads.clone().try_acquire_owned() else {
+        metrics::counter!("csvbus_upload_refused_total").increment(1);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            format!(
+                "{} uploads are running, the most this service takes at once; retry later",
+                app.config.max_uploads
+            ),
+        )
+        .retry_after(1));
+    };
+    let Query(q) = query?;
+    let limit = app.config.max_rejected_limit;
+    if q.max_rejected.is_some_and(|m| m > limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("max_rejected may be at most {limit} (CSVBUS_MAX_REJECTED_LIMIT)"),
+        ));
+    }
+    let mode = q.mode.unwrap_or_default();
+    let media = media::media(&headers)?;
+    let encoding = check_headers(&headers, app.config.max_body_bytes)?;
+    let key = idempotency::key(&headers)?;
+    let mut read = read_options(&q, media.charset.as_deref())?;
+    let opts = ValueOptions {
+        delimiter: read.delimiter.unwrap_or_default(),
+        null: q.null.clone().filter(|s| !s.is_empty()),
+    };
+    let (table, create) = resolve_or_create(&app, &q, &mut read).await?;
+    reserved_column(mode, &table.1)?;
+    let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
+    let partitions = app.partitions.load(Ordering::Relaxed);
+    let (body, encoding, part_name, form_rest) = unpack(&app, &media, encoding, body).await?;
+    let name = q.name.as_deref().or(part_name.as_deref());
+    let source = source_name::source(name, &headers)?;
+    // A repeat that is answered without its rows (replayed, refused) still has its body read
+    // and dropped first: a client busy sending it would otherwise see a broken pipe, not the
+    // answer, and retry.
+    let resume = match &key {
+        None => None,
+        Some(k) => match idempotency::claim(&app.pool, k, &table.0, mode).await {
+            Ok(Claim::New) => None,
+            Ok(Claim::Resume(r)) => Some(*r),
+            Ok(Claim::Replay { id, body_digest }) => {
+                return repeat(&app, id, body_digest, encoding, body).await;
+            }
+            Err(e) => {
+                body::discard(body, encoding, &body::Limits::of(&app.config)).await;
+                return Err(e);
+            }
+        },
+    };
+    let plan = Plan {
+        q,
+        opts,
+        read,
+        table,
+        create,
+        mode,
+        conflict,
+        key,
+        resume,
+        partitions,
+        source,
+        form_rest,
+    };
+    let _active = ActiveGauge::new();
+    let span =
+        tracing::info_span!("upload", table = %plan.table.0, import_id = tracing::field::Empty);
+    run_upload(app, plan, encoding, body).instrument(span).await
+}
+
+/// The CSV of the body: the body itself, or a form's file part (its name, and the encoding its
+/// name says). A form is not compressed as a whole (its file part may be).
+async fn unpack(
+    app: &App,
+    media: &media::Media,
+    encoding: Encoding,
+    body: Body,
+) -> Result<(Body, Encoding, Option<String>, Option<media::Rest>), ApiError> {
+    let Some(boundary) = &media.form_boundary else {
+        return Ok((body, encoding, None, None));
+    };
+    if encoding != Encoding::Identity {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            "a form is not compressed as a whole: send a compressed file part (file.csv.gz)",
+        ));
+    }
+    let (part, name, encoding, rest) =
+        media::file_part(body, boundary, app.config.body_idle_timeout).await?;
+    Ok((part, encoding, name, Some(rest)))
+}
+
+/// A repeat of an accepted import under its key: the first answer, marked `replayed`, when the
+/// body is the same bytes (compared by digest when the first one's is known); 422
+/// `idempotency_key_mismatch` when it is another file.
+async fn repeat(
+    app: &App,
+    id: Uuid,
+    first: Option<String>,
+    encoding: Encoding,
+    body: Body,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let cfg = &app.config;
+    let input = body::reader(body, encoding, &body::Limits::of(cfg), Arc::default());
+    let this = body_digest::digest_to_end(input)
+        .await
+        .map_err(|e| failures::io_error(e, cfg.max_body_bytes).into_answer())?;
+    if first.is_some_and(|first| first != this) {
+        return Err(idempotency::mismatch(format!(
+            "this Idempotency-Key belongs to import {id}, whose file had other bytes; \
+             use a new key to import this one"
+        ))
+        .for_import(id));
+    }
+    replay(app, id).await
+}
+
+struct ActiveGauge;
+impl ActiveGauge {
+    fn new() -> Self {
+        metrics::gauge!("csvbus_uploads_active").increment(1.0);
+        Self
+    }
+}
+impl Drop for ActiveGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("csvbus_uploads_active").decrement(1.0);
+    }
+}
+
+async fn run_upload(
+    app: Arc<App>,
+    mut plan: Plan,
+    encoding: Encoding,
+    body: Body,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let cfg = &app.config;
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let (input, digest) = body_digest::digesting(body::reader(
+        body,
+        encoding,
+        &body::Limits::of(cfg),
+        bytes_read.clone(),
+    ));
+    if let Some(first) = plan.resume.as_ref().and_then(|r| r.read_as.as_ref()) {
+        plan.read.same_as(first);
+    }
+    let prepared = prepare(input, &plan.read).await?;
+    plan.opts.delimiter = prepared.dialect.delimiter;
+    let mut read_as = prepared.read_as;
+    if let (true, Some((sample, complete))) = (plan.create, &prepared.sample) {
+        let (header, names) = (plan.read.header, plan.read.mapping.names.as_deref());
+        let new = crate::import::create::infer_table(
+            &plan.table.0,
+            sample,
+            *complete,
+            &prepared.dialect,
+            header,
+            names,
+        )
+        .map_err(ApiError::from)?;
+        plan.table.1 = new.columns;
+        // The fields go to the columns made for them, whatever the header calls them.
+        plan.read.mapping.names = Some(new.field_names);
+        read_as.notes.push(format!(
+            "column types inferred from the first {} rows",
+            new.rows
+        ));
+        read_as.created = Some(new.ddl);
+    }
+    let mut records = Records::with(
+        prepared.input,
+        prepared.dialect,
+        cfg.max_record_bytes,
+        cfg.max_decompressed_bytes,
+    );
+    let start = plan.resume.as_ref().map(|r| r.counters).unwrap_or_default();
+    let progress = Arc::new(Progress::new(bytes_read, &start));
+    // A resumed import is ours from here: whatever ends this upload must end it again.
+    let mut guard = plan
+        .resume
+        .as_ref()
+        .map(|r| ProgressGuard::start(app.clone(), r.id, r.attempt, progress.clone()));
+    let header = match read_checked_header(&app, &plan, &mut records).await {
+        Ok(h) => h,
+        Err(e) => {
+            if let Some(g) = &mut guard {
+                let _ = g
+                    .finish(ImportStatus::Failed, progress.snapshot(), Some(&e.message))
+                    .await;
+            }
+            return Err(e);
+        }
+    };
+    records.done();
+    read_as.mapping = header.mapping.clone();
+    let (id, attempt) = match &plan.resume {
+        Some(r) => (r.id, r.attempt),
+        None => (create(&app, &plan, &header, &read_as).await?, 1),
+    };
+    tracing::Span::current().record("import_id", tracing::field::display(id));
+    let mut guard =
+        guard.unwrap_or_else(|| ProgressGuard::start(app.clone(), id, attempt, progress.clone()));
+    tracing::info!(
+        columns = header.columns.len(),
+        mode = plan.mode.as_str(),
+        attempt,
+        "upload started"
+    );
+
+    let outcome = produce_all(&app, &plan, &header, &progress, &mut records, id, &start).await;
+    let ended = Ended {
+        id,
+        read_as,
+        digest,
+    };
+    conclude(&app, &mut guard, &plan, ended, &progress, outcome).await
+}
+
+/// What an answer after a failure says of the rows before it: in a mode that is not staged they
+/// are written whatever happens now, and a retry must not send them again.
+fn written_before(mode: ImportMode, produced: i64) -> String {
+    match (mode.staged(), produced) {
+        (_, 0) => String::new(),
+        (true, _) => format!(" ({} import: none of its rows were written)", mode.as_str()),
+        (false, n) => format!(
+            " ({n} rows before it were accepted and are written to the table; a retry with the \
+             same Idempotency-Key resumes after them, one without a key writes them again)"
+        ),
+    }
+}
+
+/// What an upload that got as far as its rows leaves behind.
+struct Ended {
+    id: Uuid,
+    read_as: ReadAs,
+    /// The body's digest: saved when the body was read to its end, before the import is
+    /// accepted, so that a repeat of it is always compared.
+    digest: BodyDigest,
+}
+
+/// Saves how the upload ended and answers: `202` with the counters once every row is on the
+/// broker, the failure's answer otherwise.
+async fn conclude(
+    app: &App,
+    guard: &mut ProgressGuard,
+    plan: &Plan,
+    Ended {
+        id,
+        mut read_as,
+        digest,
+    }: Ended,
+    progress: &Progress,
+    outcome: Result<(), UploadFailure>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    if let Some(d) = digest.finished() {
+        imports::save_body_digest(&app.pool, id, &d).await?;
+    }
+    read_as
+        .notes
+        .extend(plan.form_rest.as_ref().and_then(media::Rest::note));
+    let counters = progress.snapshot();
+    let (final_status, error) = match &outcome {
+        Ok(()) => (ImportStatus::Produced, None),
+        Err(f) => (f.status(), Some(f.answer().message.clone())),
+    };
+    let saved = guard
+        .finish(final_status, counters, error.as_deref())
+        .await?;
+    if let Err(f) = outcome {
+        tracing::warn!(error = %f, "upload ended early");
+        // The import id tells the client where to see what this import wrote before it ended.
+        let mut answer = f.into_answer().for_import(id);
+        answer.message += &written_before(plan.mode, counters.rows_produced);
+        return Err(answer);
+    }
+    if !saved {
+        return Err(ApiError::unavailable(
+            "import_aborted",
+            "the import was taken for abandoned while it was uploaded; retry with the same Idempotency-Key to finish it",
+        )
+        .for_import(id));
+    }
+    tracing::info!(
+        rows = counters.rows_produced,
+        rejected = counters.rows_rejected,
+        bytes = counters.bytes_received,
+        "upload produced"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            import_id: id,
+            table: plan.table.0.to_string(),
+            status: final_status,
+            mode: plan.mode,
+            rows_produced: counters.rows_produced as u64,
+            rows_rejected: counters.rows_rejected as u64,
+            bytes_read: counters.bytes_received as u64,
+            resumed_from_line: plan.resume.as_ref().map(|r| r.counters.acked.line as u64),
+            status_url: format!("/v1/imports/{id}"),
+            read_as: Some(read_as),
+            replayed: false,
+        }),
+    ))
+}

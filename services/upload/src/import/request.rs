@@ -1,0 +1,94 @@
+//! What an upload request says (its query options) and what it is answered when accepted:
+//! the types the OpenAPI document and the CLI share.
+
+use csvbus_shared::imports::ImportStatus;
+use csvbus_shared::modes::ImportMode;
+use csvbus_shared::read_as::{Delimiter, ReadAs};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Query options of an upload.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+// An unknown parameter is refused (400 unknown_parameter), never ignored: a typo such as
+// `mdoe=upsert` would otherwise run with the default.
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// The target table: `table` (in `public`) or `schema.table`.
+    pub table: String,
+    /// `auto` (the default: detected from the first lines among `,` `;` tab `|`), one ASCII
+    /// character other than a quote or line break, or `tab`.
+    #[param(value_type = Option<String>, pattern = r#"^([\x00-\x09\x0B\x0C\x0E-\x21\x23-\x7F]|tab|\\t|auto)?$"#)]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub delimiter: Option<Delimiter>,
+    /// The quote character (default `"`; with `delimiter=auto`, `'` when the first lines hold
+    /// one and it splits them more consistently).
+    #[param(pattern = r"^[\x00-\x09\x0B\x0C\x0E-\x7F]?$")]
+    pub quote: Option<String>,
+    /// `lenient` (the default and only mode): a quote inside an unquoted field is kept as text
+    /// (`a,b"c,d` → `b"c`).
+    #[param(pattern = "^(lenient)?$")]
+    pub quotes: Option<String>,
+    /// `utf-8` (default), `auto`, `windows-1252`, `latin1`, `utf-16` (`utf-16le`), `utf-16be`.
+    #[param(pattern = r"^(auto|utf-?8|windows-1252|cp1252|latin-?1|iso-8859-1|utf-?16(le|be)?)?$")]
+    pub encoding: Option<String>,
+    /// Drop whitespace around fields and after closing quotes (`"B" ,"C"`).
+    pub trim: Option<bool>,
+    /// Preamble lines before the header (within the first 64 KiB). Default: detected — up to
+    /// 20 lines before a header that the rows' types confirm; `0` reads every line.
+    #[param(maximum = 10_000)]
+    pub skip_lines: Option<u64>,
+    /// `false`: the first record is data; `columns=` names the fields.
+    pub header: Option<bool>,
+    /// A table column (or `-`: drop the field) per field of the file, comma-separated: renames
+    /// the header's names, or names the fields with `header=false`.
+    pub columns: Option<String>,
+    /// `error` (default: a header name the table lacks is a 422) or `ignore` (the field is
+    /// dropped).
+    #[param(pattern = "^(error|ignore)?$")]
+    pub extra_columns: Option<String>,
+    /// `true`: when the table does not exist, create it from the header, with column types
+    /// inferred from the first rows (up to 2000 in the first MiB).
+    pub create: Option<bool>,
+    /// The text that means SQL NULL (default: none; an empty field is an empty string or NULL
+    /// as the column's type takes it).
+    pub null: Option<String>,
+    /// The column whose value is each row's message key (rows with one key keep their order).
+    pub key: Option<String>,
+    /// Rejected rows after which the upload fails (default 100; at most
+    /// `CSVBUS_MAX_REJECTED_LIMIT`, 100000 unless configured).
+    #[param(maximum = 100_000)]
+    pub max_rejected: Option<u64>,
+    /// append (default), atomic, replace, upsert or skip.
+    #[param(value_type = Option<csvbus_shared::modes::ImportMode>, inline)]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub mode: Option<ImportMode>,
+    /// upsert / skip: the conflict columns, comma-separated (default: the primary key).
+    pub conflict: Option<String>,
+    /// Where the rows come from, shown in the imports list: the file's name (the last path
+    /// segment is kept; at most 255 characters). Default: the `Content-Disposition` filename.
+    #[param(max_length = 255)]
+    pub name: Option<String>,
+}
+
+/// The `202 Accepted` answer.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub import_id: Uuid,
+    pub table: String,
+    pub status: ImportStatus,
+    pub mode: ImportMode,
+    pub rows_produced: u64,
+    pub rows_rejected: u64,
+    pub bytes_read: u64,
+    /// Set when this upload resumed an earlier one under its Idempotency-Key: the records up
+    /// to this line were skipped.
+    pub resumed_from_line: Option<u64>,
+    pub status_url: String,
+    /// How the file was read: delimiter, encoding, column mapping.
+    pub read_as: Option<ReadAs>,
+    /// `true` when this answers a repeat under an Idempotency-Key from the earlier import
+    /// (answered `200`): nothing was read into the table this time.
+    #[serde(default)]
+    pub replayed: bool,
+}

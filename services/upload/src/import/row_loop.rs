@@ -1,0 +1,287 @@
+//! The read → check → send loop of one upload, after its header was accepted: each record is
+//! encoded and produced (waiting at the in-flight bounds, which stops reading the body) or
+//! rejected with its line and raw text.
+
+use std::sync::atomic::Ordering;
+
+use axum::http::StatusCode;
+use csvbus_shared::imports::{self, Checkpoint, UploadCounters};
+use csvbus_shared::message::RowHeaders;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::import::failures::{produce_error, read_error, UploadFailure};
+use crate::import::idempotency::mismatch;
+use crate::import::ingest::DEFAULT_MAX_REJECTED;
+use crate::import::progress::Progress;
+use crate::import::start::{route_columns, Plan};
+use crate::produce::checkpoint::Ledger;
+use crate::produce::producer::{InFlight, ProduceError, Row};
+use crate::produce::route::Route;
+use crate::read::parse::{Records, Span};
+use crate::rows::{Header, ValueOptions};
+use crate::App;
+
+/// Produces every record after the header of import `id` (resumed from `start`), then waits
+/// (up to twice the delivery timeout) for what was sent, so that the progress says how far it
+/// got whatever happened; renews the service's producer when it broke.
+pub(crate) async fn produce_all(
+    app: &App,
+    plan: &Plan,
+    header: &Header,
+    progress: &Progress,
+    records: &mut Records<Input>,
+    id: Uuid,
+    start: &UploadCounters,
+) -> Result<(), UploadFailure> {
+    let cfg = &app.config;
+    let (generation, producer) = app.producer();
+    let mut rows = RowLoop {
+        app,
+        id,
+        headers: RowHeaders::new(id, &plan.table.0),
+        max_rejected: plan.q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED),
+        opts: &plan.opts,
+        header,
+        progress,
+        inflight: InFlight::new(
+            producer,
+            cfg.common.topic.clone(),
+            app.inflight.clone(),
+            cfg.inflight_bytes_per_upload,
+            Ledger::new(start.acked),
+        ),
+        route: Route::new(route_columns(plan, header), plan.partitions, id),
+        resume: plan.resume.as_ref().map(|r| r.counters.acked),
+        digest: 0,
+        start_rows: start.rows_produced as u64,
+    };
+    let outcome = rows.run(records).await;
+    let drained = tokio::time::timeout(cfg.delivery_timeout * 2, rows.inflight.drain()).await;
+    progress.produced.store(rows.produced(), Ordering::Relaxed);
+    progress.set_checkpoint(rows.inflight.ledger.at);
+    if rows.inflight.producer_broken() {
+        app.renew_producer(generation);
+    }
+    match (outcome, drained) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Ok(Err(e))) => Err(produce_error(e)),
+        (Ok(()), Err(_)) => Err(produce_error(ProduceError::Cancelled)),
+        (Ok(()), Ok(Ok(()))) => Ok(()),
+    }
+}
+
+/// Longest raw text kept for a rejected row.
+const RAW_LIMIT: usize = 4096;
+
+pub type Input = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
+/// Reads the header record: 422 when the body is empty or the header's quote never closes.
+pub async fn read_header(records: &mut Records<Input>, max_body: u64) -> Result<(), ApiError> {
+    let span = match records.next().await {
+        Ok(Some(span)) => span,
+        Ok(None) => {
+            return Err(ApiError::unprocessable(
+                "missing_header",
+                "the body is empty: the first record must name the columns",
+            )
+            .at_line(1))
+        }
+        Err(e) => return Err(read_error(e, max_body).into_answer()),
+    };
+    if records.unterminated(span) {
+        return Err(ApiError::unprocessable(
+            "invalid_header",
+            "the header has a quoted field that is never closed",
+        )
+        .at_line(span.line));
+    }
+    Ok(())
+}
+
+/// The read → check → send loop of one upload.
+pub struct RowLoop<'a> {
+    pub app: &'a App,
+    pub id: Uuid,
+    /// The csvbus headers of this import's rows.
+    pub headers: RowHeaders,
+    pub max_rejected: u64,
+    pub opts: &'a ValueOptions,
+    pub header: &'a Header,
+    pub progress: &'a Progress,
+    pub inflight: InFlight,
+    pub route: Route,
+    /// A resumed import: records up to this checkpoint are read and skipped; their digest must
+    /// match it.
+    pub resume: Option<Checkpoint>,
+    /// The chained digest of the records read so far.
+    pub digest: i64,
+    /// Rows produced by earlier attempts, up to the checkpoint.
+    pub start_rows: u64,
+}
+
+impl RowLoop<'_> {
+    pub(crate) async fn run(&mut self, records: &mut Records<Input>) -> Result<(), UploadFailure> {
+        let cfg = &self.app.config;
+        let mut payload = Vec::with_capacity(1024);
+        loop {
+            let span = match records.next().await {
+                Ok(Some(span)) => span,
+                Ok(None) => return self.check_resumed(u64::MAX),
+                Err(e) => return Err(read_error(e, cfg.max_body_bytes)),
+            };
+            let received = self.progress.received.fetch_add(1, Ordering::Relaxed) + 1;
+            if received > cfg.max_rows_per_import {
+                let e = too_many_rows(cfg.max_rows_per_import).at_line(span.line);
+                return Err(e.into());
+            }
+            self.check_resumed(span.line)?;
+            self.digest = records.digest(span, self.digest);
+            if self.resume.is_some() {
+                records.done();
+                continue;
+            }
+            let line = span.line as i64;
+            let partition = self.route.partition(span.line);
+            let key = self.route.key(&records.record);
+            let max = self.app.config.max_message_bytes;
+            match encode(
+                self.header,
+                self.opts,
+                max,
+                records,
+                span,
+                key,
+                &mut payload,
+            ) {
+                Ok(()) => {
+                    let row = Row {
+                        payload: &payload,
+                        key,
+                        partition,
+                        line,
+                        digest: self.digest,
+                    };
+                    let headers = self.headers.for_line(span.line);
+                    if let Err(e) = self.inflight.send(row, headers).await {
+                        return Err(produce_error(e));
+                    }
+                }
+                Err(reason) => {
+                    let raw = records.raw_text(span, RAW_LIMIT);
+                    self.reject(span.line, &raw, &reason).await?;
+                    self.inflight.ledger.push(line, self.digest, false);
+                }
+            }
+            records.done();
+            if let Err(e) = self.inflight.poll_acks() {
+                return Err(produce_error(e));
+            }
+            self.progress
+                .produced
+                .store(self.produced(), Ordering::Relaxed);
+            self.progress.set_checkpoint(self.inflight.ledger.at);
+        }
+    }
+
+    /// Rows produced by the import: those of earlier attempts up to the checkpoint they left,
+    /// and those acknowledged in this one.
+    pub fn produced(&self) -> u64 {
+        self.start_rows + self.inflight.acked
+    }
+
+    /// While resuming: once the record at `line` is past the checkpoint (or the body ended,
+    /// `u64::MAX`), the records read so far must be the ones the checkpoint was made of.
+    fn check_resumed(&mut self, line: u64) -> Result<(), UploadFailure> {
+        let Some(at) = self.resume else {
+            return Ok(());
+        };
+        if line <= at.line as u64 {
+            return Ok(());
+        }
+        if self.digest != at.digest {
+            let e = mismatch(format!(
+                "the body differs from the one first uploaded under this Idempotency-Key (lines 1 to {} must be the same)",
+                at.line
+            ));
+            return Err(e.into());
+        }
+        tracing::info!(line = at.line, "resumed after the checkpoint");
+        self.resume = None;
+        Ok(())
+    }
+
+    /// Records a rejected row; fails the upload past `max_rejected`.
+    async fn reject(&mut self, line: u64, raw: &str, reason: &str) -> Result<(), UploadFailure> {
+        let rejected = self.progress.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Err(e) = save_rejected(self.app, self.id, line, reason, raw).await {
+            return Err(ApiError::from(e).into());
+        }
+        if rejected > self.max_rejected {
+            let message = format!(
+                "{rejected} rows rejected, more than max_rejected={}; last: {reason}",
+                self.max_rejected
+            );
+            let e = ApiError::unprocessable("too_many_rejected_rows", message).at_line(line);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+/// Bytes a message takes beyond its key and value on the wire: the three csvbus headers and the
+/// record's framing (at most ~150 bytes; counted generously).
+const MESSAGE_FRAMING: usize = 512;
+
+fn too_many_rows(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_rows",
+        format!("the body has more than {max} rows, the most one import takes (CSVBUS_MAX_ROWS_PER_IMPORT)"),
+    )
+}
+
+async fn save_rejected(
+    app: &App,
+    id: Uuid,
+    line: u64,
+    reason: &str,
+    raw: &str,
+) -> Result<(), sqlx::Error> {
+    let mut conn = app.pool.acquire().await?;
+    let rejected = imports::Rejected {
+        import_id: id,
+        line: line as i64,
+        stage: imports::Stage::Parse,
+        reason,
+        raw: Some(raw),
+        fields: None,
+    };
+    imports::insert_rejected(&mut conn, rejected).await?;
+    metrics::counter!("csvbus_upload_rejected_rows_total").increment(1);
+    Ok(())
+}
+
+/// The row's message value in `payload`, or why it is rejected: a field the header or the
+/// options refuse, a quote left open, or a message (value, `key`, framing) over `max` bytes.
+fn encode(
+    header: &Header,
+    opts: &ValueOptions,
+    max: usize,
+    records: &Records<Input>,
+    span: Span,
+    key: Option<&[u8]>,
+    payload: &mut Vec<u8>,
+) -> Result<(), String> {
+    header.encode(&records.record, opts, || records.quoted(span), payload)?;
+    if records.unterminated(span) {
+        return Err("unterminated quoted field".to_owned());
+    }
+    let size = payload.len() + key.map_or(0, <[u8]>::len) + MESSAGE_FRAMING;
+    if size > max {
+        return Err(format!(
+            "the row is {size} bytes as a message, more than the limit of {max} (CSVBUS_MAX_MESSAGE_BYTES)"
+        ));
+    }
+    Ok(())
+}

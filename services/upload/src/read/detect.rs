@@ -1,0 +1,442 @@
+//! `delimiter=auto` (the default) and preamble detection: from the first bytes of an upload,
+//! the delimiter and quote under which its records most consistently have the same number of
+//! fields, and the lines before the header when it does not start the file.
+
+use csv::ByteRecord;
+use csvbus_shared::infer::{Inference, SqlType};
+
+use csvbus_shared::read_as::Delimiter;
+
+use crate::read::lines;
+
+/// Delimiters `delimiter=auto` chooses from, in the order ties are broken.
+const CANDIDATES: [Delimiter; 4] = [
+    Delimiter::COMMA,
+    Delimiter::SEMICOLON,
+    Delimiter::TAB,
+    Delimiter::PIPE,
+];
+
+/// Quote characters tried, `"` first: `'` is chosen only when the sample holds one and it
+/// splits strictly more consistently (more fields is no reason: a quote that splits quoted
+/// fields apart makes more of them).
+const QUOTES: [u8; 2] = [b'"', b'\''];
+
+/// Records of the sample looked at per candidate.
+const RECORDS: usize = 200;
+
+/// The most records a detected preamble may have.
+const MAX_PREAMBLE: usize = 20;
+
+/// What is to be detected: the delimiter and quote when not given, the preamble when asked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask {
+    pub delimiter: Option<Delimiter>,
+    pub quote: Option<u8>,
+    /// Look for lines before the header (no `skip_lines=` given, and the file has a header).
+    pub preamble: bool,
+}
+
+/// The dialect found, the preamble, and how sure detection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected {
+    pub delimiter: Delimiter,
+    pub quote: u8,
+    /// Bytes and lines before the header: 0 unless a preamble was found.
+    pub preamble_bytes: usize,
+    pub preamble_lines: u64,
+    /// `Some` when the sample did not decide the delimiter (then `,`), with why.
+    pub doubt: Option<String>,
+}
+
+/// How well one (delimiter, quote) splits the sample.
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    delimiter: Delimiter,
+    quote: u8,
+    /// Records from the header on with the most common field count, of all of them.
+    agree: usize,
+    records: usize,
+    /// The most common field count.
+    fields: usize,
+    /// Where the header starts (0 without a preamble).
+    header_at: usize,
+}
+
+impl Score {
+    fn of(
+        sample: &[u8],
+        delimiter: Delimiter,
+        quote: u8,
+        complete: bool,
+        preamble: bool,
+    ) -> Option<Self> {
+        let records = read_records(sample, delimiter.byte(), quote, complete);
+        let counts: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
+        // Of the records this candidate splits: lines it does not split (a preamble longer
+        // than the rows in a small file, say) do not decide the count.
+        let split: Vec<usize> = counts.iter().copied().filter(|c| *c > 1).collect();
+        let (fields, _) = most_common(&split)?;
+        // The header must agree: a one-column file whose values hold a delimiter is not split
+        // by it. Records before a header that is clearly one (see `names_over`) are a preamble.
+        let first = counts.iter().position(|c| *c == fields)?;
+        let after = &counts[first..];
+        // From the header on, it is the most common count of all (as without a preamble).
+        if most_common(after)?.0 != fields {
+            return None;
+        }
+        let header_ok = first == 0
+            || (preamble
+                && first <= MAX_PREAMBLE
+                && names_over(&records[first].0, records[first + 1..].iter().map(|r| &r.0)));
+        header_ok.then(|| Self {
+            delimiter,
+            quote,
+            agree: after.iter().filter(|c| **c == fields).count(),
+            records: after.len(),
+            fields,
+            header_at: if first == 0 { 0 } else { records[first].1 },
+        })
+    }
+
+    /// Better: more records agreeing (as a share), then a shorter preamble (none, best: a
+    /// header on the first line is not given up for more fields), then more fields.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.consistency(other).then(self.fields.cmp(&other.fields))
+    }
+
+    /// More records agreeing (as a share), then a shorter preamble: how two quotes of one
+    /// delimiter are compared (the field count is left out: reading `"B,B"` with `'` as the
+    /// quote makes one more field, not a better reading).
+    fn consistency(&self, other: &Self) -> std::cmp::Ordering {
+        let share = (self.agree * other.records).cmp(&(other.agree * self.records));
+        share.then(other.header_at.cmp(&self.header_at))
+    }
+}
+
+/// Detects what `ask` leaves open in `sample` (the last record is left out when the sample
+/// was cut: `complete` false). Per candidate delimiter, the quote that splits best; then the
+/// best candidate: the share of records (from the header on) with the most common field
+/// count, which must be the header's and more than one; then the shorter preamble; then the
+/// field count. Ties between delimiters, and samples no candidate splits, fall back to `,`
+/// and `"` (or what was given) without a preamble.
+pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
+    let delimiters = ask
+        .delimiter
+        .as_ref()
+        .map_or(&CANDIDATES[..], std::slice::from_ref);
+    // A quote character the sample does not hold is never chosen.
+    let quotes: Vec<u8> = match ask.quote {
+        Some(q) => vec![q],
+        None => QUOTES
+            .into_iter()
+            .filter(|q| *q == QUOTES[0] || sample.contains(q))
+            .collect(),
+    };
+    let mut scores: Vec<Score> = delimiters
+        .iter()
+        .filter_map(|d| {
+            quotes
+                .iter()
+                .filter_map(|q| Score::of(sample, *d, *q, complete, ask.preamble))
+                .reduce(|best, s| {
+                    if s.consistency(&best).is_gt() {
+                        s
+                    } else {
+                        best
+                    }
+                })
+        })
+        .collect();
+    scores.sort_by(|a, b| b.cmp(a));
+    let fallback = |doubt: String| Detected {
+        delimiter: ask.delimiter.unwrap_or_default(),
+        quote: ask.quote.unwrap_or(b'"'),
+        preamble_bytes: 0,
+        preamble_lines: 0,
+        doubt: ask.delimiter.is_none().then_some(doubt),
+    };
+    match scores.as_slice() {
+        [] => fallback(
+            "no delimiter (, ; tab |) splits the first lines into columns; read as ','".into(),
+        ),
+        [best, second, ..] if best.cmp(second).is_eq() => fallback(format!(
+            "{} and {} split the first lines equally well; read as ','",
+            best.delimiter, second.delimiter
+        )),
+        [best, ..] => Detected {
+            delimiter: best.delimiter,
+            quote: best.quote,
+            preamble_bytes: best.header_at,
+            preamble_lines: lines::lines_in(&sample[..best.header_at]),
+            doubt: None,
+        },
+    }
+}
+
+/// Whether `header` reads as column names over the records after it: no name empty or a
+/// number, and at least one column whose values all have a type (a number, a date…) named by
+/// text that does not.
+fn names_over<'r>(header: &ByteRecord, rows: impl Iterator<Item = &'r ByteRecord>) -> bool {
+    let Some(names) = header
+        .iter()
+        .map(|f| std::str::from_utf8(f).ok())
+        .collect::<Option<Vec<&str>>>()
+    else {
+        return false;
+    };
+    let numeric = [SqlType::Bigint, SqlType::Numeric, SqlType::Double];
+    if names
+        .iter()
+        .any(|n| n.trim().is_empty() || numeric.iter().any(|t| t.fits(n)))
+    {
+        return false;
+    }
+    let mut types = Inference::new(names.len());
+    for r in rows {
+        types.observe(r.iter().map(|f| std::str::from_utf8(f).ok()));
+    }
+    types.rows > 0
+        && names
+            .iter()
+            .zip(types.types())
+            .any(|(n, t)| t != SqlType::Text && !t.fits(n))
+}
+
+/// The first [`RECORDS`] records of `sample` read with delimiter `d`, each with the byte
+/// where it starts.
+fn read_records(sample: &[u8], d: u8, quote: u8, complete: bool) -> Vec<(ByteRecord, usize)> {
+    let mut r = csv::ReaderBuilder::new()
+        .delimiter(d)
+        .quote(quote)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(sample);
+    let mut records = Vec::new();
+    let mut rec = ByteRecord::new();
+    let mut ended = 0;
+    while records.len() < RECORDS {
+        match r.read_byte_record(&mut rec) {
+            Ok(true) => {
+                // A record's position can include the `\n` of the `\r\n` before it.
+                let mut start = rec.position().map_or(0, |p| p.byte() as usize);
+                while matches!(sample.get(start), Some(b'\r' | b'\n')) {
+                    start += 1;
+                }
+                records.push((rec.clone(), start));
+                ended = r.position().byte() as usize;
+            }
+            _ => break,
+        }
+    }
+    // A record cut by the end of the sample says nothing.
+    if !complete && ended >= sample.len() && records.len() > 1 {
+        records.pop();
+    }
+    records
+}
+
+/// The most common value and how often it appears.
+fn most_common(counts: &[usize]) -> Option<(usize, usize)> {
+    let mut freq: Vec<(usize, usize)> = Vec::new();
+    for c in counts {
+        match freq.iter_mut().find(|(v, _)| v == c) {
+            Some((_, n)) => *n += 1,
+            None => freq.push((*c, 1)),
+        }
+    }
+    freq.into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Detected {
+        detect(s.as_bytes(), true, Ask::default())
+    }
+
+    fn pre(s: &str) -> Detected {
+        let ask = Ask {
+            preamble: true,
+            ..Ask::default()
+        };
+        detect(s.as_bytes(), true, ask)
+    }
+
+    #[test]
+    fn the_delimiter_that_splits_consistently_wins() {
+        assert_eq!(
+            d("a;b;c\n1;\"x;y\";3\n4;5,5;6\n").delimiter,
+            Delimiter::SEMICOLON
+        );
+        assert_eq!(d("a\tb\n1\t2,5\n").delimiter, Delimiter::TAB);
+        assert_eq!(d("a|b|c\n1|2|3\n").delimiter, Delimiter::PIPE);
+        assert_eq!(d("a,b\n1,\"2;3\"\n").delimiter, Delimiter::COMMA);
+        // European decimals: one ; per line beats a varying number of commas.
+        assert_eq!(
+            d("name;amount\nx;1,5\ny;2\nz;3,25\n").delimiter,
+            Delimiter::SEMICOLON
+        );
+    }
+
+    #[test]
+    fn single_quotes_are_found_only_when_they_split_better() {
+        let q = d("id,name\n1,'Smith, John'\n2,'Lee, Ann'\n");
+        assert_eq!((q.delimiter, q.quote), (Delimiter::COMMA, b'\''));
+        // Apostrophes in text are no quotes.
+        let a = d("id,name\n1,'90s hits\n2,it's\n");
+        assert_eq!((a.delimiter, a.quote), (Delimiter::COMMA, b'"'));
+        assert_eq!(d("a;b\n1;\"x;y\"\n").quote, b'"');
+    }
+
+    #[test]
+    fn a_quoted_delimiter_stays_in_its_field_whatever_else_splits_as_well() {
+        // One line: `'` would make four fields of it, all as consistent as `"`'s three.
+        let one = d("A,\"B,B\",C\n");
+        assert_eq!((one.delimiter, one.quote), (Delimiter::COMMA, b'"'));
+        // Every row quotes one comma: both quotes split every record alike.
+        let names = d("\"Last, First\",age\n\"Doe, Jane\",41\n\"Roe, Rick\",39\n");
+        assert_eq!((names.delimiter, names.quote), (Delimiter::COMMA, b'"'));
+        // No `'` in the sample: never the quote, even when a backslash-escaped quote makes `"`
+        // split one row unevenly.
+        let escaped = d("id,text\n10,\"He said \\\"hi\\\", ok\"\n11,plain\n12,\"unterminated\n");
+        assert_eq!((escaped.delimiter, escaped.quote), (Delimiter::COMMA, b'"'));
+    }
+
+    #[test]
+    fn undecided_samples_fall_back_to_comma_and_say_why() {
+        let single = pre("name\nA;B\nC;D\n");
+        assert_eq!(
+            (single.delimiter, single.preamble_lines),
+            (Delimiter::COMMA, 0)
+        );
+        let one = d("name\nAnn\nBob\n");
+        assert_eq!(one.delimiter, Delimiter::COMMA);
+        assert!(one.doubt.unwrap().contains("no delimiter"));
+        let tie = d("a;b|c\n1;2|3\n");
+        assert_eq!(tie.delimiter, Delimiter::COMMA);
+        assert!(tie.doubt.unwrap().contains("equally well"));
+    }
+
+    #[test]
+    fn a_record_cut_by_the_sample_end_is_left_out() {
+        let cut = detect(b"a;b;c\n1;2;3\n4;5", false, Ask::default());
+        assert_eq!((cut.delimiter, cut.doubt), (Delimiter::SEMICOLON, None));
+    }
+
+    #[test]
+    fn lines_before_a_clear_header_are_a_preamble() {
+        let file =
+            "Sales export, EMEA\r\n\r\nRegion: all\r\nid;name;amount\r\n1;Ann;2,5\r\n2;Bob;3\r\n";
+        let p = pre(file);
+        assert_eq!((p.delimiter, p.preamble_lines), (Delimiter::SEMICOLON, 3));
+        assert!(file[p.preamble_bytes..].starts_with("id;name"));
+        // Asked only with the delimiter given, too.
+        let given = Ask {
+            delimiter: Some(Delimiter::SEMICOLON),
+            preamble: true,
+            ..Ask::default()
+        };
+        assert_eq!(detect(file.as_bytes(), true, given).preamble_lines, 3);
+        // More preamble lines than rows (found by the proptest below).
+        assert_eq!(pre("A\nA\nA\nc0,c1\n0,0\n").preamble_lines, 3);
+        // Not asked (skip_lines= given, or no header): no preamble, and ; no longer fits.
+        assert_eq!(d(file).preamble_lines, 0);
+    }
+
+    /// A value as files hold them: numbers, dates, words, and text with any candidate
+    /// delimiter or quote in it.
+    fn value(tricky: bool) -> proptest::strategy::BoxedStrategy<String> {
+        use proptest::prelude::*;
+        let plain = prop_oneof![
+            any::<i32>().prop_map(|i| i.to_string()),
+            (0u32..10_000, 0u32..100).prop_map(|(a, b)| format!("{a}.{b:02}")),
+            (1u32..28, 1u32..12).prop_map(|(d, m)| format!("2026-{m:02}-{d:02}")),
+            "[a-z]{0,8}( [a-z]{1,6})?",
+        ];
+        if tricky {
+            prop_oneof![plain, "[a-z,;|\t\"' ]{0,10}"].boxed()
+        } else {
+            plain.boxed()
+        }
+    }
+
+    /// `rows` (the first `columns` values of each) under a header `c0,c1,…`, written by the
+    /// csv crate with `delimiter`, after `preamble` lines; every first value is a number.
+    fn file(
+        preamble: &[String],
+        rows: &[Vec<String>],
+        columns: usize,
+        delimiter: Delimiter,
+    ) -> Vec<u8> {
+        let mut out: Vec<u8> = preamble
+            .iter()
+            .flat_map(|l| format!("{l}\r\n").into_bytes())
+            .collect();
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(delimiter.byte())
+            .from_writer(Vec::new());
+        w.write_record((0..columns).map(|i| format!("c{i}")))
+            .unwrap();
+        for (n, r) in rows.iter().enumerate() {
+            let first = std::iter::once(n.to_string());
+            w.write_record(first.chain(r[1..columns].iter().cloned()))
+                .unwrap();
+        }
+        out.extend(w.into_inner().unwrap());
+        out
+    }
+
+    proptest::proptest! {
+        /// A file that starts with its header never loses it to a preamble, whatever its
+        /// values hold.
+        #[test]
+        fn a_header_on_the_first_line_is_never_skipped(
+            columns in 2usize..6,
+            rows in proptest::collection::vec(proptest::collection::vec(value(true), 6), 1..40),
+            delimiter in proptest::sample::select(CANDIDATES.to_vec()),
+        ) {
+            let f = file(&[], &rows, columns, delimiter);
+            let found = detect(&f, true, Ask { preamble: true, ..Ask::default() });
+            proptest::prop_assert_eq!(found.preamble_lines, 0, "{}", String::from_utf8_lossy(&f));
+        }
+
+        /// Text lines (or blank ones) before a header are found, line for line, with the
+        /// delimiter.
+        #[test]
+        fn a_preamble_of_text_lines_is_found_exactly(
+            columns in 2usize..6,
+            rows in proptest::collection::vec(proptest::collection::vec(value(false), 6), 1..40),
+            preamble in proptest::collection::vec("([A-Z][a-z]{0,9}( [a-z0-9.:-]{1,8}){0,4})?", 1..6),
+            delimiter in proptest::sample::select(CANDIDATES.to_vec()),
+        ) {
+            let f = file(&preamble, &rows, columns, delimiter);
+            let found = detect(&f, true, Ask { preamble: true, ..Ask::default() });
+            let lines = if preamble.iter().all(String::is_empty) { 0 } else { preamble.len() as u64 };
+            let text = String::from_utf8_lossy(&f);
+            proptest::prop_assert_eq!(found.delimiter, delimiter, "{}", text);
+            proptest::prop_assert_eq!(found.preamble_lines, lines, "{}", text);
+        }
+    }
+
+    #[test]
+    fn a_first_line_that_only_looks_short_is_no_preamble() {
+        // Rows longer than the header (a trailing delimiter): the "header" found would be
+        // a row of values.
+        assert_eq!(pre("a,b\n1,2,3\n4,5,6\n").preamble_lines, 0);
+        assert_eq!(pre("a,b,c\n1,2,3,\n4,5,6,\n").preamble_lines, 0);
+        // All text: nothing tells a header from a row.
+        assert_eq!(pre("Title\nx,y\nz,w\n").preamble_lines, 0);
+        // A header in the first line is never skipped.
+        assert_eq!(pre("id,name\n1,Ann\n2,Bob\n").preamble_lines, 0);
+        // Not even for a delimiter that splits as consistently into more fields behind a
+        // "header" the rows confirm (| here: `aa`, `n/a`, `x,1` over numbers in the middle).
+        let pipes = pre("name,code\naa|n/a|x,1\ncc|7|y,2\nee|8|z,3\n");
+        assert_eq!(
+            (pipes.delimiter, pipes.preamble_lines),
+            (Delimiter::COMMA, 0)
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! The CSV records of a body, each with the line it really starts on and its raw bytes at hand.
+//!
+//! Wraps the CSV reader (csv-async), the [`Tap`] window on the bytes it parses and the [`Lines`]
+//! counter. A record's bytes stay in the window until [`Records::done`]: the raw text of a
+//! rejected row, which fields were quoted, and whether a final quote was left open are read
+//! from there, without copying.
+
+use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord, Trim};
+use csvbus_shared::read_as::Delimiter;
+use tokio::io::AsyncRead;
+
+use crate::read::lines::Lines;
+use crate::read::tap::{quoted_fields, Tap, TapReader};
+
+/// Where the current record is: its line and its bytes in the (decompressed) input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub line: u64,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// How to split an input into records and fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    pub delimiter: Delimiter,
+    pub quote: u8,
+    /// Whitespace around fields (and after a closing quote) is dropped.
+    pub trim: bool,
+    /// The line the input's first byte is on (preamble lines were skipped before it).
+    pub first_line: u64,
+}
+
+impl Dialect {
+    pub fn plain(delimiter: Delimiter) -> Self {
+        Self {
+            delimiter,
+            quote: b'"',
+            trim: false,
+            first_line: 1,
+        }
+    }
+}
+
+/// The records of one input.
+pub struct Records<R> {
+    reader: AsyncReader<TapReader<R>>,
+    tap: Tap,
+    lines: Lines,
+    prev_end: u64,
+    delimiter: u8,
+    quote: u8,
+    /// The record last read by [`Records::next`].
+    pub record: ByteRecord,
+}
+
+impl<R: AsyncRead + Unpin + Send> Records<R> {
+    /// `max_record`: longest record; `max_total`: most bytes the input may have.
+    pub fn new(input: R, delimiter: Delimiter, max_record: usize, max_total: u64) -> Self {
+        Self::with(input, Dialect::plain(delimiter), max_record, max_total)
+    }
+
+    /// Records read as `dialect` says.
+    pub fn with(input: R, dialect: Dialect, max_record: usize, max_total: u64) -> Self {
+        let (tap, input) = Tap::new(input, max_record, max_total);
+        let reader = AsyncReaderBuilder::new()
+            .delimiter(dialect.delimiter.byte())
+            .quote(dialect.quote)
+            .trim(if dialect.trim { Trim::All } else { Trim::None })
+            .has_headers(false)
+            .flexible(true)
+            .create_reader(input);
+        let (delimiter, quote) = (dialect.delimiter.byte(), dialect.quote);
+        Self {
+            reader,
+            tap,
+            lines: Lines::starting_at(dialect.first_line),
+            prev_end: 0,
+            delimiter,
+            quote,
+            record: ByteRecord::new(),
+        }
+    }
+
+    /// Reads the next record into [`Records::record`]; `None` at the end of the input.
+    pub async fn next(&mut self) -> Result<Option<Span>, csv_async::Error> {
+        if !self.reader.read_byte_record(&mut self.record).await? {
+            return Ok(None);
+        }
+        let end = self.reader.position().byte();
+        let lines = &mut self.lines;
+        let (line, lead) = self
+            .tap
+            .scan(self.prev_end, end, |b| lines.record(b))
+            .unwrap_or((0, 0));
+        let start = self.prev_end + lead as u64;
+        self.prev_end = end;
+        Ok(Some(Span { line, start, end }))
+    }
+
+    /// Done with the current record: its bytes may leave the window.
+    pub fn done(&self) {
+        self.tap.advance(self.prev_end, self.lines.next());
+    }
+
+    /// Whether `span` is the last record of the input and leaves a quote open.
+    pub fn unterminated(&self, span: Span) -> bool {
+        let (eof, total) = self.tap.eof();
+        eof && span.end == total
+            && self
+                .tap
+                .scan(span.start, span.end, |b| {
+                    b.iter().filter(|c| **c == self.quote).count() % 2 == 1
+                })
+                .unwrap_or(false)
+    }
+
+    /// Which fields of the record at `span` were quoted in the file.
+    pub fn quoted(&self, span: Span) -> Vec<bool> {
+        self.tap
+            .scan(span.start, span.end, |raw| {
+                quoted_fields(raw, self.delimiter, self.quote)
+            })
+            .unwrap_or_default()
+    }
+
+    /// The chained digest after the record at `span` (see [`crate::produce::checkpoint::chain`]).
+    pub fn digest(&self, span: Span, prev: i64) -> i64 {
+        self.tap
+            .scan(span.start, span.end, |raw| {
+                crate::produce::checkpoint::chain(prev, raw)
+            })
+            .unwrap_or(prev)
+    }
+
+    /// The record's text as in the file, without its line break, at most `limit` characters
+    /// (invalid UTF-8 replaced).
+    pub fn raw_text(&self, span: Span, limit: usize) -> String {
+        self.tap
+            .scan(span.start, span.end, |raw| {
+                let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                let raw = &raw[..raw.len().min(limit * 4)];
+                String::from_utf8_lossy(raw).chars().take(limit).collect()
+            })
+            .unwrap_or_default()
+    }
+}

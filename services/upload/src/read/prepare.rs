@@ -1,0 +1,268 @@
+//! From the body's bytes to what the CSV reader reads: the text encoding (given, or detected
+//! with `encoding=auto`), preamble lines skipped (given with `skip_lines=`, or detected), and
+//! the dialect (given, or detected: `delimiter=auto`, the default). Looks only at the first
+//! [`SAMPLE_BYTES`], held once and then read again by the parser: the file is read once.
+
+use csvbus_shared::read_as::{Delimiter, ReadAs};
+
+use crate::error::ApiError;
+use crate::read::detect::{self, Ask};
+use crate::read::lines;
+use crate::read::parse::Dialect;
+use crate::read::sniff::{self, Input, SAMPLE_BYTES};
+use crate::read::transcode::{self, TextEncoding};
+use crate::rows::mapping::Mapping;
+
+/// How to read an upload's bytes (query options).
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// `None`: detect (`delimiter=auto`, the default).
+    pub delimiter: Option<Delimiter>,
+    /// `None`: `"`, or detected with the delimiter.
+    pub quote: Option<u8>,
+    /// `None`: detect (`encoding=auto`).
+    pub encoding: Option<TextEncoding>,
+    /// `encoding=` was given. Without it (UTF-8 by default) a UTF-16 byte-order mark is still
+    /// honoured, and a body that is not UTF-8 gets a note naming `encoding=auto`.
+    pub encoding_given: bool,
+    /// `None`: detect a preamble (when the file has a header).
+    pub skip_lines: Option<u64>,
+    pub trim: bool,
+    /// The first record names the columns (`header=false`: `columns=` does).
+    pub header: bool,
+    pub mapping: Mapping,
+    /// Bytes of the start of the body to keep for [`Prepared::sample`] (`create=true`: the
+    /// rows column types are inferred from); 0: none.
+    pub keep_sample: usize,
+}
+
+impl ReadOptions {
+    /// A retry of an upload reads its file as the first upload did: what was detected then
+    /// (delimiter, encoding, preamble) is taken as given.
+    pub fn same_as(&mut self, first: &ReadAs) {
+        if self.delimiter.is_none() {
+            self.delimiter = Some(first.delimiter);
+        }
+        if self.quote.is_none() {
+            self.quote = first.quote.bytes().next();
+        }
+        if self.encoding.is_none() || !self.encoding_given {
+            self.encoding = TextEncoding::parse(&first.encoding).ok().flatten();
+            self.encoding_given = true;
+        }
+        self.skip_lines = self.skip_lines.or(Some(first.skip_lines));
+    }
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            delimiter: None,
+            quote: None,
+            encoding: Some(TextEncoding::Utf8),
+            encoding_given: false,
+            skip_lines: None,
+            trim: false,
+            header: true,
+            mapping: Mapping::default(),
+            keep_sample: 0,
+        }
+    }
+}
+
+/// The input as the CSV reader takes it, with its dialect and how it was decided.
+pub struct Prepared {
+    pub input: Input,
+    pub dialect: Dialect,
+    pub read_as: ReadAs,
+    /// With [`ReadOptions::keep_sample`]: the first bytes after the skipped lines (UTF-8), and
+    /// whether they are the whole body.
+    pub sample: Option<(Vec<u8>, bool)>,
+}
+
+/// The encoding of a body sent without `encoding=`: UTF-8, unless a UTF-16 byte-order mark
+/// leaves no doubt; and a note when the first bytes are not UTF-8 (their rows will be rejected),
+/// naming what `encoding=auto` would read.
+fn default_encoding(sample: &[u8]) -> (TextEncoding, Option<String>) {
+    match sample {
+        [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..] => {
+            let e = TextEncoding::detect(sample);
+            (
+                e,
+                Some(format!("a UTF-16 byte-order mark: read as {}", e.name())),
+            )
+        }
+        _ => match std::str::from_utf8(sample) {
+            Err(e) if e.error_len().is_some() => {
+                let auto = TextEncoding::detect(sample).name();
+                let note = format!(
+                    "the first bytes are not UTF-8: rows holding such bytes are rejected; \
+                     encoding=auto would read the file as {auto}"
+                );
+                (TextEncoding::Utf8, Some(note))
+            }
+            _ => (TextEncoding::Utf8, None),
+        },
+    }
+}
+
+/// Decides the encoding and the dialect from the first bytes of `input`.
+pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError> {
+    let mut notes = Vec::new();
+    let (encoding, input, detected) = match o.encoding {
+        Some(TextEncoding::Utf8) if !o.encoding_given => {
+            let p = sniff::peek(input, SAMPLE_BYTES, false).await;
+            let (e, note) = default_encoding(&p.sample);
+            notes.extend(note);
+            (e, p.input, e != TextEncoding::Utf8)
+        }
+        Some(e) => (e, input, false),
+        None => {
+            let p = sniff::peek(input, SAMPLE_BYTES, false).await;
+            (TextEncoding::detect(&p.sample), p.input, true)
+        }
+    };
+    let input = transcode::utf8(input, encoding);
+    let want = SAMPLE_BYTES.max(o.keep_sample);
+    let sniff::Peeked {
+        sample,
+        ended: complete,
+        input,
+    } = sniff::peek(input, want, o.keep_sample > 0).await;
+    let given = o.skip_lines.unwrap_or(0);
+    let skip = lines::after_lines(&sample, given).ok_or_else(|| {
+        let why = if complete {
+            "the body has fewer lines"
+        } else {
+            "skip_lines reaches past the first 64 KiB"
+        };
+        ApiError::unprocessable("invalid_skip_lines", format!("skip_lines={given}: {why}"))
+    })?;
+    let found = decide(&sample[skip..], complete, o);
+    let preamble = found.preamble_lines;
+    if preamble > 0 {
+        notes.push(format!(
+            "{preamble} line(s) before the header skipped as a preamble (skip_lines=0 reads them)"
+        ));
+    }
+    notes.extend(found.doubt);
+    let (delimiter, quote) = (found.delimiter, found.quote);
+    let skip = skip + found.preamble_bytes;
+    let skip_lines = given + preamble;
+    let input = sniff::skip(input, skip);
+    let kept = (o.keep_sample > 0).then(|| (sample[skip..].to_vec(), complete));
+    Ok(Prepared {
+        sample: kept,
+        input,
+        dialect: Dialect {
+            delimiter,
+            quote,
+            trim: o.trim,
+            first_line: skip_lines + 1,
+        },
+        read_as: ReadAs {
+            delimiter,
+            delimiter_detected: o.delimiter.is_none(),
+            quote: (quote as char).to_string(),
+            line_break: lines::line_break(&sample[skip..]).to_owned(),
+            encoding: encoding.name().to_owned(),
+            encoding_detected: detected,
+            skip_lines,
+            skip_lines_detected: preamble > 0,
+            header: o.header,
+            trim: o.trim,
+            notes,
+            ..ReadAs::default()
+        },
+    })
+}
+
+/// The dialect and the preamble: as given, or detected in `head` (the sample after the lines
+/// `skip_lines=` skips; `complete`: the sample is the whole body).
+fn decide(head: &[u8], complete: bool, o: &ReadOptions) -> detect::Detected {
+    let ask = Ask {
+        delimiter: o.delimiter,
+        quote: o.quote,
+        preamble: o.skip_lines.is_none() && o.header,
+    };
+    match ask.delimiter {
+        Some(delimiter) if !ask.preamble => detect::Detected {
+            delimiter,
+            quote: o.quote.unwrap_or(b'"'),
+            preamble_bytes: 0,
+            preamble_lines: 0,
+            doubt: None,
+        },
+        _ => {
+            let looked = &head[..head.len().min(SAMPLE_BYTES)];
+            detect::detect(looked, complete && looked.len() == head.len(), ask)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    async fn read(body: &'static [u8], o: &ReadOptions) -> (Prepared, String) {
+        let mut p = prepare(Box::pin(body), o).await.unwrap();
+        let mut rest = String::new();
+        p.input.read_to_string(&mut rest).await.unwrap();
+        (p, rest)
+    }
+
+    const FILE: &[u8] = b"Export of 2026-11-25\nid;name\n1;Ann\n2;Bob\n";
+
+    #[tokio::test]
+    async fn a_detected_preamble_is_skipped_and_lines_keep_their_numbers() {
+        let (p, rest) = read(FILE, &ReadOptions::default()).await;
+        assert_eq!(rest, "id;name\n1;Ann\n2;Bob\n");
+        assert_eq!(
+            (p.dialect.delimiter, p.dialect.first_line),
+            (Delimiter::SEMICOLON, 2)
+        );
+        assert_eq!(p.read_as.skip_lines, 1);
+        assert!(p.read_as.skip_lines_detected);
+        assert!(p.read_as.notes[0].contains("preamble"), "{:?}", p.read_as);
+        // skip_lines=0 reads every line.
+        let given = ReadOptions {
+            skip_lines: Some(0),
+            ..ReadOptions::default()
+        };
+        let (p, rest) = read(FILE, &given).await;
+        assert_eq!((rest.len(), p.read_as.skip_lines), (FILE.len(), 0));
+    }
+
+    #[test]
+    fn a_retry_reads_as_the_first_upload_did_unless_told_otherwise() {
+        let first = ReadAs {
+            delimiter: Delimiter::TAB,
+            quote: "'".into(),
+            encoding: "windows-1252".into(),
+            skip_lines: 3,
+            ..ReadAs::default()
+        };
+        let mut retry = ReadOptions {
+            encoding: None,
+            ..ReadOptions::default()
+        };
+        retry.same_as(&first);
+        assert_eq!(
+            (retry.delimiter, retry.quote, retry.skip_lines),
+            (Some(Delimiter::TAB), Some(b'\''), Some(3))
+        );
+        assert_eq!(retry.encoding, Some(TextEncoding::Windows1252));
+        let mut told = ReadOptions {
+            skip_lines: Some(0),
+            delimiter: Some(Delimiter::COMMA),
+            ..ReadOptions::default()
+        };
+        told.same_as(&first);
+        assert_eq!(
+            (told.delimiter, told.skip_lines),
+            (Some(Delimiter::COMMA), Some(0))
+        );
+    }
+}
