@@ -447,3 +447,114 @@ async fn rows_naming_a_completed_import_are_not_written() {
     sink.stop().await;
     upload.stop().await;
 }
+
+/// With `CSVBUS_SIGNING_KEY` on both services, the rows csvbus produced land, and rows anyone
+/// else writes to the topic — with a live import's own headers, unsigned or signed with
+/// another key — are dead-lettered, not written, and leave the import's handled line alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_signing_key_only_rows_csvbus_signed_are_written() {
+    use csvbus_shared::catalog::TableName;
+    use csvbus_shared::message::{RowHeaders, Signer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let (db, topic, _group, mut e) = nums_stack().await;
+    e.set(
+        "CSVBUS_SIGNING_KEY",
+        "0123456789abcdef0123456789abcdef-csvbus",
+    );
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    // A live import: its body stops after its first row until released.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let body = csvbus_tests::stalled_body("id,v,half\n1,one,0\n", release.clone());
+    let posting = tokio::spawn({
+        let url = upload.url("/v1/imports?table=nums");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "text/csv")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    });
+    let receiving = "SELECT id FROM csvbus.imports WHERE status = 'receiving'";
+    csvbus_tests::eventually(
+        "the import is receiving",
+        Duration::from_secs(30),
+        || async {
+            sqlx::query(receiving)
+                .fetch_optional(&db.pool)
+                .await
+                .unwrap()
+                .is_some()
+        },
+    )
+    .await;
+    let id: uuid::Uuid = sqlx::query_scalar(receiving)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+
+    // Rows 5 and 6 with the live import's headers: one unsigned, one signed with another key.
+    let producer: FutureProducer = csvbus_shared::kafka::client_config(&csvbus_tests::brokers())
+        .create()
+        .unwrap();
+    let table = TableName::parse("public.nums", "public").unwrap();
+    let other = Signer::new(b"not the key csvbus was given, but as long");
+    for (line, signer) in [(5u64, None), (6, Some(other))] {
+        let payload = format!(r#"{{"id":"{line}","v":"forged","half":"0"}}"#);
+        let headers = RowHeaders::new(id, &table, signer).for_row(line, payload.as_bytes());
+        let record = FutureRecord::<(), str>::to(&topic)
+            .payload(&payload)
+            .headers(headers);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    csvbus_tests::eventually(
+        "both rows dead-lettered",
+        Duration::from_secs(60),
+        || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM csvbus.dead_letters")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+                == 2
+        },
+    )
+    .await;
+    let reason: String = sqlx::query_scalar("SELECT reason FROM csvbus.dead_letters LIMIT 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(reason.contains("CSVBUS_SIGNING_KEY"), "{reason}");
+
+    release.notify_one();
+    let (status, accepted) = posting.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let rec = wait_final(&upload, &id.to_string(), Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM nums ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, [1], "only the signed row is in the table");
+    let handled: Option<i64> = sqlx::query_scalar(
+        "SELECT max(max_line) FROM csvbus.import_partitions WHERE import_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        handled,
+        Some(2),
+        "the forged lines left the handled line alone"
+    );
+    sink.stop().await;
+    upload.stop().await;
+}

@@ -50,6 +50,7 @@ pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> an
             }),
             payload,
             key: None,
+            signature: None,
             raw_headers: None,
         });
     }
@@ -60,6 +61,7 @@ pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> an
         allowed_schemas: vec![table.schema.clone()],
         max_attempts: defaults.max_attempts,
         statement_timeout: defaults.statement_timeout,
+        signer: None,
     };
     let sem = Arc::new(Semaphore::new(concurrency));
     let stop = CancellationToken::new();

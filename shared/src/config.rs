@@ -140,6 +140,10 @@ pub struct CommonConfig {
     /// `CSVBUS_ALLOWED_SCHEMAS`: schemas whose tables may be targets (comma-separated). The
     /// upload service refuses other tables; the sink dead-letters messages naming them.
     pub allowed_schemas: Vec<String>,
+    /// `CSVBUS_SIGNING_KEY`: when set (the same on both services, at least 32 characters), the
+    /// upload signs every row message (HMAC-SHA256) and the sink dead-letters rows without a
+    /// valid signature: only who holds the key can write rows through the topic.
+    pub signing_key: Option<Secret>,
     /// `CSVBUS_KAFKA_CLIENT_<PROPERTY>`: librdkafka settings of every Kafka client csvbus makes
     /// (the topic's admin client, the health probes, the producer, the consumer): TLS and SASL
     /// belong here (`CSVBUS_KAFKA_CLIENT_SECURITY_PROTOCOL=sasl_ssl`).
@@ -174,6 +178,29 @@ fn passthrough(env: &Env, prefix: &str) -> Vec<(String, String)> {
     props
 }
 
+/// `CSVBUS_SIGNING_KEY`: none when unset or empty; a short key is refused (it could be guessed).
+fn signing_key(env: &Env) -> Result<Option<Secret>, ConfigError> {
+    let key = env.string("CSVBUS_SIGNING_KEY", "");
+    match key.len() {
+        0 => Ok(None),
+        n if n < 32 => Err(ConfigError::Invalid {
+            name: "CSVBUS_SIGNING_KEY".into(),
+            value: "***".into(),
+            reason: format!("{n} characters; a signing key needs at least 32"),
+        }),
+        _ => Ok(Some(Secret::new(key))),
+    }
+}
+
+impl CommonConfig {
+    /// The signer of row messages, when a signing key is set.
+    pub fn signer(&self) -> Option<crate::message::Signer> {
+        self.signing_key
+            .as_ref()
+            .map(|k| crate::message::Signer::new(k.expose().as_bytes()))
+    }
+}
+
 pub const DEFAULT_DATABASE_URL: &str = "postgres://csvbus:csvbus@127.0.0.1:5432/csvbus";
 pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
 pub const DEFAULT_TOPIC: &str = "csvbus.rows";
@@ -196,6 +223,7 @@ impl CommonConfig {
             topic_create: env.parse("CSVBUS_TOPIC_CREATE", true)?,
             log_json: log_format == "json",
             allowed_schemas: env.list("CSVBUS_ALLOWED_SCHEMAS", &["public"]),
+            signing_key: signing_key(env)?,
             kafka_client: passthrough(env, KAFKA_CLIENT_PREFIX),
             kafka_consumer: passthrough(env, KAFKA_CONSUMER_PREFIX),
             kafka_producer: passthrough(env, KAFKA_PRODUCER_PREFIX),

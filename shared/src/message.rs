@@ -5,12 +5,15 @@
 //!   line of the record's first line in the file, decimal), [`HEADER_TABLE`] (`schema.table`,
 //!   unquoted); encoded per import by [`RowHeaders`], decoded by [`RowMeta::decode`];
 //! - value: a JSON object `{"column": "text" | null, ...}` ([`RowEncoder`], [`Row`]);
-//! - key: set by the upload (see docs/api.md).
+//! - key: set by the upload (see docs/api.md);
+//! - with `CSVBUS_SIGNING_KEY`: [`HEADER_SIGNATURE`], which the sink requires ([`Signer`]).
 
 use std::borrow::Cow;
 
+use hmac::{Hmac, Mac};
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::Deserialize;
+use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::catalog::TableName;
@@ -18,6 +21,8 @@ use crate::catalog::TableName;
 pub const HEADER_IMPORT: &str = "csvbus-import";
 pub const HEADER_LINE: &str = "csvbus-line";
 pub const HEADER_TABLE: &str = "csvbus-table";
+/// With a signing key: HMAC-SHA256 of the row (see [`Signer`]), lowercase hex.
+pub const HEADER_SIGNATURE: &str = "csvbus-signature";
 
 /// What a row message says of itself in its headers: its import, its line, its table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,26 +66,28 @@ impl RowMeta {
 }
 
 /// The headers of one import's rows: its id and table encoded once, the line per row (without
-/// allocating).
+/// allocating), and the row's signature when there is a signing key.
 #[derive(Debug, Clone)]
 pub struct RowHeaders {
     import: String,
     table: String,
+    signer: Option<Signer>,
 }
 
 impl RowHeaders {
-    pub fn new(import: Uuid, table: &TableName) -> Self {
+    pub fn new(import: Uuid, table: &TableName, signer: Option<Signer>) -> Self {
         Self {
             import: import.to_string(),
             table: table.to_string(),
+            signer,
         }
     }
 
-    /// The headers of the row at `line`.
-    pub fn for_line(&self, line: u64) -> OwnedHeaders {
+    /// The headers of the row at `line` whose message value is `value`.
+    pub fn for_row(&self, line: u64, value: &[u8]) -> OwnedHeaders {
         let mut buf = itoa::Buffer::new();
         let line = buf.format(line);
-        OwnedHeaders::new_with_capacity(3)
+        let headers = OwnedHeaders::new_with_capacity(4)
             .insert(Header {
                 key: HEADER_IMPORT,
                 value: Some(&self.import),
@@ -92,7 +99,85 @@ impl RowHeaders {
             .insert(Header {
                 key: HEADER_TABLE,
                 value: Some(&self.table),
-            })
+            });
+        match &self.signer {
+            None => headers,
+            Some(s) => {
+                let tag = s.tag(
+                    [
+                        self.import.as_bytes(),
+                        line.as_bytes(),
+                        self.table.as_bytes(),
+                    ],
+                    value,
+                );
+                let mut hex = [0u8; 64];
+                // 32 bytes always fit 64 hex digits.
+                let hex = hex::encode_to_slice(tag, &mut hex)
+                    .map(|()| &hex[..])
+                    .unwrap_or_default();
+                headers.insert(Header {
+                    key: HEADER_SIGNATURE,
+                    value: Some(hex),
+                })
+            }
+        }
+    }
+}
+
+/// Signs row messages and checks them (`CSVBUS_SIGNING_KEY`, the same for both services):
+/// HMAC-SHA256 over the import id, the line and the table as the headers carry them and the
+/// message value, each part followed by a NUL byte. Only who holds the key can make a row the
+/// sink writes: a producer with write access to the topic cannot.
+#[derive(Clone)]
+pub struct Signer {
+    keyed: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer(***)")
+    }
+}
+
+impl Signer {
+    pub fn new(key: &[u8]) -> Self {
+        Self {
+            // HMAC takes a key of any length.
+            keyed: Hmac::new_from_slice(key).unwrap_or_else(|_| unreachable!()),
+        }
+    }
+
+    fn mac(&self, headers: [&[u8]; 3], value: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.keyed.clone();
+        for part in headers.into_iter().chain([value]) {
+            mac.update(part);
+            mac.update(&[0]);
+        }
+        mac
+    }
+
+    fn tag(&self, headers: [&[u8]; 3], value: &[u8]) -> [u8; 32] {
+        self.mac(headers, value).finalize().into_bytes().into()
+    }
+
+    /// Whether `signature` (the header's hex text) signs the row `meta` with value `value`;
+    /// compared in constant time.
+    pub fn verify(&self, meta: &RowMeta, value: &[u8], signature: Option<&[u8]>) -> bool {
+        let mut tag = [0u8; 32];
+        if hex::decode_to_slice(signature.unwrap_or_default(), &mut tag).is_err() {
+            return false;
+        }
+        let mut import = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let import = meta.import.hyphenated().encode_lower(&mut import);
+        let mut line = itoa::Buffer::new();
+        let table = meta.table.to_string();
+        let parts = [
+            import.as_bytes(),
+            line.format(meta.line).as_bytes(),
+            table.as_bytes(),
+        ];
+        self.mac(parts, value).verify_slice(&tag).is_ok()
     }
 }
 
@@ -227,7 +312,7 @@ mod tests {
         use rdkafka::message::Headers;
         let table = TableName::parse("sales.orders", "public").unwrap();
         let import = Uuid::now_v7();
-        let h = RowHeaders::new(import, &table).for_line(42);
+        let h = RowHeaders::new(import, &table, None).for_row(42, b"{}");
         let pairs: Vec<(&str, Option<&[u8]>)> = h.iter().map(|h| (h.key, h.value)).collect();
         let meta = RowMeta::decode(pairs).unwrap();
         assert_eq!(
@@ -251,6 +336,45 @@ mod tests {
         assert!(forged("orders", "7").is_none());
         assert!(forged("sales.orders", "x").is_none());
         assert!(RowMeta::decode([(HEADER_LINE, Some(&b"7"[..]))]).is_none());
+    }
+
+    #[test]
+    fn a_signed_row_verifies_and_any_change_or_another_key_does_not() {
+        use rdkafka::message::Headers;
+        let table = TableName::parse("public.t", "public").unwrap();
+        let import = Uuid::now_v7();
+        let signer = Signer::new(b"a signing key of some length");
+        let value = br#"{"id":"1"}"#;
+        let h = RowHeaders::new(import, &table, Some(signer.clone())).for_row(7, value);
+        let pairs: Vec<(&str, Option<&[u8]>)> = h.iter().map(|h| (h.key, h.value)).collect();
+        let meta = RowMeta::decode(pairs.iter().copied()).unwrap();
+        let sig = pairs
+            .iter()
+            .find(|(k, _)| *k == HEADER_SIGNATURE)
+            .unwrap()
+            .1;
+        assert_eq!(sig.unwrap().len(), 64);
+        assert!(signer.verify(&meta, value, sig));
+        assert!(
+            !signer.verify(&meta, br#"{"id":"2"}"#, sig),
+            "another value"
+        );
+        let moved = RowMeta {
+            line: 8,
+            ..meta.clone()
+        };
+        assert!(!signer.verify(&moved, value, sig), "another line");
+        let elsewhere = RowMeta {
+            table: TableName::parse("public.u", "").unwrap(),
+            ..meta.clone()
+        };
+        assert!(!signer.verify(&elsewhere, value, sig), "another table");
+        assert!(!Signer::new(b"another key").verify(&meta, value, sig));
+        assert!(!signer.verify(&meta, value, None), "unsigned");
+        assert!(!signer.verify(&meta, value, Some(b"00")), "not a signature");
+        // Without a key, no signature header.
+        let plain = RowHeaders::new(import, &table, None).for_row(7, value);
+        assert!(plain.iter().all(|h| h.key != HEADER_SIGNATURE));
     }
 
     #[test]

@@ -297,18 +297,23 @@ pub async fn wait_final_at(base: &str, id: &str, timeout: Duration) -> serde_jso
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let rec: serde_json::Value = client
-            .get(format!("{base}/v1/imports/{id}?wait=5s"))
-            .send()
-            .await
-            .expect("status request")
-            .json()
-            .await
-            .expect("status JSON");
+        let rec = long_poll(&client, base, id).await;
         if rec["status"] == "completed" || tokio::time::Instant::now() >= deadline {
             return rec;
         }
     }
+}
+
+/// One long-poll of an import's record (`?wait=5s`: answers early when it changes).
+async fn long_poll(client: &reqwest::Client, base: &str, id: &str) -> serde_json::Value {
+    client
+        .get(format!("{base}/v1/imports/{id}?wait=5s"))
+        .send()
+        .await
+        .expect("status request")
+        .json()
+        .await
+        .expect("status JSON")
 }
 
 /// Polls the import until it will change no more (completed; or failed/aborted with every
@@ -321,14 +326,7 @@ pub async fn wait_ended(
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let rec: serde_json::Value = client
-            .get(upload.url(&format!("/v1/imports/{id}?wait=5s")))
-            .send()
-            .await
-            .expect("status request")
-            .json()
-            .await
-            .expect("status JSON");
+        let rec = long_poll(&client, &upload.url(""), id).await;
         let s = rec["status"].as_str().unwrap_or_default();
         let handled = rec["rows_written"].as_i64() >= rec["rows_produced"].as_i64();
         if s == "completed"

@@ -101,6 +101,7 @@ pub async fn run(
         allowed_schemas: config.common.allowed_schemas.clone(),
         max_attempts: config.max_attempts.max(1),
         statement_timeout: config.statement_timeout,
+        signer: config.common.signer(),
     };
     let flush_every = config
         .linger

@@ -1,7 +1,7 @@
 //! A message as the sink keeps it between the consumer and a batch: offset, csvbus headers
 //! (or, for a message without them, its headers as text for the dead letter), key and payload.
 
-use csvbus_shared::message::RowMeta;
+use csvbus_shared::message::{RowMeta, HEADER_SIGNATURE};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
 
@@ -12,6 +12,8 @@ pub struct Record {
     pub partition: i32,
     /// `None` when the message lacks valid csvbus headers (it is dead-lettered).
     pub meta: Option<RowMeta>,
+    /// The `csvbus-signature` header, when there is one (checked with a signing key).
+    pub signature: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub key: Option<Vec<u8>>,
     /// The headers as text, kept only for messages without valid csvbus headers.
@@ -23,6 +25,11 @@ impl Record {
         let meta = m
             .headers()
             .and_then(|h| RowMeta::decode(h.iter().map(|h| (h.key, h.value))));
+        let signature = m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == HEADER_SIGNATURE)
+                .and_then(|h| h.value.map(<[u8]>::to_vec))
+        });
         let raw_headers = meta.is_none().then(|| {
             m.headers().map_or_else(Vec::new, |h| {
                 h.iter()
@@ -37,6 +44,7 @@ impl Record {
             offset: m.offset(),
             partition: m.partition(),
             meta,
+            signature,
             payload: m.payload().unwrap_or_default().to_vec(),
             key: m.key().map(<[u8]>::to_vec),
             raw_headers,

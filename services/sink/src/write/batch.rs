@@ -10,7 +10,7 @@ use csvbus_shared::modes::ImportMode;
 use uuid::Uuid;
 
 use csvbus_shared::catalog::TableName;
-use csvbus_shared::message::RowMeta;
+use csvbus_shared::message::{RowMeta, Signer};
 
 use crate::fetch::record::Record;
 use crate::write::decode::Fields;
@@ -91,13 +91,24 @@ pub struct Sorted {
 /// Sorts `records`: rows of known, allowed imports with their import's columns go into groups
 /// of consecutive imports (order kept); rows an earlier attempt sent are dropped; everything
 /// else is dead-lettered. `fields(i)` is the decoded value of `records[i]` ([`crate::write::decode::Decoded`]).
+/// With a `signer`, a record without a valid signature is dead-lettered before anything else
+/// is looked at: it changes nothing, not even its import's handled line.
 pub fn sort<'d>(
     records: &[Record],
     fields: impl Fn(usize) -> Result<Fields<'d>, &'d str>,
     targets: &HashMap<Uuid, Target>,
+    signer: Option<&Signer>,
 ) -> Sorted {
     let mut out = Sorted::default();
     for (index, r) in records.iter().enumerate() {
+        if !signed(r, signer) {
+            let reason = "the message is not signed with csvbus' signing key (CSVBUS_SIGNING_KEY)";
+            out.dead.push(Dead {
+                index,
+                reason: reason.into(),
+            });
+            continue;
+        }
         match admit(r, fields(index), targets) {
             Ok((meta, target, row)) => {
                 let max = out.max_lines.entry(meta.import).or_insert(target.max_line);
@@ -115,6 +126,16 @@ pub fn sort<'d>(
         }
     }
     out
+}
+
+/// Whether `r` carries a valid signature, when one is required.
+fn signed(r: &Record, signer: Option<&Signer>) -> bool {
+    let Some(s) = signer else {
+        return true;
+    };
+    r.meta
+        .as_ref()
+        .is_some_and(|m| s.verify(m, &r.payload, r.signature.as_deref()))
 }
 
 /// A dead-lettered record of an import that has ended (completed, or its staging table gone)
@@ -233,6 +254,7 @@ mod tests {
             }),
             payload: payload.as_bytes().to_vec(),
             key: None,
+            signature: None,
             raw_headers: None,
         }
     }
@@ -252,7 +274,7 @@ mod tests {
 
     fn sort(records: &[Record], targets: &HashMap<Uuid, Target>) -> Sorted {
         let decoded = Decoded::new(records);
-        super::sort(records, |i| decoded.get(i), targets)
+        super::sort(records, |i| decoded.get(i), targets, None)
     }
 
     #[test]

@@ -107,6 +107,7 @@ mod tests {
             meta: None,
             payload: payload.as_bytes().to_vec(),
             key: None,
+            signature: None,
             raw_headers: None,
         }
     }

@@ -308,6 +308,7 @@ mod tests {
                     meta: None,
                     payload: Vec::new(),
                     key: None,
+                    signature: None,
                     raw_headers: None,
                 })
                 .collect(),

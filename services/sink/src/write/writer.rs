@@ -17,6 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use csvbus_shared::failure::{classify, describe, Failure};
+use csvbus_shared::message::Signer;
 use csvbus_shared::{db, imports};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -78,6 +79,8 @@ pub struct Settings {
     pub max_attempts: u32,
     /// `statement_timeout` of each batch transaction (a trigger that never ends is a row error).
     pub statement_timeout: Duration,
+    /// With `CSVBUS_SIGNING_KEY`: rows must be signed with it.
+    pub signer: Option<Signer>,
 }
 
 /// Writes `batch`, retrying as the failure policy says until it commits; `None` when `stop`
@@ -177,7 +180,13 @@ async fn write_once(
         return Ok(outcome);
     }
     let targets = targets::load(&mut tx, fresh, batch.partition, &settings.allowed_schemas).await?;
-    let sorted = sort(fresh, |i| batch.decoded.get(first_new + i), &targets);
+    let signer = settings.signer.as_ref();
+    let sorted = sort(
+        fresh,
+        |i| batch.decoded.get(first_new + i),
+        &targets,
+        signer,
+    );
     let mut rejects = Vec::new();
     let mut counts: HashMap<Uuid, imports::Written> = HashMap::new();
     for g in &sorted.groups {

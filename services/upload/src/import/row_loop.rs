@@ -39,7 +39,7 @@ pub(crate) async fn produce_all(
     let mut rows = RowLoop {
         app,
         id,
-        headers: RowHeaders::new(id, &plan.table.0),
+        headers: RowHeaders::new(id, &plan.table.0, cfg.common.signer()),
         max_rejected: plan.q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED),
         opts: &plan.opts,
         header,
@@ -162,7 +162,7 @@ impl RowLoop<'_> {
                         line,
                         digest: self.digest,
                     };
-                    let headers = self.headers.for_line(span.line);
+                    let headers = self.headers.for_row(span.line, &payload);
                     if let Err(e) = self.inflight.send(row, headers).await {
                         return Err(produce_error(e));
                     }
