@@ -203,6 +203,40 @@ fn cases() -> Vec<Case> {
                 "mapping": [{"field": "Last, First", "column": "last_first"}]}),
         },
         Case {
+            // Day-first dates: 31/12 and 13/02 settle it; 01/02 is 1 February, not 2 January;
+            // the one month-first date (12/31) is rejected, not read as something else.
+            file: "dates-day-first.csv",
+            query: "",
+            table: "(id int PRIMARY KEY, day date, at timestamp)",
+            rows: &[
+                "1|2024-02-01|2024-12-31T10:00:00",
+                "2|2024-02-13|2024-02-01T08:30:15",
+                "3|2024-03-04|NULL",
+            ],
+            rejected_lines: &[5],
+            read_as: json!({"delimiter": ";", "dateformat": "dmy"}),
+        },
+        Case {
+            // Nothing in the file settles the order: it is given.
+            file: "dates-ambiguous.csv",
+            query: "dateformat=dmy",
+            table: "(id int PRIMARY KEY, day date)",
+            rows: &["1|2024-02-01", "2|2024-04-03"],
+            rejected_lines: &[],
+            read_as: json!({"dateformat": "dmy", "notes": []}),
+        },
+        Case {
+            // Not given and not settled: month first, as Postgres reads it, and said so.
+            file: "dates-ambiguous.csv",
+            query: "",
+            table: "(id int PRIMARY KEY, day date)",
+            rows: &["1|2024-01-02", "2|2024-03-04"],
+            rejected_lines: &[],
+            read_as: json!({"dateformat": "mdy", "notes": [
+                "dates read month first (the default): no date in the first rows has a day over 12 to settle it; give dateformat=dmy if the file writes the day first"
+            ]}),
+        },
+        Case {
             file: "no-header.csv",
             query: "header=false&columns=id,name,note",
             table: T3,

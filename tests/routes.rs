@@ -85,6 +85,15 @@ async fn every_route_answers_its_errors_as_json() {
             "invalid_delimiter",
         ),
         (
+            req(
+                Method::POST,
+                "/v1/imports?table=people&dateformat=dd.mm.yyyy",
+                "id\n",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_dateformat",
+        ),
+        (
             req(Method::POST, "/v1/imports?table=people", ""),
             StatusCode::UNPROCESSABLE_ENTITY,
             "missing_header",

@@ -15,6 +15,7 @@
 //! - [`imports`]: `csvbus.imports` and its rejected rows, with the one module of typed
 //!   transitions every change goes through; the list, retention.
 //! - [`usage`]: `--help` and `--version` of the service binaries.
+//! - [`dates`]: dates as people write them, rewritten to ISO (`dateformat=`).
 //! - [`read_as`]: how an upload's bytes were read (dialect, encoding, column mapping).
 //! - [`infer`]: column types from a sample of rows, and the `CREATE TABLE` of `create=true`.
 //! - [`modes`]: what an import does to its table; staging tables of all-or-nothing imports.
@@ -24,6 +25,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod dates;
 pub mod db;
 pub mod failure;
 pub mod health;

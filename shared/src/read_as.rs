@@ -35,6 +35,11 @@ pub struct ReadAs {
     pub mapping: Vec<ColumnMapping>,
     /// What detection was unsure of, and what it did about it.
     pub notes: Vec<String>,
+    /// How dates that do not start with a four-digit year were read into date and timestamp
+    /// columns: given (`dateformat=`) or decided from the first rows (see `notes`); absent when
+    /// the file has no such column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dateformat: Option<crate::dates::DateOrder>,
     /// `create=true`: the statement that created the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,

@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 
 use clap::Args;
+use csvbus_shared::dates::DateOrder;
 use csvbus_shared::modes::ImportMode;
 use csvbus_shared::read_as::Delimiter;
 
@@ -11,6 +12,13 @@ use crate::ServerArgs;
 /// `--delimiter` is refused at once when the service would refuse it.
 fn delimiter_arg(s: &str) -> Result<String, String> {
     Delimiter::parse(s).map(|_| s.to_owned())
+}
+
+/// `--dateformat` is refused at once when the service would refuse it.
+fn dateformat_arg(s: &str) -> Result<String, String> {
+    DateOrder::parse(s)
+        .map(|_| s.to_owned())
+        .ok_or_else(|| format!("{s:?} is not one of dmy, mdy, ymd"))
 }
 
 /// How to read a file: the options `csvbus import` sends and `csvbus infer` applies locally.
@@ -33,6 +41,10 @@ pub struct ReadArgs {
     /// Drop whitespace around fields and after closing quotes.
     #[arg(long)]
     pub trim: bool,
+    /// How dates that do not start with a four-digit year are written: dmy, mdy or ymd
+    /// [service default: decided from the first rows, else mdy].
+    #[arg(long, value_parser = dateformat_arg)]
+    pub dateformat: Option<String>,
     /// The first record is data, not a header: name the fields with --columns.
     #[arg(long, requires = "columns")]
     pub no_header: bool,
@@ -43,12 +55,13 @@ pub struct ReadArgs {
 
 impl ReadArgs {
     /// The query parameters these options set (`None`: left to the service's default).
-    pub fn pairs(&self) -> [(&'static str, Option<String>); 7] {
+    pub fn pairs(&self) -> [(&'static str, Option<String>); 8] {
         [
             ("delimiter", self.delimiter.clone()),
             ("quote", self.quote.map(String::from)),
             ("encoding", self.encoding.clone()),
             ("skip_lines", self.skip_lines.map(|n| n.to_string())),
+            ("dateformat", self.dateformat.clone()),
             ("trim", self.trim.then(|| "true".to_owned())),
             ("header", self.no_header.then(|| "false".to_owned())),
             ("columns", self.columns.clone()),
@@ -66,6 +79,7 @@ impl ReadArgs {
             quote: self.quote.map(String::from),
             encoding: self.encoding.clone(),
             skip_lines: self.skip_lines,
+            dateformat: self.dateformat.as_deref().and_then(DateOrder::parse),
             trim: Some(self.trim),
             header: Some(!self.no_header),
             columns: self.columns.clone(),

@@ -4,6 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use csvbus_shared::dates::DateOrder;
 use csvbus_shared::modes::ImportMode;
 use csvbus_shared::read_as::Delimiter;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -169,7 +170,8 @@ pub(crate) trait QueryOption: Sized {
 }
 
 /// The error codes of [`QueryOption`]s.
-pub(crate) const OPTION_CODES: [&str; 2] = [ImportMode::INVALID, Delimiter::INVALID];
+pub(crate) const OPTION_CODES: [&str; 3] =
+    [ImportMode::INVALID, Delimiter::INVALID, DateOrder::INVALID];
 
 impl QueryOption for ImportMode {
     const INVALID: &'static str = "invalid_mode";
@@ -179,6 +181,18 @@ impl QueryOption for ImportMode {
             s => ImportMode::parse(s).map(Some).ok_or_else(|| {
                 format!("mode {s:?} is not one of append, atomic, replace, upsert, skip")
             }),
+        }
+    }
+}
+
+impl QueryOption for DateOrder {
+    const INVALID: &'static str = "invalid_dateformat";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        match s {
+            "" => Ok(None),
+            s => DateOrder::parse(s)
+                .map(Some)
+                .ok_or_else(|| format!("dateformat {s:?} is not one of dmy, mdy, ymd")),
         }
     }
 }

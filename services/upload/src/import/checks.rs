@@ -202,6 +202,7 @@ pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOption
             ignore_extra,
         },
         keep_sample: 0,
+        dateformat: q.dateformat,
     })
 }
 

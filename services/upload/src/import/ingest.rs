@@ -27,6 +27,7 @@ use crate::import::checks::{
     check_headers, read_options, reserved_column, resolve_conflict, resolve_or_create,
 };
 use crate::import::clients::{self, Peer};
+use crate::import::dates::{self, Sample};
 use crate::import::failures::{self, UploadFailure};
 use crate::import::idempotency::{self, Claim};
 use crate::import::progress::{Progress, ProgressGuard};
@@ -135,6 +136,7 @@ pub async fn create_import(
     let opts = ValueOptions {
         delimiter: read.delimiter.unwrap_or_default(),
         null: q.null.clone().filter(|s| !s.is_empty()),
+        dates: q.dateformat.unwrap_or_default(),
     };
     let (table, create) = resolve_or_create(&app, &q, &mut read).await?;
     reserved_column(mode, &table.1)?;
@@ -258,7 +260,18 @@ async fn run_upload(
     if let Some(first) = plan.resume.as_ref().and_then(|r| r.read_as.as_ref()) {
         plan.read.same_as(first);
     }
+    if plan.read.dateformat.is_none()
+        && plan
+            .table
+            .1
+            .iter()
+            .any(|c| csvbus_shared::dates::is_date_type(&c.type_name))
+    {
+        // The first rows decide how dates are read (import::dates).
+        plan.read.keep_sample = plan.read.keep_sample.max(crate::read::sniff::SAMPLE_BYTES);
+    }
     let prepared = prepare(input, &plan.read).await?;
+    let dialect = prepared.dialect;
     plan.opts.delimiter = prepared.dialect.delimiter;
     let mut read_as = prepared.read_as;
     if let (true, Some((sample, complete))) = (plan.create, &prepared.sample) {
@@ -307,6 +320,13 @@ async fn run_upload(
     };
     records.done();
     read_as.mapping = header.mapping.clone();
+    let sample = prepared.sample.as_ref().map(|(bytes, complete)| Sample {
+        bytes,
+        complete: *complete,
+        dialect: &dialect,
+        header: plan.read.header,
+    });
+    plan.opts.dates = dates::decide(plan.read.dateformat, &header, sample, &mut read_as);
     let (id, attempt) = match &plan.resume {
         Some(r) => (r.id, r.attempt),
         None => (create(&app, &plan, &header, &read_as).await?, 1),

@@ -7,6 +7,7 @@
 pub(crate) mod checks;
 pub(crate) mod clients;
 pub(crate) mod create;
+pub(crate) mod dates;
 pub(crate) mod failures;
 pub(crate) mod idempotency;
 pub(crate) mod ingest;

@@ -1,6 +1,7 @@
 //! What an upload request says (its query options) and what it is answered when accepted:
 //! the types the OpenAPI document and the CLI share.
 
+use csvbus_shared::dates::DateOrder;
 use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::modes::ImportMode;
 use csvbus_shared::read_as::{Delimiter, ReadAs};
@@ -55,6 +56,13 @@ pub struct UploadQuery {
     pub null: Option<String>,
     /// The column whose value is each row's message key (rows with one key keep their order).
     pub key: Option<String>,
+    /// How dates that do not start with a four-digit year are written, for date and timestamp
+    /// columns: `dmy` (`31/12/2024`), `mdy` (`12/31/2024`) or `ymd` (`24-12-31`). Default:
+    /// decided from the first rows (a day or month over 12 settles it), else `mdy`, with a note.
+    /// Such dates are rewritten to ISO, so Postgres' `DateStyle` never decides.
+    #[param(value_type = Option<csvbus_shared::dates::DateOrder>, inline)]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub dateformat: Option<DateOrder>,
     /// Rejected rows after which the upload fails (default 100; at most
     /// `CSVBUS_MAX_REJECTED_LIMIT`, 100000 unless configured).
     #[param(maximum = 100_000)]

@@ -3,6 +3,7 @@
 //! the dialect (given, or detected: `delimiter=auto`, the default). Looks only at the first
 //! [`SAMPLE_BYTES`], held once and then read again by the parser: the file is read once.
 
+use csvbus_shared::dates::DateOrder;
 use csvbus_shared::read_as::{Delimiter, ReadAs};
 
 use crate::error::ApiError;
@@ -34,6 +35,8 @@ pub struct ReadOptions {
     /// Bytes of the start of the body to keep for [`Prepared::sample`] (`create=true`: the
     /// rows column types are inferred from); 0: none.
     pub keep_sample: usize,
+    /// `dateformat=`: `None` decides from the first rows.
+    pub dateformat: Option<DateOrder>,
 }
 
 impl ReadOptions {
@@ -42,6 +45,9 @@ impl ReadOptions {
     pub fn same_as(&mut self, first: &ReadAs) {
         if self.delimiter.is_none() {
             self.delimiter = Some(first.delimiter);
+        }
+        if self.dateformat.is_none() {
+            self.dateformat = first.dateformat;
         }
         if self.quote.is_none() {
             self.quote = first.quote.bytes().next();
@@ -66,6 +72,7 @@ impl Default for ReadOptions {
             header: true,
             mapping: Mapping::default(),
             keep_sample: 0,
+            dateformat: None,
         }
     }
 }

@@ -3,8 +3,11 @@
 
 pub(crate) mod mapping;
 
+use std::borrow::Cow;
+
 use csv_async::ByteRecord;
 use csvbus_shared::catalog::Column;
+use csvbus_shared::dates::{self, DateOrder};
 use csvbus_shared::message::RowEncoder;
 use csvbus_shared::read_as::{ColumnMapping, Delimiter};
 
@@ -16,6 +19,8 @@ pub struct ValueOptions {
     pub delimiter: Delimiter,
     /// The unquoted text that means NULL; `None`: an unquoted empty field (Postgres' CSV default).
     pub null: Option<String>,
+    /// How dates in date and timestamp columns are read ([`csvbus_shared::dates`]).
+    pub dates: DateOrder,
 }
 
 /// The checked header of an upload.
@@ -29,6 +34,8 @@ pub struct Header {
     keep: Vec<bool>,
     /// The file's fields that went to a column of another name, or nowhere.
     pub mapping: Vec<ColumnMapping>,
+    /// Per written column, whether it takes dates csvbus rewrites to ISO.
+    dates: Vec<bool>,
     encoder: RowEncoder,
 }
 
@@ -110,7 +117,16 @@ pub fn check_names(
         ),
     };
     let encoder = RowEncoder::new(&columns);
+    let dates = columns
+        .iter()
+        .map(|c| {
+            table
+                .iter()
+                .any(|t| t.name == *c && dates::is_date_type(&t.type_name))
+        })
+        .collect();
     Ok(Header {
+        dates,
         columns,
         key_index,
         keep: targets.iter().map(Option::is_some).collect(),
@@ -152,6 +168,15 @@ fn check_required(columns: &[String], table: &[Column]) -> Result<(), HeaderErro
 }
 
 impl Header {
+    /// The fields of the file that go to date or timestamp columns.
+    pub fn date_fields(&self) -> Vec<usize> {
+        let kept = self.keep.iter().enumerate().filter(|(_, k)| **k);
+        kept.zip(&self.dates)
+            .filter(|(_, d)| **d)
+            .map(|((i, _), _)| i)
+            .collect()
+    }
+
     /// The field of the file that goes to column `name`.
     pub fn field_of(&self, name: &str) -> Option<usize> {
         let nth = self.columns.iter().position(|c| c == name)?;
@@ -183,7 +208,7 @@ impl Header {
         let null_text = opts.null.as_deref().unwrap_or("");
         let mut quoted = Some(quoted);
         let mut quoted_fields: Option<Vec<bool>> = None;
-        let mut values: Vec<Option<&str>> = Vec::with_capacity(self.columns.len());
+        let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.columns.len());
         for (i, raw) in record.iter().enumerate().filter(|(i, _)| self.keep[*i]) {
             let s = std::str::from_utf8(raw).map_err(|_| {
                 let column = &self.columns[values.len()];
@@ -194,10 +219,19 @@ impl Header {
                     .get_or_insert_with(|| quoted.take().map(|f| f()).unwrap_or_default());
                 !q.get(i).copied().unwrap_or(false)
             };
-            values.push((!null).then_some(s));
+            let value = match (null, self.dates[values.len()]) {
+                (true, _) => None,
+                (false, false) => Some(Cow::Borrowed(s)),
+                (false, true) => Some(dates::to_iso(s, opts.dates).map_err(|why| {
+                    let column = &self.columns[values.len()];
+                    format!("field {} ({column}): {why}", i + 1)
+                })?),
+            };
+            values.push(value);
         }
         out.clear();
-        self.encoder.encode(out, values);
+        self.encoder
+            .encode(out, values.iter().map(Option::as_deref));
         Ok(())
     }
 }
@@ -258,6 +292,7 @@ mod tests {
         let opts = ValueOptions {
             delimiter: Delimiter::COMMA,
             null: None,
+            dates: DateOrder::Mdy,
         };
         h.encode(&rec(&["", ""]), &opts, || vec![true, false], &mut out)
             .unwrap();
@@ -265,6 +300,7 @@ mod tests {
         let opts = ValueOptions {
             delimiter: Delimiter::COMMA,
             null: Some("NULL".into()),
+            dates: DateOrder::Mdy,
         };
         h.encode(&rec(&["NULL", ""]), &opts, || vec![false, false], &mut out)
             .unwrap();
@@ -276,5 +312,37 @@ mod tests {
         let bad = ByteRecord::from(vec![&b"ok"[..], &b"\xff"[..]]);
         let e = h.encode(&bad, &opts, Vec::new, &mut out).unwrap_err();
         assert!(e.contains("invalid UTF-8 in field 2"), "{e}");
+    }
+
+    #[test]
+    fn dates_in_date_columns_are_written_in_iso_order_and_others_are_left_alone() {
+        let mut day = col("day", false, false);
+        day.type_name = "date".into();
+        let mut at = col("at", false, false);
+        at.type_name = "timestamp with time zone".into();
+        let table = [col("note", false, false), day, at];
+        let h = check_header(
+            &rec(&["note", "day", "at"]),
+            &table,
+            None,
+            &Mapping::default(),
+        )
+        .unwrap();
+        assert_eq!(h.date_fields(), [1, 2]);
+        let opts = ValueOptions {
+            delimiter: Delimiter::COMMA,
+            null: None,
+            dates: DateOrder::Dmy,
+        };
+        let mut out = Vec::new();
+        let r = rec(&["01/02/2024", "01/02/2024", "31.12.2024 10:00+01"]);
+        h.encode(&r, &opts, Vec::new, &mut out).unwrap();
+        assert_eq!(
+            out,
+            br#"{"note":"01/02/2024","day":"2024-02-01","at":"2024-12-31 10:00+01"}"#
+        );
+        let r = rec(&["x", "12/31/2024", ""]);
+        let e = h.encode(&r, &opts, Vec::new, &mut out).unwrap_err();
+        assert!(e.starts_with("field 2 (day): \"12/31/2024\""), "{e}");
     }
 }

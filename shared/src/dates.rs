@@ -1,0 +1,288 @@
+//! Dates as people write them — day-first, month-first or year-first, with `/`, `-` or `.`, a
+//! two- or four-digit year, and a time after them — rewritten to ISO 8601 before Postgres sees
+//! them, so that its `DateStyle` never decides what `01/02/2024` means.
+//!
+//! The order is given (`dateformat=`) or decided from the first rows: a value whose first part
+//! is over 12 is day-first, one whose second part is over 12 month-first. When none settles it
+//! the default is month-first (as Postgres' own default reads such dates), and the import says
+//! so. A value that cannot be a date in the order chosen is a rejected row, never a guess.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+/// The order of day, month and year in dates that do not start with a four-digit year.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DateOrder {
+    /// `31/12/2024`, `31.12.24`.
+    Dmy,
+    /// `12/31/2024`: the default when nothing in the file settles it.
+    #[default]
+    Mdy,
+    /// `24-12-31` (a four-digit year first is always read year-first).
+    Ymd,
+}
+
+impl DateOrder {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "dmy" => Self::Dmy,
+            "mdy" => Self::Mdy,
+            "ymd" => Self::Ymd,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dmy => "dmy",
+            Self::Mdy => "mdy",
+            Self::Ymd => "ymd",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Dmy => "day first",
+            Self::Mdy => "month first",
+            Self::Ymd => "year first",
+        }
+    }
+}
+
+/// A date's three numbers as written, and what follows them (a time, a zone).
+struct Parts<'a> {
+    numbers: [&'a str; 3],
+    sep: char,
+    rest: &'a str,
+}
+
+/// The date at the start of `v`: three runs of digits joined by one separator (`/`, `-` or
+/// `.`), ending the value or followed by a space or `T`.
+fn parts(v: &str) -> Option<Parts<'_>> {
+    let end = v.find([' ', 'T']).unwrap_or(v.len());
+    let (date, rest) = v.split_at(end);
+    let sep = date.chars().find(|c| !c.is_ascii_digit())?;
+    if !matches!(sep, '/' | '-' | '.') {
+        return None;
+    }
+    let mut it = date.split(sep);
+    let numbers = [it.next()?, it.next()?, it.next()?];
+    let digits = |n: &str| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit());
+    if it.next().is_some() || !numbers.iter().all(|n| digits(n)) {
+        return None;
+    }
+    Some(Parts { numbers, sep, rest })
+}
+
+fn num(s: &str) -> u32 {
+    s.parse().unwrap_or(0)
+}
+
+/// What one value says about the order of its date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// Not a date csvbus rewrites (ISO already, a keyword, or not a date at all).
+    None,
+    /// Day and month could be either way round (both 12 or less).
+    Ambiguous,
+    /// Only this order reads it.
+    Settles(DateOrder),
+}
+
+/// What `v` says about the order of dates.
+pub fn hint(v: &str) -> Hint {
+    let Some(p) = parts(v) else {
+        return Hint::None;
+    };
+    let [a, b, c] = p.numbers;
+    match (a.len(), c.len()) {
+        (4, _) => Hint::None,
+        (_, 2 | 4) => match (num(a) > 12, num(b) > 12) {
+            (false, false) => Hint::Ambiguous,
+            (true, false) if a.len() == 2 && c.len() == 2 && num(a) > 31 => {
+                Hint::Settles(DateOrder::Ymd)
+            }
+            (true, false) => Hint::Settles(DateOrder::Dmy),
+            (false, true) => Hint::Settles(DateOrder::Mdy),
+            (true, true) => Hint::None,
+        },
+        _ => Hint::None,
+    }
+}
+
+/// `v` with its date in ISO order (`2024-12-31`, then the rest as written), read in `order`;
+/// borrowed when there is nothing to rewrite. `Err` says why it is not a date in that order.
+pub fn to_iso(v: &str, order: DateOrder) -> Result<Cow<'_, str>, String> {
+    let Some(p) = parts(v) else {
+        return Ok(Cow::Borrowed(v));
+    };
+    let [a, b, c] = p.numbers;
+    if p.sep == '-' && (a.len(), b.len(), c.len()) == (4, 2, 2) {
+        // ISO already.
+        return Ok(Cow::Borrowed(v));
+    }
+    let (y, m, d) = match (a.len(), order) {
+        (4, _) => (a, b, c),
+        (_, DateOrder::Dmy) => (c, b, a),
+        (_, DateOrder::Mdy) => (c, a, b),
+        (_, DateOrder::Ymd) => (a, b, c),
+    };
+    let year = match y.len() {
+        4 => num(y),
+        // Two-digit years: 00–69 are 2000–2069, 70–99 are 1970–1999.
+        2 => match num(y) {
+            n @ 0..=69 => 2000 + n,
+            n => 1900 + n,
+        },
+        _ => {
+            return Err(format!(
+                "{v:?} is not a date: the year must have 2 or 4 digits"
+            ))
+        }
+    };
+    let (month, day) = (num(m), num(d));
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || m.len() > 2 || d.len() > 2 {
+        return Err(format!(
+            "{v:?} is not a date read {} (dateformat={})",
+            order.describe(),
+            order.as_str()
+        ));
+    }
+    Ok(Cow::Owned(format!(
+        "{year:04}-{month:02}-{day:02}{}",
+        p.rest
+    )))
+}
+
+/// The order the sample's date values settle, and what to say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub order: DateOrder,
+    /// `None` when the values settled it without doubt.
+    pub note: Option<String>,
+}
+
+/// Decides the order from the date values of the first rows: the one their values settle (the
+/// more common one when they disagree), else the default, with a note saying which.
+pub fn decide<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Decided> {
+    let (mut ambiguous, mut settled) = (0usize, [0usize; 3]);
+    let mut examples: [Option<&str>; 3] = [None; 3];
+    for v in values {
+        match hint(v) {
+            Hint::None => {}
+            Hint::Ambiguous => ambiguous += 1,
+            Hint::Settles(o) => {
+                settled[o as usize] += 1;
+                examples[o as usize].get_or_insert(v);
+            }
+        }
+    }
+    let total: usize = settled.iter().sum();
+    if total == 0 {
+        return (ambiguous > 0).then(|| Decided {
+            order: DateOrder::default(),
+            note: Some(
+                "dates read month first (the default): no date in the first rows has a day over \
+                 12 to settle it; give dateformat=dmy if the file writes the day first"
+                    .to_owned(),
+            ),
+        });
+    }
+    let orders = [DateOrder::Dmy, DateOrder::Mdy, DateOrder::Ymd];
+    let best = orders
+        .into_iter()
+        .max_by_key(|o| settled[*o as usize])
+        .unwrap_or_default();
+    let others: Vec<String> = orders
+        .into_iter()
+        .filter(|o| *o != best && settled[*o as usize] > 0)
+        .filter_map(|o| examples[o as usize].map(|e| format!("{e:?} reads only {}", o.describe())))
+        .collect();
+    let note = if others.is_empty() {
+        format!(
+            "dates read {} ({:?} settles it)",
+            best.describe(),
+            examples[best as usize].unwrap_or_default()
+        )
+    } else {
+        format!(
+            "dates read {} as most of the first rows write them, but {}: such rows are rejected",
+            best.describe(),
+            others.join(", ")
+        )
+    };
+    Some(Decided {
+        order: best,
+        note: Some(note),
+    })
+}
+
+/// Whether a column of this type takes dates csvbus rewrites (`date`, `timestamp…`).
+pub fn is_date_type(type_name: &str) -> bool {
+    type_name == "date" || type_name.starts_with("timestamp")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_rewritten_in_the_order_given() {
+        let iso = |v, o| to_iso(v, o).unwrap().into_owned();
+        assert_eq!(iso("31/12/2024", DateOrder::Dmy), "2024-12-31");
+        assert_eq!(iso("01/02/2024", DateOrder::Dmy), "2024-02-01");
+        assert_eq!(iso("01/02/2024", DateOrder::Mdy), "2024-01-02");
+        assert_eq!(iso("31.12.2024 10:00", DateOrder::Dmy), "2024-12-31 10:00");
+        assert_eq!(
+            iso("1-2-24T08:30:00+02", DateOrder::Dmy),
+            "2024-02-01T08:30:00+02"
+        );
+        assert_eq!(iso("24-12-31", DateOrder::Ymd), "2024-12-31");
+        assert_eq!(iso("31/12/99", DateOrder::Dmy), "1999-12-31");
+        assert_eq!(iso("2024/12/31", DateOrder::Dmy), "2024-12-31");
+        // Nothing to rewrite: borrowed as it is, for Postgres to read.
+        for v in [
+            "2024-12-31",
+            "2024-12-31 10:00",
+            "today",
+            "",
+            "12",
+            "1.5",
+            "a/b/c",
+        ] {
+            assert!(
+                matches!(to_iso(v, DateOrder::Dmy), Ok(Cow::Borrowed(_))),
+                "{v}"
+            );
+        }
+        // Not a date in the order chosen: refused, never guessed.
+        let e = to_iso("12/31/2024", DateOrder::Dmy).unwrap_err();
+        assert!(e.contains("dateformat=dmy"), "{e}");
+        assert!(to_iso("31/12/2024", DateOrder::Mdy).is_err());
+        assert!(to_iso("1/2/202", DateOrder::Dmy).is_err());
+    }
+
+    #[test]
+    fn the_first_rows_decide_the_order_and_say_how() {
+        let d = decide(["01/02/2024", "13/02/2024"]).unwrap();
+        assert_eq!(d.order, DateOrder::Dmy);
+        assert!(d.note.unwrap().contains("13/02/2024"));
+        assert_eq!(
+            decide(["02/13/2024", "01/02/2024"]).unwrap().order,
+            DateOrder::Mdy
+        );
+        let d = decide(["01/02/2024", "03/04/2024"]).unwrap();
+        assert_eq!(d.order, DateOrder::Mdy);
+        assert!(d.note.unwrap().contains("dateformat=dmy"));
+        let d = decide(["13/01/2024", "14/01/2024", "01/13/2024"]).unwrap();
+        assert_eq!(d.order, DateOrder::Dmy);
+        assert!(d.note.unwrap().contains("rejected"));
+        assert_eq!(decide(["2024-01-02", "x"]), None);
+        assert_eq!(hint("31.12.2024 10:00"), Hint::Settles(DateOrder::Dmy));
+        assert_eq!(hint("99-12-31"), Hint::Settles(DateOrder::Ymd));
+    }
+}
