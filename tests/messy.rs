@@ -192,6 +192,16 @@ fn cases() -> Vec<Case> {
             read_as: json!({"trim": true}),
         },
         Case {
+            // Spaces before an opening quote: the field is still quoted, so its quotes go and
+            // its comma stays in it.
+            file: "trim-before-quotes.csv",
+            query: "trim=true",
+            table: T3,
+            rows: &["1|Zoë|Köln", "2|a, b|x"],
+            rejected_lines: &[],
+            read_as: json!({"trim": true}),
+        },
+        Case {
             // Every record quotes a comma, the header too: `'` splits them all alike, and must
             // not be taken for the quote for it.
             file: "quoted-comma-header.csv",

@@ -38,7 +38,7 @@ pub struct ReadArgs {
     /// Preamble lines before the header to skip [service default: detected; 0 skips none].
     #[arg(long)]
     pub skip_lines: Option<u64>,
-    /// Drop whitespace around fields and after closing quotes.
+    /// Drop whitespace around fields, before opening quotes and after closing ones.
     #[arg(long)]
     pub trim: bool,
     /// How dates that do not start with a four-digit year are written: dmy, mdy or ymd

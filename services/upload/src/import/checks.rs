@@ -203,6 +203,7 @@ pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOption
         },
         keep_sample: 0,
         dateformat: q.dateformat,
+        date_sample: false,
     })
 }
 

@@ -33,6 +33,13 @@ pub(crate) fn decide(
         Some(o) => o,
         None => {
             let values = sample.map(|s| values(&s, &fields)).unwrap_or_default();
+            if values.is_empty() {
+                read_as.notes.push(
+                    "dates read month first (the default): no row arrived with the first bytes \
+                     to decide from; give dateformat=dmy if the file writes the day first"
+                        .to_owned(),
+                );
+            }
             match dates::decide(values.iter().map(String::as_str)) {
                 Some(d) => {
                     read_as.notes.extend(d.note);

@@ -39,6 +39,7 @@ use crate::read::body_digest::{self, BodyDigest};
 use crate::read::media;
 use crate::read::parse::Records;
 use crate::read::prepare::prepare;
+use crate::read::trim::TrimBeforeQuote;
 use crate::rows::ValueOptions;
 use crate::App;
 
@@ -267,8 +268,9 @@ async fn run_upload(
             .iter()
             .any(|c| csvbus_shared::dates::is_date_type(&c.type_name))
     {
-        // The first rows decide how dates are read (import::dates).
-        plan.read.keep_sample = plan.read.keep_sample.max(crate::read::sniff::SAMPLE_BYTES);
+        // The first rows decide how dates are read (import::dates): the bytes looked at anyway,
+        // not waited for (a slow client's rows are not held back).
+        plan.read.date_sample = true;
     }
     let prepared = prepare(input, &plan.read).await?;
     let dialect = prepared.dialect;
@@ -294,8 +296,14 @@ async fn run_upload(
         ));
         read_as.created = Some(new.ddl);
     }
+    let input: crate::read::sniff::Input = if dialect.trim {
+        let (delimiter, quote) = (dialect.delimiter.byte(), dialect.quote);
+        Box::pin(TrimBeforeQuote::new(prepared.input, delimiter, quote))
+    } else {
+        prepared.input
+    };
     let mut records = Records::with(
-        prepared.input,
+        input,
         prepared.dialect,
         cfg.max_record_bytes,
         cfg.max_decompressed_bytes,

@@ -33,7 +33,8 @@ pub struct UploadQuery {
     /// `utf-8` (default), `auto`, `windows-1252`, `latin1`, `utf-16` (`utf-16le`), `utf-16be`.
     #[param(pattern = r"^(auto|utf-?8|windows-1252|cp1252|latin-?1|iso-8859-1|utf-?16(le|be)?)?$")]
     pub encoding: Option<String>,
-    /// Drop whitespace around fields and after closing quotes (`"B" ,"C"`).
+    /// Drop whitespace around fields, before opening quotes and after closing ones
+    /// (`1, "Zoë" ,Köln`).
     pub trim: Option<bool>,
     /// Preamble lines before the header (within the first 64 KiB). Default: detected — up to
     /// 20 lines before a header that the rows' types confirm; `0` reads every line.

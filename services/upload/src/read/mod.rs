@@ -2,7 +2,8 @@
 //! decompressed stream ([`body`], digested by [`body_digest`]), its encoding, preamble and
 //! dialect decided from the first bytes ([`prepare`], [`sniff`], [`detect`]) and turned into
 //! UTF-8 ([`transcode`]), then the records with their line numbers ([`lines`]) and raw text
-//! ([`tap`]) as the CSV reader finds them ([`parse`]).
+//! ([`tap`]) as the CSV reader finds them ([`parse`]); with `trim=true`, whitespace before an
+//! opening quote is dropped first ([`trim`]).
 
 pub(crate) mod body;
 pub(crate) mod body_digest;
@@ -14,3 +15,4 @@ pub(crate) mod prepare;
 pub(crate) mod sniff;
 pub(crate) mod tap;
 pub(crate) mod transcode;
+pub(crate) mod trim;

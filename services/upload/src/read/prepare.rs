@@ -37,6 +37,8 @@ pub struct ReadOptions {
     pub keep_sample: usize,
     /// `dateformat=`: `None` decides from the first rows.
     pub dateformat: Option<DateOrder>,
+    /// Return the bytes looked at (whatever has arrived, not waited for) as the sample.
+    pub date_sample: bool,
 }
 
 impl ReadOptions {
@@ -73,6 +75,7 @@ impl Default for ReadOptions {
             mapping: Mapping::default(),
             keep_sample: 0,
             dateformat: None,
+            date_sample: false,
         }
     }
 }
@@ -157,7 +160,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
     let skip = skip + found.preamble_bytes;
     let skip_lines = given + preamble;
     let input = sniff::skip(input, skip);
-    let kept = (o.keep_sample > 0).then(|| (sample[skip..].to_vec(), complete));
+    let kept = (o.keep_sample > 0 || o.date_sample).then(|| (sample[skip..].to_vec(), complete));
     Ok(Prepared {
         sample: kept,
         input,
