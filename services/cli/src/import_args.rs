@@ -68,23 +68,14 @@ impl ReadArgs {
         ]
     }
 
-    /// These options as the service's query type (the table left empty).
-    pub fn to_query(&self) -> csvbus_upload::UploadQuery {
-        csvbus_upload::UploadQuery {
-            // Checked by `delimiter_arg` when the arguments were read.
-            delimiter: self
-                .delimiter
-                .as_deref()
-                .and_then(|d| Delimiter::parse(d).ok().flatten()),
-            quote: self.quote.map(String::from),
-            encoding: self.encoding.clone(),
-            skip_lines: self.skip_lines,
-            dateformat: self.dateformat.as_deref().and_then(DateOrder::parse),
-            trim: Some(self.trim),
-            header: Some(!self.no_header),
-            columns: self.columns.clone(),
-            ..Default::default()
-        }
+    /// These options for `table`, read as the service reads them.
+    pub fn to_query(&self, table: &str) -> anyhow::Result<csvbus_upload::UploadQuery> {
+        let pairs = self.pairs();
+        let given = pairs
+            .iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)));
+        csvbus_upload::UploadQuery::from_pairs(std::iter::once(("table", table)).chain(given))
+            .map_err(anyhow::Error::msg)
     }
 }
 

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::Args;
 use csvbus_shared::catalog::{TableName, DEFAULT_SCHEMA};
-use csvbus_upload::UploadQuery;
 
 use crate::import_args::ReadArgs;
 
@@ -35,10 +34,7 @@ pub async fn run(a: InferArgs) -> anyhow::Result<ExitCode> {
     let name = a.table.clone().unwrap_or(stem);
     let table = TableName::parse(&name, DEFAULT_SCHEMA)
         .ok_or_else(|| anyhow::anyhow!("{name:?} is not a table name"))?;
-    let q = UploadQuery {
-        table: name,
-        ..a.read.to_query()
-    };
+    let q = a.read.to_query(&name)?;
     let new = if a.file == "-" {
         csvbus_upload::infer(tokio::io::stdin(), &table, &q).await
     } else {

@@ -170,8 +170,14 @@ pub(crate) trait QueryOption: Sized {
 }
 
 /// The error codes of [`QueryOption`]s.
-pub(crate) const OPTION_CODES: [&str; 3] =
-    [ImportMode::INVALID, Delimiter::INVALID, DateOrder::INVALID];
+pub(crate) const OPTION_CODES: [&str; 6] = [
+    "invalid_mode",
+    "invalid_delimiter",
+    "invalid_dateformat",
+    "invalid_encoding",
+    "invalid_quote",
+    "invalid_query",
+];
 
 impl QueryOption for ImportMode {
     const INVALID: &'static str = "invalid_mode";
@@ -227,5 +233,33 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_typed_option_answers_with_a_code_the_rejection_knows() {
+        use crate::read::parse::{Quote, Quotes};
+        use crate::read::transcode::GivenEncoding;
+        use crate::rows::mapping::ExtraColumns;
+        for code in [
+            ImportMode::INVALID,
+            Delimiter::INVALID,
+            DateOrder::INVALID,
+            GivenEncoding::INVALID,
+            Quote::INVALID,
+            Quotes::INVALID,
+            ExtraColumns::INVALID,
+        ] {
+            assert!(OPTION_CODES.contains(&code), "{code}");
+        }
+        let text = "Failed to deserialize query string: invalid_quote: quote=\"ab\": use one";
+        assert_eq!(
+            typed_option_error(text),
+            Some(("invalid_quote", "quote=\"ab\": use one".to_owned()))
+        );
     }
 }

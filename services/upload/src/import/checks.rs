@@ -8,9 +8,10 @@ use csvbus_shared::modes::{self, ImportMode};
 use crate::error::ApiError;
 use crate::import::ingest::UploadQuery;
 use crate::read::body::Encoding;
+use crate::read::parse::Quote;
 use crate::read::prepare::ReadOptions;
-use crate::read::transcode::TextEncoding;
-use crate::rows::mapping::Mapping;
+use crate::read::transcode::{GivenEncoding, TextEncoding};
+use crate::rows::mapping::{ExtraColumns, Mapping};
 use crate::App;
 
 /// Content encoding and declared length, before the body is touched (the content type is
@@ -136,7 +137,7 @@ pub async fn resolve_conflict(
 /// The options of how to read the body: delimiter, encoding, preamble, trimming, header and
 /// column mapping.
 pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOptions, ApiError> {
-    let given = q.encoding.as_deref().filter(|e| !e.is_empty());
+    let given = q.encoding;
     let encoding = match (given, charset) {
         (None, Some(c)) => TextEncoding::parse(if c.eq_ignore_ascii_case("us-ascii") { "utf-8" } else { c })
             .map_err(|_| {
@@ -146,8 +147,8 @@ pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOption
                     format!("charset={c} is not one csvbus reads: utf-8, windows-1252, latin1, utf-16, utf-16be"),
                 )
             })?,
-        _ => TextEncoding::parse(given.unwrap_or(""))
-            .map_err(|e| ApiError::bad_request("invalid_encoding", e.to_string()))?,
+        (Some(GivenEncoding(e)), _) => e,
+        (None, None) => Some(TextEncoding::Utf8),
     };
     let names: Option<Vec<String>> = q
         .columns
@@ -161,34 +162,8 @@ pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOption
             "header=false needs columns= to name the fields",
         ));
     }
-    let ignore_extra = match q.extra_columns.as_deref() {
-        None | Some("") | Some("error") => false,
-        Some("ignore") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("extra_columns={other:?}: use error or ignore"),
-            ))
-        }
-    };
-    if !matches!(q.quotes.as_deref(), None | Some("") | Some("lenient")) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "quotes= is lenient: a quote inside an unquoted field is always kept as text",
-        ));
-    }
-    let quote = match q.quote.as_deref() {
-        None | Some("") => None,
-        Some(s) if s.len() == 1 && s.is_ascii() && !matches!(s, "\n" | "\r") => {
-            Some(s.as_bytes()[0])
-        }
-        Some(s) => {
-            return Err(ApiError::bad_request(
-                "invalid_quote",
-                format!("quote={s:?}: use one ASCII character, such as ' or \""),
-            ))
-        }
-    };
+    let ignore_extra = q.extra_columns == Some(ExtraColumns::Ignore);
+    let quote = q.quote.map(|Quote(q)| q);
     Ok(ReadOptions {
         delimiter: q.delimiter,
         quote,

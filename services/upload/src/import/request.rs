@@ -5,6 +5,10 @@ use csvbus_shared::dates::DateOrder;
 use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::modes::ImportMode;
 use csvbus_shared::read_as::{Delimiter, ReadAs};
+
+use crate::read::parse::{Quote, Quotes};
+use crate::read::transcode::GivenEncoding;
+use crate::rows::mapping::ExtraColumns;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -24,15 +28,18 @@ pub struct UploadQuery {
     pub delimiter: Option<Delimiter>,
     /// The quote character (default `"`; with `delimiter=auto`, `'` when the first lines hold
     /// one and it splits them more consistently).
-    #[param(pattern = r"^[\x00-\x09\x0B\x0C\x0E-\x7F]?$")]
-    pub quote: Option<String>,
+    #[param(value_type = Option<String>, pattern = r"^[\x00-\x09\x0B\x0C\x0E-\x7F]?$")]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub quote: Option<Quote>,
     /// `lenient` (the default and only mode): a quote inside an unquoted field is kept as text
     /// (`a,b"c,d` → `b"c`).
-    #[param(pattern = "^(lenient)?$")]
-    pub quotes: Option<String>,
+    #[param(value_type = Option<String>, pattern = "^(lenient)?$")]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub quotes: Option<Quotes>,
     /// `utf-8` (default), `auto`, `windows-1252`, `latin1`, `utf-16` (`utf-16le`), `utf-16be`.
-    #[param(pattern = r"^(auto|utf-?8|windows-1252|cp1252|latin-?1|iso-8859-1|utf-?16(le|be)?)?$")]
-    pub encoding: Option<String>,
+    #[param(value_type = Option<String>, pattern = r"^(auto|utf-?8|windows-1252|cp1252|latin-?1|iso-8859-1|utf-?16(le|be)?)?$")]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub encoding: Option<GivenEncoding>,
     /// Drop whitespace around fields, before opening quotes and after closing ones
     /// (`1, "Zoë" ,Köln`).
     pub trim: Option<bool>,
@@ -47,8 +54,9 @@ pub struct UploadQuery {
     pub columns: Option<String>,
     /// `error` (default: a header name the table lacks is a 422) or `ignore` (the field is
     /// dropped).
-    #[param(pattern = "^(error|ignore)?$")]
-    pub extra_columns: Option<String>,
+    #[param(value_type = Option<String>, pattern = "^(error|ignore)?$")]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub extra_columns: Option<ExtraColumns>,
     /// `true`: when the table does not exist, create it from the header, with column types
     /// inferred from the first rows (up to 2000 in the first MiB).
     pub create: Option<bool>,
@@ -81,6 +89,18 @@ pub struct UploadQuery {
 }
 
 /// The `202 Accepted` answer.
+impl UploadQuery {
+    /// The options a query string of `pairs` gives, read exactly as the service reads them;
+    /// the error is the message its answer would carry.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+        let query = serde_urlencoded::to_string(&pairs).map_err(|e| e.to_string())?;
+        serde_urlencoded::from_str(&query).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub import_id: Uuid,

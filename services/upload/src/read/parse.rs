@@ -20,6 +20,44 @@ pub struct Span {
     pub end: u64,
 }
 
+/// `quote=`: the quote character, one ASCII character other than a line break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote(pub u8);
+
+impl crate::error::QueryOption for Quote {
+    const INVALID: &'static str = "invalid_quote";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        match s.as_bytes() {
+            [] => Ok(None),
+            [b] if b.is_ascii() && !matches!(b, b'\n' | b'\r') => Ok(Some(Self(*b))),
+            _ => Err(format!(
+                "quote={s:?}: use one ASCII character, such as ' or \""
+            )),
+        }
+    }
+}
+
+/// `quotes=`: how a quote inside an unquoted field is read; `lenient` (kept as text) is the
+/// only way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quotes {
+    Lenient,
+}
+
+impl crate::error::QueryOption for Quotes {
+    const INVALID: &'static str = "invalid_query";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        match s {
+            "" => Ok(None),
+            "lenient" => Ok(Some(Self::Lenient)),
+            _ => Err(
+                "quotes= is lenient: a quote inside an unquoted field is always kept as text"
+                    .into(),
+            ),
+        }
+    }
+}
+
 /// How to split an input into records and fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dialect {

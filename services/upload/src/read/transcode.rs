@@ -15,6 +15,22 @@ use tokio::io::{AsyncRead, ReadBuf};
 #[error("encoding= is one of utf-8, auto, windows-1252, latin1, utf-16, utf-16be")]
 pub struct UnknownEncoding;
 
+/// `encoding=` as given: an encoding, or `auto` (`None`: detected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GivenEncoding(pub Option<TextEncoding>);
+
+impl crate::error::QueryOption for GivenEncoding {
+    const INVALID: &'static str = "invalid_encoding";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        match s {
+            "" => Ok(None),
+            s => TextEncoding::parse(s)
+                .map(|e| Some(Self(e)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// The text encoding of an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextEncoding {

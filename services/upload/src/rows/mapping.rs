@@ -9,6 +9,28 @@ use csvbus_shared::read_as::ColumnMapping;
 
 use crate::rows::HeaderError;
 
+/// `extra_columns=`: what a header name the table lacks does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExtraColumns {
+    /// `422 unknown_column` (the default).
+    #[default]
+    Error,
+    /// The field is dropped.
+    Ignore,
+}
+
+impl crate::error::QueryOption for ExtraColumns {
+    const INVALID: &'static str = "invalid_query";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        match s {
+            "" => Ok(None),
+            "error" => Ok(Some(Self::Error)),
+            "ignore" => Ok(Some(Self::Ignore)),
+            other => Err(format!("extra_columns={other:?}: use error or ignore")),
+        }
+    }
+}
+
 use csvbus_shared::infer::identifier;
 pub use csvbus_shared::infer::normalize;
 
