@@ -372,9 +372,6 @@ async fn positions_left_by_an_earlier_incarnation_of_the_topic_do_not_skip_new_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_naming_a_completed_import_are_not_written() {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
     let (db, topic, _group, e) = nums_stack().await;
     let upload = spawn_upload(&e).await;
     let sink = spawn_sink(&e).await;
@@ -390,44 +387,11 @@ async fn rows_naming_a_completed_import_are_not_written() {
 
     // Two rows with the completed import's headers, past its last line (so not taken for
     // rows an earlier attempt sent), as anyone who can write to the topic could send them.
-    let producer: FutureProducer = csvbus_shared::kafka::client_config(&csvbus_tests::brokers())
-        .create()
-        .unwrap();
-    for line in ["20001", "20002"] {
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "csvbus-import",
-                value: Some(id.as_str()),
-            })
-            .insert(Header {
-                key: "csvbus-line",
-                value: Some(line),
-            })
-            .insert(Header {
-                key: "csvbus-table",
-                value: Some("public.nums"),
-            });
-        let payload = format!(r#"{{"id":"{line}","v":"forged","half":"0"}}"#);
-        let record = FutureRecord::<(), str>::to(&topic)
-            .payload(&payload)
-            .headers(headers);
-        producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .unwrap();
+    let import: uuid::Uuid = id.parse().unwrap();
+    for line in [20_001, 20_002] {
+        send_forged(&topic, import, line, None).await;
     }
-    csvbus_tests::eventually(
-        "both rows dead-lettered",
-        Duration::from_secs(60),
-        || async {
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM csvbus.dead_letters")
-                .fetch_one(&db.pool)
-                .await
-                .unwrap()
-                == 2
-        },
-    )
-    .await;
+    wait_dead_letters(&db, 2).await;
     assert_nums_exact(&db, 10_000).await;
     // Handled all the same: delivered again below the position, they are no sign of a
     // recreated topic.
@@ -453,9 +417,7 @@ async fn rows_naming_a_completed_import_are_not_written() {
 /// another key — are dead-lettered, not written, and leave the import's handled line alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_signing_key_only_rows_csvbus_signed_are_written() {
-    use csvbus_shared::catalog::TableName;
-    use csvbus_shared::message::{RowHeaders, Signer};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use csvbus_shared::message::Signer;
 
     let (db, topic, _group, mut e) = nums_stack().await;
     e.set(
@@ -499,34 +461,10 @@ async fn with_a_signing_key_only_rows_csvbus_signed_are_written() {
         .unwrap();
 
     // Rows 5 and 6 with the live import's headers: one unsigned, one signed with another key.
-    let producer: FutureProducer = csvbus_shared::kafka::client_config(&csvbus_tests::brokers())
-        .create()
-        .unwrap();
-    let table = TableName::parse("public.nums", "public").unwrap();
+    send_forged(&topic, id, 5, None).await;
     let other = Signer::new(b"not the key csvbus was given, but as long");
-    for (line, signer) in [(5u64, None), (6, Some(other))] {
-        let payload = format!(r#"{{"id":"{line}","v":"forged","half":"0"}}"#);
-        let headers = RowHeaders::new(id, &table, signer).for_row(line, payload.as_bytes());
-        let record = FutureRecord::<(), str>::to(&topic)
-            .payload(&payload)
-            .headers(headers);
-        producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .unwrap();
-    }
-    csvbus_tests::eventually(
-        "both rows dead-lettered",
-        Duration::from_secs(60),
-        || async {
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM csvbus.dead_letters")
-                .fetch_one(&db.pool)
-                .await
-                .unwrap()
-                == 2
-        },
-    )
-    .await;
+    send_forged(&topic, id, 6, Some(other)).await;
+    wait_dead_letters(&db, 2).await;
     let reason: String = sqlx::query_scalar("SELECT reason FROM csvbus.dead_letters LIMIT 1")
         .fetch_one(&db.pool)
         .await
@@ -557,4 +495,45 @@ async fn with_a_signing_key_only_rows_csvbus_signed_are_written() {
     );
     sink.stop().await;
     upload.stop().await;
+}
+
+/// Produces a `nums` row at `line` with import `import`'s headers (signed by `signer`, if any),
+/// as anyone who can write to the topic could.
+async fn send_forged(
+    topic: &str,
+    import: uuid::Uuid,
+    line: u64,
+    signer: Option<csvbus_shared::message::Signer>,
+) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = csvbus_shared::kafka::client_config(&csvbus_tests::brokers())
+        .create()
+        .unwrap();
+    let table = csvbus_shared::catalog::TableName::parse("public.nums", "public").unwrap();
+    let payload = format!(r#"{{"id":"{line}","v":"forged","half":"0"}}"#);
+    let headers = csvbus_shared::message::RowHeaders::new(import, &table, signer)
+        .for_row(line, payload.as_bytes());
+    let record = FutureRecord::<(), str>::to(topic)
+        .payload(&payload)
+        .headers(headers);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .unwrap();
+}
+
+/// Waits until `n` dead letters are stored.
+async fn wait_dead_letters(db: &TestDb, n: i64) {
+    csvbus_tests::eventually(
+        &format!("{n} rows dead-lettered"),
+        Duration::from_secs(60),
+        || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM csvbus.dead_letters")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+                == n
+        },
+    )
+    .await;
 }
