@@ -3,7 +3,8 @@
 # like; it only does what is missing.
 #
 #   - PostgreSQL from Debian's packages (installed if missing), started, with role and database
-#     `csvbus` (password `csvbus`, CREATEDB so tests can make a fresh database each);
+#     `csvbus` (password `csvbus`, CREATEDB so tests can make a fresh database each), and the
+#     least-privilege roles `csvbus_migrate` and `csvbus_app` (deploy/postgres/roles.sql);
 #   - the tansu broker (Kafka API, memory storage) on 127.0.0.1:9092, installed with
 #     `cargo install` if missing (~10 minutes, once). Skipped when KAFKA_BROKERS is set: then that
 #     Kafka is used.
@@ -52,6 +53,17 @@ DO $$ BEGIN
     CREATE ROLE csvbus LOGIN CREATEDB PASSWORD 'csvbus';
   END IF;
 END $$;
+-- The least-privilege roles of deploy/postgres/roles.sql (compose runs them as its services);
+-- the test admin is a member of both, so that a test can set up their grants in its database.
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'csvbus_migrate') THEN
+    CREATE ROLE csvbus_migrate LOGIN PASSWORD 'csvbus_migrate';
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'csvbus_app') THEN
+    CREATE ROLE csvbus_app LOGIN PASSWORD 'csvbus_app';
+  END IF;
+END $$;
+GRANT csvbus_migrate, csvbus_app TO csvbus;
 -- The default search_path starts with "$user", which for this role is csvbus' own schema:
 -- unqualified CREATE TABLE would land there, out of the upload service's reach.
 ALTER ROLE csvbus SET search_path = public;

@@ -135,6 +135,31 @@ fn compose_sets_only_documented_variables_and_runs_the_designed_stack() {
     // Published on the host's loopback only: closed by default.
     assert_eq!(c["services"]["upload"]["ports"][0], "127.0.0.1:8080:8080");
     assert_eq!(c["services"]["postgres"]["ports"][0], "127.0.0.1:5432:5432");
+    // Least privilege: the services connect as csvbus_app, the migration as csvbus_migrate
+    // (deploy/postgres/roles.sql, run by the image on an empty volume; tests/roles.rs runs the
+    // services under those grants against the real Postgres).
+    let user = |s: &str| {
+        let url = c["services"][s]["environment"]["DATABASE_URL"]
+            .as_str()
+            .unwrap();
+        url.split("://")
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(user("migrate"), "csvbus_migrate");
+    for s in ["upload", "sink-1", "sink-2"] {
+        assert_eq!(user(s), "csvbus_app", "{s}");
+    }
+    let volumes = c["services"]["postgres"]["volumes"].as_sequence().unwrap();
+    assert!(
+        volumes.iter().any(|v| v
+            == "./deploy/postgres/roles.sql:/docker-entrypoint-initdb.d/10-roles.sql:ro"),
+        "{volumes:?}"
+    );
     for s in ["upload", "sink-1", "sink-2"] {
         let deps = &c["services"][s]["depends_on"];
         assert_eq!(deps["kafka"]["condition"], "service_healthy", "{s}");

@@ -251,8 +251,13 @@ async fn no_input_jams_the_pipeline_and_a_normal_import_completes_afterwards() {
         "record_too_long",
     )
     .await;
-    let row = format!("1,{}\n", "a".repeat(200));
-    let bomb = gzip(&format!("id,name\n{}", row.repeat(100_000)).into_bytes());
+    // Distinct ids: a bomb of one repeated row would be stopped by the sink first (its
+    // refused duplicates pass max_rejected), not by the decompressed size.
+    let pad = "a".repeat(200);
+    let rows: String = (0..100_000)
+        .map(|i| format!("{},{pad}\n", 10_000_000 + i))
+        .collect();
+    let bomb = gzip(&format!("id,name\n{rows}").into_bytes());
     let (st, v) = s
         .post_with("table=t", bomb, &[("content-encoding", "gzip")])
         .await;

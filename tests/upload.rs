@@ -505,6 +505,90 @@ async fn api_keys_guard_every_v1_route() {
     ctx.svc.stop().await;
 }
 
+/// A key scoped to tables (`key@table|schema.*`) writes and sees only those, in every route:
+/// uploads elsewhere are 403, other tables' imports are 404 and left out of the list, and
+/// `/v1/tables` shows only its own. A key without a scope still reaches everything.
+#[tokio::test]
+async fn a_scoped_api_key_sees_and_writes_only_its_tables() {
+    let ctx = setup(&[("CSVBUS_API_KEYS", "full,narrow@public.people|sales.*")]).await;
+    ctx.db.exec("CREATE TABLE other (id int)").await;
+    let as_key = |key: &str| [("authorization", format!("Bearer {key}"))];
+    let post = |key: &'static str, table: &'static str| {
+        let auth = format!("Bearer {key}");
+        let ctx = &ctx;
+        async move {
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("content-type", "text/csv"),
+            ];
+            ctx.post_with(&format!("table={table}"), "id\n1\n", &headers)
+                .await
+        }
+    };
+    let (status, mine) = post("narrow", "people").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{mine}");
+    let (status, body) = post("narrow", "other").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("out_of_scope")),
+        "{body}"
+    );
+    // Refused before anything is created.
+    let (status, body) = post("narrow", "public.fresh&create=true").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, theirs) = post("full", "other").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{theirs}");
+    let get = |path: String, key: &str| {
+        let [(k, v)] = as_key(key);
+        ctx.http.get(ctx.svc.url(&path)).header(k, v).send()
+    };
+    let theirs_id = theirs["import_id"].as_str().unwrap();
+    for path in ["", "/rejected", "/rejected.csv"] {
+        let r = get(format!("/v1/imports/{theirs_id}{path}"), "narrow")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let r = get(format!("/v1/imports/{theirs_id}{path}"), "full")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    let list: Value = get("/v1/imports".into(), "narrow")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [mine["import_id"].as_str().unwrap()], "{list}");
+    let list: Value = get("/v1/imports".into(), "full")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["imports"].as_array().unwrap().len(), 2, "{list}");
+    let tables: Value = get("/v1/tables".into(), "narrow")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["public.people"], "{tables}");
+    ctx.svc.stop().await;
+}
+
 #[tokio::test]
 async fn one_client_cannot_hold_every_upload_slot() {
     let ctx = setup(&[

@@ -35,6 +35,7 @@ pub mod kafka;
 pub mod message;
 pub mod modes;
 pub mod read_as;
+pub mod scope;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

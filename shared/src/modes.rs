@@ -142,7 +142,7 @@ pub async fn drop_unneeded_staging(pool: &PgPool) -> Result<u64, sqlx::Error> {
                 SELECT 1 FROM csvbus.imports i
                  WHERE i.id = substr(c.relname, 7)::uuid
                    AND (i.status IN ($2, $3)
-                        OR (i.status IN ($4, $5) AND i.produced_at IS NULL
+                        OR (i.status IN ($4, $5) AND i.produced_at IS NULL AND NOT i.stopped
                             AND i.key_expires_at > now())))",
     )
     .bind(OWN_SCHEMA)

@@ -328,7 +328,10 @@ pub async fn wait_ended(
     loop {
         let rec = long_poll(&client, &upload.url(""), id).await;
         let s = rec["status"].as_str().unwrap_or_default();
-        let handled = rec["rows_written"].as_i64() >= rec["rows_produced"].as_i64();
+        let n = |k: &str| rec[k].as_i64().unwrap_or_default();
+        let handled =
+            n("rows_written") + n("rows_write_rejected") + n("rows_skipped") + n("rows_set_aside")
+                >= n("rows_produced");
         if s == "completed"
             || (matches!(s, "failed" | "aborted") && (rec["mode"] != "append" || handled))
         {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use csvbus_shared::config::{CommonConfig, ConfigError, Env, Secret};
+use csvbus_shared::scope::Scope;
 
 /// Everything the upload service can be told.
 #[derive(Debug, Clone)]
@@ -16,8 +17,9 @@ pub struct UploadConfig {
     /// `CSVBUS_UPLOAD_ADDR`: where the HTTP API listens (loopback unless told otherwise).
     pub addr: SocketAddr,
     /// `CSVBUS_API_KEYS`: bearer tokens accepted on `/v1` (comma-separated); empty = no auth,
-    /// which is refused beyond loopback unless `allow_unauthenticated`.
-    pub api_keys: Vec<Secret>,
+    /// which is refused beyond loopback unless `allow_unauthenticated`. A key may be scoped
+    /// to schemas and tables, `key@sales.*|public.orders`: it sees and writes only those.
+    pub api_keys: Vec<ApiKey>,
     /// `CSVBUS_ALLOW_UNAUTHENTICATED`: listen beyond loopback without API keys, on purpose
     /// (behind a proxy that authenticates, say).
     pub allow_unauthenticated: bool,
@@ -68,6 +70,9 @@ pub struct UploadConfig {
     pub max_decompressed_bytes: u64,
     /// `CSVBUS_MAX_ROWS_PER_IMPORT`: the most rows one upload may have (413 beyond).
     pub max_rows_per_import: u64,
+    /// `CSVBUS_MAX_DECOMPRESSION_RATIO`: the most bytes a gzip or zstd body may decompress to
+    /// per byte sent, past the first 16 MiB (413 beyond).
+    pub max_decompression_ratio: u64,
     /// `CSVBUS_MAX_REJECTED_LIMIT`: the largest `max_rejected` a client may ask for (400 beyond).
     pub max_rejected_limit: u64,
     /// `CSVBUS_BODY_MIN_BYTES_PER_SEC`: a client sending slower than this, measured over
@@ -94,6 +99,34 @@ pub struct UploadConfig {
     pub idempotency_ttl: Duration,
 }
 
+/// One of `CSVBUS_API_KEYS`: the token and what it reaches.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub secret: Secret,
+    pub scope: Scope,
+}
+
+impl ApiKey {
+    /// `token` (every table) or `token@scope` ([`Scope::parse`]).
+    fn parse(entry: &str) -> Result<Self, ConfigError> {
+        let (token, scope) = match entry.split_once('@') {
+            None => (entry, Scope::all()),
+            Some((token, scope)) => {
+                let scope = Scope::parse(scope).map_err(|reason| ConfigError::Invalid {
+                    name: "CSVBUS_API_KEYS".into(),
+                    value: "(a key's scope; keys are not shown)".into(),
+                    reason,
+                })?;
+                (token, scope)
+            }
+        };
+        Ok(Self {
+            secret: Secret::new(token),
+            scope,
+        })
+    }
+}
+
 impl UploadConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let compression = env.string("CSVBUS_PRODUCER_COMPRESSION", "lz4");
@@ -113,8 +146,8 @@ impl UploadConfig {
             api_keys: env
                 .list("CSVBUS_API_KEYS", &[])
                 .into_iter()
-                .map(Secret::new)
-                .collect(),
+                .map(|k| ApiKey::parse(&k))
+                .collect::<Result<_, _>>()?,
             allow_unauthenticated: env.parse("CSVBUS_ALLOW_UNAUTHENTICATED", false)?,
             allowed_hosts: env
                 .list("CSVBUS_ALLOWED_HOSTS", &["localhost", "127.0.0.1", "::1"])
@@ -137,8 +170,9 @@ impl UploadConfig {
             delivery_timeout: env.millis("CSVBUS_DELIVERY_TIMEOUT_MS", 30_000)?,
             db_pool_size: env.parse("CSVBUS_DB_POOL_SIZE", 8)?,
             max_message_bytes: env.parse("CSVBUS_MAX_MESSAGE_BYTES", 1_000_000)?,
-            max_decompressed_bytes: env.parse("CSVBUS_MAX_DECOMPRESSED_BYTES", 64 << 30)?,
-            max_rows_per_import: env.parse("CSVBUS_MAX_ROWS_PER_IMPORT", 1_000_000_000)?,
+            max_decompressed_bytes: env.parse("CSVBUS_MAX_DECOMPRESSED_BYTES", 16 << 30)?,
+            max_rows_per_import: env.parse("CSVBUS_MAX_ROWS_PER_IMPORT", 100_000_000)?,
+            max_decompression_ratio: env.parse("CSVBUS_MAX_DECOMPRESSION_RATIO", 100)?,
             max_rejected_limit: env.parse("CSVBUS_MAX_REJECTED_LIMIT", 100_000)?,
             body_min_bytes_per_sec: env.parse("CSVBUS_BODY_MIN_BYTES_PER_SEC", 1024)?,
             zstd_window_log_max: env.parse("CSVBUS_ZSTD_WINDOW_LOG_MAX", 23)?,

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{record_columns, ImportRecord, ImportStatus, Outcome};
 use crate::catalog::TableName;
+use crate::scope::Scope;
 
 /// Which imports to list; every filter is optional.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +24,8 @@ pub struct ImportFilter {
     /// Only imports older than this one (the `next_before` of the previous page).
     pub before: Option<Uuid>,
     pub limit: i64,
+    /// Only imports into tables the API key reaches.
+    pub scope: Scope,
 }
 
 /// A page of imports; pass `next_before` as `before` for the next (older) page.
@@ -45,6 +48,7 @@ pub struct PageTotals {
 
 /// Up to `f.limit` imports matching `f`, newest first (ties broken by id).
 pub async fn list(pool: &PgPool, f: &ImportFilter) -> Result<ImportPage, sqlx::Error> {
+    let scope = f.scope.sql_lists();
     let imports: Vec<ImportRecord> = sqlx::query_as(&format!(
         "SELECT {} FROM csvbus.imports
           WHERE ($1::text IS NULL OR (target_schema = $1 AND target_table = $2))
@@ -55,6 +59,8 @@ pub async fn list(pool: &PgPool, f: &ImportFilter) -> Result<ImportPage, sqlx::E
             AND ($7::text IS NULL OR {} = $7)
             AND ($8::bool IS NULL OR (rows_rejected + rows_write_rejected > 0) = $8)
             AND ($9::text IS NULL OR strpos(lower(source), lower($9)) > 0)
+            AND ($10::text[] IS NULL OR target_schema = ANY($10)
+                 OR (target_schema, target_table) IN (SELECT * FROM unnest($11::text[], $12::text[])))
           ORDER BY created_at DESC, id DESC
           LIMIT $6",
         record_columns(),
@@ -69,6 +75,9 @@ pub async fn list(pool: &PgPool, f: &ImportFilter) -> Result<ImportPage, sqlx::E
     .bind(f.outcome)
     .bind(f.rejected)
     .bind(f.source.as_deref())
+    .bind(scope.as_ref().map(|s| &s.0))
+    .bind(scope.as_ref().map(|s| &s.1))
+    .bind(scope.as_ref().map(|s| &s.2))
     .fetch_all(pool)
     .await?;
     let next_before = if imports.len() as i64 == f.limit {

@@ -11,6 +11,7 @@
 //! | [`upload::abort_orphans`] | `receiving` (silent) → `aborted` | upload's janitor |
 //! | [`sink::add_written`] | `produced` → `completed` (append, upsert, skip) | sink: the last rows written |
 //! | [`sink::moved`], [`sink::move_refused`] | `produced` → `completed`, `failed` (atomic, replace) | sink: the move from staging |
+//! | [`sink::stop_over_limit`] | `receiving`/`produced` → `failed` (`stopped`) | sink: refusals passed `max_rejected` |
 //!
 //! Counters only ever grow within an attempt, and a transition applies only from the status it
 //! names: a late progress tick or a second sink replica changes nothing.
@@ -61,6 +62,12 @@ pub struct ImportRecord {
     pub rows_write_rejected: i64,
     /// skip: rows not written because their key was already in the table.
     pub rows_skipped: i64,
+    /// Rows set aside unwritten because the import had stopped: Postgres refused more of its
+    /// rows than `max_rejected` allows (see `stopped`).
+    pub rows_set_aside: i64,
+    /// The sink stopped the import: more rows refused (while reading and by Postgres) than
+    /// `max_rejected` allows. It is `failed`; its later rows are set aside, not written.
+    pub stopped: bool,
     pub bytes_received: i64,
     /// Uploads of this import (more than 1 when a retry resumed it).
     pub attempts: i32,
@@ -85,7 +92,10 @@ impl ImportRecord {
             // Staged rows of an import that failed never reach the target.
             s if s.upload_failed() && self.mode.staged() => true,
             s if s.upload_failed() => {
-                self.rows_written + self.rows_write_rejected + self.rows_skipped
+                self.rows_written
+                    + self.rows_write_rejected
+                    + self.rows_skipped
+                    + self.rows_set_aside
                     >= self.rows_produced
             }
             _ => false,
@@ -121,7 +131,7 @@ pub struct Checkpoint {
 const RECORD_COLUMNS_TEMPLATE: &str =
     "id, target_schema || '.' || target_table AS table, columns, status, {outcome} AS outcome,
      source, mode, conflict_columns, rows_received, rows_produced, rows_rejected, rows_written,
-     rows_write_rejected, rows_skipped, bytes_received, attempts, resumed_from_line,
+     rows_write_rejected, rows_skipped, rows_set_aside, stopped, bytes_received, attempts, resumed_from_line,
      error, read_as, created_at, produced_at, finished_at, updated_at";
 
 /// The select list of an [`ImportRecord`].

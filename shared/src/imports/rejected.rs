@@ -34,8 +34,32 @@ pub struct Rejected<'a> {
     pub fields: Option<serde_json::Value>,
 }
 
+/// Rejected rows of one import kept with their content (`raw`, `fields`); later ones keep their
+/// line and reason only, so what an import's refusals store is bounded by its `max_rejected`
+/// times a short record, not by the rows' size.
+pub const KEPT_IN_FULL: i64 = 10_000;
+
+/// Largest row (its message value, in bytes) the sink keeps with a refusal.
+pub const FIELDS_LIMIT: usize = 16 * 1024;
+
+/// Longest reason kept (Postgres' messages quote the value they refuse).
+pub const REASON_LIMIT: usize = 1024;
+
+impl Rejected<'_> {
+    /// Drops the row's content when `earlier` rows of its import were rejected already, past
+    /// [`KEPT_IN_FULL`].
+    pub fn kept_in_full_after(mut self, earlier: i64) -> Self {
+        if earlier >= KEPT_IN_FULL {
+            self.raw = None;
+            self.fields = None;
+        }
+        self
+    }
+}
+
 /// Records a rejected row. Whatever its text, it is storable: NUL characters, which neither
-/// `text` nor `jsonb` accept, are stored as the six characters `\u0000`.
+/// `text` nor `jsonb` accept, are stored as the six characters `\u0000`; the reason is cut at
+/// [`REASON_LIMIT`] bytes.
 pub async fn insert_rejected(conn: &mut PgConnection, r: Rejected<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO csvbus.rejected_rows (import_id, line, stage, reason, raw, fields)
@@ -44,12 +68,24 @@ pub async fn insert_rejected(conn: &mut PgConnection, r: Rejected<'_>) -> Result
     .bind(r.import_id)
     .bind(r.line)
     .bind(r.stage.as_str())
-    .bind(storable_text(r.reason).as_ref())
+    .bind(storable_text(cut(r.reason, REASON_LIMIT)).as_ref())
     .bind(r.raw.map(storable_text).as_deref())
     .bind(r.fields.map(storable_json))
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Text Postgres stores as is: NUL becomes the six characters `\u0000`.

@@ -12,6 +12,8 @@ pub struct Written {
     pub written: i64,
     pub rejected: i64,
     pub skipped: i64,
+    /// Rows of a stopped import, set aside unwritten.
+    pub set_aside: i64,
 }
 
 /// The sink handled rows of an import (in the caller's transaction); completes the import when
@@ -20,7 +22,7 @@ pub async fn add_written(conn: &mut PgConnection, id: Uuid, w: Written) -> Resul
     sqlx::query(
         "UPDATE csvbus.imports SET
                 rows_written = rows_written + $2, rows_write_rejected = rows_write_rejected + $3,
-                rows_skipped = rows_skipped + $4,
+                rows_skipped = rows_skipped + $4, rows_set_aside = rows_set_aside + $7,
                 status = CASE WHEN status = $5 AND mode NOT IN ('atomic', 'replace')
                                AND rows_written + rows_write_rejected + rows_skipped + $2 + $3 + $4
                                    >= rows_produced
@@ -38,9 +40,38 @@ pub async fn add_written(conn: &mut PgConnection, id: Uuid, w: Written) -> Resul
     .bind(w.skipped)
     .bind(ImportStatus::Produced)
     .bind(ImportStatus::Completed)
+    .bind(w.set_aside)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Stops an import whose refused rows (while reading and by Postgres, counted by
+/// [`add_written`] first, in the same transaction) passed its `max_rejected`: `failed` and
+/// `stopped`, with what it wrote said in its error. Its later rows are set aside unwritten; an
+/// atomic or replace import wrote nothing (its staging table is dropped by the janitor). Returns
+/// whether it stopped now.
+pub async fn stop_over_limit(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE csvbus.imports SET status = $2, stopped = true, finished_at = now(),
+                updated_at = now(),
+                error = format('%s rows refused (%s while reading, %s by Postgres), more than '
+                    || 'max_rejected=%s: the import stopped taking rows; %s',
+                    rows_rejected + rows_write_rejected,
+                    rows_rejected, rows_write_rejected, max_rejected,
+                    CASE WHEN mode IN ('atomic', 'replace')
+                         THEN 'nothing was written to the table'
+                         ELSE rows_written || ' rows were written before it stopped' END)
+          WHERE id = $1 AND status IN ($3, $4) AND NOT stopped
+            AND rows_rejected + rows_write_rejected > max_rejected",
+    )
+    .bind(id)
+    .bind(ImportStatus::Failed)
+    .bind(ImportStatus::Receiving)
+    .bind(ImportStatus::Produced)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Atomic and replace imports ready to be moved: produced, every row staged or rejected.
@@ -138,7 +169,8 @@ pub async fn rows_pending(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM csvbus.imports
                          WHERE status <> $1
-                           AND rows_written + rows_write_rejected < rows_produced)",
+                           AND rows_written + rows_write_rejected + rows_skipped
+                               + rows_set_aside < rows_produced)",
     )
     .bind(ImportStatus::Completed)
     .fetch_one(pool)

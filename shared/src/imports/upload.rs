@@ -67,14 +67,15 @@ pub async fn create(conn: &mut PgConnection, n: &NewImport<'_>) -> Result<(), sq
 
 /// Live progress while the body is read. A no-op once the upload has finished: a progress
 /// tick that lands after [`finish`] must not put older counters back (under load, the import
-/// would complete before all its rows were written).
+/// would complete before all its rows were written). Returns false when this attempt is no
+/// longer `receiving`: it ended elsewhere (the sink stopped it, or it was taken for abandoned).
 pub async fn update_progress(
     pool: &PgPool,
     id: Uuid,
     attempt: i32,
     c: &UploadCounters,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
         "UPDATE csvbus.imports SET rows_received = $2, rows_produced = $3, rows_rejected = $4,
                 bytes_received = $5, acked_line = $6, acked_rows = $7, acked_digest = $8,
                 updated_at = now() WHERE id = $1 AND status = $10 AND attempts = $9",
@@ -91,7 +92,7 @@ pub async fn update_progress(
     .bind(ImportStatus::Receiving)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
 /// The upload ended: `produced` (every row acknowledged) — or `completed` at once when the sink
@@ -112,10 +113,10 @@ pub async fn finish(
                 error = $7, produced_at = CASE WHEN $2 = $12 THEN now() END,
                 acked_line = $8, acked_rows = $9, acked_digest = $10,
                 status = CASE WHEN $2 = $12 AND mode NOT IN ('atomic', 'replace')
-                               AND rows_written + rows_write_rejected + rows_skipped >= $4
+                               AND rows_written + rows_write_rejected + rows_skipped + rows_set_aside >= $4
                               THEN $13 ELSE $2 END,
                 finished_at = CASE WHEN $2 <> $12 OR (mode NOT IN ('atomic', 'replace')
-                                   AND rows_written + rows_write_rejected + rows_skipped >= $4)
+                                   AND rows_written + rows_write_rejected + rows_skipped + rows_set_aside >= $4)
                                    THEN now() END,
                 updated_at = now()
           WHERE id = $1 AND status = $14 AND attempts = $11",
@@ -137,6 +138,30 @@ pub async fn finish(
     .execute(pool)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// The counters an upload ends with, when the sink stopped its import while the body was
+/// read ([`super::sink::stop_over_limit`]): the status stays as the sink left it.
+pub async fn save_stopped_counters(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    c: &UploadCounters,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE csvbus.imports SET rows_received = $3, rows_produced = $4, rows_rejected = $5,
+                bytes_received = $6, updated_at = now()
+          WHERE id = $1 AND attempts = $2 AND stopped",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(c.rows_received)
+    .bind(c.rows_produced)
+    .bind(c.rows_rejected)
+    .bind(c.bytes_received)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Saves the digest of the import's body as decoded ([`ImportRecord`] does not show it): a
@@ -209,7 +234,8 @@ pub async fn key_holder(
     key: &str,
 ) -> Result<Option<KeyHolder>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, target_schema, target_table, mode, status, produced_at IS NOT NULL AS accepted,
+        "SELECT id, target_schema, target_table, mode, status,
+                produced_at IS NOT NULL OR stopped AS accepted,
                 columns, read_as, body_digest, acked_line, acked_rows, acked_digest,
                 (SELECT count(*) FROM csvbus.rejected_rows r
                   WHERE r.import_id = i.id AND r.stage = 'parse' AND r.line <= i.acked_line)
@@ -237,7 +263,7 @@ pub async fn resume(conn: &mut PgConnection, k: &KeyHolder) -> Result<i32, sqlx:
                 resumed_from_line = acked_line, rows_produced = acked_rows, rows_rejected = $2,
                 rows_received = 0, bytes_received = 0, error = NULL, finished_at = NULL,
                 updated_at = now()
-          WHERE id = $1 AND status IN ($4, $5) AND produced_at IS NULL RETURNING attempts",
+          WHERE id = $1 AND status IN ($4, $5) AND produced_at IS NULL AND NOT stopped RETURNING attempts",
     )
     .bind(k.id)
     .bind(k.rows_rejected)

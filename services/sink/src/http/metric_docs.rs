@@ -26,6 +26,11 @@ pub const METRICS: &[MetricDoc] = &[
         "Rows an earlier attempt of their import already sent (not written again).",
     ),
     MetricDoc::new(
+        "csvbus_sink_rows_set_aside_total",
+        Counter,
+        "Rows of imports stopped past their max_rejected, set aside unwritten.",
+    ),
+    MetricDoc::new(
         "csvbus_sink_retries_total",
         Counter,
         "Write transactions retried after a database outage.",

@@ -31,6 +31,13 @@ pub struct Target {
     /// The import is `completed`: every row it produced is handled, so a message still naming
     /// it was not sent by its upload (forged, or replayed from elsewhere) and is not written.
     pub completed: bool,
+    /// The import stopped: its refused rows passed `max_rejected`. Its rows are set aside.
+    pub stopped: bool,
+    /// How many more rows Postgres may refuse before the import stops (`None`: no bound, its
+    /// upload already ended without all its rows).
+    pub allowance: Option<i64>,
+    /// Its rows rejected so far (while reading and by Postgres).
+    pub rejected: i64,
     /// The highest line of the import already handled on this partition (0: none). Rows at or
     /// below it come again from a resumed upload and are not written twice.
     pub max_line: i64,
@@ -84,6 +91,8 @@ pub struct Sorted {
     pub dead: Vec<Dead>,
     /// Rows an earlier attempt of their import already sent to this partition: not written.
     pub duplicates: u64,
+    /// Per stopped import, its rows in the batch: set aside, neither written nor stored.
+    pub set_aside: HashMap<Uuid, i64>,
     /// Per import, the highest line handled on this partition after the batch.
     pub max_lines: HashMap<Uuid, i64>,
 }
@@ -107,6 +116,11 @@ pub fn sort<'d>(
                 index,
                 reason: reason.into(),
             });
+            continue;
+        }
+        if let Some(import) = stopped(r, targets) {
+            mark_handled(&mut out.max_lines, r, targets);
+            *out.set_aside.entry(import).or_default() += 1;
             continue;
         }
         match admit(r, fields(index), targets) {
@@ -138,7 +152,15 @@ fn signed(r: &Record, signer: Option<&Signer>) -> bool {
         .is_some_and(|m| s.verify(m, &r.payload, r.signature.as_deref()))
 }
 
-/// A dead-lettered record of an import that has ended (completed, or its staging table gone)
+/// The import of `r`, when it is one that stopped taking rows (the record is one of its rows:
+/// its table is the import's).
+fn stopped(r: &Record, targets: &HashMap<Uuid, Target>) -> Option<Uuid> {
+    let meta = r.meta.as_ref()?;
+    let t = targets.get(&meta.import)?;
+    (t.stopped && t.table == meta.table).then_some(meta.import)
+}
+
+/// A dead-lettered or set-aside record of an import that has ended (completed, or its staging table gone)
 /// is handled all the same: its line raises the import's handled line on the partition, so
 /// that the record delivered again below the stored position is not taken for a sign of a
 /// recreated topic (which would send the partition back to its start). Records of imports that
@@ -149,7 +171,7 @@ fn mark_handled(max_lines: &mut HashMap<Uuid, i64>, r: &Record, targets: &HashMa
     };
     if let Some(t) = targets
         .get(&meta.import)
-        .filter(|t| t.completed || t.staging_gone)
+        .filter(|t| t.completed || t.staging_gone || t.stopped)
     {
         let max = max_lines.entry(meta.import).or_insert(t.max_line);
         *max = (*max).max(meta.line);
@@ -268,6 +290,9 @@ mod tests {
             conflict: None,
             staging_gone: false,
             completed: false,
+            stopped: false,
+            allowance: None,
+            rejected: 0,
             max_line: 0,
         }
     }

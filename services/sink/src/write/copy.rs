@@ -35,16 +35,30 @@ pub struct Counts {
     pub written: u64,
     /// skip mode: rows whose key was already in the table.
     pub skipped: u64,
+    /// Rows neither written nor rejected: the import's refusals passed its `max_rejected`, so
+    /// it stops and the rest of its rows are set aside without being tried.
+    pub set_aside: u64,
 }
 
-/// Writes a group as its import's mode says; pushes refused rows onto `rejects`.
+/// Writes a group as its import's mode says; pushes refused rows onto `rejects`. Each refused
+/// row takes one from `allowance` (the import's `max_rejected` left); once it is below zero
+/// the import stops and the group's remaining rows are set aside: the cost of a file whose
+/// every row is refused is bounded by `max_rejected`, not by its size.
 pub async fn copy_group(
     conn: &mut PgConnection,
     g: &Group,
     mode: &Mode,
     rejects: &mut Vec<Reject>,
+    allowance: &mut Option<i64>,
 ) -> Result<Counts, sqlx::Error> {
     let all = 0..g.rows.len() as i64;
+    if allowance.is_some_and(|a| a < 0) {
+        let set_aside = g.rows.len() as u64;
+        return Ok(Counts {
+            set_aside,
+            ..Counts::default()
+        });
+    }
     if let Mode::RejectAll(reason) = mode {
         reject(g, all, reason, rejects);
         return Ok(Counts::default());
@@ -63,9 +77,13 @@ pub async fn copy_group(
         cols,
         counts: Counts::default(),
         rejects,
+        allowance,
+        handled: 0,
     };
     bisect(conn, all, &mut w).await?;
-    Ok(w.counts)
+    let mut counts = w.counts;
+    counts.set_aside = g.rows.len() as u64 - w.handled;
+    Ok(counts)
 }
 
 /// Rejects the rows `r` of `g` with `reason`.
@@ -88,6 +106,29 @@ struct GroupWriter<'a> {
     cols: String,
     counts: Counts,
     rejects: &'a mut Vec<Reject>,
+    allowance: &'a mut Option<i64>,
+    /// Rows written or rejected so far.
+    handled: u64,
+}
+
+impl GroupWriter<'_> {
+    /// Rejects the rows `r`; [`Next::Stop`] once the import's allowance is spent.
+    fn reject(&mut self, r: Range<i64>, reason: &str) -> Next {
+        let n = r.end - r.start;
+        reject(self.g, r, reason, self.rejects);
+        self.handled += n as u64;
+        match self.allowance.as_mut() {
+            Some(a) => {
+                *a -= n;
+                if *a < 0 {
+                    Next::Stop
+                } else {
+                    Next::Done
+                }
+            }
+            None => Next::Done,
+        }
+    }
 }
 
 impl RangeWriter for GroupWriter<'_> {
@@ -107,6 +148,7 @@ impl RangeWriter for GroupWriter<'_> {
 
     fn written(&mut self, r: Range<i64>, n: u64) {
         let rows = (r.end - r.start) as u64;
+        self.handled += rows;
         match self.g.mode {
             // Rows superseded by a later row of the same key count as written.
             ImportMode::Upsert => self.counts.written += rows,
@@ -134,14 +176,8 @@ impl RangeWriter for GroupWriter<'_> {
                 self.how = How::staged(conn, &self.g.table, cols, false, insert).await?;
                 Ok(Next::Again)
             }
-            Failure::Group | Failure::NotByCopy => {
-                reject(self.g, r, &refusal.message, self.rejects);
-                Ok(Next::Done)
-            }
-            _ if r.end - r.start == 1 => {
-                reject(self.g, r, &refusal.message, self.rejects);
-                Ok(Next::Done)
-            }
+            Failure::Group | Failure::NotByCopy => Ok(self.reject(r, &refusal.message)),
+            _ if r.end - r.start == 1 => Ok(self.reject(r, &refusal.message)),
             _ => Ok(Next::Split),
         }
     }

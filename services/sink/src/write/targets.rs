@@ -1,5 +1,5 @@
 //! What the sink knows of the imports a batch names: target, columns, mode, whether csvbus may
-//! write there — and, per partition, the highest line of each import already handled, so that
+//! write there, how many more refusals its `max_rejected` allows — and, per partition, the highest line of each import already handled, so that
 //! rows a resumed upload sends again are not written twice (`csvbus.import_partitions`).
 
 use std::collections::HashMap;
@@ -23,6 +23,9 @@ struct Known {
     conflict_columns: Option<Vec<String>>,
     staging_gone: bool,
     completed: bool,
+    stopped: bool,
+    allowance: Option<i64>,
+    rejected: i64,
     max_line: i64,
 }
 
@@ -44,7 +47,10 @@ pub async fn load(
     let rows: Vec<Known> = sqlx::query_as(
         "SELECT i.id, i.target_schema, i.target_table, i.columns, i.mode, i.conflict_columns,
                 (i.mode IN ('atomic', 'replace') AND to_regclass(s.name) IS NULL) AS staging_gone,
-                i.status = $4 AS completed,
+                i.status = $4 AS completed, i.stopped,
+                CASE WHEN i.status IN ($5, $6)
+                     THEN i.max_rejected - i.rows_rejected - i.rows_write_rejected END AS allowance,
+                i.rows_rejected + i.rows_write_rejected AS rejected,
                 coalesce(p.max_line, 0) AS max_line
            FROM unnest($1::uuid[], $2::text[]) AS s(id, name)
            JOIN csvbus.imports i ON i.id = s.id
@@ -54,6 +60,8 @@ pub async fn load(
     .bind(&stagings)
     .bind(partition)
     .bind(ImportStatus::Completed)
+    .bind(ImportStatus::Receiving)
+    .bind(ImportStatus::Produced)
     .fetch_all(conn)
     .await?;
     Ok(rows
@@ -71,6 +79,9 @@ pub async fn load(
                 conflict: k.conflict_columns,
                 staging_gone: k.staging_gone,
                 completed: k.completed,
+                stopped: k.stopped,
+                allowance: k.allowance,
+                rejected: k.rejected,
                 max_line: k.max_line,
             };
             (k.id, target)

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::fetch::record::Record;
 use crate::positions::handled;
 use crate::positions::offsets::{self, Key, Start};
-use crate::write::batch::{sort, Dead, Reject};
+use crate::write::batch::{sort, Dead, Reject, Target};
 use crate::write::copy::{copy_group, Mode};
 use crate::write::decode::Decoded;
 use crate::write::{targets, transaction};
@@ -41,6 +41,8 @@ pub struct Outcome {
     pub duplicates: u64,
     /// Records below the stored position, not written again.
     pub skipped: u64,
+    /// Rows of stopped imports, set aside unwritten.
+    pub set_aside: u64,
     /// The partition's position after the batch.
     pub next_offset: i64,
     /// Set when the batch starts past the stored position (records between were never seen
@@ -135,6 +137,7 @@ fn record_metrics(batch: &Batch, o: &Outcome, started: Instant) {
     metrics::counter!("csvbus_sink_rows_rejected_total").increment(o.rejected);
     metrics::counter!("csvbus_sink_dead_letters_total").increment(o.dead);
     metrics::counter!("csvbus_sink_duplicates_total").increment(o.duplicates);
+    metrics::counter!("csvbus_sink_rows_set_aside_total").increment(o.set_aside);
 }
 
 async fn write_once(
@@ -189,14 +192,23 @@ async fn write_once(
     );
     let mut rejects = Vec::new();
     let mut counts: HashMap<Uuid, imports::Written> = HashMap::new();
+    let mut allowances: HashMap<Uuid, Option<i64>> =
+        targets.iter().map(|(id, t)| (*id, t.allowance)).collect();
+    for (import, n) in &sorted.set_aside {
+        counts.entry(*import).or_default().set_aside += n;
+    }
     for g in &sorted.groups {
-        let c = copy_group(&mut tx, g, mode, &mut rejects).await?;
+        let allowance = allowances.entry(g.import).or_default();
+        let c = copy_group(&mut tx, g, mode, &mut rejects, allowance).await?;
         let n = counts.entry(g.import).or_default();
         n.written += c.written as i64;
         n.skipped += c.skipped as i64;
+        n.set_aside += c.set_aside as i64;
         outcome.written += c.written;
+        outcome.set_aside += c.set_aside;
     }
-    store_rejects(&mut tx, fresh, &rejects).await?;
+    outcome.set_aside += sorted.set_aside.values().sum::<i64>() as u64;
+    store_rejects(&mut tx, fresh, &rejects, &targets).await?;
     store_dead(&mut tx, key, fresh, &sorted.dead).await?;
     for r in &rejects {
         counts.entry(r.import).or_default().rejected += 1;
@@ -206,6 +218,9 @@ async fn write_once(
     outcome.duplicates = sorted.duplicates;
     for (import, w) in counts {
         imports::add_written(&mut tx, import, w).await?;
+        if w.rejected > 0 && imports::sink::stop_over_limit(&mut tx, import).await? {
+            tracing::warn!(import_id = %import, "rows refused past max_rejected: import stopped");
+        }
     }
     handled::store_max_lines(&mut tx, batch.partition, &sorted.max_lines).await?;
     offsets::set(&mut tx, key, outcome.next_offset).await?;
@@ -217,9 +232,18 @@ async fn store_rejects(
     conn: &mut PgConnection,
     records: &[Record],
     rejects: &[Reject],
+    targets: &HashMap<Uuid, Target>,
 ) -> Result<(), sqlx::Error> {
+    let mut earlier: HashMap<Uuid, i64> = HashMap::new();
     for r in rejects {
-        let fields = serde_json::from_slice(&records[r.index].payload).ok();
+        let before = earlier
+            .entry(r.import)
+            .or_insert_with(|| targets.get(&r.import).map_or(0, |t| t.rejected));
+        let payload = &records[r.index].payload;
+        let kept = *before < imports::rejected::KEPT_IN_FULL
+            && payload.len() <= imports::rejected::FIELDS_LIMIT;
+        *before += 1;
+        let fields = kept.then(|| serde_json::from_slice(payload).ok()).flatten();
         let rejected = imports::Rejected {
             import_id: r.import,
             line: r.line,

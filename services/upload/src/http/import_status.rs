@@ -8,8 +8,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
+use csvbus_shared::catalog::{TableName, DEFAULT_SCHEMA};
 use csvbus_shared::imports::{self, ImportRecord, RejectedPage};
+use csvbus_shared::scope::Scope;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -55,11 +57,18 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::not_found("unknown_import", format!("no import {id:?}")))
 }
 
-/// The import, or 404 `unknown_import`.
-pub(crate) async fn find(app: &App, id: &str) -> Result<ImportRecord, ApiError> {
-    let id = parse_id(id)?;
+/// The import, or 404 `unknown_import` — also when the key's scope does not reach its table
+/// (a scoped key learns nothing of other tables' imports).
+pub(crate) async fn find(app: &App, id: &str, scope: &Scope) -> Result<ImportRecord, ApiError> {
+    get_in_scope(app, parse_id(id)?, scope).await
+}
+
+async fn get_in_scope(app: &App, id: Uuid, scope: &Scope) -> Result<ImportRecord, ApiError> {
     imports::get(&app.pool, id)
         .await?
+        .filter(|rec| {
+            TableName::parse(&rec.table, DEFAULT_SCHEMA).is_some_and(|t| scope.allows(&t))
+        })
         .ok_or_else(|| ApiError::not_found("unknown_import", format!("no import {id}")))
 }
 
@@ -81,6 +90,7 @@ pub(crate) async fn find(app: &App, id: &str) -> Result<ImportRecord, ApiError> 
 )]
 pub async fn get_import(
     State(app): State<Arc<App>>,
+    Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<ImportRecord>, ApiError> {
@@ -115,9 +125,7 @@ pub async fn get_import(
     };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let rec = imports::get(&app.pool, id).await?;
-        let rec =
-            rec.ok_or_else(|| ApiError::not_found("unknown_import", format!("no import {id}")))?;
+        let rec = get_in_scope(&app, id, &scope).await?;
         if rec.is_final() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(rec));
         }
@@ -155,6 +163,7 @@ pub struct PageQuery {
 )]
 pub async fn get_rejected(
     State(app): State<Arc<App>>,
+    Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<RejectedPage>, ApiError> {
@@ -167,7 +176,7 @@ pub async fn get_rejected(
             format!("limit={limit}: use 1 to 1000"),
         ));
     }
-    let rec = find(&app, &id).await?;
+    let rec = find(&app, &id, &scope).await?;
     let rows =
         csvbus_shared::imports::rejected::page(&app.pool, rec.id, p.after.unwrap_or(0), limit)
             .await?;
@@ -218,11 +227,12 @@ pub struct CsvQuery {
 )]
 pub async fn get_rejected_csv(
     State(app): State<Arc<App>>,
+    Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
     query: Result<Query<CsvQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    let rec = find(&app, &id).await?;
+    let rec = find(&app, &id, &scope).await?;
     let format = q.format.unwrap_or_default();
     let stream = crate::http::rejected_csv::stream(app.pool.clone(), rec.id, rec.columns, format);
     let name = format!("attachment; filename=\"rejected-{}.csv\"", rec.id);

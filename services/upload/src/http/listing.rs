@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use csvbus_shared::catalog::{self, TableInfo, TableName};
 use csvbus_shared::imports::list::{self as import_list, ImportFilter, ImportPage};
 use csvbus_shared::imports::{ImportStatus, Outcome};
+use csvbus_shared::scope::Scope;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -17,7 +18,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::App;
 
 /// The tables in the allowed schemas (`CSVBUS_ALLOWED_SCHEMAS`) csvbus may write, with their
-/// columns; csvbus' own tables are never listed.
+/// columns; csvbus' own tables are never listed, nor tables the API key's scope does not reach.
 #[utoipa::path(
     get,
     path = "/v1/tables",
@@ -29,9 +30,18 @@ use crate::App;
     ),
     security(("api_key" = []), ())
 )]
-pub async fn list_tables(State(app): State<Arc<App>>) -> Result<Json<Vec<TableInfo>>, ApiError> {
+pub async fn list_tables(
+    State(app): State<Arc<App>>,
+    Extension(scope): Extension<Scope>,
+) -> Result<Json<Vec<TableInfo>>, ApiError> {
+    let tables = catalog::list_tables(&app.pool, &app.config.common.allowed_schemas).await?;
     Ok(Json(
-        catalog::list_tables(&app.pool, &app.config.common.allowed_schemas).await?,
+        tables
+            .into_iter()
+            .filter(|t| {
+                TableName::parse(&t.name, catalog::DEFAULT_SCHEMA).is_some_and(|n| scope.allows(&n))
+            })
+            .collect(),
     ))
 }
 
@@ -84,6 +94,7 @@ const MAX_PAGE: i64 = 500;
 )]
 pub async fn list_imports(
     State(app): State<Arc<App>>,
+    Extension(scope): Extension<Scope>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ImportPage>, ApiError> {
     let Query(q) = query?;
@@ -115,6 +126,7 @@ pub async fn list_imports(
         source: q.source.filter(|s| !s.is_empty()),
         before: q.before,
         limit,
+        scope,
     };
     Ok(Json(import_list::list(&app.pool, &filter).await?))
 }

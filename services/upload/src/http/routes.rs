@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use axum::{Extension, Json, Router};
 use csvbus_shared::health::Readiness;
+use csvbus_shared::scope::Scope;
 use subtle::ConstantTimeEq;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -96,8 +97,11 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-async fn require_key(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+/// Checks the request's key and hands its [`Scope`] to the handler (every table when no keys
+/// are configured).
+async fn require_key(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     if app.config.api_keys.is_empty() {
+        req.extensions_mut().insert(Scope::all());
         return next.run(req).await;
     }
     let presented = req
@@ -105,17 +109,20 @@ async fn require_key(State(app): State<Arc<App>>, req: Request, next: Next) -> R
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(k)
-            if app
-                .config
-                .api_keys
-                .iter()
-                .any(|s| bool::from(s.expose().as_bytes().ct_eq(k.as_bytes()))) =>
-        {
+    // Every key is compared (in constant time), so timing tells nothing of which matched.
+    let matched = presented.and_then(|k| {
+        app.config
+            .api_keys
+            .iter()
+            .filter(|key| bool::from(key.secret.expose().as_bytes().ct_eq(k.as_bytes())))
+            .fold(None, |found, key| found.or(Some(key.scope.clone())))
+    });
+    match matched {
+        Some(scope) => {
+            req.extensions_mut().insert(scope);
             next.run(req).await
         }
-        _ => ApiError::new(
+        None => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a valid API key is required: Authorization: Bearer <key>",

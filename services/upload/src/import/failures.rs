@@ -20,26 +20,30 @@ pub(crate) enum UploadFailure {
     /// The client stopped sending, or sent too slowly: `aborted`.
     #[error("upload aborted: {}", .0.message)]
     Aborted(ApiError),
+    /// The import ended while the body was read (the sink stopped it past `max_rejected`, or
+    /// it was taken for abandoned): its record says what it wrote; the status is not touched.
+    #[error("import ended elsewhere: {}", .0.message)]
+    EndedElsewhere(ApiError),
 }
 
 impl UploadFailure {
     /// The status the import ends in.
     pub(crate) fn status(&self) -> ImportStatus {
         match self {
-            Self::Failed(_) => ImportStatus::Failed,
+            Self::Failed(_) | Self::EndedElsewhere(_) => ImportStatus::Failed,
             Self::Aborted(_) => ImportStatus::Aborted,
         }
     }
 
     pub(crate) fn answer(&self) -> &ApiError {
         match self {
-            Self::Failed(e) | Self::Aborted(e) => e,
+            Self::Failed(e) | Self::Aborted(e) | Self::EndedElsewhere(e) => e,
         }
     }
 
     pub(crate) fn into_answer(self) -> ApiError {
         match self {
-            Self::Failed(e) | Self::Aborted(e) => e,
+            Self::Failed(e) | Self::Aborted(e) | Self::EndedElsewhere(e) => e,
         }
     }
 }
@@ -72,6 +76,11 @@ pub(crate) fn io_error(io: std::io::Error, max_body: u64) -> UploadFailure {
                     "body_too_large",
                 format!("the body decompresses to more than {max} bytes (CSVBUS_MAX_DECOMPRESSED_BYTES)"),
             )),
+            BodyError::Ratio(ratio) => UploadFailure::Failed(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body decompresses to more than {ratio} times its size (CSVBUS_MAX_DECOMPRESSION_RATIO)"),
+            )),
             BodyError::TooSlow { rate, window } => UploadFailure::Aborted(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_too_slow",
@@ -96,6 +105,31 @@ pub(crate) fn io_error(io: std::io::Error, max_body: u64) -> UploadFailure {
         "invalid_body",
         format!("the body could not be decoded: {io}"),
     ))
+}
+
+/// The answer for an import that ended while its body was read, from its record.
+pub(crate) async fn ended_elsewhere(app: &crate::App, id: uuid::Uuid) -> UploadFailure {
+    let rec = csvbus_shared::imports::get(&app.pool, id)
+        .await
+        .ok()
+        .flatten();
+    let e = match rec {
+        Some(r) if r.stopped => ApiError::unprocessable(
+            "too_many_rejected_rows",
+            format!(
+                "{} (rows written: {}; GET /v1/imports/{id} and its /rejected show the rest; a \
+                 retry under the same Idempotency-Key answers this import again)",
+                r.error.unwrap_or_default(),
+                r.rows_written
+            ),
+        ),
+        _ => ApiError::unavailable(
+            "import_aborted",
+            "the import was taken for abandoned while it was uploaded; retry with the same \
+             Idempotency-Key to finish it",
+        ),
+    };
+    UploadFailure::EndedElsewhere(e)
 }
 
 pub(crate) fn produce_error(e: ProduceError) -> UploadFailure {

@@ -16,9 +16,11 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Extension;
 use axum::Json;
+use csvbus_shared::catalog::{TableName, DEFAULT_SCHEMA};
 use csvbus_shared::imports::{self, ImportStatus};
 use csvbus_shared::modes::ImportMode;
 use csvbus_shared::read_as::ReadAs;
+use csvbus_shared::scope::Scope;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -77,6 +79,7 @@ pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
         (status = 202, description = "Every row is on the broker; the sink writes them", body = Accepted),
         (status = 400, description = "An option is invalid", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "The API key's scope does not reach the table (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "No such table csvbus may write (`unknown_table`)", body = ErrorBody),
         (status = 408, description = "The body stalled or took too long", body = ErrorBody),
         (status = 409, description = "The Idempotency-Key belongs to a running or different import", body = ErrorBody),
@@ -90,6 +93,7 @@ pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
 )]
 pub async fn create_import(
     State(app): State<Arc<App>>,
+    Extension(scope): Extension<Scope>,
     query: Result<Query<UploadQuery>, QueryRejection>,
     peer: Option<Extension<Peer>>,
     headers: HeaderMap,
@@ -122,6 +126,9 @@ pub async fn create_import(
         .retry_after(1));
     };
     let Query(q) = query?;
+    if let Some(t) = TableName::parse(&q.table, DEFAULT_SCHEMA) {
+        in_scope(&scope, &t)?;
+    }
     let limit = app.config.max_rejected_limit;
     if q.max_rejected.is_some_and(|m| m > limit) {
         return Err(ApiError::bad_request(
@@ -140,6 +147,7 @@ pub async fn create_import(
         dates: q.dateformat.unwrap_or_default(),
     };
     let (table, create) = resolve_or_create(&app, &q, &mut read).await?;
+    in_scope(&scope, &table.0)?;
     reserved_column(mode, &table.1)?;
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
     let partitions = app.partitions.load(Ordering::Relaxed);
@@ -229,6 +237,18 @@ async fn repeat(
         .for_import(id));
     }
     replay(app, id).await
+}
+
+/// 403 `out_of_scope` unless the request's key reaches `t`.
+fn in_scope(scope: &Scope, t: &TableName) -> Result<(), ApiError> {
+    if scope.allows(t) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "out_of_scope",
+        format!("this API key may not write {t} (its scope in CSVBUS_API_KEYS)"),
+    ))
 }
 
 struct ActiveGauge;
@@ -411,8 +431,12 @@ async fn conclude(
     if let Err(f) = outcome {
         tracing::warn!(error = %f, "upload ended early");
         // The import id tells the client where to see what this import wrote before it ended.
+        let suffix = match &f {
+            UploadFailure::EndedElsewhere(_) => String::new(),
+            _ => written_before(plan.mode, counters.rows_produced),
+        };
         let mut answer = f.into_answer().for_import(id);
-        answer.message += &written_before(plan.mode, counters.rows_produced);
+        answer.message += &suffix;
         return Err(answer);
     }
     if !saved {

@@ -24,6 +24,9 @@ pub struct Progress {
     pub acked_line: AtomicU64,
     pub acked_rows: AtomicU64,
     pub acked_digest: AtomicU64,
+    /// The import ended while its body was read (the sink stopped it past `max_rejected`, or
+    /// it was taken for abandoned): the upload stops reading.
+    pub ended_elsewhere: CancellationToken,
 }
 
 impl Progress {
@@ -37,6 +40,7 @@ impl Progress {
             acked_line: AtomicU64::new(start.acked.line as u64),
             acked_rows: AtomicU64::new(start.acked.rows as u64),
             acked_digest: AtomicU64::new(start.acked.digest as u64),
+            ended_elsewhere: CancellationToken::new(),
         }
     }
 
@@ -90,8 +94,12 @@ impl ProgressGuard {
                 // which another instance finds imports whose service died (see `orphans`).
                 let now = p.snapshot();
                 count_metrics(&last, &now);
-                if let Err(e) = imports::update_progress(&a.pool, id, attempt, &now).await {
-                    tracing::warn!(import_id = %id, error = %e, "saving upload progress failed");
+                match imports::update_progress(&a.pool, id, attempt, &now).await {
+                    Ok(true) => {}
+                    Ok(false) => p.ended_elsewhere.cancel(),
+                    Err(e) => {
+                        tracing::warn!(import_id = %id, error = %e, "saving upload progress failed")
+                    }
                 }
                 last = now;
             }
@@ -120,10 +128,18 @@ impl ProgressGuard {
         // outages are waited out for a while (the same backoff as everywhere).
         let (pool, c) = (&self.app.pool, &c);
         let (id, attempt) = (self.id, self.attempt);
-        csvbus_shared::db::retry_outages("saving the upload's end", Some(FINISH_PATIENCE), || {
-            imports::upload::finish(pool, id, attempt, final_status, c, error)
-        })
-        .await
+        let saved = csvbus_shared::db::retry_outages(
+            "saving the upload's end",
+            Some(FINISH_PATIENCE),
+            || imports::upload::finish(pool, id, attempt, final_status, c, error),
+        )
+        .await?;
+        if !saved {
+            // The sink may have stopped the import: its record still gets the final counters,
+            // so that what was produced is told, and set aside, in full.
+            imports::upload::save_stopped_counters(pool, id, attempt, c).await?;
+        }
+        Ok(saved)
     }
 }
 

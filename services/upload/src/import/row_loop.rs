@@ -125,7 +125,15 @@ impl RowLoop<'_> {
         let cfg = &self.app.config;
         let mut payload = Vec::with_capacity(1024);
         loop {
-            let span = match records.next().await {
+            // Biased: the next record is usually at hand; the check costs a poll.
+            let next = tokio::select! {
+                biased;
+                next = records.next() => next,
+                _ = self.progress.ended_elsewhere.cancelled() => {
+                    return Err(crate::import::failures::ended_elsewhere(self.app, self.id).await);
+                }
+            };
+            let span = match next {
                 Ok(Some(span)) => span,
                 Ok(None) => return self.check_resumed(u64::MAX),
                 Err(e) => return Err(read_error(e, cfg.max_body_bytes)),
@@ -214,7 +222,8 @@ impl RowLoop<'_> {
     /// Records a rejected row; fails the upload past `max_rejected`.
     async fn reject(&mut self, line: u64, raw: &str, reason: &str) -> Result<(), UploadFailure> {
         let rejected = self.progress.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Err(e) = save_rejected(self.app, self.id, line, reason, raw).await {
+        let earlier = rejected as i64 - 1;
+        if let Err(e) = save_rejected(self.app, self.id, line, reason, raw, earlier).await {
             return Err(ApiError::from(e).into());
         }
         if rejected > self.max_rejected {
@@ -247,6 +256,7 @@ async fn save_rejected(
     line: u64,
     reason: &str,
     raw: &str,
+    earlier: i64,
 ) -> Result<(), sqlx::Error> {
     let mut conn = app.pool.acquire().await?;
     let rejected = imports::Rejected {
@@ -256,7 +266,8 @@ async fn save_rejected(
         reason,
         raw: Some(raw),
         fields: None,
-    };
+    }
+    .kept_in_full_after(earlier);
     imports::insert_rejected(&mut conn, rejected).await?;
     metrics::counter!("csvbus_upload_rejected_rows_total").increment(1);
     Ok(())

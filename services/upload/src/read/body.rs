@@ -28,6 +28,8 @@ pub enum BodyError {
     TooSlow { rate: u64, window: Duration },
     #[error("the body decompresses to more than {0} bytes")]
     Decompressed(u64),
+    #[error("the body decompresses to more than {0} times its compressed size")]
+    Ratio(u64),
     #[error("reading the body failed: {0}")]
     Client(String),
 }
@@ -74,7 +76,12 @@ pub struct Limits {
     pub min_rate: u64,
     /// Largest zstd window (log2): a frame may otherwise ask for up to 2 GiB of memory.
     pub zstd_window_log_max: u32,
+    /// Most decompressed bytes per compressed byte (past [`RATIO_SLACK`]).
+    pub max_ratio: u64,
 }
+
+/// Decompressed bytes allowed whatever the ratio: a small body of a repetitive file is fine.
+pub const RATIO_SLACK: u64 = 16 << 20;
 
 impl Limits {
     /// The body limits of one upload under `c`.
@@ -84,6 +91,7 @@ impl Limits {
             idle: c.body_idle_timeout,
             min_rate: c.body_min_bytes_per_sec,
             zstd_window_log_max: c.zstd_window_log_max,
+            max_ratio: c.max_decompression_ratio,
         }
     }
 }
@@ -97,6 +105,7 @@ pub fn reader(
     bytes_read: Arc<AtomicU64>,
 ) -> Pin<Box<dyn AsyncRead + Send>> {
     let max_bytes = limits.max_bytes;
+    let compressed = bytes_read.clone();
     let counted = body
         .into_data_stream()
         .map_err(|e| BodyError::Client(e.to_string()).into_io())
@@ -112,18 +121,56 @@ pub fn reader(
         });
     let stream = Pace::new(counted.boxed(), limits.idle, limits.min_rate);
     let raw = StreamReader::new(stream);
+    let ratio = |inner| Ratio {
+        inner,
+        compressed,
+        out: 0,
+        max_ratio: limits.max_ratio,
+    };
     match encoding {
         Encoding::Identity => Box::pin(raw),
         Encoding::Gzip => {
             let mut d = GzipDecoder::new(raw);
             d.multiple_members(true);
-            Box::pin(d)
+            Box::pin(ratio(Box::pin(d)))
         }
         Encoding::Zstd => {
             let window =
                 async_compression::zstd::DParameter::window_log_max(limits.zstd_window_log_max);
-            Box::pin(ZstdDecoder::with_params(raw, &[window]))
+            Box::pin(ratio(Box::pin(ZstdDecoder::with_params(raw, &[window]))))
         }
+    }
+}
+
+/// Ends a decompressed stream with [`BodyError::Ratio`] once it has given more than
+/// `max_ratio` bytes per compressed byte read (plus [`RATIO_SLACK`]): a small body cannot
+/// become a file hundreds of times its size (a zip bomb's rows would all be produced).
+struct Ratio {
+    inner: Pin<Box<dyn AsyncRead + Send>>,
+    compressed: Arc<AtomicU64>,
+    out: u64,
+    max_ratio: u64,
+}
+
+impl AsyncRead for Ratio {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = self.inner.as_mut().poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            self.out += (buf.filled().len() - before) as u64;
+            let compressed = self.compressed.load(Ordering::Relaxed);
+            let allowed = compressed
+                .saturating_mul(self.max_ratio)
+                .saturating_add(RATIO_SLACK);
+            if self.out > allowed {
+                return Poll::Ready(Err(BodyError::Ratio(self.max_ratio).into_io()));
+            }
+        }
+        r
     }
 }
 
@@ -231,7 +278,32 @@ mod tests {
             idle: Duration::from_millis(idle_ms),
             min_rate: 100,
             zstd_window_log_max: 23,
+            max_ratio: 100,
         }
+    }
+
+    async fn inflate(sent: u64, out: u64) -> io::Result<u64> {
+        let mut r = Ratio {
+            inner: Box::pin(tokio::io::repeat(b'a').take(out)),
+            compressed: Arc::new(AtomicU64::new(sent)),
+            out: 0,
+            max_ratio: 100,
+        };
+        tokio::io::copy(&mut r, &mut tokio::io::sink()).await
+    }
+
+    #[tokio::test]
+    async fn a_body_may_not_decompress_past_the_ratio() {
+        // 100 bytes per byte sent, past the first 16 MiB.
+        assert!(inflate(1, RATIO_SLACK).await.is_ok());
+        assert!(inflate(100_000, RATIO_SLACK + 10_000_000).await.is_ok());
+        let e = inflate(100_000, RATIO_SLACK + 10_000_000 + 64 * 1024)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(BodyError::find(&e), Some(BodyError::Ratio(100))),
+            "{e}"
+        );
     }
 
     #[tokio::test]

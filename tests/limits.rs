@@ -1,0 +1,162 @@
+//! The write stage's bound: `max_rejected` counts the rows Postgres refuses as well as those
+//! refused while reading, in every mode; past it the import stops, its later rows are set
+//! aside without being tried, and what it stored of its refusals stays small.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use csvbus_tests::{env, post_import, spawn_sink, spawn_upload, stalled_body, unique, TestDb};
+use reqwest::StatusCode;
+use tokio::sync::Notify;
+
+/// A table whose check refuses `v = 0`: rows the upload reads fine and Postgres refuses.
+const CHECKED: &str = "CREATE TABLE checked (id int PRIMARY KEY, v int CHECK (v <> 0))";
+
+async fn stack() -> (TestDb, csvbus_shared::config::Env) {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(CHECKED).await;
+    let mut e = env(&db, &unique("limits"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_BATCH_ROWS", "2000");
+    e.set("CSVBUS_SINK_LINGER_MS", "50");
+    (db, e)
+}
+
+/// `n` rows with ids from `from`; `v` is 0 (refused by the table) where `bad(id)`.
+fn rows(from: i64, n: i64, bad: impl Fn(i64) -> bool) -> String {
+    (from..from + n)
+        .map(|i| format!("{i},{}\n", if bad(i) { 0 } else { 1 }))
+        .collect()
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
+}
+
+/// An append import whose every row Postgres refuses, with `max_rejected=10`: it ends `failed`
+/// and stopped, 11 refusals counted and stored, the other rows set aside unwritten (not
+/// bisected one by one, not stored) — and the record says so. Before the bound, the import
+/// ended `completed` with 20,000 refusals stored.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_refused_by_postgres_count_toward_max_rejected_and_stop_the_import() {
+    let (db, e) = stack().await;
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let body = format!("id,v\n{}", rows(1, 20_000, |_| true));
+    let http = reqwest::Client::new();
+    let (status, accepted) = post_import(
+        &http,
+        &upload.url(""),
+        "table=checked&max_rejected=10",
+        body,
+        &[("content-type", "text/csv")],
+    )
+    .await;
+    // The sink may stop the import while its body is still read (then the upload stops too).
+    assert!(
+        status == StatusCode::ACCEPTED || accepted["error"] == "too_many_rejected_rows",
+        "{status} {accepted}"
+    );
+    let id = accepted["import_id"].as_str().unwrap();
+    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert_eq!(rec["stopped"], true, "{rec}");
+    assert_eq!(rec["rows_written"], 0, "{rec}");
+    assert_eq!(rec["rows_write_rejected"], 11, "{rec}");
+    let produced = rec["rows_produced"].as_i64().unwrap();
+    assert!(produced > 2_000, "{rec}");
+    assert_eq!(rec["rows_set_aside"].as_i64(), Some(produced - 11), "{rec}");
+    let error = rec["error"].as_str().unwrap();
+    assert!(error.contains("max_rejected=10"), "{error}");
+    assert!(error.contains("0 rows were written"), "{error}");
+    let stored = count(&db, "SELECT count(*) FROM csvbus.rejected_rows").await;
+    assert_eq!(stored, 11);
+    assert_eq!(count(&db, "SELECT count(*) FROM checked").await, 0);
+    sink.stop().await;
+    upload.stop().await;
+}
+
+/// The rows a stopped append import wrote before its refusals passed the limit stay, and are
+/// reported; a staged (atomic) import that passes it writes nothing. The upload still
+/// reading when the sink stops its import stops too, answering 422 with the import's id and
+/// what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_still_reading_stops_when_the_sink_stops_its_import() {
+    let (db, e) = stack().await;
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    // 100 good rows, then 5 refused ones; then the body stalls until the import is stopped.
+    let head: &'static str = Box::leak(
+        format!(
+            "id,v\n{}{}",
+            rows(1, 100, |_| false),
+            rows(101, 5, |_| true)
+        )
+        .into_boxed_str(),
+    );
+    let release = Arc::new(Notify::new());
+    let posting = tokio::spawn({
+        let (url, body) = (upload.url(""), stalled_body(head, release.clone()));
+        async move {
+            let http = reqwest::Client::new();
+            let headers = [("content-type", "text/csv")];
+            post_import(&http, &url, "table=checked&max_rejected=2", body, &headers).await
+        }
+    });
+    let stopped = "SELECT count(*) FROM csvbus.imports WHERE stopped AND status = 'failed'";
+    csvbus_tests::eventually("the sink stops the import", Duration::from_secs(60), || {
+        let db = &db;
+        async move { count(db, stopped).await == 1 }
+    })
+    .await;
+    // The client is still sending: the upload notices at its next progress tick.
+    let (status, answer) = tokio::time::timeout(Duration::from_secs(30), posting)
+        .await
+        .expect("the upload answers while its body is still open")
+        .unwrap();
+    release.notify_one();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"], "too_many_rejected_rows", "{answer}");
+    assert!(answer["import_id"].is_string(), "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("rows written: 100"), "{message}");
+    assert_eq!(count(&db, "SELECT count(*) FROM checked").await, 100);
+
+    // Atomic, its values refused on the way into its staging table: nothing written at all.
+    let body = rows(1000, 500, |_| false).replace(",1\n", ",x\n");
+    let body = format!("id,v\n{body}");
+    let http = reqwest::Client::new();
+    let (status, accepted) = post_import(
+        &http,
+        &upload.url(""),
+        "table=checked&mode=atomic&max_rejected=3",
+        body,
+        &[("content-type", "text/csv")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["import_id"].as_str().unwrap();
+    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    assert_eq!(
+        (rec["status"].as_str(), rec["stopped"].as_bool()),
+        (Some("failed"), Some(true)),
+        "{rec}"
+    );
+    assert!(
+        rec["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was written"),
+        "{rec}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM checked WHERE id >= 1000").await,
+        0
+    );
+    sink.stop().await;
+    upload.stop().await;
+}
