@@ -131,7 +131,7 @@ impl Bench {
     /// the largest peak RSS).
     pub async fn sinks(&self, up: &Uploaded, replicas: usize) -> anyhow::Result<(f64, f64, u64)> {
         self.reset_table().await?;
-        sqlx::query("UPDATE csvbus.imports SET rows_written = 0, rows_write_rejected = 0, status = 'produced', finished_at = NULL WHERE id = $1::uuid")
+        sqlx::query("UPDATE csvbus.imports SET rows_written = 0, rows_write_rejected = 0, rows_set_aside = 0, stopped = false, status = 'produced', finished_at = NULL WHERE id = $1::uuid")
             .bind(&up.import_id)
             .execute(&self.pool)
             .await?;
@@ -181,9 +181,23 @@ impl Bench {
     /// [`end_to_end`](Self::end_to_end) in an import `mode` (append, atomic, upsert, …), until
     /// the import is `completed` (for atomic: moved into the table).
     pub async fn end_to_end_in(&self, mode: &str) -> anyhow::Result<(f64, u64, u64)> {
+        self.end_to_end_with(mode, &[]).await
+    }
+
+    /// [`end_to_end_in`](Self::end_to_end_in) with `extra` settings on both services.
+    pub async fn end_to_end_with(
+        &self,
+        mode: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<(f64, u64, u64)> {
         self.reset_table().await?;
         let topic = unique("bench-e2e");
-        let env = self.env(&topic, &unique("g"));
+        let mut env = self.env(&topic, &unique("g"));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let upload = Proc::start("csvbus-upload", "CSVBUS_UPLOAD_ADDR", &env, true).await?;
         let sink = Proc::start("csvbus-sink", "CSVBUS_SINK_ADDR", &env, true).await?;
         // The sink holds its partitions before the clock starts.

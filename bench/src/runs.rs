@@ -3,6 +3,7 @@
 
 use crate::measure::Bench;
 use crate::report::{Ratio, Series};
+use crate::writer::Refuse;
 use crate::{say, sink_config, writer};
 
 /// Every throughput series (seconds per run) and the peak RSS seen while measuring them.
@@ -14,8 +15,14 @@ pub struct Throughput {
     pub e2e: Series,
     pub e2e_atomic: Series,
     pub e2e_upsert: Series,
+    /// End to end with `CSVBUS_SIGNING_KEY` on both services: the upload signs, the sink checks.
+    pub e2e_signed: Series,
     pub sink_first: Series,
     pub writer: Series,
+    /// The writer on rows the table refuses: all of them (default `max_rejected`), and every
+    /// tenth (`max_rejected` at its ceiling, 100,000).
+    pub refused_all: Series,
+    pub refused_tenth: Series,
     pub consumer: Series,
     pub consumer_first: Series,
     pub batch_consumer: Series,
@@ -35,8 +42,13 @@ impl Throughput {
             e2e: s("end to end (first byte → last commit)"),
             e2e_atomic: s("end to end, mode=atomic (first byte → moved in)"),
             e2e_upsert: s("end to end, mode=upsert (first byte → last commit)"),
+            e2e_signed: s("end to end, CSVBUS_SIGNING_KEY on both services"),
             sink_first: s("sink: start → first commit (diagnostic)"),
             writer: s("sink writer, no broker (diagnostic)"),
+            refused_all: s("sink writer, every row refused, max_rejected=100 (write-stage bound)"),
+            refused_tenth: s(
+                "sink writer, every 10th row refused, max_rejected=100000 (write-stage bound)",
+            ),
             consumer: s("raw consumer, fresh group (diagnostic)"),
             consumer_first: s("raw consumer: start → first message (diagnostic)"),
             batch_consumer: s("batch consumer, large fetches (diagnostic)"),
@@ -63,6 +75,25 @@ impl Throughput {
                 &self.e2e_upsert,
                 &self.e2e,
                 0.5,
+            ),
+            Ratio::of_times(
+                "(signing) signed end to end / end to end",
+                &self.e2e_signed,
+                &self.e2e,
+                0.9,
+            ),
+            // A file Postgres refuses costs at most a few times a good one.
+            Ratio::of_times(
+                "(write-stage bound) good rows / every row refused, max_rejected=100",
+                &self.refused_all,
+                &self.writer,
+                0.33,
+            ),
+            Ratio::of_times(
+                "(write-stage bound) good rows / every 10th refused, max_rejected=100000",
+                &self.refused_tenth,
+                &self.writer,
+                0.1,
             ),
             // Diagnostics: where the sink's time goes (no targets of their own).
             Ratio::of_times(
@@ -96,8 +127,11 @@ impl Throughput {
             &self.e2e,
             &self.e2e_atomic,
             &self.e2e_upsert,
+            &self.e2e_signed,
             &self.sink_first,
             &self.writer,
+            &self.refused_all,
+            &self.refused_tenth,
             &self.consumer,
             &self.consumer_first,
             &self.batch_consumer,
@@ -128,8 +162,25 @@ pub async fn throughput(b: &Bench, runs: usize, file_mb: f64) -> anyhow::Result<
         t.rss_sink.runs.push(peak as f64);
         step("sink writer without broker");
         let sink = sink_config();
-        let w = writer::sink_writer(b, sink.batch_rows, sink.concurrency).await?;
-        t.writer.runs.push(w);
+        let (rows, conc) = (sink.batch_rows, sink.concurrency);
+        t.writer
+            .runs
+            .push(writer::sink_writer(b, rows, conc, Refuse::NONE).await?);
+        step("sink writer, rows refused");
+        let all = Refuse {
+            every: Some(1),
+            max_rejected: 100,
+        };
+        t.refused_all
+            .runs
+            .push(writer::sink_writer(b, rows, conc, all).await?);
+        let tenth = Refuse {
+            every: Some(10),
+            max_rejected: 100_000,
+        };
+        t.refused_tenth
+            .runs
+            .push(writer::sink_writer(b, rows, conc, tenth).await?);
         step("raw consumer");
         let (first, secs) = b.raw_consumer(&up, false).await?;
         t.consumer_first.runs.push(first);
@@ -147,6 +198,11 @@ pub async fn throughput(b: &Bench, runs: usize, file_mb: f64) -> anyhow::Result<
             step(&format!("end to end, mode={mode}"));
             series.runs.push(b.end_to_end_in(mode).await?.0);
         }
+        step("end to end, signed");
+        let key = [("CSVBUS_SIGNING_KEY", "bench-signing-key-0123456789abcdef")];
+        t.e2e_signed
+            .runs
+            .push(b.end_to_end_with("append", &key).await?.0);
     }
     Ok(t)
 }

@@ -16,17 +16,48 @@ use crate::measure::{unique, Bench};
 
 const PARTITIONS: i32 = 4;
 
-/// Seconds to write every row through `csvbus_sink::writer` (records built beforehand).
-pub async fn sink_writer(b: &Bench, batch_rows: usize, concurrency: usize) -> anyhow::Result<f64> {
+/// Rows the table refuses in a run of the writer: none, or those whose id is a multiple of
+/// `every` (a CHECK constraint added for the run), with the import's `max_rejected`.
+#[derive(Debug, Clone, Copy)]
+pub struct Refuse {
+    pub every: Option<u64>,
+    pub max_rejected: i64,
+}
+
+impl Refuse {
+    pub const NONE: Self = Self {
+        every: None,
+        max_rejected: 100,
+    };
+}
+
+/// Seconds to write every row through `csvbus_sink::writer` (records built beforehand); the
+/// rows the table refuses (`refuse`) go through the write stage's refusal path and bound.
+pub async fn sink_writer(
+    b: &Bench,
+    batch_rows: usize,
+    concurrency: usize,
+    refuse: Refuse,
+) -> anyhow::Result<f64> {
     b.reset_table().await?;
+    if let Some(every) = refuse.every {
+        sqlx::raw_sql(&format!(
+            "ALTER TABLE {} ADD CONSTRAINT refuse_some CHECK (id % {every} <> 0)",
+            b.table
+        ))
+        .execute(&b.pool)
+        .await?;
+    }
     let table =
         TableName::parse(&b.table, "public").ok_or_else(|| anyhow::anyhow!("table name"))?;
     let mut reader = csv::Reader::from_path(&b.file)?;
     let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
     let import = uuid::Uuid::now_v7();
     let mut conn = b.pool.acquire().await?;
-    let new = csvbus_shared::imports::NewImport::append(import, &table, &header);
+    let mut new = csvbus_shared::imports::NewImport::append(import, &table, &header);
+    new.max_rejected = refuse.max_rejected;
     csvbus_shared::imports::create(&mut conn, &new).await?;
+    // The import is `receiving` while the writer runs, as during an upload (the bound applies).
     let encoder = RowEncoder::new(&header);
     let mut parts: Vec<Vec<Record>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
     let mut record = csv::StringRecord::new();

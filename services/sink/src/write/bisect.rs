@@ -3,6 +3,11 @@
 //! and the range is split in two, in file order, until each refused row stands alone. The COPY
 //! of a batch's group ([`super::copy`]) and the move of a staged import
 //! ([`crate::finalize::move_rows`]) both go through [`bisect`].
+//!
+//! When the writer COPYs the range's rows in order, Postgres names the record it refused (the
+//! error's context, `COPY t, line N`): that row is refused at once and the range is split
+//! around it — the rows before written again, the rest tried next — instead of halving. A
+//! refused row then costs about two round trips instead of two per halving.
 
 use std::ops::Range;
 
@@ -31,6 +36,13 @@ pub(crate) enum Next {
 
 /// A writer of rows addressed by a range of positions (row indexes, or lines).
 pub(crate) trait RangeWriter {
+    /// When [`RangeWriter::write`] is one COPY of the range's rows, in order: the name of the
+    /// relation it copies into, as Postgres names it in an error's context (`COPY <name>, line
+    /// N`), so that the record an error names is the row at that place in the range.
+    fn copy_relation(&self) -> Option<String> {
+        None
+    }
+
     /// Writes `range` (under the savepoint [`bisect`] holds): the rows written.
     async fn write(
         &mut self,
@@ -59,6 +71,30 @@ pub(crate) trait RangeWriter {
     ) -> Result<Next, sqlx::Error>;
 }
 
+/// A range still to write, or a row a COPY named as refused.
+enum Todo {
+    Write(Range<i64>),
+    Refused(Range<i64>, Refusal),
+}
+
+/// The record (1-based) a COPY into `relation` names in the error's context (`COPY t, line 3,
+/// column v: …`). The relation's name is known, so a value quoted after the line number
+/// cannot pass for it; anything else is `None` (the range is halved instead).
+fn copy_record(e: &sqlx::Error, relation: &str) -> Option<i64> {
+    let pg = e
+        .as_database_error()?
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    parse_copy_context(pg.r#where()?, relation)
+}
+
+fn parse_copy_context(context: &str, relation: &str) -> Option<i64> {
+    let prefix = format!("COPY {relation}, line ");
+    // The COPY's own line; a trigger's context lines come before it.
+    let after = context.lines().find_map(|l| l.strip_prefix(&prefix))?;
+    let digits = after.split([',', ':']).next()?;
+    digits.parse().ok().filter(|n| *n >= 1)
+}
+
 /// Writes `all` through `w`, bisecting refused ranges; an `Err` is a failure that ends the
 /// caller's transaction (an outage, or the savepoint itself).
 pub(crate) async fn bisect(
@@ -66,12 +102,17 @@ pub(crate) async fn bisect(
     all: Range<i64>,
     w: &mut impl RangeWriter,
 ) -> Result<(), sqlx::Error> {
-    // Ranges still to write, popped in file order.
-    let mut todo = vec![all];
-    while let Some(r) = todo.pop() {
-        if r.is_empty() {
-            continue;
-        }
+    // Ranges still to write (or single rows already known refused), popped in file order.
+    let mut todo = vec![Todo::Write(all)];
+    while let Some(t) = todo.pop() {
+        let r = match t {
+            Todo::Write(r) if r.is_empty() => continue,
+            Todo::Write(r) => r,
+            Todo::Refused(r, refusal) => match w.refused(conn, r, refusal).await? {
+                Next::Stop => return Ok(()),
+                _ => continue,
+            },
+        };
         sqlx::query("SAVEPOINT csvbus_rows")
             .execute(&mut *conn)
             .await?;
@@ -98,16 +139,48 @@ pub(crate) async fn bisect(
             message: describe(&e),
             failure,
         };
-        match w.refused(conn, r.clone(), refusal).await? {
-            Next::Split => {
-                let mid = r.start + (r.end - r.start) / 2;
-                todo.push(mid..r.end);
-                todo.push(r.start..mid);
-            }
-            Next::Again => todo.push(r),
+        let named = w.copy_relation().and_then(|rel| copy_record(&e, &rel));
+        match w.refused(conn, r.clone(), refusal.clone()).await? {
+            Next::Split => match named.map(|n| r.start + n - 1).filter(|b| r.contains(b)) {
+                // The COPY named the refused row: refuse it, write what came before, go on after.
+                Some(bad) => {
+                    todo.push(Todo::Write(bad + 1..r.end));
+                    todo.push(Todo::Refused(bad..bad + 1, refusal));
+                    todo.push(Todo::Write(r.start..bad));
+                }
+                None => {
+                    let mid = r.start + (r.end - r.start) / 2;
+                    todo.push(Todo::Write(mid..r.end));
+                    todo.push(Todo::Write(r.start..mid));
+                }
+            },
+            Next::Again => todo.push(Todo::Write(r)),
             Next::Done => {}
             Next::Stop => return Ok(()),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_copy_context;
+
+    #[test]
+    fn the_record_a_copy_error_names_is_read_from_its_context() {
+        let c = |s: &str| parse_copy_context(s, "t");
+        assert_eq!(c("COPY t, line 3, column v: \"x\""), Some(3));
+        assert_eq!(c("COPY t, line 12: \"1,0\""), Some(12));
+        assert_eq!(c("COPY t, line 12"), Some(12));
+        // A value that looks like a context does not count: only the relation's own line.
+        assert_eq!(c("COPY t, line 2, column v: \"COPY t, line 9\""), Some(2));
+        assert_eq!(
+            c("PL/pgSQL function f() line 3 at RAISE\nCOPY t, line 7"),
+            Some(7)
+        );
+        assert_eq!(c("COPY other, line 4"), None);
+        assert_eq!(c("SQL statement \"INSERT …\""), None);
+        assert_eq!(c("COPY t, line 0"), None);
+        assert_eq!(c("COPY t, line x"), None);
+    }
 }

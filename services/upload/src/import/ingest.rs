@@ -440,11 +440,9 @@ async fn conclude(
         return Err(answer);
     }
     if !saved {
-        return Err(ApiError::unavailable(
-            "import_aborted",
-            "the import was taken for abandoned while it was uploaded; retry with the same Idempotency-Key to finish it",
-        )
-        .for_import(id));
+        // It ended while its body was read: the sink stopped it, or it was taken for abandoned.
+        let answer = failures::ended_elsewhere(app, id).await.into_answer();
+        return Err(answer.for_import(id));
     }
     tracing::info!(
         rows = counters.rows_produced,
