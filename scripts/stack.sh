@@ -48,6 +48,7 @@ ensure_postgres() {
   done
   pg_isready -h 127.0.0.1 -p 5432 >/dev/null || { say "PostgreSQL did not come up"; exit 1; }
   as_postgres psql -q -v ON_ERROR_STOP=1 -d postgres <<'SQL'
+SET client_min_messages = warning;
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'csvbus') THEN
     CREATE ROLE csvbus LOGIN CREATEDB PASSWORD 'csvbus';

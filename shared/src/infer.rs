@@ -1,11 +1,14 @@
 //! Column types inferred from a sample of a file's rows, for `create=true` and `csvbus
 //! infer`: the narrowest of bigint, numeric, double precision, boolean, date, timestamp,
 //! timestamptz and uuid that every non-empty value of the column fits, else text. Empty values
-//! are NULL and say nothing; a column empty in the whole sample is text.
+//! are NULL and say nothing; a column empty in the whole sample is text. Dates and timestamps
+//! are recognized as people write them (`31/12/2024`, `12/31/24 10:00`, `31.12.2024`): a
+//! column is a date when one order of day, month and year reads every value.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 use crate::catalog::{quote_ident, TableName};
+use crate::dates::{self, DateOrder};
 
 /// A type `create=true` gives a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,18 +97,60 @@ fn is_decimal(v: &str) -> bool {
         })
 }
 
+/// The types still possible for one column of a sample.
+#[derive(Debug, Clone, Copy)]
+struct Possible {
+    /// Which of [`ORDER`] every value so far fits.
+    fits: [bool; 8],
+    /// Whether any value came.
+    seen: bool,
+    /// Date and timestamp, per date order ([`DATE_ORDERS`]): every value so far is one when
+    /// read in that order (`31/12/2024` only day-first; ISO values in every order).
+    dates: [[bool; 3]; 2],
+}
+
+/// The orders a column of dates may be written in; the upload reads them in the order the
+/// file's first rows settle ([`crate::dates`]).
+const DATE_ORDERS: [DateOrder; 3] = [DateOrder::Dmy, DateOrder::Mdy, DateOrder::Ymd];
+
+impl Possible {
+    fn observe(&mut self, v: &str) {
+        self.seen = true;
+        for (i, t) in ORDER.iter().enumerate() {
+            let dated = match t {
+                SqlType::Date => Some(0),
+                SqlType::Timestamp => Some(1),
+                _ => None,
+            };
+            self.fits[i] = match dated {
+                None => self.fits[i] && t.fits(v),
+                Some(k) => {
+                    for (ok, order) in self.dates[k].iter_mut().zip(DATE_ORDERS) {
+                        *ok = *ok && dates::to_iso(v.trim(), order).is_ok_and(|iso| t.fits(&iso));
+                    }
+                    self.dates[k].contains(&true)
+                }
+            };
+        }
+    }
+}
+
 /// The types still possible for each column of a sample.
 #[derive(Debug, Clone)]
 pub struct Inference {
-    /// Per column: which of [`ORDER`] every value so far fits, and whether any value came.
-    possible: Vec<([bool; 8], bool)>,
+    possible: Vec<Possible>,
     pub rows: usize,
 }
 
 impl Inference {
     pub fn new(columns: usize) -> Self {
+        let fresh = Possible {
+            fits: [true; 8],
+            seen: false,
+            dates: [[true; 3]; 2],
+        };
         Self {
-            possible: vec![([true; 8], false); columns],
+            possible: vec![fresh; columns],
             rows: 0,
         }
     }
@@ -113,13 +158,9 @@ impl Inference {
     /// One row's values (`None`: NULL). Fields past the header's count are ignored.
     pub fn observe<'v>(&mut self, row: impl IntoIterator<Item = Option<&'v str>>) {
         self.rows += 1;
-        for ((fits, seen), v) in self.possible.iter_mut().zip(row) {
-            let Some(v) = v.filter(|v| !v.trim().is_empty()) else {
-                continue;
-            };
-            *seen = true;
-            for (ok, t) in fits.iter_mut().zip(ORDER) {
-                *ok = *ok && t.fits(v);
+        for (p, v) in self.possible.iter_mut().zip(row) {
+            if let Some(v) = v.filter(|v| !v.trim().is_empty()) {
+                p.observe(v);
             }
         }
     }
@@ -127,12 +168,12 @@ impl Inference {
     pub fn types(&self) -> Vec<SqlType> {
         self.possible
             .iter()
-            .map(|(fits, seen)| match seen {
+            .map(|p| match p.seen {
                 false => SqlType::Text,
                 true => ORDER
                     .iter()
-                    .zip(fits)
-                    .find(|(_, ok)| **ok)
+                    .zip(p.fits)
+                    .find(|(_, ok)| *ok)
                     .map_or(SqlType::Text, |(t, _)| *t),
             })
             .collect()
@@ -297,6 +338,33 @@ mod tests {
                 "text",
                 "text"
             ]
+        );
+    }
+
+    #[test]
+    fn dates_as_people_write_them_are_dates_when_one_order_reads_them_all() {
+        let got = infer(&[
+            &[
+                "31/12/2024",
+                "12/31/2024",
+                "31.12.2024 10:00",
+                "24-12-31",
+                "01/02/2024",
+                "31/12/2024",
+            ],
+            &[
+                "01/02/2024",
+                "01/13/2024",
+                "01.02.2024 23:59:59",
+                "25-01-02",
+                "02/01/2024",
+                "12/31/2024",
+            ],
+        ]);
+        assert_eq!(
+            got,
+            ["date", "date", "timestamp", "date", "date", "text"],
+            "the last column needs day-first for one value and month-first for the other"
         );
     }
 

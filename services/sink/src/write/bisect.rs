@@ -12,7 +12,7 @@
 use std::ops::Range;
 
 use csvbus_shared::failure::{classify, describe, Failure};
-use sqlx::PgConnection;
+use sqlx::{Executor, PgConnection};
 
 /// Rows Postgres refused, and what that means ([`csvbus_shared::failure`]).
 #[derive(Debug, Clone)]
@@ -104,6 +104,9 @@ pub(crate) async fn bisect(
 ) -> Result<(), sqlx::Error> {
     // Ranges still to write (or single rows already known refused), popped in file order.
     let mut todo = vec![Todo::Write(all)];
+    // Whether the savepoint is set: after a written range, the next write's savepoint is taken
+    // in the same round trip as the release (one statement fewer per refused row).
+    let mut held = false;
     while let Some(t) = todo.pop() {
         let r = match t {
             Todo::Write(r) if r.is_empty() => continue,
@@ -113,14 +116,20 @@ pub(crate) async fn bisect(
                 _ => continue,
             },
         };
-        sqlx::query("SAVEPOINT csvbus_rows")
-            .execute(&mut *conn)
-            .await?;
+        if !held {
+            sqlx::query("SAVEPOINT csvbus_rows")
+                .execute(&mut *conn)
+                .await?;
+        }
         let e = match w.write(conn, r.clone()).await {
             Ok(n) => {
-                sqlx::query("RELEASE SAVEPOINT csvbus_rows")
-                    .execute(&mut *conn)
-                    .await?;
+                held = matches!(todo.last(), Some(Todo::Write(_)));
+                let next = if held {
+                    "RELEASE SAVEPOINT csvbus_rows; SAVEPOINT csvbus_rows"
+                } else {
+                    "RELEASE SAVEPOINT csvbus_rows"
+                };
+                conn.execute(next).await?;
                 w.written(r, n);
                 continue;
             }
@@ -129,12 +138,10 @@ pub(crate) async fn bisect(
         let Some(failure) = w.refusal(&e) else {
             return Err(e);
         };
-        sqlx::query("ROLLBACK TO SAVEPOINT csvbus_rows")
-            .execute(&mut *conn)
+        // The writer's own statements in `refused` stay outside any savepoint.
+        conn.execute("ROLLBACK TO SAVEPOINT csvbus_rows; RELEASE SAVEPOINT csvbus_rows")
             .await?;
-        sqlx::query("RELEASE SAVEPOINT csvbus_rows")
-            .execute(&mut *conn)
-            .await?;
+        held = false;
         let refusal = Refusal {
             message: describe(&e),
             failure,
