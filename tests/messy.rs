@@ -474,6 +474,67 @@ async fn create_true_makes_the_table_from_the_file_and_rejects_what_breaks_its_t
     sink.stop().await;
 }
 
+/// A bank export's day-first dates make `date` and `timestamp` columns with `create=true`
+/// (they were `text`), and land as the file means them: 01/02/2024 is 1 February.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_true_makes_date_columns_of_day_first_dates() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    let mut e = env(&db, &unique("create-dates"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let http = reqwest::Client::new();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/messy/dates-create.csv");
+    let body = std::fs::read(file).unwrap();
+    let (status, acc) = post_import(
+        &http,
+        &upload.url(""),
+        "table=statement&create=true&delimiter=auto",
+        body,
+        &[("content-type", "text/csv")],
+    )
+    .await;
+    assert_eq!(status, 202, "{acc}");
+    assert_eq!(
+        acc["read_as"]["created"],
+        "CREATE TABLE \"public\".\"statement\" (\"date\" date, \"amount\" bigint, \"booked_at\" timestamp)"
+    );
+    assert_eq!(acc["read_as"]["dateformat"], "dmy", "{acc}");
+    let rec = wait_final(
+        &upload,
+        acc["import_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        (rec["status"].as_str(), rec["rows_written"].as_i64()),
+        (Some("completed"), Some(3)),
+        "{rec}"
+    );
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT date::text, booked_at::text FROM statement ORDER BY amount")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                "2024-12-31".to_owned(),
+                Some("2024-12-31 10:00:00".to_owned())
+            ),
+            (
+                "2024-02-01".to_owned(),
+                Some("2024-02-01 08:30:15".to_owned())
+            ),
+            ("2024-02-13".to_owned(), None),
+        ]
+    );
+    upload.stop().await;
+    sink.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wide_repeated_and_long_headers_create_a_table_or_get_a_clear_422() {
     csvbus_tests::init_logs();
