@@ -505,6 +505,70 @@ async fn api_keys_guard_every_v1_route() {
     ctx.svc.stop().await;
 }
 
+/// `dry_run=true` answers how the file would be read — its first rows as they would be
+/// written (day-first dates already in ISO order), the rejections among them, the table
+/// `create=true` would make — and stores nothing: no import, no table, no message, and an
+/// Idempotency-Key is left free.
+#[tokio::test]
+async fn a_dry_run_shows_the_first_rows_as_they_would_be_written_and_stores_nothing() {
+    let ctx = setup(&[]).await;
+    let body = "id;name;born\n1;Zoë;31/12/1990\n2;x;13/02/2001;extra\nnot a number;y;01/02/2003\n";
+    let (status, p) = ctx
+        .post_with(
+            "table=people&delimiter=auto&dry_run=true",
+            body,
+            &[("content-type", "text/csv"), ("idempotency-key", "k-dry")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(p["dry_run"], true);
+    assert_eq!(p["table"], "public.people");
+    assert_eq!(p["read_as"]["delimiter"], ";");
+    assert_eq!(p["read_as"]["dateformat"], "dmy", "{p}");
+    assert_eq!(p["columns"], serde_json::json!(["id", "name", "born"]));
+    assert_eq!(
+        p["rows"],
+        serde_json::json!([
+            {"line": 2, "values": {"id": "1", "name": "Zoë", "born": "1990-12-31"}},
+            // The table refuses "not a number" only when written: a preview shows the row.
+            {"line": 4, "values": {"id": "not a number", "name": "y", "born": "2003-02-01"}},
+        ]),
+        "{p}"
+    );
+    assert_eq!(p["rejected"][0]["line"], 3, "{p}");
+    assert_eq!(p["records_read"], 3);
+
+    // create=true: the table that would be made, not made.
+    let (status, p) = ctx
+        .post(
+            "table=fresh&create=true&dry_run=true",
+            "a,b\n1,2024-01-31\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(
+        p["read_as"]["created"],
+        "CREATE TABLE \"public\".\"fresh\" (\"a\" bigint, \"b\" date)"
+    );
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('public.fresh')::text")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(exists, None, "a dry run creates no table");
+    assert_eq!(ctx.imports().await, 0, "a dry run records no import");
+    assert!(ctx.topic(0).await.is_empty(), "a dry run produces nothing");
+    // The key is free: the real upload under it goes through.
+    let (status, acc) = ctx
+        .post_with(
+            "table=people",
+            "id,name\n1,a\n",
+            &[("content-type", "text/csv"), ("idempotency-key", "k-dry")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{acc}");
+    ctx.svc.stop().await;
+}
+
 /// A key scoped to tables (`key@table|schema.*`) writes and sees only those, in every route:
 /// uploads elsewhere are 403, other tables' imports are 404 and left out of the list, and
 /// `/v1/tables` shows only its own. A key without a scope still reaches everything.

@@ -142,6 +142,11 @@ pub struct ImportArgs {
     /// Print one JSON object per file instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Show how each file would be read — the options detected, the table `--create` would
+    /// make, the first 20 rows as they would be written and the rejections among them —
+    /// without importing anything (the first MiB of each file is sent with `dry_run=true`).
+    #[arg(long, conflicts_with_all = ["wait", "again", "idempotent", "idempotency_key"])]
+    pub dry_run: bool,
     /// Progress bars: auto (on a terminal), always, never.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod dev;
+pub mod dry_run;
 pub mod import;
 pub mod import_args;
 pub mod infer;
@@ -122,7 +123,12 @@ impl ServerArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Import(args) => {
-            let verdict = import::run(&args.server.client(), &args).await;
+            let client = args.server.client();
+            let verdict = if args.dry_run {
+                dry_run::run(&client, &args).await
+            } else {
+                import::run(&client, &args).await
+            };
             Ok(ExitCode::from(match verdict {
                 Verdict::Imported => EXIT_OK,
                 Verdict::RowsRejected => EXIT_REJECTED,

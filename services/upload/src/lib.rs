@@ -42,6 +42,7 @@ use tokio_util::task::TaskTracker;
 pub use config::UploadConfig;
 pub use http::metric_docs::METRICS;
 pub use http::routes::{documented, router};
+pub use import::preview::{Preview, PreviewRejection, PreviewRow};
 pub use import::request::{Accepted, UploadQuery};
 pub use infer::{infer, Inferred};
 

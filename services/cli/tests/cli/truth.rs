@@ -453,3 +453,77 @@ async fn once_its_key_expired_the_same_file_is_imported_anew() {
     assert_eq!(s.count().await, 3);
     s.stop().await;
 }
+
+/// `--dry-run` prints how each file would be read — the first rows as they would be written,
+/// the rejections, the table `--create` would make — and stores nothing: no row, no import,
+/// no table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_shows_how_files_would_be_read_and_imports_nothing() {
+    let s = stack(&[], false).await;
+    let file = s.write("preview.csv", "id;name\n1;Zoë\n2;x;extra\n3;\"a;b\"\n");
+    let out = s
+        .run(&[
+            "import",
+            &file,
+            "-t",
+            "people",
+            "--delimiter",
+            "auto",
+            "--dry-run",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    for expected in [
+        "dry run, nothing stored: would append into public.people (delimiter \";\"",
+        "columns: id, name",
+        "line 2: id=1, name=Zoë",
+        "line 3: rejected: expected 2 fields, found 3",
+        "line 4: id=3, name=a;b",
+        "(3 records read)",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+    let out = s
+        .run(&[
+            "import",
+            &file,
+            "-t",
+            "fresh",
+            "--create",
+            "--delimiter",
+            "auto",
+            "--dry-run",
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let p = report(&out, 0);
+    assert_eq!(p["dry_run"], true);
+    assert_eq!(
+        p["read_as"]["created"],
+        "CREATE TABLE \"public\".\"fresh\" (\"id\" bigint, \"name\" text)"
+    );
+    // Refused as an import would be: exit 1.
+    let out = s
+        .run(&["import", &file, "-t", "nowhere", "--dry-run"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("404 unknown_table"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(s.count().await, 0);
+    let imports: i64 = sqlx::query_scalar("SELECT count(*) FROM csvbus.imports")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(imports, 0);
+    let fresh: Option<String> = sqlx::query_scalar("SELECT to_regclass('public.fresh')::text")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(fresh, None);
+    s.stop().await;
+}

@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use csvbus_shared::catalog::{TableName, DEFAULT_SCHEMA};
@@ -32,6 +33,7 @@ use crate::import::clients::{self, Peer};
 use crate::import::dates::{self, Sample};
 use crate::import::failures::{self, UploadFailure};
 use crate::import::idempotency::{self, Claim};
+use crate::import::preview::{preview, Planned, Preview};
 use crate::import::progress::{Progress, ProgressGuard};
 use crate::import::row_loop::produce_all;
 use crate::import::source_name;
@@ -75,7 +77,7 @@ pub(crate) const DEFAULT_MAX_REJECTED: u64 = 100;
         ),
     ),
     responses(
-        (status = 200, description = "A repeat under an Idempotency-Key: the first answer", body = Accepted),
+        (status = 200, description = "A repeat under an Idempotency-Key: the first answer (`Accepted`); with `dry_run=true`: how the file would be read, nothing stored (`Preview`)", body = UploadAnswer),
         (status = 202, description = "Every row is on the broker; the sink writes them", body = Accepted),
         (status = 400, description = "An option is invalid", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
@@ -98,7 +100,7 @@ pub async fn create_import(
     peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<Response, ApiError> {
     let client = clients::client_of(&headers, peer.map(|Extension(p)| p));
     let Some(_client_slot) = app.client_slots.try_take(client) else {
         metrics::counter!("csvbus_upload_refused_total").increment(1);
@@ -157,13 +159,16 @@ pub async fn create_import(
     // A repeat that is answered without its rows (replayed, refused) still has its body read
     // and dropped first: a client busy sending it would otherwise see a broken pipe, not the
     // answer, and retry.
-    let resume = match &key {
+    // A preview stores nothing: it neither claims nor resumes under a key.
+    let dry_run = q.dry_run == Some(true);
+    let resume = match key.as_ref().filter(|_| !dry_run) {
         None => None,
         Some(k) => match idempotency::claim(&app.pool, k, &table.0, mode).await {
             Ok(Claim::New) => None,
             Ok(Claim::Resume(r)) => Some(*r),
             Ok(Claim::Replay { id, body_digest }) => {
-                return repeat(&app, id, body_digest, encoding, body).await;
+                let answer = repeat(&app, id, body_digest, encoding, body).await?;
+                return Ok(answer.into_response());
             }
             Err(e) => {
                 body::discard(body, encoding, &body::Limits::of(&app.config)).await;
@@ -189,6 +194,15 @@ pub async fn create_import(
     let span =
         tracing::info_span!("upload", table = %plan.table.0, import_id = tracing::field::Empty);
     run_upload(app, plan, encoding, body).instrument(span).await
+}
+
+/// What `POST /v1/imports` answers with a 200: a repeat's first answer, or a preview.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // the document's schema; the handler builds either answer directly
+pub enum UploadAnswer {
+    Accepted(Accepted),
+    Preview(Preview),
 }
 
 /// The CSV of the body: the body itself, or a form's file part (its name, and the encoding its
@@ -269,7 +283,7 @@ async fn run_upload(
     mut plan: Plan,
     encoding: Encoding,
     body: Body,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<Response, ApiError> {
     let cfg = &app.config;
     let bytes_read = Arc::new(AtomicU64::new(0));
     let (input, digest) = body_digest::digesting(body::reader(
@@ -355,6 +369,16 @@ async fn run_upload(
         header: plan.read.header,
     });
     plan.opts.dates = dates::decide(plan.read.dateformat, &header, sample, &mut read_as);
+    if plan.q.dry_run == Some(true) {
+        let planned = Planned {
+            table: plan.table.0.to_string(),
+            mode: plan.mode,
+            opts: &plan.opts,
+            max_body: cfg.max_body_bytes,
+        };
+        let p = preview(planned, &header, &mut records, read_as).await?;
+        return Ok((StatusCode::OK, Json(p)).into_response());
+    }
     let (id, attempt) = match &plan.resume {
         Some(r) => (r.id, r.attempt),
         None => (create(&app, &plan, &header, &read_as).await?, 1),
@@ -375,7 +399,8 @@ async fn run_upload(
         read_as,
         digest,
     };
-    conclude(&app, &mut guard, &plan, ended, &progress, outcome).await
+    let answer = conclude(&app, &mut guard, &plan, ended, &progress, outcome).await?;
+    Ok(answer.into_response())
 }
 
 /// What an answer after a failure says of the rows before it: in a mode that is not staged they

@@ -11,6 +11,7 @@ pub(crate) mod dates;
 pub(crate) mod failures;
 pub(crate) mod idempotency;
 pub(crate) mod ingest;
+pub(crate) mod preview;
 pub(crate) mod progress;
 pub(crate) mod request;
 pub(crate) mod row_loop;

@@ -86,6 +86,11 @@ pub struct UploadQuery {
     /// segment is kept; at most 255 characters). Default: the `Content-Disposition` filename.
     #[param(max_length = 255)]
     pub name: Option<String>,
+    /// `true`: answer `200` with how the file would be read — `read_as`, the columns (or the
+    /// table `create=true` would make), its first 20 rows as they would be written and the
+    /// rejections among them — and store nothing (no import, no table, no rows; an
+    /// `Idempotency-Key` is not looked at). Send the file's beginning: the rest is not read.
+    pub dry_run: Option<bool>,
 }
 
 /// The `202 Accepted` answer.
