@@ -247,3 +247,23 @@ def test_several_dropped_files_are_uploaded_one_after_the_other(page, service):
     assert service.query("SELECT name, country FROM cities ORDER BY name") == [
         ("Bern", "CH"), ("Lyon", "FR"), ("Oslo", "NO")
     ]
+
+
+def test_a_dropped_file_is_previewed_before_it_is_sent_and_nothing_is_stored(page, service):
+    page.goto(service.url)
+    expect(page.locator("#table-list option[value='public.people']")).to_have_count(1)
+    page.fill("#table", "people")
+    drop(page, "day-first.csv", "id;name;born\n1;Ann;31/12/2000\n2;Bob;x;y\n3;;01/02/2003\n")
+    preview = page.locator("#preview")
+    expect(preview).to_contain_text("nothing stored yet")
+    rows = preview.locator("tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("2000-12-31")
+    expect(rows.nth(1)).to_contain_text("rejected: expected 3 fields, found 4")
+    expect(rows.nth(2)).to_contain_text("2003-02-01")
+    expect(preview.locator(".read-as")).to_contain_text("delimiter ;")
+    assert service.query("SELECT count(*) FROM csvbus.imports") == [(0,)]
+    assert service.query("SELECT count(*) FROM people") == [(0,)]
+    # Options change the preview: a table that does not exist is said so before sending.
+    page.fill("#table", "nowhere")
+    expect(preview).to_contain_text("Preview:")

@@ -31,6 +31,7 @@ function wire() {
   });
   $("#files").addEventListener("change", (e) => choose(e.target.files));
   $("#table").addEventListener("input", describeTable);
+  $("#upload-form").addEventListener("input", schedulePreview);
   $("#upload-form").addEventListener("submit", uploadAll);
   $("#filter").addEventListener("submit", (e) => { e.preventDefault(); showImports(false).catch(showError); });
   $("#older").addEventListener("click", () => showImports(true).catch(showError));

@@ -23,6 +23,57 @@ let chosen = [];
 function choose(files) {
   chosen = Array.from(files);
   $("#chosen").replaceChildren(...chosen.map((f) => el("li", {}, `${f.name} (${size(f.size)})`)));
+  schedulePreview();
+}
+
+// ---------- preview: how the first file would be read, before it is sent ----------
+
+/** The most of a file a preview sends (the service reads its first 20 records). */
+const PREVIEW_BYTES = 256 * 1024;
+let previewTimer = null;
+let previewRun = 0;
+
+function schedulePreview() {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(() => preview().catch((e) => showPreviewError(e.message)), 300);
+}
+
+function showPreviewError(message) {
+  const box = $("#preview");
+  box.hidden = false;
+  box.replaceChildren(el("p", { class: "error" }, `Preview: ${message}`));
+}
+
+/** POSTs the first file's beginning with dry_run=true and shows the rows as they would land. */
+async function preview() {
+  const box = $("#preview");
+  const file = chosen[0];
+  if (!file || !$("#table").value.trim()) { box.hidden = true; return; }
+  const run = ++previewRun;
+  const q = uploadQuery();
+  q.set("dry_run", "true");
+  const res = await fetch(`/v1/imports?${q}`, {
+    method: "POST",
+    headers: { "Content-Type": "text/csv", ...authHeaders() },
+    body: file.slice(0, PREVIEW_BYTES),
+  });
+  const body = await res.json().catch(() => null);
+  if (run !== previewRun) return; // a newer preview is on its way
+  if (!res.ok) { showPreviewError(new ApiFailure(res.status, body).message); return; }
+  const cols = body.columns;
+  const lines = [
+    ...body.rows.map((r) => [r.line, el("tr", {}, el("td", {}, r.line),
+      ...cols.map((c) => el("td", {}, r.values[c] === null ? "NULL" : r.values[c])))]),
+    ...body.rejected.map((r) => [r.line, el("tr", { class: "rejected" }, el("td", {}, r.line),
+      el("td", { colspan: cols.length }, `rejected: ${r.reason}`))]),
+  ].sort((a, b) => a[0] - b[0]);
+  box.hidden = false;
+  box.replaceChildren(
+    el("h3", {}, `Preview of ${file.name} into ${body.table}: nothing stored yet`),
+    el("p", { class: "read-as" }, describeReadAs(body.read_as)),
+    el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "line"), ...cols.map((c) => el("th", {}, c)))),
+      el("tbody", {}, ...lines.map(([, tr]) => tr))),
+    el("p", { class: "hint" }, `The first ${body.records_read} records, as they would be written.`));
 }
 
 function size(n) {
