@@ -227,6 +227,35 @@ fn cases() -> Vec<Case> {
             read_as: json!({"delimiter": ";", "dateformat": "dmy"}),
         },
         Case {
+            // A decimal comma and dots grouping thousands, settled by the first rows; the one
+            // value written with a decimal point is rejected, not read as 25.
+            file: "decimal-comma.csv",
+            query: "",
+            table: "(id int PRIMARY KEY, amount numeric, qty int)",
+            rows: &["1|1.5|3", "2|1234.56|1000", "3|-0.25|2"],
+            rejected_lines: &[5],
+            read_as: json!({"delimiter": ";", "decimal": ","}),
+        },
+        Case {
+            // 1,234 is 1234 with a decimal point and 1.234 with a comma: nothing settles it,
+            // so it is a rejected row that says so, never a guess.
+            file: "decimal-ambiguous.csv",
+            query: "",
+            table: "(id int PRIMARY KEY, amount numeric)",
+            rows: &["2|7"],
+            rejected_lines: &[2],
+            read_as: json!({"delimiter": ";"}),
+        },
+        Case {
+            // Given: read as asked.
+            file: "decimal-ambiguous.csv",
+            query: "decimal=,",
+            table: "(id int PRIMARY KEY, amount numeric)",
+            rows: &["1|1.234", "2|7"],
+            rejected_lines: &[],
+            read_as: json!({"decimal": ","}),
+        },
+        Case {
             // Nothing in the file settles the order: it is given.
             file: "dates-ambiguous.csv",
             query: "dateformat=dmy",
@@ -474,10 +503,11 @@ async fn create_true_makes_the_table_from_the_file_and_rejects_what_breaks_its_t
     sink.stop().await;
 }
 
-/// A bank export's day-first dates make `date` and `timestamp` columns with `create=true`
-/// (they were `text`), and land as the file means them: 01/02/2024 is 1 February.
+/// A bank export's day-first dates and decimal commas make `date`, `timestamp` and `numeric`
+/// columns with `create=true` (they were `text`), and land as the file means them: 01/02/2024
+/// is 1 February, 1.234,00 is 1234.00.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_true_makes_date_columns_of_day_first_dates() {
+async fn create_true_makes_date_and_number_columns_of_a_bank_export() {
     csvbus_tests::init_logs();
     let db = TestDb::new().await;
     let mut e = env(&db, &unique("create-dates"));
@@ -498,9 +528,10 @@ async fn create_true_makes_date_columns_of_day_first_dates() {
     assert_eq!(status, 202, "{acc}");
     assert_eq!(
         acc["read_as"]["created"],
-        "CREATE TABLE \"public\".\"statement\" (\"date\" date, \"amount\" bigint, \"booked_at\" timestamp)"
+        "CREATE TABLE \"public\".\"statement\" (\"date\" date, \"amount\" numeric, \"booked_at\" timestamp)"
     );
     assert_eq!(acc["read_as"]["dateformat"], "dmy", "{acc}");
+    assert_eq!(acc["read_as"]["decimal"], ",", "{acc}");
     let rec = wait_final(
         &upload,
         acc["import_id"].as_str().unwrap(),
@@ -512,23 +543,20 @@ async fn create_true_makes_date_columns_of_day_first_dates() {
         (Some("completed"), Some(3)),
         "{rec}"
     );
-    let rows: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT date::text, booked_at::text FROM statement ORDER BY amount")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT date::text, amount::text, booked_at::text FROM statement ORDER BY date DESC",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let row =
+        |d: &str, a: &str, t: Option<&str>| (d.to_owned(), a.to_owned(), t.map(str::to_owned));
     assert_eq!(
         rows,
         [
-            (
-                "2024-12-31".to_owned(),
-                Some("2024-12-31 10:00:00".to_owned())
-            ),
-            (
-                "2024-02-01".to_owned(),
-                Some("2024-02-01 08:30:15".to_owned())
-            ),
-            ("2024-02-13".to_owned(), None),
+            row("2024-12-31", "10.5", Some("2024-12-31 10:00:00")),
+            row("2024-02-13", "-3.25", None),
+            row("2024-02-01", "1234.00", Some("2024-02-01 08:30:15")),
         ]
     );
     upload.stop().await;

@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 use crate::catalog::{quote_ident, TableName};
 use crate::dates::{self, DateOrder};
+use crate::numbers::{self, DecimalMark};
 
 /// A type `create=true` gives a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,31 +108,52 @@ struct Possible {
     /// Date and timestamp, per date order ([`DATE_ORDERS`]): every value so far is one when
     /// read in that order (`31/12/2024` only day-first; ISO values in every order).
     dates: [[bool; 3]; 2],
+    /// Numeric and double, per decimal mark (point, comma): every value so far is one when
+    /// read with that mark (`1,5` only with a comma; `1,234`, which the marks read as two
+    /// different numbers, with neither).
+    numbers: [[bool; 2]; 2],
 }
 
 /// The orders a column of dates may be written in; the upload reads them in the order the
 /// file's first rows settle ([`crate::dates`]).
 const DATE_ORDERS: [DateOrder; 3] = [DateOrder::Dmy, DateOrder::Mdy, DateOrder::Ymd];
 
+/// The decimal marks a column of numbers may be written with ([`crate::numbers`]).
+const MARKS: [DecimalMark; 2] = [DecimalMark::Point, DecimalMark::Comma];
+
 impl Possible {
     fn observe(&mut self, v: &str) {
         self.seen = true;
         for (i, t) in ORDER.iter().enumerate() {
-            let dated = match t {
-                SqlType::Date => Some(0),
-                SqlType::Timestamp => Some(1),
-                _ => None,
-            };
-            self.fits[i] = match dated {
-                None => self.fits[i] && t.fits(v),
-                Some(k) => {
+            self.fits[i] = match t {
+                SqlType::Date | SqlType::Timestamp => {
+                    let k = usize::from(*t == SqlType::Timestamp);
                     for (ok, order) in self.dates[k].iter_mut().zip(DATE_ORDERS) {
                         *ok = *ok && dates::to_iso(v.trim(), order).is_ok_and(|iso| t.fits(&iso));
                     }
                     self.dates[k].contains(&true)
                 }
+                SqlType::Numeric | SqlType::Double => {
+                    let k = usize::from(*t == SqlType::Double);
+                    for (ok, mark) in self.numbers[k].iter_mut().zip(MARKS) {
+                        *ok = *ok && read_number(v.trim(), mark).is_some_and(|p| t.fits(&p));
+                    }
+                    self.numbers[k].contains(&true)
+                }
+                _ => self.fits[i] && t.fits(v),
             };
         }
+    }
+}
+
+/// `v` as a plain number when the upload would read it so with `mark` before anything settled
+/// the file's mark: the point as Postgres reads numbers (`1.234` too), the comma only where it
+/// is not ambiguous (`1,234` could be 1234).
+fn read_number(v: &str, mark: DecimalMark) -> Option<std::borrow::Cow<'_, str>> {
+    match mark {
+        DecimalMark::Point => numbers::to_plain(v, mark, false).ok(),
+        DecimalMark::Comma if numbers::hint(v) == numbers::Hint::Ambiguous => None,
+        DecimalMark::Comma => numbers::to_plain(v, mark, true).ok(),
     }
 }
 
@@ -148,6 +170,7 @@ impl Inference {
             fits: [true; 8],
             seen: false,
             dates: [[true; 3]; 2],
+            numbers: [[true; 2]; 2],
         };
         Self {
             possible: vec![fresh; columns],
@@ -365,6 +388,19 @@ mod tests {
             got,
             ["date", "date", "timestamp", "date", "date", "text"],
             "the last column needs day-first for one value and month-first for the other"
+        );
+    }
+
+    #[test]
+    fn numbers_with_a_decimal_comma_or_grouped_thousands_are_numbers() {
+        let got = infer(&[
+            &["1,5", "1.234,56", "1,234.5", "1,234", "1 234"],
+            &["-2,25", "12,5", "2.5", "7", "12 345"],
+        ]);
+        assert_eq!(
+            got,
+            ["numeric", "numeric", "numeric", "text", "numeric"],
+            "1,234 reads as two different numbers: text, not a guess"
         );
     }
 

@@ -34,6 +34,7 @@ pub mod infer;
 pub mod kafka;
 pub mod message;
 pub mod modes;
+pub mod numbers;
 pub mod read_as;
 pub mod scope;
 pub mod service;

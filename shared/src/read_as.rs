@@ -40,6 +40,11 @@ pub struct ReadAs {
     /// the file has no such column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dateformat: Option<crate::dates::DateOrder>,
+    /// The decimal mark of numbers read into numeric columns: given (`decimal=`) or decided
+    /// from the first rows (see `notes`); absent when the file has no such column or nothing
+    /// decided it (then a number either mark reads differently is a rejected row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimal: Option<crate::numbers::DecimalMark>,
     /// `create=true`: the statement that created the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,

@@ -14,6 +14,13 @@ fn delimiter_arg(s: &str) -> Result<String, String> {
     Delimiter::parse(s).map(|_| s.to_owned())
 }
 
+/// `--decimal` is refused at once when the service would refuse it.
+fn decimal_arg(s: &str) -> Result<String, String> {
+    csvbus_shared::numbers::DecimalMark::parse(s)
+        .map(|_| s.to_owned())
+        .ok_or_else(|| format!("{s:?} is not , or ."))
+}
+
 /// `--dateformat` is refused at once when the service would refuse it.
 fn dateformat_arg(s: &str) -> Result<String, String> {
     DateOrder::parse(s)
@@ -45,6 +52,10 @@ pub struct ReadArgs {
     /// [service default: decided from the first rows, else mdy].
     #[arg(long, value_parser = dateformat_arg)]
     pub dateformat: Option<String>,
+    /// The decimal mark of numbers for numeric columns: `,` (1.234,56) or `.` (1,234.56)
+    /// [service default: decided from the first rows].
+    #[arg(long, value_parser = decimal_arg)]
+    pub decimal: Option<String>,
     /// The first record is data, not a header: name the fields with --columns.
     #[arg(long, requires = "columns")]
     pub no_header: bool,
@@ -55,13 +66,14 @@ pub struct ReadArgs {
 
 impl ReadArgs {
     /// The query parameters these options set (`None`: left to the service's default).
-    pub fn pairs(&self) -> [(&'static str, Option<String>); 8] {
+    pub fn pairs(&self) -> [(&'static str, Option<String>); 9] {
         [
             ("delimiter", self.delimiter.clone()),
             ("quote", self.quote.map(String::from)),
             ("encoding", self.encoding.clone()),
             ("skip_lines", self.skip_lines.map(|n| n.to_string())),
             ("dateformat", self.dateformat.clone()),
+            ("decimal", self.decimal.clone()),
             ("trim", self.trim.then(|| "true".to_owned())),
             ("header", self.no_header.then(|| "false".to_owned())),
             ("columns", self.columns.clone()),

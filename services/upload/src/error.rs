@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use csvbus_shared::dates::DateOrder;
 use csvbus_shared::modes::ImportMode;
+use csvbus_shared::numbers::DecimalMark;
 use csvbus_shared::read_as::Delimiter;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -170,10 +171,11 @@ pub(crate) trait QueryOption: Sized {
 }
 
 /// The error codes of [`QueryOption`]s.
-pub(crate) const OPTION_CODES: [&str; 6] = [
+pub(crate) const OPTION_CODES: [&str; 7] = [
     "invalid_mode",
     "invalid_delimiter",
     "invalid_dateformat",
+    "invalid_decimal",
     "invalid_encoding",
     "invalid_quote",
     "invalid_query",
@@ -199,6 +201,18 @@ impl QueryOption for DateOrder {
             s => DateOrder::parse(s)
                 .map(Some)
                 .ok_or_else(|| format!("dateformat {s:?} is not one of dmy, mdy, ymd")),
+        }
+    }
+}
+
+impl QueryOption for DecimalMark {
+    const INVALID: &'static str = "invalid_decimal";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        match s {
+            "" => Ok(None),
+            s => DecimalMark::parse(s)
+                .map(Some)
+                .ok_or_else(|| format!("decimal {s:?} is not , or .")),
         }
     }
 }
@@ -249,6 +263,7 @@ mod tests {
             ImportMode::INVALID,
             Delimiter::INVALID,
             DateOrder::INVALID,
+            DecimalMark::INVALID,
             GivenEncoding::INVALID,
             Quote::INVALID,
             Quotes::INVALID,

@@ -1,8 +1,10 @@
-//! How an upload's dates are read into date and timestamp columns: `dateformat=` (or the first
-//! attempt's order, on a resume), else decided from the values of the first rows
-//! ([`csvbus_shared::dates::decide`]). Recorded in `read_as`, with a note saying why.
+//! How an upload's dates and numbers are read into date, timestamp and numeric columns:
+//! `dateformat=` and `decimal=` (or the first attempt's, on a resume), else decided from the
+//! values of the first rows ([`csvbus_shared::dates::decide`], [`csvbus_shared::numbers::decide`]).
+//! Recorded in `read_as`, with a note saying why.
 
 use csvbus_shared::dates::{self, DateOrder};
+use csvbus_shared::numbers::{self, DecimalMark};
 use csvbus_shared::read_as::ReadAs;
 
 use crate::read::parse::Dialect;
@@ -22,7 +24,7 @@ pub(crate) struct Sample<'a> {
 pub(crate) fn decide(
     given: Option<DateOrder>,
     header: &Header,
-    sample: Option<Sample<'_>>,
+    sample: Option<&Sample<'_>>,
     read_as: &mut ReadAs,
 ) -> DateOrder {
     let fields = header.date_fields();
@@ -32,7 +34,7 @@ pub(crate) fn decide(
     let order = match given {
         Some(o) => o,
         None => {
-            let values = sample.map(|s| values(&s, &fields)).unwrap_or_default();
+            let values = sample.map(|s| values(s, &fields)).unwrap_or_default();
             if values.is_empty() {
                 read_as.notes.push(
                     "dates read month first (the default): no row arrived with the first bytes \
@@ -51,6 +53,32 @@ pub(crate) fn decide(
     };
     read_as.dateformat = Some(order);
     order
+}
+
+/// The decimal mark of numbers, and whether it was given or decided; `read_as` records it when
+/// the file has numeric columns and something decided it.
+pub(crate) fn decide_decimal(
+    given: Option<DecimalMark>,
+    header: &Header,
+    sample: Option<&Sample<'_>>,
+    read_as: &mut ReadAs,
+) -> (DecimalMark, bool) {
+    let fields = header.number_fields();
+    if fields.is_empty() {
+        return (given.unwrap_or_default(), given.is_some());
+    }
+    let decided = match given {
+        Some(m) => Some(m),
+        None => {
+            let values = sample.map(|s| values(s, &fields)).unwrap_or_default();
+            numbers::decide(values.iter().map(String::as_str)).map(|(m, note)| {
+                read_as.notes.push(note);
+                m
+            })
+        }
+    };
+    read_as.decimal = decided;
+    (decided.unwrap_or_default(), decided.is_some())
 }
 
 /// The values of `fields` in the sample's rows.

@@ -147,6 +147,8 @@ pub async fn create_import(
         delimiter: read.delimiter.unwrap_or_default(),
         null: q.null.clone().filter(|s| !s.is_empty()),
         dates: q.dateformat.unwrap_or_default(),
+        decimal: q.decimal.unwrap_or_default(),
+        decimal_settled: q.decimal.is_some(),
     };
     let (table, create) = resolve_or_create(&app, &q, &mut read).await?;
     in_scope(&scope, &table.0)?;
@@ -295,13 +297,11 @@ async fn run_upload(
     if let Some(first) = plan.resume.as_ref().and_then(|r| r.read_as.as_ref()) {
         plan.read.same_as(first);
     }
-    if plan.read.dateformat.is_none()
-        && plan
-            .table
-            .1
-            .iter()
-            .any(|c| csvbus_shared::dates::is_date_type(&c.type_name))
-    {
+    let decides = |t: &str| {
+        (plan.read.dateformat.is_none() && csvbus_shared::dates::is_date_type(t))
+            || (plan.read.decimal.is_none() && csvbus_shared::numbers::is_number_type(t))
+    };
+    if plan.table.1.iter().any(|c| decides(&c.type_name)) {
         // The first rows decide how dates are read (import::dates): the bytes looked at anyway,
         // not waited for (a slow client's rows are not held back).
         plan.read.date_sample = true;
@@ -368,7 +368,9 @@ async fn run_upload(
         dialect: &dialect,
         header: plan.read.header,
     });
-    plan.opts.dates = dates::decide(plan.read.dateformat, &header, sample, &mut read_as);
+    plan.opts.dates = dates::decide(plan.read.dateformat, &header, sample.as_ref(), &mut read_as);
+    let decimal = dates::decide_decimal(plan.read.decimal, &header, sample.as_ref(), &mut read_as);
+    (plan.opts.decimal, plan.opts.decimal_settled) = decimal;
     if plan.q.dry_run == Some(true) {
         let planned = Planned {
             table: plan.table.0.to_string(),

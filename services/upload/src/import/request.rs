@@ -4,6 +4,7 @@
 use csvbus_shared::dates::DateOrder;
 use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::modes::ImportMode;
+use csvbus_shared::numbers::DecimalMark;
 use csvbus_shared::read_as::{Delimiter, ReadAs};
 
 use crate::read::parse::{Quote, Quotes};
@@ -72,6 +73,13 @@ pub struct UploadQuery {
     #[param(value_type = Option<csvbus_shared::dates::DateOrder>, inline)]
     #[serde(default, deserialize_with = "crate::error::typed")]
     pub dateformat: Option<DateOrder>,
+    /// The decimal mark of numbers for numeric columns: `,` (`1,5`, `1.234,56`) or `.`
+    /// (`1.5`, `1,234.56`); thousands may be grouped by the other mark or a space. Default:
+    /// decided from the first rows, else `.` — and a number either mark reads differently
+    /// (`1,234`) is a rejected row, not a guess.
+    #[param(value_type = Option<String>, pattern = "^[,.]?$")]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub decimal: Option<DecimalMark>,
     /// Rejected rows after which the upload fails (default 100; at most
     /// `CSVBUS_MAX_REJECTED_LIMIT`, 100000 unless configured).
     #[param(maximum = 100_000)]

@@ -4,6 +4,7 @@
 //! [`SAMPLE_BYTES`], held once and then read again by the parser: the file is read once.
 
 use csvbus_shared::dates::DateOrder;
+use csvbus_shared::numbers::DecimalMark;
 use csvbus_shared::read_as::{Delimiter, ReadAs};
 
 use crate::error::ApiError;
@@ -37,6 +38,8 @@ pub struct ReadOptions {
     pub keep_sample: usize,
     /// `dateformat=`: `None` decides from the first rows.
     pub dateformat: Option<DateOrder>,
+    /// `decimal=`: `None` decides from the first rows.
+    pub decimal: Option<DecimalMark>,
     /// Return the bytes looked at (whatever has arrived, not waited for) as the sample.
     pub date_sample: bool,
 }
@@ -50,6 +53,9 @@ impl ReadOptions {
         }
         if self.dateformat.is_none() {
             self.dateformat = first.dateformat;
+        }
+        if self.decimal.is_none() {
+            self.decimal = first.decimal;
         }
         if self.quote.is_none() {
             self.quote = first.quote.bytes().next();
@@ -75,6 +81,7 @@ impl Default for ReadOptions {
             mapping: Mapping::default(),
             keep_sample: 0,
             dateformat: None,
+            decimal: None,
             date_sample: false,
         }
     }

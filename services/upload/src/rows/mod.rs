@@ -9,18 +9,23 @@ use csv_async::ByteRecord;
 use csvbus_shared::catalog::Column;
 use csvbus_shared::dates::{self, DateOrder};
 use csvbus_shared::message::RowEncoder;
+use csvbus_shared::numbers::{self, DecimalMark};
 use csvbus_shared::read_as::{ColumnMapping, Delimiter};
 
 use crate::rows::mapping::Mapping;
 
 /// How to read the values of an upload (query options).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ValueOptions {
     pub delimiter: Delimiter,
     /// The unquoted text that means NULL; `None`: an unquoted empty field (Postgres' CSV default).
     pub null: Option<String>,
     /// How dates in date and timestamp columns are read ([`csvbus_shared::dates`]).
     pub dates: DateOrder,
+    /// The decimal mark of numbers in numeric columns ([`csvbus_shared::numbers`]), and
+    /// whether it was given or decided (else a number either mark reads differently is refused).
+    pub decimal: DecimalMark,
+    pub decimal_settled: bool,
 }
 
 /// The checked header of an upload.
@@ -36,6 +41,8 @@ pub struct Header {
     pub mapping: Vec<ColumnMapping>,
     /// Per written column, whether it takes dates csvbus rewrites to ISO.
     dates: Vec<bool>,
+    /// Per written column, whether it takes numbers csvbus rewrites to plain digits.
+    numbers: Vec<bool>,
     encoder: RowEncoder,
 }
 
@@ -117,16 +124,15 @@ pub fn check_names(
         ),
     };
     let encoder = RowEncoder::new(&columns);
-    let dates = columns
-        .iter()
-        .map(|c| {
-            table
-                .iter()
-                .any(|t| t.name == *c && dates::is_date_type(&t.type_name))
-        })
-        .collect();
+    let typed = |is: fn(&str) -> bool| -> Vec<bool> {
+        columns
+            .iter()
+            .map(|c| table.iter().any(|t| t.name == *c && is(&t.type_name)))
+            .collect()
+    };
     Ok(Header {
-        dates,
+        dates: typed(dates::is_date_type),
+        numbers: typed(numbers::is_number_type),
         columns,
         key_index,
         keep: targets.iter().map(Option::is_some).collect(),
@@ -170,8 +176,17 @@ fn check_required(columns: &[String], table: &[Column]) -> Result<(), HeaderErro
 impl Header {
     /// The fields of the file that go to date or timestamp columns.
     pub fn date_fields(&self) -> Vec<usize> {
+        self.fields_where(&self.dates)
+    }
+
+    /// The fields of the file that go to numeric columns.
+    pub fn number_fields(&self) -> Vec<usize> {
+        self.fields_where(&self.numbers)
+    }
+
+    fn fields_where(&self, column: &[bool]) -> Vec<usize> {
         let kept = self.keep.iter().enumerate().filter(|(_, k)| **k);
-        kept.zip(&self.dates)
+        kept.zip(column)
             .filter(|(_, d)| **d)
             .map(|((i, _), _)| i)
             .collect()
@@ -219,13 +234,19 @@ impl Header {
                     .get_or_insert_with(|| quoted.take().map(|f| f()).unwrap_or_default());
                 !q.get(i).copied().unwrap_or(false)
             };
-            let value = match (null, self.dates[values.len()]) {
-                (true, _) => None,
-                (false, false) => Some(Cow::Borrowed(s)),
-                (false, true) => Some(dates::to_iso(s, opts.dates).map_err(|why| {
-                    let column = &self.columns[values.len()];
-                    format!("field {} ({column}): {why}", i + 1)
-                })?),
+            let n = values.len();
+            let rewritten = match (null, self.dates[n], self.numbers[n]) {
+                (true, ..) => None,
+                (false, true, _) => Some(dates::to_iso(s, opts.dates)),
+                (false, _, true) => Some(numbers::to_plain(s, opts.decimal, opts.decimal_settled)),
+                (false, false, false) => Some(Ok(Cow::Borrowed(s))),
+            };
+            let value = match rewritten {
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err(why)) => {
+                    return Err(format!("field {} ({}): {why}", i + 1, self.columns[n]));
+                }
             };
             values.push(value);
         }
@@ -293,6 +314,8 @@ mod tests {
             delimiter: Delimiter::COMMA,
             null: None,
             dates: DateOrder::Mdy,
+            decimal: DecimalMark::Point,
+            decimal_settled: false,
         };
         h.encode(&rec(&["", ""]), &opts, || vec![true, false], &mut out)
             .unwrap();
@@ -301,6 +324,8 @@ mod tests {
             delimiter: Delimiter::COMMA,
             null: Some("NULL".into()),
             dates: DateOrder::Mdy,
+            decimal: DecimalMark::Point,
+            decimal_settled: false,
         };
         h.encode(&rec(&["NULL", ""]), &opts, || vec![false, false], &mut out)
             .unwrap();
@@ -333,6 +358,8 @@ mod tests {
             delimiter: Delimiter::COMMA,
             null: None,
             dates: DateOrder::Dmy,
+            decimal: DecimalMark::Point,
+            decimal_settled: false,
         };
         let mut out = Vec::new();
         let r = rec(&["01/02/2024", "01/02/2024", "31.12.2024 10:00+01"]);

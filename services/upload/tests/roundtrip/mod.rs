@@ -97,7 +97,7 @@ pub async fn check_structured(data: &[u8], delimiter: u8, newline: &[u8]) {
     let opts = ValueOptions {
         delimiter: d,
         null: None,
-        dates: Default::default(),
+        ..Default::default()
     };
     let mut payload = Vec::new();
     for (n, values) in want.iter().enumerate() {
@@ -165,7 +165,7 @@ pub async fn check(body: &[u8], delimiter: u8) {
     let opts = ValueOptions {
         delimiter: d,
         null: None,
-        dates: Default::default(),
+        ..Default::default()
     };
     let (mut n, mut last_line) = (1, first.line);
     let mut payload = Vec::new();
