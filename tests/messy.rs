@@ -563,6 +563,88 @@ async fn create_true_makes_date_and_number_columns_of_a_bank_export() {
     sink.stop().await;
 }
 
+/// `evolve=add_columns`: header names the table lacks become nullable columns typed from the
+/// first rows, added with the import and said in `read_as.added`; a preview shows them without
+/// adding them; without the option the same file is a 422 `unknown_column`, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evolve_add_columns_adds_what_the_file_has_and_the_table_lacks() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec("CREATE TABLE crm (id int PRIMARY KEY, name text)")
+        .await;
+    let mut e = env(&db, &unique("evolve"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let http = reqwest::Client::new();
+    let base = upload.url("");
+    let body =
+        "id,name,E-Mail,Score,Joined\n1,Ann,ann@example.com,7,31/12/2024\n2,Bob,,12,01/02/2025\n";
+    let (status, refused) = post_import(&http, &base, "table=crm", body, &[]).await;
+    assert_eq!(
+        (status.as_u16(), refused["error"].as_str()),
+        (422, Some("unknown_column"))
+    );
+    let (status, p) = post_import(
+        &http,
+        &base,
+        "table=crm&evolve=add_columns&dry_run=true",
+        body,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        p["read_as"]["added"].as_array().map(Vec::len),
+        Some(3),
+        "{p}"
+    );
+    let columns: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'crm'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(columns, 2, "a preview adds nothing");
+
+    let (status, acc) = post_import(&http, &base, "table=crm&evolve=add_columns", body, &[]).await;
+    assert_eq!(status, 202, "{acc}");
+    assert_eq!(
+        acc["read_as"]["added"],
+        serde_json::json!([
+            "ALTER TABLE \"public\".\"crm\" ADD COLUMN IF NOT EXISTS \"e_mail\" text",
+            "ALTER TABLE \"public\".\"crm\" ADD COLUMN IF NOT EXISTS \"score\" bigint",
+            "ALTER TABLE \"public\".\"crm\" ADD COLUMN IF NOT EXISTS \"joined\" date",
+        ])
+    );
+    let rec = wait_final(
+        &upload,
+        acc["import_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    let rows: Vec<(i32, Option<String>, Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT id, e_mail, score, joined::text FROM crm ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                1,
+                Some("ann@example.com".into()),
+                Some(7),
+                Some("2024-12-31".into())
+            ),
+            (2, None, Some(12), Some("2025-02-01".into())),
+        ]
+    );
+    upload.stop().await;
+    sink.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wide_repeated_and_long_headers_create_a_table_or_get_a_clear_422() {
     csvbus_tests::init_logs();

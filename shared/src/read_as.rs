@@ -48,6 +48,10 @@ pub struct ReadAs {
     /// `create=true`: the statement that created the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// `evolve=add_columns`: the statements that added the columns the file has and the table
+    /// lacked (nullable, typed from the first rows), run with the import's record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
 }
 
 /// One file column that did not go to a column of its own name.

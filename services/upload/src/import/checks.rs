@@ -79,7 +79,14 @@ pub async fn resolve_or_create(
             read.keep_sample = crate::import::create::SAMPLE_BYTES;
             Ok(((new_table(app, &q.table)?, Vec::new()), true))
         }
-        found => Ok((found?, false)),
+        Ok(found) => {
+            if q.evolve.is_some() {
+                // New columns are typed from the first rows, as create=true types a table.
+                read.keep_sample = crate::import::create::SAMPLE_BYTES;
+            }
+            Ok((found, false))
+        }
+        Err(e) => Err(e),
     }
 }
 

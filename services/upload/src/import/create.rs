@@ -3,7 +3,9 @@
 //! the same transaction as the import's record. Values later in the file that do not fit a
 //! type are rejected rows with their line, as for any table.
 
-use csvbus_shared::catalog::{Column, TableName};
+use csvbus_shared::catalog::{quote_ident, Column, TableName};
+
+use crate::rows::mapping::Mapping;
 use csvbus_shared::infer::{self, Inference};
 
 use crate::read::parse::Dialect;
@@ -24,6 +26,8 @@ pub struct NewTable {
     pub ddl: String,
     /// Rows the types were inferred from.
     pub rows: usize,
+    /// The fields' names as the file (or `columns=`) gives them.
+    pub header: Vec<String>,
 }
 
 /// Infers `table` from `sample` (the body's start after skipped lines, UTF-8; `complete`: the
@@ -118,7 +122,44 @@ pub fn infer_table(
         ddl: infer::create_table(table, &names, &types),
         field_names,
         rows: rows.len(),
+        header,
     })
+}
+
+/// `evolve=add_columns`: the columns of `new` (the file, inferred as a table) whose fields
+/// `existing` has no column for, and the statements that add them.
+pub fn added_columns(
+    table: &TableName,
+    existing: &[Column],
+    new: &NewTable,
+    names: Option<&[String]>,
+) -> Vec<(Column, String)> {
+    let lenient = Mapping {
+        names: names.map(<[String]>::to_vec),
+        ignore_extra: true,
+    };
+    // A header the table cannot take for other reasons is refused by the header check.
+    let Ok((targets, _)) = crate::rows::mapping::resolve(&new.header, existing, &lenient) else {
+        return Vec::new();
+    };
+    let mut kept = new.columns.iter();
+    let mut added = Vec::new();
+    for (field, target) in new.field_names.iter().zip(&targets) {
+        if field == "-" {
+            continue;
+        }
+        let column = kept.next();
+        if let (None, Some(c)) = (target, column) {
+            let ddl = format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
+                table.quoted(),
+                quote_ident(&c.name),
+                c.type_name
+            );
+            added.push((c.clone(), ddl));
+        }
+    }
+    added
 }
 
 #[cfg(test)]

@@ -329,6 +329,23 @@ async fn run_upload(
             new.rows
         ));
         read_as.created = Some(new.ddl);
+    } else if let (Some(_), Some((sample, complete))) = (plan.q.evolve, &prepared.sample) {
+        let (header, names) = (plan.read.header, plan.read.mapping.names.as_deref());
+        let file = crate::import::create::infer_table(
+            &plan.table.0,
+            sample,
+            *complete,
+            &prepared.dialect,
+            header,
+            names,
+        )
+        .map_err(ApiError::from)?;
+        let added =
+            crate::import::create::added_columns(&plan.table.0, &plan.table.1, &file, names);
+        for (column, ddl) in added {
+            plan.table.1.push(column);
+            read_as.added.push(ddl);
+        }
     }
     let input: crate::read::sniff::Input = if dialect.trim {
         let (delimiter, quote) = (dialect.delimiter.byte(), dialect.quote);

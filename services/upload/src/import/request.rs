@@ -9,7 +9,7 @@ use csvbus_shared::read_as::{Delimiter, ReadAs};
 
 use crate::read::parse::{Quote, Quotes};
 use crate::read::transcode::GivenEncoding;
-use crate::rows::mapping::ExtraColumns;
+use crate::rows::mapping::{Evolve, ExtraColumns};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -58,6 +58,12 @@ pub struct UploadQuery {
     #[param(value_type = Option<String>, pattern = "^(error|ignore)?$")]
     #[serde(default, deserialize_with = "crate::error::typed")]
     pub extra_columns: Option<ExtraColumns>,
+    /// `add_columns`: header names the (existing) table lacks become new nullable columns,
+    /// typed from the first rows and added with the import (`read_as.added` says how).
+    /// Default: such a name is a 422, or dropped with `extra_columns=ignore`.
+    #[param(value_type = Option<String>, pattern = "^(add_columns)?$")]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub evolve: Option<Evolve>,
     /// `true`: when the table does not exist, create it from the header, with column types
     /// inferred from the first rows (up to 2000 in the first MiB).
     pub create: Option<bool>,

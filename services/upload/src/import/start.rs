@@ -141,6 +141,9 @@ pub async fn create(
         if let Some(ddl) = &read_as.created {
             sqlx::query(ddl).execute(&mut *tx).await?;
         }
+        for ddl in &read_as.added {
+            sqlx::query(ddl).execute(&mut *tx).await?;
+        }
         imports::create(&mut tx, &new).await?;
         if plan.mode.staged() {
             modes::create_staging(&mut tx, id, &plan.table.0, &header.columns).await?;

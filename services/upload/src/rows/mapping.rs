@@ -34,6 +34,24 @@ impl crate::error::QueryOption for ExtraColumns {
 use csvbus_shared::infer::identifier;
 pub use csvbus_shared::infer::normalize;
 
+/// `evolve=`: how the table may change to take the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evolve {
+    /// `add_columns`: a header name the table lacks becomes a new nullable column.
+    AddColumns,
+}
+
+impl crate::error::QueryOption for Evolve {
+    const INVALID: &'static str = "invalid_query";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        match s {
+            "" => Ok(None),
+            "add_columns" => Ok(Some(Self::AddColumns)),
+            other => Err(format!("evolve={other:?}: use add_columns")),
+        }
+    }
+}
+
 /// Options of the mapping.
 #[derive(Debug, Clone, Default)]
 pub struct Mapping {
