@@ -624,7 +624,8 @@ async fn evolve_add_columns_adds_what_the_file_has_and_the_table_lacks() {
     )
     .await;
     assert_eq!(rec["status"], "completed", "{rec}");
-    let rows: Vec<(i32, Option<String>, Option<i64>, Option<String>)> =
+    type Row = (i32, Option<String>, Option<i64>, Option<String>);
+    let rows: Vec<Row> =
         sqlx::query_as("SELECT id, e_mail, score, joined::text FROM crm ORDER BY id")
             .fetch_all(&db.pool)
             .await
