@@ -38,6 +38,45 @@ const ORDER: [SqlType; 8] = [
 ];
 
 impl SqlType {
+    /// The type of a column `create=true` made, from its name in the catalog.
+    pub fn from_sql(name: &str) -> Option<Self> {
+        ORDER
+            .into_iter()
+            .chain([Self::Text])
+            .find(|t| t.sql() == name)
+    }
+
+    /// Whether the upload reads `v` as this type, dates in `order` and numbers with `mark`
+    /// rewritten first, as it writes them.
+    pub fn reads(self, v: &str, order: DateOrder, mark: DecimalMark) -> bool {
+        let v = v.trim();
+        match self {
+            Self::Date | Self::Timestamp => {
+                dates::to_iso(v, order).is_ok_and(|iso| self.fits(&iso))
+            }
+            Self::Numeric | Self::Double => {
+                numbers::to_plain(v, mark, true).is_ok_and(|p| self.fits(&p))
+            }
+            _ => self.fits(v),
+        }
+    }
+
+    /// The narrowest wider type that holds every value of this one and `v` too (a column of a
+    /// table the import created widens instead of rejecting a row): integer → numeric → text,
+    /// date → timestamp → text, anything else → text.
+    pub fn widened_for(self, v: &str, order: DateOrder, mark: DecimalMark) -> Self {
+        let wider: &[Self] = match self {
+            Self::Bigint => &[Self::Numeric],
+            Self::Date => &[Self::Timestamp],
+            _ => &[],
+        };
+        wider
+            .iter()
+            .copied()
+            .find(|t| t.reads(v, order, mark))
+            .unwrap_or(Self::Text)
+    }
+
     pub fn sql(self) -> &'static str {
         match self {
             Self::Boolean => "boolean",
@@ -402,6 +441,23 @@ mod tests {
             ["numeric", "numeric", "numeric", "text", "numeric"],
             "1,234 reads as two different numbers: text, not a guess"
         );
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_widens_its_column_as_little_as_it_can() {
+        let (o, m) = (DateOrder::Dmy, DecimalMark::Comma);
+        assert_eq!(SqlType::Bigint.widened_for("1,5", o, m), SqlType::Numeric);
+        assert_eq!(SqlType::Bigint.widened_for("oops", o, m), SqlType::Text);
+        assert_eq!(
+            SqlType::Date.widened_for("31/12/2024 10:00", o, m),
+            SqlType::Timestamp
+        );
+        assert_eq!(SqlType::Date.widened_for("soon", o, m), SqlType::Text);
+        assert_eq!(SqlType::Uuid.widened_for("x", o, m), SqlType::Text);
+        assert!(SqlType::Date.reads("31/12/2024", o, m));
+        assert!(!SqlType::Bigint.reads("1,5", o, m));
+        assert_eq!(SqlType::from_sql("double precision"), Some(SqlType::Double));
+        assert_eq!(SqlType::from_sql("text"), Some(SqlType::Text));
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub struct ReadAs {
     /// lacked (nullable, typed from the first rows), run with the import's record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub added: Vec<String>,
+    /// `create=true`: the statements that widened a column of the table this import created,
+    /// for a later value its first rows' type did not hold (instead of rejecting the row).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub widened: Vec<String>,
 }
 
 /// One file column that did not go to a column of its own name.

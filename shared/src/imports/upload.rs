@@ -164,6 +164,26 @@ pub async fn save_stopped_counters(
     Ok(())
 }
 
+/// A column of the table the import created was widened (`statement`): appended to its
+/// `read_as.widened`, in the caller's transaction (the one that ran it).
+pub async fn record_widened(
+    conn: &mut PgConnection,
+    id: Uuid,
+    statement: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE csvbus.imports
+            SET read_as = jsonb_set(coalesce(read_as, '{}'::jsonb), '{widened}',
+                                    coalesce(read_as->'widened', '[]'::jsonb) || to_jsonb($2::text))
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(statement)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Saves the digest of the import's body as decoded ([`ImportRecord`] does not show it): a
 /// repeat under its Idempotency-Key is compared with it.
 pub async fn save_body_digest(pool: &PgPool, id: Uuid, digest: &str) -> Result<(), sqlx::Error> {

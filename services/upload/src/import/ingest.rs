@@ -412,7 +412,18 @@ async fn run_upload(
         "upload started"
     );
 
-    let outcome = produce_all(&app, &plan, &header, &progress, &mut records, id, &start).await;
+    let widened = &mut read_as.widened;
+    let outcome = produce_all(
+        &app,
+        &plan,
+        &header,
+        &progress,
+        &mut records,
+        id,
+        &start,
+        widened,
+    );
+    let outcome = outcome.await;
     let ended = Ended {
         id,
         read_as,

@@ -17,3 +17,4 @@ pub(crate) mod request;
 pub(crate) mod row_loop;
 pub(crate) mod source_name;
 pub(crate) mod start;
+pub(crate) mod widen;

@@ -15,6 +15,7 @@ use crate::import::idempotency::mismatch;
 use crate::import::ingest::DEFAULT_MAX_REJECTED;
 use crate::import::progress::Progress;
 use crate::import::start::{route_columns, Plan};
+use crate::import::widen::Widening;
 use crate::produce::checkpoint::Ledger;
 use crate::produce::producer::{InFlight, ProduceError, Row};
 use crate::produce::route::Route;
@@ -33,8 +34,14 @@ pub(crate) async fn produce_all(
     records: &mut Records<Input>,
     id: Uuid,
     start: &UploadCounters,
+    widened: &mut Vec<String>,
 ) -> Result<(), UploadFailure> {
     let cfg = &app.config;
+    // Only a table this import creates adapts its types.
+    let widening = plan.create.then(|| {
+        let staged = plan.mode.staged().then_some(id);
+        Widening::new(&plan.table.0, staged, header, &plan.table.1)
+    });
     let (generation, producer) = app.producer();
     let mut rows = RowLoop {
         app,
@@ -42,7 +49,8 @@ pub(crate) async fn produce_all(
         headers: RowHeaders::new(id, &plan.table.0, cfg.common.signer()),
         max_rejected: plan.q.max_rejected.unwrap_or(DEFAULT_MAX_REJECTED),
         opts: &plan.opts,
-        header,
+        header: header.clone(),
+        widening,
         progress,
         inflight: InFlight::new(
             producer,
@@ -57,6 +65,9 @@ pub(crate) async fn produce_all(
         start_rows: start.rows_produced as u64,
     };
     let outcome = rows.run(records).await;
+    if let Some(w) = rows.widening.take() {
+        widened.extend(w.done);
+    }
     let drained = tokio::time::timeout(cfg.delivery_timeout * 2, rows.inflight.drain()).await;
     progress.produced.store(rows.produced(), Ordering::Relaxed);
     progress.set_checkpoint(rows.inflight.ledger.at);
@@ -107,7 +118,9 @@ pub struct RowLoop<'a> {
     pub headers: RowHeaders,
     pub max_rejected: u64,
     pub opts: &'a ValueOptions,
-    pub header: &'a Header,
+    /// This upload's own copy: a widened column is read as its new type from then on.
+    pub header: Header,
+    pub widening: Option<Widening>,
     pub progress: &'a Progress,
     pub inflight: InFlight,
     pub route: Route,
@@ -149,12 +162,22 @@ impl RowLoop<'_> {
                 records.done();
                 continue;
             }
+            if let Some(w) = &mut self.widening {
+                w.fit(
+                    self.app,
+                    self.id,
+                    &mut self.header,
+                    &records.record,
+                    self.opts,
+                )
+                .await?;
+            }
             let line = span.line as i64;
             let partition = self.route.partition(span.line);
             let key = self.route.key(&records.record);
             let max = self.app.config.max_message_bytes;
             match encode(
-                self.header,
+                &self.header,
                 self.opts,
                 max,
                 records,

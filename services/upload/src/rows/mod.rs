@@ -29,7 +29,7 @@ pub struct ValueOptions {
 }
 
 /// The checked header of an upload.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Header {
     /// The table columns written, in the file's order.
     pub columns: Vec<String>,
@@ -190,6 +190,28 @@ impl Header {
             .filter(|(_, d)| **d)
             .map(|((i, _), _)| i)
             .collect()
+    }
+
+    /// Per written column (its index in [`Header::columns`]), the record's raw value; none
+    /// when the record has not the header's number of fields (it is rejected for that).
+    pub fn written_values<'r>(
+        &self,
+        record: &'r ByteRecord,
+    ) -> impl Iterator<Item = (usize, &'r [u8])> + use<'r, '_> {
+        let whole = record.len() == self.keep.len();
+        record
+            .iter()
+            .take(if whole { usize::MAX } else { 0 })
+            .zip(&self.keep)
+            .filter(|(_, k)| **k)
+            .map(|(v, _)| v)
+            .enumerate()
+    }
+
+    /// Column `n` is now of `type_name` (widened): its values are rewritten as that type's.
+    pub fn column_is(&mut self, n: usize, type_name: &str) {
+        self.dates[n] = dates::is_date_type(type_name);
+        self.numbers[n] = numbers::is_number_type(type_name);
     }
 
     /// The field of the file that goes to column `name`.

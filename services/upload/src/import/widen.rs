@@ -1,0 +1,105 @@
+//! Types that adapt while the file streams, for a table this import creates: `create=true`
+//! types its columns from the first rows, and a later value those types do not hold widens its
+//! column — integer → numeric → text, date → timestamp → text, anything else → text — before
+//! its row is sent, instead of being rejected. The `ALTER TABLE` runs at once (on the staging
+//! table too, for atomic and replace), is recorded in the import's `read_as.widened`, and the
+//! rows sent before fit the wider type as they fit the narrower one.
+
+use csv_async::ByteRecord;
+use csvbus_shared::catalog::{quote_ident, Column, TableName};
+use csvbus_shared::imports;
+use csvbus_shared::infer::SqlType;
+use csvbus_shared::modes::staging_table;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::rows::{Header, ValueOptions};
+use crate::App;
+
+/// The columns of a table the import created, and what widened them.
+pub struct Widening {
+    table: TableName,
+    /// atomic / replace: the staging table, widened alike.
+    staging: Option<String>,
+    /// Per written column, its type now.
+    types: Vec<Option<SqlType>>,
+    /// The statements run, in order.
+    pub done: Vec<String>,
+}
+
+impl Widening {
+    /// For the columns of `header` in the created table `columns`.
+    pub fn new(
+        table: &TableName,
+        staged: Option<Uuid>,
+        header: &Header,
+        columns: &[Column],
+    ) -> Self {
+        let types = header
+            .columns
+            .iter()
+            .map(|c| {
+                let column = columns.iter().find(|t| t.name == *c)?;
+                SqlType::from_sql(&column.type_name)
+            })
+            .collect();
+        Self {
+            table: table.clone(),
+            staging: staged.map(staging_table),
+            types,
+            done: Vec::new(),
+        }
+    }
+
+    /// Widens the columns whose type does not hold `record`'s value (empty and NULL values
+    /// hold in any); `header` then reads the column as its new type.
+    pub async fn fit(
+        &mut self,
+        app: &App,
+        id: Uuid,
+        header: &mut Header,
+        record: &ByteRecord,
+        opts: &ValueOptions,
+    ) -> Result<(), ApiError> {
+        let null = opts.null.as_deref().unwrap_or("");
+        let values: Vec<(usize, &[u8])> = header.written_values(record).collect();
+        for (n, raw) in values {
+            let (Some(Some(now)), Ok(v)) = (self.types.get(n), std::str::from_utf8(raw)) else {
+                continue;
+            };
+            if v.trim().is_empty() || v == null || now.reads(v, opts.dates, opts.decimal) {
+                continue;
+            }
+            let wider = now.widened_for(v, opts.dates, opts.decimal);
+            let column = header.columns[n].clone();
+            self.alter(app, id, &column, wider).await?;
+            self.types[n] = Some(wider);
+            header.column_is(n, wider.sql());
+        }
+        Ok(())
+    }
+
+    async fn alter(
+        &mut self,
+        app: &App,
+        id: Uuid,
+        column: &str,
+        wider: SqlType,
+    ) -> Result<(), ApiError> {
+        let (c, t) = (quote_ident(column), wider.sql());
+        let alter = |table: &str| {
+            format!("ALTER TABLE {table} ALTER COLUMN {c} TYPE {t} USING {c}::text::{t}")
+        };
+        let statement = alter(&self.table.quoted());
+        let mut tx = app.pool.begin().await?;
+        sqlx::query(&statement).execute(&mut *tx).await?;
+        if let Some(staging) = &self.staging {
+            sqlx::query(&alter(staging)).execute(&mut *tx).await?;
+        }
+        imports::upload::record_widened(&mut tx, id, &statement).await?;
+        tx.commit().await?;
+        tracing::info!(import_id = %id, column, to = t, "column widened for a later value");
+        self.done.push(statement);
+        Ok(())
+    }
+}
