@@ -412,18 +412,9 @@ async fn run_upload(
         "upload started"
     );
 
-    let widened = &mut read_as.widened;
-    let outcome = produce_all(
-        &app,
-        &plan,
-        &header,
-        &progress,
-        &mut records,
-        id,
-        &start,
-        widened,
-    );
-    let outcome = outcome.await;
+    let (outcome, widened) =
+        produce_all(&app, &plan, &header, &progress, &mut records, id, &start).await;
+    read_as.widened.extend(widened);
     let ended = Ended {
         id,
         read_as,

@@ -25,7 +25,8 @@ use crate::App;
 
 /// Produces every record after the header of import `id` (resumed from `start`), then waits
 /// (up to twice the delivery timeout) for what was sent, so that the progress says how far it
-/// got whatever happened; renews the service's producer when it broke.
+/// got whatever happened; renews the service's producer when it broke. Also returns the
+/// statements that widened columns of a table the import created ([`Widening`]).
 pub(crate) async fn produce_all(
     app: &App,
     plan: &Plan,
@@ -34,8 +35,7 @@ pub(crate) async fn produce_all(
     records: &mut Records<Input>,
     id: Uuid,
     start: &UploadCounters,
-    widened: &mut Vec<String>,
-) -> Result<(), UploadFailure> {
+) -> (Result<(), UploadFailure>, Vec<String>) {
     let cfg = &app.config;
     // Only a table this import creates adapts its types.
     let widening = plan.create.then(|| {
@@ -65,21 +65,20 @@ pub(crate) async fn produce_all(
         start_rows: start.rows_produced as u64,
     };
     let outcome = rows.run(records).await;
-    if let Some(w) = rows.widening.take() {
-        widened.extend(w.done);
-    }
+    let widened = rows.widening.take().map(|w| w.done).unwrap_or_default();
     let drained = tokio::time::timeout(cfg.delivery_timeout * 2, rows.inflight.drain()).await;
     progress.produced.store(rows.produced(), Ordering::Relaxed);
     progress.set_checkpoint(rows.inflight.ledger.at);
     if rows.inflight.producer_broken() {
         app.renew_producer(generation);
     }
-    match (outcome, drained) {
+    let outcome = match (outcome, drained) {
         (Err(e), _) => Err(e),
         (Ok(()), Ok(Err(e))) => Err(produce_error(e)),
         (Ok(()), Err(_)) => Err(produce_error(ProduceError::Cancelled)),
         (Ok(()), Ok(Ok(()))) => Ok(()),
-    }
+    };
+    (outcome, widened)
 }
 
 /// Longest raw text kept for a rejected row.
