@@ -477,7 +477,7 @@ async fn infer_prints_the_table_and_import_create_makes_it() {
     assert_eq!(
         stdout(&out),
         "-- delimiter ; (detected), encoding utf-8 (default), types from 2 rows\n\
-         CREATE TABLE \"public\".\"sales_2026\" (\"region\" text, \"amount\" text, \
+         CREATE TABLE \"public\".\"sales_2026\" (\"region\" text, \"amount\" numeric, \
          \"paid_on\" date, \"ok\" boolean);\n"
     );
     // From stdin, and a file that is not UTF-8 says what encoding=auto would read.
@@ -519,8 +519,9 @@ async fn infer_prints_the_table_and_import_create_makes_it() {
         text.contains("created: CREATE TABLE \"public\".\"sales\" (\"region\" text"),
         "{text}"
     );
+    // The decimal comma is read as one: 1,5 lands as 1.5 in a numeric column.
     let rows: Vec<(String, String, String, bool)> =
-        sqlx::query_as("SELECT region, amount, paid_on::text, ok FROM sales ORDER BY region")
+        sqlx::query_as("SELECT region, amount::text, paid_on::text, ok FROM sales ORDER BY region")
             .fetch_all(&s.db.pool)
             .await
             .unwrap();
@@ -528,7 +529,7 @@ async fn infer_prints_the_table_and_import_create_makes_it() {
         rows,
         [
             ("APAC".into(), "2".into(), "2026-01-03".into(), false),
-            ("EMEA".into(), "1,5".into(), "2026-01-02".into(), true)
+            ("EMEA".into(), "1.5".into(), "2026-01-02".into(), true)
         ]
     );
     s.stop().await;

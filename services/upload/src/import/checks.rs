@@ -1,13 +1,16 @@
 //! The checks of an upload that need no row: content type and encoding, declared length,
 //! query options, and the target table. Each answers a 4xx before anything is produced.
 
+use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use csvbus_shared::catalog::{self, TableName};
 use csvbus_shared::modes::{self, ImportMode};
+use csvbus_shared::scope::Scope;
 
 use crate::error::ApiError;
 use crate::import::ingest::UploadQuery;
 use crate::read::body::Encoding;
+use crate::read::media;
 use crate::read::parse::Quote;
 use crate::read::prepare::ReadOptions;
 use crate::read::transcode::{GivenEncoding, TextEncoding};
@@ -208,4 +211,39 @@ pub fn reserved_column(mode: ImportMode, columns: &[catalog::Column]) -> Result<
             mode.as_str()
         ),
     ))
+}
+
+/// 403 `out_of_scope` unless the request's key reaches `t`.
+pub(crate) fn in_scope(scope: &Scope, t: &TableName) -> Result<(), ApiError> {
+    if scope.allows(t) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "out_of_scope",
+        format!("this API key may not write {t} (its scope in CSVBUS_API_KEYS)"),
+    ))
+}
+
+/// The CSV of the body: the body itself, or a form's file part (its name, and the encoding its
+/// name says). A form is not compressed as a whole (its file part may be).
+pub(crate) async fn unpack(
+    app: &App,
+    media: &media::Media,
+    encoding: Encoding,
+    body: Body,
+) -> Result<(Body, Encoding, Option<String>, Option<media::Rest>), ApiError> {
+    let Some(boundary) = &media.form_boundary else {
+        return Ok((body, encoding, None, None));
+    };
+    if encoding != Encoding::Identity {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            "a form is not compressed as a whole: send a compressed file part (file.csv.gz)",
+        ));
+    }
+    let (part, name, encoding, rest) =
+        media::file_part(body, boundary, app.config.body_idle_timeout).await?;
+    Ok((part, encoding, name, Some(rest)))
 }

@@ -5,6 +5,10 @@
 
 use csvbus_shared::catalog::{quote_ident, Column, TableName};
 
+use csvbus_shared::read_as::ReadAs;
+
+use crate::error::ApiError;
+use crate::import::start::Plan;
 use crate::rows::mapping::Mapping;
 use csvbus_shared::infer::{self, Inference};
 
@@ -124,6 +128,39 @@ pub fn infer_table(
         rows: rows.len(),
         header,
     })
+}
+
+/// Shapes the table from the body's first bytes: the table `create=true` makes (its columns,
+/// its `CREATE TABLE`, the fields' names), or the columns `evolve=add_columns` adds; recorded
+/// in `read_as`. Nothing runs yet: the statements run with the import's record.
+pub(crate) fn shape(
+    plan: &mut Plan,
+    sample: &[u8],
+    complete: bool,
+    dialect: &Dialect,
+    read_as: &mut ReadAs,
+) -> Result<(), ApiError> {
+    if !plan.create && plan.q.evolve.is_none() {
+        return Ok(());
+    }
+    let (header, names) = (plan.read.header, plan.read.mapping.names.as_deref());
+    let file = infer_table(&plan.table.0, sample, complete, dialect, header, names)?;
+    if plan.create {
+        plan.table.1 = file.columns;
+        // The fields go to the columns made for them, whatever the header calls them.
+        plan.read.mapping.names = Some(file.field_names);
+        read_as.notes.push(format!(
+            "column types inferred from the first {} rows",
+            file.rows
+        ));
+        read_as.created = Some(file.ddl);
+        return Ok(());
+    }
+    for (column, ddl) in added_columns(&plan.table.0, &plan.table.1, &file, names) {
+        plan.table.1.push(column);
+        read_as.added.push(ddl);
+    }
+    Ok(())
 }
 
 /// `evolve=add_columns`: the columns of `new` (the file, inferred as a table) whose fields

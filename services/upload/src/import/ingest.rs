@@ -18,20 +18,20 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use csvbus_shared::catalog::{TableName, DEFAULT_SCHEMA};
-use csvbus_shared::imports::{self, ImportStatus};
-use csvbus_shared::modes::ImportMode;
-use csvbus_shared::read_as::ReadAs;
+use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::scope::Scope;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::import::checks::{
-    check_headers, read_options, reserved_column, resolve_conflict, resolve_or_create,
+    check_headers, in_scope, read_options, reserved_column, resolve_conflict, resolve_or_create,
+    unpack,
 };
 use crate::import::clients::{self, Peer};
+use crate::import::conclude::{conclude, Ended};
 use crate::import::dates::{self, Sample};
-use crate::import::failures::{self, UploadFailure};
+use crate::import::failures;
 use crate::import::idempotency::{self, Claim};
 use crate::import::preview::{preview, Planned, Preview};
 use crate::import::progress::{Progress, ProgressGuard};
@@ -39,7 +39,7 @@ use crate::import::row_loop::produce_all;
 use crate::import::source_name;
 use crate::import::start::{create, read_checked_header, replay, Plan};
 use crate::read::body::{self, Encoding};
-use crate::read::body_digest::{self, BodyDigest};
+use crate::read::body_digest;
 use crate::read::media;
 use crate::read::parse::Records;
 use crate::read::prepare::prepare;
@@ -207,29 +207,6 @@ pub enum UploadAnswer {
     Preview(Preview),
 }
 
-/// The CSV of the body: the body itself, or a form's file part (its name, and the encoding its
-/// name says). A form is not compressed as a whole (its file part may be).
-async fn unpack(
-    app: &App,
-    media: &media::Media,
-    encoding: Encoding,
-    body: Body,
-) -> Result<(Body, Encoding, Option<String>, Option<media::Rest>), ApiError> {
-    let Some(boundary) = &media.form_boundary else {
-        return Ok((body, encoding, None, None));
-    };
-    if encoding != Encoding::Identity {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_encoding",
-            "a form is not compressed as a whole: send a compressed file part (file.csv.gz)",
-        ));
-    }
-    let (part, name, encoding, rest) =
-        media::file_part(body, boundary, app.config.body_idle_timeout).await?;
-    Ok((part, encoding, name, Some(rest)))
-}
-
 /// A repeat of an accepted import under its key: the first answer, marked `replayed`, when the
 /// body is the same bytes (compared by digest when the first one's is known); 422
 /// `idempotency_key_mismatch` when it is another file.
@@ -253,18 +230,6 @@ async fn repeat(
         .for_import(id));
     }
     replay(app, id).await
-}
-
-/// 403 `out_of_scope` unless the request's key reaches `t`.
-fn in_scope(scope: &Scope, t: &TableName) -> Result<(), ApiError> {
-    if scope.allows(t) {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "out_of_scope",
-        format!("this API key may not write {t} (its scope in CSVBUS_API_KEYS)"),
-    ))
 }
 
 struct ActiveGauge;
@@ -310,42 +275,8 @@ async fn run_upload(
     let dialect = prepared.dialect;
     plan.opts.delimiter = prepared.dialect.delimiter;
     let mut read_as = prepared.read_as;
-    if let (true, Some((sample, complete))) = (plan.create, &prepared.sample) {
-        let (header, names) = (plan.read.header, plan.read.mapping.names.as_deref());
-        let new = crate::import::create::infer_table(
-            &plan.table.0,
-            sample,
-            *complete,
-            &prepared.dialect,
-            header,
-            names,
-        )
-        .map_err(ApiError::from)?;
-        plan.table.1 = new.columns;
-        // The fields go to the columns made for them, whatever the header calls them.
-        plan.read.mapping.names = Some(new.field_names);
-        read_as.notes.push(format!(
-            "column types inferred from the first {} rows",
-            new.rows
-        ));
-        read_as.created = Some(new.ddl);
-    } else if let (Some(_), Some((sample, complete))) = (plan.q.evolve, &prepared.sample) {
-        let (header, names) = (plan.read.header, plan.read.mapping.names.as_deref());
-        let file = crate::import::create::infer_table(
-            &plan.table.0,
-            sample,
-            *complete,
-            &prepared.dialect,
-            header,
-            names,
-        )
-        .map_err(ApiError::from)?;
-        let added =
-            crate::import::create::added_columns(&plan.table.0, &plan.table.1, &file, names);
-        for (column, ddl) in added {
-            plan.table.1.push(column);
-            read_as.added.push(ddl);
-        }
+    if let Some((sample, complete)) = &prepared.sample {
+        crate::import::create::shape(&mut plan, sample, *complete, &dialect, &mut read_as)?;
     }
     let input: crate::read::sniff::Input = if dialect.trim {
         let (delimiter, quote) = (dialect.delimiter.byte(), dialect.quote);
@@ -422,94 +353,4 @@ async fn run_upload(
     };
     let answer = conclude(&app, &mut guard, &plan, ended, &progress, outcome).await?;
     Ok(answer.into_response())
-}
-
-/// What an answer after a failure says of the rows before it: in a mode that is not staged they
-/// are written whatever happens now, and a retry must not send them again.
-fn written_before(mode: ImportMode, produced: i64) -> String {
-    match (mode.staged(), produced) {
-        (_, 0) => String::new(),
-        (true, _) => format!(" ({} import: none of its rows were written)", mode.as_str()),
-        (false, n) => format!(
-            " ({n} rows before it were accepted and are written to the table; a retry with the \
-             same Idempotency-Key resumes after them, one without a key writes them again)"
-        ),
-    }
-}
-
-/// What an upload that got as far as its rows leaves behind.
-struct Ended {
-    id: Uuid,
-    read_as: ReadAs,
-    /// The body's digest: saved when the body was read to its end, before the import is
-    /// accepted, so that a repeat of it is always compared.
-    digest: BodyDigest,
-}
-
-/// Saves how the upload ended and answers: `202` with the counters once every row is on the
-/// broker, the failure's answer otherwise.
-async fn conclude(
-    app: &App,
-    guard: &mut ProgressGuard,
-    plan: &Plan,
-    Ended {
-        id,
-        mut read_as,
-        digest,
-    }: Ended,
-    progress: &Progress,
-    outcome: Result<(), UploadFailure>,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    if let Some(d) = digest.finished() {
-        imports::save_body_digest(&app.pool, id, &d).await?;
-    }
-    read_as
-        .notes
-        .extend(plan.form_rest.as_ref().and_then(media::Rest::note));
-    let counters = progress.snapshot();
-    let (final_status, error) = match &outcome {
-        Ok(()) => (ImportStatus::Produced, None),
-        Err(f) => (f.status(), Some(f.answer().message.clone())),
-    };
-    let saved = guard
-        .finish(final_status, counters, error.as_deref())
-        .await?;
-    if let Err(f) = outcome {
-        tracing::warn!(error = %f, "upload ended early");
-        // The import id tells the client where to see what this import wrote before it ended.
-        let suffix = match &f {
-            UploadFailure::EndedElsewhere(_) => String::new(),
-            _ => written_before(plan.mode, counters.rows_produced),
-        };
-        let mut answer = f.into_answer().for_import(id);
-        answer.message += &suffix;
-        return Err(answer);
-    }
-    if !saved {
-        // It ended while its body was read: the sink stopped it, or it was taken for abandoned.
-        let answer = failures::ended_elsewhere(app, id).await.into_answer();
-        return Err(answer.for_import(id));
-    }
-    tracing::info!(
-        rows = counters.rows_produced,
-        rejected = counters.rows_rejected,
-        bytes = counters.bytes_received,
-        "upload produced"
-    );
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            import_id: id,
-            table: plan.table.0.to_string(),
-            status: final_status,
-            mode: plan.mode,
-            rows_produced: counters.rows_produced as u64,
-            rows_rejected: counters.rows_rejected as u64,
-            bytes_read: counters.bytes_received as u64,
-            resumed_from_line: plan.resume.as_ref().map(|r| r.counters.acked.line as u64),
-            status_url: format!("/v1/imports/{id}"),
-            read_as: Some(read_as),
-            replayed: false,
-        }),
-    ))
 }

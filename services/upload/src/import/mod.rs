@@ -6,6 +6,7 @@
 
 pub(crate) mod checks;
 pub(crate) mod clients;
+pub(crate) mod conclude;
 pub(crate) mod create;
 pub(crate) mod dates;
 pub(crate) mod failures;
