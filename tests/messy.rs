@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use csvbus_tests::{env, post_import, spawn_sink, spawn_upload, unique, wait_final, TestDb};
+use csvbus_tests::{
+    env, post_import, spawn_sink, spawn_upload, unique, wait_final, Service, TestDb,
+};
 use serde_json::Value;
 
 /// One file, its options, and what must come of it.
@@ -19,6 +21,23 @@ struct Case {
     rejected_lines: &'static [i64],
     /// Fields of the import's `read_as` that must have these values.
     read_as: Value,
+}
+
+type Upload = Service<csvbus_upload::UploadError>;
+type Sink = Service<csvbus_sink::SinkError>;
+
+/// A fresh database with `ddl` run, a topic and group of the test's own, and both services.
+async fn stack(prefix: &str, ddl: &str) -> (TestDb, Upload, Sink) {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    if !ddl.is_empty() {
+        db.exec(ddl).await;
+    }
+    let mut e = env(&db, &unique(prefix));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    (db, upload, sink)
 }
 
 const T3: &str = "(id int PRIMARY KEY, name text, note text)";
@@ -509,12 +528,7 @@ async fn create_true_makes_the_table_from_the_file_and_widens_what_breaks_its_ty
 /// its move finds the same types: a late `n/a` in a column its first 2,000 rows made bigint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_atomic_import_widens_its_staging_table_with_its_new_table() {
-    csvbus_tests::init_logs();
-    let db = TestDb::new().await;
-    let mut e = env(&db, &unique("widen"));
-    e.set("CSVBUS_SINK_GROUP", unique("g"));
-    let upload = spawn_upload(&e).await;
-    let sink = spawn_sink(&e).await;
+    let (db, upload, sink) = stack("widen", "").await;
     let mut body = String::from("id,v\n");
     for i in 1..=2100 {
         body += &format!(
@@ -560,12 +574,7 @@ async fn an_atomic_import_widens_its_staging_table_with_its_new_table() {
 /// is 1 February, 1.234,00 is 1234.00.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_true_makes_date_and_number_columns_of_a_bank_export() {
-    csvbus_tests::init_logs();
-    let db = TestDb::new().await;
-    let mut e = env(&db, &unique("create-dates"));
-    e.set("CSVBUS_SINK_GROUP", unique("g"));
-    let upload = spawn_upload(&e).await;
-    let sink = spawn_sink(&e).await;
+    let (db, upload, sink) = stack("create-dates", "").await;
     let http = reqwest::Client::new();
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/messy/dates-create.csv");
     let body = std::fs::read(file).unwrap();
@@ -620,14 +629,8 @@ async fn create_true_makes_date_and_number_columns_of_a_bank_export() {
 /// adding them; without the option the same file is a 422 `unknown_column`, as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evolve_add_columns_adds_what_the_file_has_and_the_table_lacks() {
-    csvbus_tests::init_logs();
-    let db = TestDb::new().await;
-    db.exec("CREATE TABLE crm (id int PRIMARY KEY, name text)")
-        .await;
-    let mut e = env(&db, &unique("evolve"));
-    e.set("CSVBUS_SINK_GROUP", unique("g"));
-    let upload = spawn_upload(&e).await;
-    let sink = spawn_sink(&e).await;
+    let ddl = "CREATE TABLE crm (id int PRIMARY KEY, name text)";
+    let (db, upload, sink) = stack("evolve", ddl).await;
     let http = reqwest::Client::new();
     let base = upload.url("");
     let body =
