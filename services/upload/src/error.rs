@@ -193,27 +193,34 @@ impl QueryOption for ImportMode {
     }
 }
 
+/// An option that is empty (its default) or one of a few words: `parse` reads it, `expected`
+/// says what it may be.
+fn one_of<T>(
+    s: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: impl Fn(&str) -> String,
+) -> Result<Option<T>, String> {
+    match s {
+        "" => Ok(None),
+        s => parse(s).map(Some).ok_or_else(|| expected(s)),
+    }
+}
+
 impl QueryOption for DateOrder {
     const INVALID: &'static str = "invalid_dateformat";
     fn from_query(s: &str) -> Result<Option<Self>, String> {
-        match s {
-            "" => Ok(None),
-            s => DateOrder::parse(s)
-                .map(Some)
-                .ok_or_else(|| format!("dateformat {s:?} is not one of dmy, mdy, ymd")),
-        }
+        one_of(s, DateOrder::parse, |s| {
+            format!("dateformat {s:?} is not one of dmy, mdy, ymd")
+        })
     }
 }
 
 impl QueryOption for DecimalMark {
     const INVALID: &'static str = "invalid_decimal";
     fn from_query(s: &str) -> Result<Option<Self>, String> {
-        match s {
-            "" => Ok(None),
-            s => DecimalMark::parse(s)
-                .map(Some)
-                .ok_or_else(|| format!("decimal {s:?} is not , or .")),
-        }
+        one_of(s, DecimalMark::parse, |s| {
+            format!("decimal {s:?} is not , or .")
+        })
     }
 }
 

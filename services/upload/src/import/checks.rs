@@ -189,7 +189,7 @@ pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOption
         keep_sample: 0,
         dateformat: q.dateformat,
         decimal: q.decimal,
-        date_sample: false,
+        value_sample: false,
     })
 }
 

@@ -269,7 +269,7 @@ async fn run_upload(
     if plan.table.1.iter().any(|c| decides(&c.type_name)) {
         // The first rows decide how dates are read (import::dates): the bytes looked at anyway,
         // not waited for (a slow client's rows are not held back).
-        plan.read.date_sample = true;
+        plan.read.value_sample = true;
     }
     let prepared = prepare(input, &plan.read).await?;
     let dialect = prepared.dialect;
@@ -325,6 +325,7 @@ async fn run_upload(
             mode: plan.mode,
             opts: &plan.opts,
             max_body: cfg.max_body_bytes,
+            max_message: cfg.max_message_bytes,
         };
         let p = preview(planned, &header, &mut records, read_as).await?;
         return Ok((StatusCode::OK, Json(p)).into_response());

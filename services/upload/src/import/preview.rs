@@ -12,7 +12,7 @@ use csvbus_shared::read_as::ReadAs;
 
 use crate::error::ApiError;
 use crate::import::failures::read_error;
-use crate::import::row_loop::Input;
+use crate::import::row_loop::{encode, Input};
 use crate::read::parse::Records;
 use crate::rows::{Header, ValueOptions};
 
@@ -62,6 +62,8 @@ pub struct Planned<'a> {
     pub mode: ImportMode,
     pub opts: &'a ValueOptions,
     pub max_body: u64,
+    /// `CSVBUS_MAX_MESSAGE_BYTES`: a row too large as a message is a rejection here too.
+    pub max_message: usize,
 }
 
 /// Reads the first records of `records` (after the header) into a [`Preview`].
@@ -82,17 +84,9 @@ pub async fn preview(
             Err(e) => return Err(read_error(e, planned.max_body).into_answer()),
         };
         read += 1;
-        let encoded = header.encode(
-            &records.record,
-            planned.opts,
-            || records.quoted(span),
-            &mut payload,
-        );
-        let outcome = match encoded {
-            Ok(()) if records.unterminated(span) => Err("unterminated quoted field".to_owned()),
-            other => other,
-        };
-        match outcome {
+        // The upload's own judgement (its message key, a few bytes, left out of the size).
+        let max = planned.max_message;
+        match encode(header, planned.opts, max, records, span, None, &mut payload) {
             Ok(()) => rows.push(PreviewRow {
                 line: span.line,
                 values: serde_json::from_slice(&payload).unwrap_or(Value::Null),

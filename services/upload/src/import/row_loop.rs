@@ -136,12 +136,14 @@ impl RowLoop<'_> {
     pub(crate) async fn run(&mut self, records: &mut Records<Input>) -> Result<(), UploadFailure> {
         let cfg = &self.app.config;
         let mut payload = Vec::with_capacity(1024);
+        // Made once: per record the check is one poll of it, after the next record's.
+        let ended = self.progress.ended_elsewhere.clone().cancelled_owned();
+        let mut ended = std::pin::pin!(ended);
         loop {
-            // Biased: the next record is usually at hand; the check costs a poll.
             let next = tokio::select! {
                 biased;
                 next = records.next() => next,
-                _ = self.progress.ended_elsewhere.cancelled() => {
+                _ = &mut ended => {
                     return Err(crate::import::failures::ended_elsewhere(self.app, self.id).await);
                 }
             };
@@ -297,7 +299,8 @@ async fn save_rejected(
 
 /// The row's message value in `payload`, or why it is rejected: a field the header or the
 /// options refuse, a quote left open, or a message (value, `key`, framing) over `max` bytes.
-fn encode(
+/// A preview ([`crate::import::preview`]) judges its rows with it too.
+pub(crate) fn encode(
     header: &Header,
     opts: &ValueOptions,
     max: usize,

@@ -62,15 +62,20 @@ impl Widening {
         opts: &ValueOptions,
     ) -> Result<(), ApiError> {
         let null = opts.null.as_deref().unwrap_or("");
-        let values: Vec<(usize, &[u8])> = header.written_values(record).collect();
-        for (n, raw) in values {
-            let (Some(Some(now)), Ok(v)) = (self.types.get(n), std::str::from_utf8(raw)) else {
-                continue;
-            };
-            if v.trim().is_empty() || v == null || now.reads(v, opts.dates, opts.decimal) {
-                continue;
-            }
-            let wider = now.widened_for(v, opts.dates, opts.decimal);
+        // Collected only when a value misfits: no allocation for the rows that fit.
+        let misfits: Vec<(usize, SqlType)> = header
+            .written_values(record)
+            .filter_map(|(n, raw)| {
+                let (Some(now), Ok(v)) = (self.types.get(n)?.as_ref(), std::str::from_utf8(raw))
+                else {
+                    return None;
+                };
+                let holds =
+                    v.trim().is_empty() || v == null || now.reads(v, opts.dates, opts.decimal);
+                (!holds).then(|| (n, now.widened_for(v, opts.dates, opts.decimal)))
+            })
+            .collect();
+        for (n, wider) in misfits {
             let column = header.columns[n].clone();
             self.alter(app, id, &column, wider).await?;
             self.types[n] = Some(wider);

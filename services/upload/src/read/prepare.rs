@@ -41,7 +41,7 @@ pub struct ReadOptions {
     /// `decimal=`: `None` decides from the first rows.
     pub decimal: Option<DecimalMark>,
     /// Return the bytes looked at (whatever has arrived, not waited for) as the sample.
-    pub date_sample: bool,
+    pub value_sample: bool,
 }
 
 impl ReadOptions {
@@ -82,7 +82,7 @@ impl Default for ReadOptions {
             keep_sample: 0,
             dateformat: None,
             decimal: None,
-            date_sample: false,
+            value_sample: false,
         }
     }
 }
@@ -167,7 +167,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
     let skip = skip + found.preamble_bytes;
     let skip_lines = given + preamble;
     let input = sniff::skip(input, skip);
-    let kept = (o.keep_sample > 0 || o.date_sample).then(|| (sample[skip..].to_vec(), complete));
+    let kept = (o.keep_sample > 0 || o.value_sample).then(|| (sample[skip..].to_vec(), complete));
     Ok(Prepared {
         sample: kept,
         input,
