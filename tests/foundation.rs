@@ -39,6 +39,7 @@ async fn migrations_apply_once_when_two_services_start_together() {
         tables,
         [
             "dead_letters",
+            "deliveries",
             "import_partitions",
             "imports",
             "rejected_rows",

@@ -20,3 +20,4 @@ mod routes;
 mod sink;
 mod sink_crash;
 mod upload;
+mod webhooks;

@@ -154,6 +154,8 @@ pub struct CommonConfig {
     /// `fetch.wait.max.ms`).
     pub kafka_consumer: Vec<(String, String)>,
     pub kafka_producer: Vec<(String, String)>,
+    /// Webhooks: `CSVBUS_WEBHOOK_*` (see [`crate::webhook::WebhookConfig`]).
+    pub webhook: crate::webhook::WebhookConfig,
 }
 
 /// Prefix of the variables that set librdkafka properties of every Kafka client.
@@ -227,6 +229,7 @@ impl CommonConfig {
             kafka_client: passthrough(env, KAFKA_CLIENT_PREFIX),
             kafka_consumer: passthrough(env, KAFKA_CONSUMER_PREFIX),
             kafka_producer: passthrough(env, KAFKA_PRODUCER_PREFIX),
+            webhook: crate::webhook::WebhookConfig::from_env(env)?,
         })
     }
 }

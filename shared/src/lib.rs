@@ -22,6 +22,7 @@
 //! - [`telemetry`]: tracing subscriber (text or JSON) and the Prometheus recorder.
 //! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
 //! - [`service`]: the fatal error of either service.
+//! - [`webhook`]: where the end of an import is announced, and how a delivery is signed.
 
 pub mod catalog;
 pub mod config;
@@ -41,3 +42,4 @@ pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod usage;
+pub mod webhook;

@@ -73,7 +73,7 @@ def ready(url: str) -> bool:
 
 
 @contextmanager
-def csvbus(tmp_path: Path, keys: str | None = None):
+def csvbus(tmp_path: Path, keys: str | None = None, extra_env: dict | None = None):
     database = f"csvbus_web_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
@@ -89,6 +89,7 @@ def csvbus(tmp_path: Path, keys: str | None = None):
     )
     if keys:
         env["CSVBUS_API_KEYS"] = keys
+    env.update(extra_env or {})
     log = tmp_path / "csvbus.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -121,6 +122,48 @@ def service(tmp_path):
 def keyed_service(tmp_path):
     with csvbus(tmp_path, keys="s3cret-key") as s:
         yield s
+
+
+class Receiver:
+    """A webhook receiver on a free port: answers 503 to its first `fail_first` requests,
+    then 200, and keeps the events it was sent."""
+
+    def __init__(self, fail_first: int):
+        import http.server
+        import threading
+
+        self.events = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.events.append((self.headers.get("csvbus-event"), body))
+                self.send_response(503 if len(receiver.events) <= fail_first else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def hooked_service(tmp_path):
+    """A csvbus whose imports' ends go to a receiver that fails its first delivery."""
+    receiver = Receiver(fail_first=1)
+    hooks = {
+        "CSVBUS_WEBHOOK_URL": receiver.url,
+        "CSVBUS_WEBHOOK_SECRET": "page-test-secret-0123456789abcdef",
+        "CSVBUS_WEBHOOK_BACKOFF_MS": "200",
+        "CSVBUS_WEBHOOK_POLL_MS": "100",
+    }
+    with csvbus(tmp_path, extra_env=hooks) as s:
+        s.receiver = receiver
+        yield s
+    receiver.server.shutdown()
 
 
 @pytest.fixture(scope="session")

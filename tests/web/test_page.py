@@ -267,3 +267,22 @@ def test_a_dropped_file_is_previewed_before_it_is_sent_and_nothing_is_stored(pag
     # Options change the preview: a table that does not exist is said so before sending.
     page.fill("#table", "nowhere")
     expect(preview).to_contain_text("Preview:")
+
+
+def test_an_imports_page_shows_its_webhook_delivery(page, hooked_service):
+    page.goto(hooked_service.url)
+    page.fill("#table", "people")
+    expect(page.locator("#table-columns")).to_contain_text("id integer (required)")
+    drop(page, "people.csv", "id,name,born\n1,Ann,2000-01-01\n")
+    page.click("#upload-button")
+    card = page.locator("#uploads .card").first
+    expect(card.locator(".status")).to_contain_text("completed", timeout=30_000)
+    # The receiver refuses the first attempt and takes the second.
+    eventually("the second attempt", lambda: len(hooked_service.receiver.events) >= 2)
+    assert [e for e, _ in hooked_service.receiver.events] == ["import.completed"] * 2
+    delivered = "SELECT count(*) FROM csvbus.deliveries WHERE state = 'delivered'"
+    eventually("the delivery recorded", lambda: hooked_service.query(delivered) == [(1,)])
+    card.get_by_role("link", name="details").click()
+    facts = page.locator("#import-facts")
+    expect(facts).to_contain_text("Webhook")
+    expect(facts).to_contain_text("import.completed delivered (2 attempts")

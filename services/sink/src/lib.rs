@@ -10,7 +10,8 @@
 //!    (COPY, or staged `INSERT … ON CONFLICT`), refused rows found by bisection;
 //! 4. [`positions`]: where each partition stands in Postgres, moved in the batch's
 //!    transaction (what makes the writes exactly once);
-//! 5. [`finalize`]: complete atomic/replace imports moved from staging into their tables.
+//! 5. [`finalize`]: complete atomic/replace imports moved from staging into their tables;
+//! 6. [`notify`]: webhooks announcing each import's end, delivered once.
 //!
 //! [`consume`] is the loop that runs them; [`http`] serves `/healthz`, `/readyz`, `/metrics`.
 //! The public API: [`run`], [`SinkConfig`], [`METRICS`], [`fetch_settings`], [`diagnostics`].
@@ -21,6 +22,7 @@ pub(crate) mod consume;
 pub(crate) mod fetch;
 pub(crate) mod finalize;
 pub(crate) mod http;
+pub(crate) mod notify;
 pub(crate) mod positions;
 pub(crate) mod write;
 
@@ -106,6 +108,18 @@ pub async fn run(
         config.move_timeout,
         http_stop.clone(),
     ));
+    // Senders hold a connection while a receiver answers: a pool of their own, so that a slow
+    // receiver never takes one from the writers.
+    let notifier = match &config.common.webhook.secret {
+        None => None,
+        Some(_) => {
+            let senders = config.common.webhook.senders.max(1) as u32;
+            let url = config.common.database_url.expose();
+            let pool = db::connect(url, senders, &shutdown).await?;
+            let webhook = config.common.webhook.clone();
+            Some(tokio::spawn(notify::run(pool, webhook, http_stop.clone())))
+        }
+    };
     let state = http::State {
         pool: pool.clone(),
         probe,
@@ -130,6 +144,9 @@ pub async fn run(
         let _ = claimer.await;
     }
     let _ = finalizer.await;
+    if let Some(notifier) = notifier {
+        let _ = notifier.await;
+    }
     server.await.map_err(std::io::Error::other)??;
     Ok(())
 }

@@ -8,7 +8,11 @@ async fn main() -> anyhow::Result<()> {
     csvbus_shared::usage::handle(
         "csvbus-sink",
         "The csvbus sink: rows from the topic into their PostgreSQL tables, exactly once.",
-        &[csvbus_sink::config::SOURCE, csvbus_shared::config::SOURCE],
+        &[
+            csvbus_sink::config::SOURCE,
+            csvbus_shared::config::SOURCE,
+            csvbus_shared::webhook::SOURCE,
+        ],
     );
     let config = SinkConfig::from_env(&Env::from_process())?;
     csvbus_shared::telemetry::init_tracing(config.common.log_json);

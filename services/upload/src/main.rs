@@ -8,7 +8,11 @@ async fn main() -> anyhow::Result<()> {
     csvbus_shared::usage::handle(
         "csvbus-upload",
         "The csvbus upload service: CSV over HTTP in, one Kafka message per row out.",
-        &[csvbus_upload::config::SOURCE, csvbus_shared::config::SOURCE],
+        &[
+            csvbus_upload::config::SOURCE,
+            csvbus_shared::config::SOURCE,
+            csvbus_shared::webhook::SOURCE,
+        ],
     );
     let config = UploadConfig::from_env(&Env::from_process())?;
     csvbus_shared::telemetry::init_tracing(config.common.log_json);

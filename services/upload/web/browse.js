@@ -56,11 +56,29 @@ async function showImport(id) {
     ["Bytes", rec.bytes_received], ["Attempts", rec.attempts], ["Took", took(rec)]];
   if (rec.read_as) facts.push(["Read as", describeReadAs(rec.read_as).replace(/^Read as: /, "")]);
   if (rec.error) facts.push(["Error", rec.error]);
+  if (rec.replay_of) facts.push(["Replay of", el("a", { href: `#/imports/${rec.replay_of}` }, rec.replay_of)]);
+  for (const d of rec.deliveries || []) facts.push(["Webhook", describeDelivery(d)]);
   $("#import-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k),
     el("dd", k === "Outcome" ? { class: `status ${rec.outcome}` } : {}, v)]));
   after = null;
   $("#rejected tbody").replaceChildren();
   await moreRejected();
+}
+
+// One webhook delivery of the import's end, in words.
+function describeDelivery(d) {
+  const tries = `${d.attempts} attempt${d.attempts === 1 ? "" : "s"}`;
+  const why = d.last_error ? `: ${d.last_error}` : "";
+  switch (d.state) {
+    case "delivered":
+      return `import.${d.event} delivered (${tries}, ${new Date(d.delivered_at).toLocaleString()})`;
+    case "failed":
+      return `import.${d.event} not delivered, gave up after ${tries}${why}`;
+    default:
+      return d.attempts
+        ? `import.${d.event} pending, ${tries} failed${why}; next ${new Date(d.next_attempt_at).toLocaleTimeString()}`
+        : `import.${d.event} pending`;
+  }
 }
 
 async function moreRejected() {

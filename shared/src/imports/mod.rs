@@ -13,6 +13,9 @@
 //! | [`sink::moved`], [`sink::move_refused`] | `produced` → `completed`, `failed` (atomic, replace) | sink: the move from staging |
 //! | [`sink::stop_over_limit`] | `receiving`/`produced` → `failed` (`stopped`) | sink: refusals passed `max_rejected` |
 //!
+//! The transition that makes an import final (the rule of [`ImportRecord::is_final`]) also owes
+//! its webhook delivery, in the same transaction ([`deliveries`]).
+//!
 //! Counters only ever grow within an attempt, and a transition applies only from the status it
 //! names: a late progress tick or a second sink replica changes nothing.
 
@@ -24,10 +27,12 @@ use uuid::Uuid;
 use crate::modes::ImportMode;
 use crate::read_as::ReadAs;
 
+pub mod deliveries;
 pub mod list;
 pub mod rejected;
 pub mod retention;
 pub mod sink;
+pub mod spans;
 mod status;
 pub mod upload;
 
@@ -77,6 +82,13 @@ pub struct ImportRecord {
     /// How the file was read: delimiter, encoding, column mapping, created table.
     #[schema(value_type = Option<ReadAs>)]
     pub read_as: Option<sqlx::types::Json<ReadAs>>,
+    /// The import a replay read its rows from (`POST /v1/imports/{id}/replay`).
+    #[serde(default)]
+    pub replay_of: Option<Uuid>,
+    /// Webhook deliveries of the import's end (empty when no endpoint was set).
+    #[serde(default)]
+    #[schema(value_type = Vec<deliveries::Delivery>)]
+    pub deliveries: sqlx::types::Json<Vec<deliveries::Delivery>>,
     pub created_at: DateTime<Utc>,
     pub produced_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -132,11 +144,14 @@ const RECORD_COLUMNS_TEMPLATE: &str =
     "id, target_schema || '.' || target_table AS table, columns, status, {outcome} AS outcome,
      source, mode, conflict_columns, rows_received, rows_produced, rows_rejected, rows_written,
      rows_write_rejected, rows_skipped, rows_set_aside, stopped, bytes_received, attempts, resumed_from_line,
-     error, read_as, created_at, produced_at, finished_at, updated_at";
+     error, read_as, replay_of, {deliveries} AS deliveries, created_at, produced_at, finished_at,
+     updated_at";
 
 /// The select list of an [`ImportRecord`].
 pub(crate) fn record_columns() -> String {
-    RECORD_COLUMNS_TEMPLATE.replace("{outcome}", Outcome::SQL)
+    RECORD_COLUMNS_TEMPLATE
+        .replace("{outcome}", Outcome::SQL)
+        .replace("{deliveries}", deliveries::DELIVERIES_SQL)
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ImportRecord>, sqlx::Error> {

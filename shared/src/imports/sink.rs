@@ -17,7 +17,8 @@ pub struct Written {
 }
 
 /// The sink handled rows of an import (in the caller's transaction); completes the import when
-/// that covers everything produced — except staged imports, which complete when moved.
+/// that covers everything produced — except staged imports, which complete when moved, and an
+/// import whose refusals passed `max_rejected`, which [`stop_over_limit`] fails instead.
 pub async fn add_written(conn: &mut PgConnection, id: Uuid, w: Written) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE csvbus.imports SET
@@ -26,10 +27,12 @@ pub async fn add_written(conn: &mut PgConnection, id: Uuid, w: Written) -> Resul
                 status = CASE WHEN status = $5 AND mode NOT IN ('atomic', 'replace')
                                AND rows_written + rows_write_rejected + rows_skipped + $2 + $3 + $4
                                    >= rows_produced
+                               AND rows_rejected + rows_write_rejected + $3 <= max_rejected
                               THEN $6 ELSE status END,
                 finished_at = CASE WHEN status = $5 AND mode NOT IN ('atomic', 'replace')
                                AND rows_written + rows_write_rejected + rows_skipped + $2 + $3 + $4
                                    >= rows_produced
+                               AND rows_rejected + rows_write_rejected + $3 <= max_rejected
                               THEN now() ELSE finished_at END,
                 updated_at = now()
           WHERE id = $1",

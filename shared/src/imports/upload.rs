@@ -23,6 +23,10 @@ pub struct NewImport<'a> {
     pub read_as: Option<&'a ReadAs>,
     /// Where the rows come from (a file name), when the client said.
     pub source: Option<&'a str>,
+    /// The webhook endpoint told of the import's end (see [`crate::webhook`]).
+    pub notify_url: Option<&'a str>,
+    /// The import a replay reads its rows from.
+    pub replay_of: Option<Uuid>,
 }
 
 impl<'a> NewImport<'a> {
@@ -38,6 +42,8 @@ impl<'a> NewImport<'a> {
             key: None,
             read_as: None,
             source: None,
+            notify_url: None,
+            replay_of: None,
         }
     }
 }
@@ -46,8 +52,10 @@ impl<'a> NewImport<'a> {
 pub async fn create(conn: &mut PgConnection, n: &NewImport<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO csvbus.imports (id, target_schema, target_table, columns, mode,
-                conflict_columns, max_rejected, idempotency_key, key_expires_at, read_as, source)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10, $11)",
+                conflict_columns, max_rejected, idempotency_key, key_expires_at, read_as, source,
+                notify_url, replay_of)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10, $11,
+                 $12, $13)",
     )
     .bind(n.id)
     .bind(&n.table.schema)
@@ -60,6 +68,8 @@ pub async fn create(conn: &mut PgConnection, n: &NewImport<'_>) -> Result<(), sq
     .bind(n.key.map(|k| k.1.as_secs_f64()))
     .bind(n.read_as.map(sqlx::types::Json))
     .bind(n.source)
+    .bind(n.notify_url)
+    .bind(n.replay_of)
     .execute(conn)
     .await?;
     Ok(())

@@ -6,6 +6,11 @@ use csvbus_shared::telemetry::MetricKind::{Counter, Gauge, Histogram};
 
 pub const METRICS: &[MetricDoc] = &[
     MetricDoc::new(
+        "csvbus_sink_webhook_attempts_total",
+        Counter,
+        "Webhook delivery attempts, by `outcome`: delivered, retry, failed (given up).",
+    ),
+    MetricDoc::new(
         "csvbus_sink_rows_written_total",
         Counter,
         "Rows written into their tables.",

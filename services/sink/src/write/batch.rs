@@ -95,6 +95,15 @@ pub struct Sorted {
     pub set_aside: HashMap<Uuid, i64>,
     /// Per import, the highest line handled on this partition after the batch.
     pub max_lines: HashMap<Uuid, i64>,
+    /// Per import, the first and last offset of its rows in the batch (where a replay reads
+    /// them back).
+    pub offsets: HashMap<Uuid, (i64, i64)>,
+}
+
+/// Widens `import`'s offset span in `offsets` to `offset`.
+fn span(offsets: &mut HashMap<Uuid, (i64, i64)>, import: Uuid, offset: i64) {
+    let s = offsets.entry(import).or_insert((offset, offset));
+    *s = (s.0.min(offset), s.1.max(offset));
 }
 
 /// Sorts `records`: rows of known, allowed imports with their import's columns go into groups
@@ -120,6 +129,7 @@ pub fn sort<'d>(
         }
         if let Some(import) = stopped(r, targets) {
             mark_handled(&mut out.max_lines, r, targets);
+            span(&mut out.offsets, import, r.offset);
             *out.set_aside.entry(import).or_default() += 1;
             continue;
         }
@@ -131,6 +141,7 @@ pub fn sort<'d>(
                     continue;
                 }
                 *max = meta.line;
+                span(&mut out.offsets, meta.import, r.offset);
                 push_row(&mut out.groups, meta, target, row, index)
             }
             Err(reason) => {

@@ -222,7 +222,8 @@ async fn write_once(
             tracing::warn!(import_id = %import, "rows refused past max_rejected: import stopped");
         }
     }
-    handled::store_max_lines(&mut tx, batch.partition, &sorted.max_lines).await?;
+    let (lines, offsets) = (&sorted.max_lines, &sorted.offsets);
+    handled::store_max_lines(&mut tx, batch.partition, lines, offsets).await?;
     offsets::set(&mut tx, key, outcome.next_offset).await?;
     tx.commit().await?;
     Ok(outcome)

@@ -101,7 +101,23 @@ pub async fn create_import(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let client = clients::client_of(&headers, peer.map(|Extension(p)| p));
+    let Query(q) = query?;
+    let peer = peer.map(|Extension(p)| p);
+    upload(app, &scope, q, peer, headers, body, None).await
+}
+
+/// An upload of `body` as `q` and `headers` say; `replay_of`: a replay's original import (its
+/// body is the original's rows read back from the topic).
+pub(crate) async fn upload(
+    app: Arc<App>,
+    scope: &Scope,
+    q: UploadQuery,
+    peer: Option<Peer>,
+    headers: HeaderMap,
+    body: Body,
+    replay_of: Option<Uuid>,
+) -> Result<Response, ApiError> {
+    let client = clients::client_of(&headers, peer);
     let Some(_client_slot) = app.client_slots.try_take(client) else {
         metrics::counter!("csvbus_upload_refused_total").increment(1);
         return Err(ApiError::new(
@@ -127,9 +143,8 @@ pub async fn create_import(
         )
         .retry_after(1));
     };
-    let Query(q) = query?;
     if let Some(t) = TableName::parse(&q.table, DEFAULT_SCHEMA) {
-        in_scope(&scope, &t)?;
+        in_scope(scope, &t)?;
     }
     let limit = app.config.max_rejected_limit;
     if q.max_rejected.is_some_and(|m| m > limit) {
@@ -139,6 +154,7 @@ pub async fn create_import(
         ));
     }
     let mode = q.mode.unwrap_or_default();
+    let notify = notify_endpoint(&app, q.notify.as_deref())?;
     let media = media::media(&headers)?;
     let encoding = check_headers(&headers, app.config.max_body_bytes)?;
     let key = idempotency::key(&headers)?;
@@ -151,7 +167,7 @@ pub async fn create_import(
         decimal_settled: q.decimal.is_some(),
     };
     let (table, create) = resolve_or_create(&app, &q, &mut read).await?;
-    in_scope(&scope, &table.0)?;
+    in_scope(scope, &table.0)?;
     reserved_column(mode, &table.1)?;
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
     let partitions = app.partitions.load(Ordering::Relaxed);
@@ -191,6 +207,8 @@ pub async fn create_import(
         partitions,
         source,
         form_rest,
+        notify,
+        replay_of,
     };
     let _active = ActiveGauge::new();
     let span =
@@ -230,6 +248,16 @@ async fn repeat(
         .for_import(id));
     }
     replay(app, id).await
+}
+
+/// The webhook endpoint of a new import: its allowlisted `notify=`, else the operator's.
+pub(crate) fn notify_endpoint(app: &App, notify: Option<&str>) -> Result<Option<String>, ApiError> {
+    app.config
+        .common
+        .webhook
+        .endpoint(notify)
+        .map(|u| u.map(String::from))
+        .map_err(|m| ApiError::bad_request("notify_not_allowed", m))
 }
 
 struct ActiveGauge;

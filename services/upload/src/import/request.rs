@@ -105,6 +105,9 @@ pub struct UploadQuery {
     /// rejections among them — and store nothing (no import, no table, no rows; an
     /// `Idempotency-Key` is not looked at). Send the file's beginning: the rest is not read.
     pub dry_run: Option<bool>,
+    /// A webhook URL told of this import's end instead of `CSVBUS_WEBHOOK_URL`; it must be
+    /// under a prefix of the service's `CSVBUS_WEBHOOK_ALLOW` (else `400 notify_not_allowed`).
+    pub notify: Option<String>,
 }
 
 /// The `202 Accepted` answer.

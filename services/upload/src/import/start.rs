@@ -37,6 +37,10 @@ pub struct Plan {
     pub source: Option<String>,
     /// A form upload: what followed its file part (said in the answer).
     pub form_rest: Option<crate::read::media::Rest>,
+    /// The webhook endpoint told of the import's end (`notify=` or the operator's).
+    pub notify: Option<String>,
+    /// A replay: the import whose rows it reads back from the topic.
+    pub replay_of: Option<Uuid>,
 }
 
 /// The answer the first upload under a key got, for a repeat of it: `200` (not the first
@@ -135,6 +139,8 @@ pub async fn create(
         key: plan.key.as_deref().map(|k| (k, app.config.idempotency_ttl)),
         read_as: Some(read_as),
         source: plan.source.as_deref(),
+        notify_url: plan.notify.as_deref(),
+        replay_of: plan.replay_of,
     };
     let r: Result<(), sqlx::Error> = async {
         let mut tx = app.pool.begin().await?;
