@@ -26,6 +26,7 @@ pub mod infer;
 pub(crate) mod janitor;
 pub(crate) mod produce;
 pub(crate) mod read;
+pub(crate) mod replay;
 pub(crate) mod rows;
 
 use std::sync::Arc;

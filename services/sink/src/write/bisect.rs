@@ -36,10 +36,12 @@ pub(crate) enum Next {
 
 /// A writer of rows addressed by a range of positions (row indexes, or lines).
 pub(crate) trait RangeWriter {
-    /// When [`RangeWriter::write`] is one COPY of the range's rows, in order: the name of the
-    /// relation it copies into, as Postgres names it in an error's context (`COPY <name>, line
-    /// N`), so that the record an error names is the row at that place in the range.
-    fn copy_relation(&self) -> Option<String> {
+    /// When [`RangeWriter::write`] is one COPY of `range`'s rows, in order, each on one line:
+    /// the name of the relation it copies into, as Postgres names it in an error's context
+    /// (`COPY <name>, line N`), so that the record an error names is the row at that place in
+    /// the range. Postgres counts the line breaks inside quoted values as lines too (and not
+    /// always: not before it has seen a line's end), so a range with such values names none.
+    fn copy_relation(&self, _range: Range<i64>) -> Option<String> {
         None
     }
 
@@ -146,7 +148,9 @@ pub(crate) async fn bisect(
             message: describe(&e),
             failure,
         };
-        let named = w.copy_relation().and_then(|rel| copy_record(&e, &rel));
+        let named = w
+            .copy_relation(r.clone())
+            .and_then(|rel| copy_record(&e, &rel));
         match w.refused(conn, r.clone(), refusal.clone()).await? {
             Next::Split => match named.map(|n| r.start + n - 1).filter(|b| r.contains(b)) {
                 // The COPY named the refused row: refuse it, write what came before, go on after.

@@ -132,7 +132,12 @@ impl GroupWriter<'_> {
 }
 
 impl RangeWriter for GroupWriter<'_> {
-    fn copy_relation(&self) -> Option<String> {
+    fn copy_relation(&self, r: Range<i64>) -> Option<String> {
+        let rows = &self.g.rows[r.start as usize..r.end as usize];
+        let bytes = &self.g.csv[rows[0].bytes.start..rows[rows.len() - 1].bytes.end];
+        if bytes.iter().filter(|b| **b == b'\n').count() != rows.len() {
+            return None; // a value with a line break: Postgres' line is not the record
+        }
         // Staged: the INSERT after the COPY names no record (its errors are halved as before).
         Some(match (&self.how, self.g.mode) {
             (How::Staged { .. }, _) => "csvbus_stage".to_owned(),

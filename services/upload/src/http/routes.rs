@@ -47,6 +47,7 @@ pub fn documented(app: Arc<App>) -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::with_openapi(crate::http::api_doc::ApiDoc::openapi())
         .routes(routes!(ingest::create_import, listing::list_imports))
         .routes(routes!(import_status::get_import))
+        .routes(routes!(crate::replay::replay_import))
         .routes(routes!(import_status::get_rejected))
         .routes(routes!(import_status::get_rejected_csv))
         .routes(routes!(listing::list_tables))
