@@ -7,6 +7,7 @@
 //! - [`key`]: the Idempotency-Key of each file (derived, `--again`, a given prefix).
 //! - [`send`]: one upload request, retried with backoff.
 //! - [`import`]: `csvbus import`: each file to its verdict.
+//! - [`replay`]: `csvbus replay`: an import's rows from the topic into a table.
 //! - [`report`]: what is printed per file, and the verdicts behind the exit status.
 //! - [`dev`]: `csvbus dev`.
 
@@ -17,6 +18,7 @@ pub mod import;
 pub mod import_args;
 pub mod infer;
 pub mod key;
+pub mod replay;
 pub mod report;
 pub mod send;
 pub mod show;
@@ -93,6 +95,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replays an import: its rows, read back from the topic, into a table (a new import).
+    /// Exit status as for `import`; 4 when it was replayed there in that mode already.
+    Replay(crate::replay::ReplayArgs),
     /// Applies csvbus' migrations (schema `csvbus`) to DATABASE_URL
     /// (default postgres://csvbus:csvbus@127.0.0.1:5432/csvbus). Idempotent.
     Migrate,
@@ -163,6 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
         Command::Dev(args) => dev::run(args).await,
+        Command::Replay(args) => replay::run(&args).await,
         Command::Infer(args) => infer::run(args).await,
     }
 }

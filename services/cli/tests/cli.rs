@@ -466,6 +466,65 @@ async fn modes_reach_the_service_and_running_a_command_again_imports_nothing_twi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_loads_an_import_again_into_another_table_once() {
+    let s = stack(&[], true).await;
+    let a = s.file("a.csv", 1..=300);
+    let out = s
+        .run(&["import", &a, "--table", "people", "--wait", "--json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let original = json_lines(&out).remove(0);
+    let id = original["import_id"].as_str().unwrap();
+
+    let args = [
+        "replay", id, "--table", "copy", "--create", "--wait", "--json",
+    ];
+    let out = s.run(&args).await;
+    assert_eq!(out.status.code(), Some(0));
+    let lines = json_lines(&out);
+    assert_eq!(lines[1]["status"], "completed", "{lines:?}");
+    assert_eq!(lines[1]["rows_written"], 300);
+    assert_eq!(lines[1]["replay_of"], id);
+    let copied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM copy c JOIN people p USING (id) WHERE c.name = p.name",
+    )
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(copied, 300);
+
+    // The same command again replays nothing and says so (exit 4); --again replays anew.
+    let out = s.run(&["replay", id, "--table", "copy"]).await;
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stdout(&out).contains("replayed into public.copy already"),
+        "{}",
+        stdout(&out)
+    );
+    let out = s
+        .run(&["replay", id, "--table", "copy", "--again", "--wait"])
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM copy")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 600, "append mode: the rows a second time, as asked");
+
+    // An import that does not exist: refused, exit 1.
+    let out = s
+        .run(&[
+            "replay",
+            &uuid::Uuid::now_v7().to_string(),
+            "--table",
+            "copy",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infer_prints_the_table_and_import_create_makes_it() {
     let s = stack(&[], true).await;
     let file = s.write(

@@ -13,7 +13,8 @@
 //! 4. [`rows`]: records into row messages (the header mapped onto the table);
 //! 5. [`produce`]: messages onto the broker, and the checkpoint a retry resumes from.
 //!
-//! [`janitor`] runs beside them. The public API is what the binary, the CLI and the tests use:
+//! [`replay`] sits beside [`http`]: an import's rows read back from the topic become the body
+//! of a new upload that [`import`] runs. [`janitor`] runs beside them. The public API is what the binary, the CLI and the tests use:
 //! [`run`], [`serve`], [`App`], [`UploadConfig`], [`router`], [`UploadQuery`], [`Accepted`],
 //! [`infer`] and [`codec`].
 
