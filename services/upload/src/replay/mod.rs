@@ -1,14 +1,16 @@
 //! `POST /v1/imports/{id}/replay`: a new import whose rows are an earlier import's rows read
-//! back from the topic ([`topic`]), uploaded into another table (or the same one) exactly as a
+//! back from the topic ([`body`], [`reader`]), uploaded into another table (or the same one) exactly as a
 //! file would be — the same mapping rules, modes, `create=true`, counters, rejected rows,
 //! Idempotency-Key — with a link to the original (`replay_of`).
 //!
 //! Refused before anything is read or written: an original that did not complete its produce
 //! stage (`409 import_not_produced`: its rows are not all on the topic), one the sink has not
 //! finished with (`409 import_in_progress`), and one whose rows the topic no longer holds
-//! (`410 replay_gone`, naming the partitions and offsets missing).
+//! (`410 replay_gone`, naming the partitions and offsets missing: [`retained`]).
 
-mod topic;
+mod body;
+mod reader;
+mod retained;
 
 use std::sync::Arc;
 
@@ -128,7 +130,7 @@ pub async fn replay_import(
     }
     let spans = retained_spans(&app, id, original.rows_produced).await?;
     let config = app.config.common.clone();
-    let body = topic::csv_body(config, id, original.columns, spans, original.rows_produced);
+    let body = body::csv_body(config, id, original.columns, spans, original.rows_produced);
     let upload = UploadQuery {
         table: q.table,
         mode: q.mode,
@@ -175,7 +177,7 @@ async fn retained_spans(app: &App, id: Uuid, produced: i64) -> Result<Vec<spans:
     if spans.is_empty() && produced > 0 {
         return Err(gone(format!("no row of import {id} is known on the topic")));
     }
-    let missing = topic::missing(&app.config.common, id, &spans)
+    let missing = retained::missing(&app.config.common, id, &spans)
         .await
         .map_err(|e| {
             ApiError::unavailable(

@@ -1,0 +1,173 @@
+//! One partition's rows of an import, read from its first offset to its last: other imports'
+//! messages passed over, a row sent twice (a resumed upload) taken once, signatures checked.
+
+use std::time::Duration;
+
+use csvbus_shared::config::CommonConfig;
+use csvbus_shared::imports::spans::Span;
+use csvbus_shared::message::{RowMeta, Signer, HEADER_SIGNATURE};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use uuid::Uuid;
+
+/// How long a partition may keep the replay waiting for its next message.
+const RECV_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the first message of a partition is waited for before reading from earlier.
+const FIRST_WAIT: Duration = Duration::from_secs(2);
+pub(super) fn reader_config(config: &CommonConfig) -> rdkafka::ClientConfig {
+    let mut c = csvbus_shared::kafka::service_client(config);
+    c.set("group.id", "csvbus-replay")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        // An offset the partition does not have is an error, not a jump elsewhere.
+        .set("auto.offset.reset", "earliest")
+        .set("queued.max.messages.kbytes", "1024")
+        .set("fetch.max.bytes", "1048576")
+        .set("max.partition.fetch.bytes", "1048576");
+    for (k, v) in &config.kafka_consumer {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Why a partition's rows could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The partition does not have the offset asked for.
+    Gone,
+    Broker(String),
+}
+
+impl From<ReadError> for String {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Gone => "the topic no longer holds the import's rows".into(),
+            ReadError::Broker(e) => e,
+        }
+    }
+}
+
+/// One partition's rows of the import, in offset order.
+pub(super) struct PartitionRows {
+    consumer: StreamConsumer,
+    topic: String,
+    span: Span,
+    /// Where the reading started, and how much earlier it starts next when the broker skipped
+    /// the span's first offset: tansu 0.6 answers a fetch that starts inside a record batch
+    /// with the next batch, so the batch holding the first row is asked for from before it.
+    from: i64,
+    back: i64,
+    seen: bool,
+    import: Uuid,
+    signer: Option<Signer>,
+    pub(super) max_line: i64,
+    done: bool,
+}
+
+impl PartitionRows {
+    pub(super) fn open(config: &CommonConfig, span: Span, import: Uuid) -> Result<Self, String> {
+        let consumer: StreamConsumer = reader_config(config).create().map_err(|e| e.to_string())?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            &config.topic,
+            span.partition,
+            Offset::Offset(span.first_offset),
+        )
+        .map_err(|e| e.to_string())?;
+        consumer.assign(&tpl).map_err(|e| e.to_string())?;
+        Ok(Self {
+            consumer,
+            topic: config.topic.clone(),
+            span,
+            from: span.first_offset,
+            back: 1024,
+            seen: false,
+            import,
+            signer: config.signer(),
+            max_line: 0,
+            done: false,
+        })
+    }
+
+    /// Starts reading again from further before the span (see [`PartitionRows::from`]).
+    fn ask_earlier(&mut self) -> Result<(), ReadError> {
+        self.from = (self.from - self.back).max(0);
+        self.back = self.back.saturating_mul(4);
+        self.seen = false;
+        let mut tpl = TopicPartitionList::new();
+        let (p, at) = (self.span.partition, Offset::Offset(self.from));
+        let broker = |e: rdkafka::error::KafkaError| ReadError::Broker(e.to_string());
+        tpl.add_partition_offset(&self.topic, p, at)
+            .map_err(broker)?;
+        self.consumer.assign(&tpl).map_err(broker)
+    }
+
+    /// The next row of the import: its line and message value.
+    pub(super) async fn next(&mut self) -> Result<Option<(i64, Vec<u8>)>, ReadError> {
+        while !self.done {
+            // The first message gets a short wait: a broker that skips into the next batch has
+            // none to give when the first row's batch is the partition's last.
+            let wait = if self.seen { RECV_TIMEOUT } else { FIRST_WAIT };
+            let m = match tokio::time::timeout(wait, self.consumer.recv()).await {
+                Err(_) if !self.seen && self.from > 0 => {
+                    self.ask_earlier()?;
+                    continue;
+                }
+                Err(_) => {
+                    let p = self.span.partition;
+                    return Err(ReadError::Broker(format!("partition {p} did not answer")));
+                }
+                Ok(m) => m.map_err(|e| match e.rdkafka_error_code() {
+                    Some(
+                        RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
+                    ) => ReadError::Gone,
+                    _ => ReadError::Broker(e.to_string()),
+                })?,
+            };
+            if !self.seen {
+                self.seen = true;
+                if m.offset() > self.span.first_offset && self.from > 0 {
+                    self.ask_earlier()?;
+                    continue;
+                }
+            }
+            if m.offset() < self.span.first_offset {
+                continue;
+            }
+            if m.offset() >= self.span.last_offset {
+                self.done = true;
+            }
+            if m.offset() > self.span.last_offset {
+                break;
+            }
+            let headers = m.headers();
+            let pairs = headers
+                .iter()
+                .flat_map(|h| h.iter())
+                .map(|h| (h.key, h.value));
+            let Some(meta) = RowMeta::decode(pairs) else {
+                continue;
+            };
+            let payload = m.payload().unwrap_or_default();
+            if meta.import != self.import || meta.line <= self.max_line {
+                continue;
+            }
+            if let Some(s) = &self.signer {
+                let tag = headers
+                    .iter()
+                    .flat_map(|h| h.iter())
+                    .find(|h| h.key == HEADER_SIGNATURE)
+                    .and_then(|h| h.value);
+                if !s.verify(&meta, payload, tag) {
+                    continue; // the sink did not write it either
+                }
+            }
+            self.max_line = meta.line;
+            return Ok(Some((meta.line, payload.to_vec())));
+        }
+        Ok(None)
+    }
+}
