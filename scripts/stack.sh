@@ -6,8 +6,9 @@
 #     `csvbus` (password `csvbus`, CREATEDB so tests can make a fresh database each), and the
 #     least-privilege roles `csvbus_migrate` and `csvbus_app` (deploy/postgres/roles.sql);
 #   - the tansu broker (Kafka API, memory storage) on 127.0.0.1:9092, installed with
-#     `cargo install` if missing (~10 minutes, once). Skipped when KAFKA_BROKERS is set: then that
-#     Kafka is used.
+#     `cargo install` if missing (~10 minutes, once) — with its SQLite storage too, whose
+#     retention one test needs (it starts a tansu of its own). Not started when KAFKA_BROKERS is
+#     set: then that Kafka is used.
 #
 # Logs and the broker's pid go to .stack/ in the repository.
 set -euo pipefail
@@ -78,15 +79,18 @@ SQL
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 ensure_tansu() {
+  # The SQLite storage (libsql) is what a test of replays after retention runs on; an older
+  # install without it is replaced.
+  if ! tansu --help 2>/dev/null | grep -q "Storage engines:.*libsql"; then
+    say "installing the tansu broker: cargo install tansu --version 0.6.0 --locked --features dynostore,libsql"
+    say "(about 10 minutes, once; output in $state/tansu-install.log)"
+    cargo install tansu --version 0.6.0 --locked --force --features dynostore,libsql \
+      >"$state/tansu-install.log" 2>&1 \
+      || { tail -n 30 "$state/tansu-install.log"; exit 1; }
+  fi
   if [ -n "${KAFKA_BROKERS:-}" ]; then
     say "KAFKA_BROKERS=$KAFKA_BROKERS: using that broker, not starting tansu"
     return
-  fi
-  if ! command -v tansu >/dev/null 2>&1; then
-    say "installing the tansu broker: cargo install tansu --locked --features dynostore"
-    say "(about 10 minutes, once; output in $state/tansu-install.log)"
-    cargo install tansu --locked --features dynostore >"$state/tansu-install.log" 2>&1 \
-      || { tail -n 30 "$state/tansu-install.log"; exit 1; }
   fi
   if port_open 9092; then
     say "a broker already listens on 127.0.0.1:9092"

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use csvbus_shared::config::Env;
 use csvbus_tests::nums::{nums_csv, NUMS};
+use csvbus_tests::tansu::SqliteTansu;
 use csvbus_tests::{
     brokers, env, post_import, spawn_sink, spawn_upload, unique, wait_final, Service, TestDb,
 };
-use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::Consumer;
 use serde_json::Value;
 
 type Upload = Service<csvbus_upload::UploadError>;
@@ -267,5 +269,119 @@ async fn a_replay_is_refused_when_the_original_is_not_all_on_the_topic() {
     .await
     .unwrap();
     assert_eq!((tables, replays), (0, 0));
+    upload.stop().await;
+}
+
+/// Retention removes the first half of an import's rows (tansu's SQLite storage deletes records
+/// older than `retention.ms`): its replay is `410`, naming the offsets gone, and nothing is
+/// created or recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_retention_removed_part_of_the_import_is_gone() {
+    csvbus_tests::init_logs();
+    let broker = SqliteTansu::start(Duration::from_millis(300)).await;
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let topic = unique("retained");
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    let new = NewTopic::new(&topic, 4, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "delete")
+        .set("retention.ms", "4000");
+    let made = admin
+        .create_topics([&new], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(made.iter().all(Result::is_ok), "{made:?}");
+    let mut e = env(&db, &topic);
+    e.set("KAFKA_BROKERS", broker.brokers());
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_LINGER_MS", "20");
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+
+    // 1,000 rows: one run of lines, one partition. The halves are sent 4 s apart, so that their
+    // records are of different ages when retention looks at them.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let post =
+        {
+            let url = upload.url("/v1/imports?table=nums");
+            tokio::spawn(async move {
+                let chunks = futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|c| (c, rx))
+                });
+                let body = reqwest::Body::wrap_stream(chunks);
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .header("content-type", "text/csv")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            })
+        };
+    let half = |from: u64| {
+        let rows: String = (from..from + 500)
+            .map(|i| format!("{i},v{i},{}\n", i / 2))
+            .collect();
+        Ok(rows.into_bytes())
+    };
+    tx.send(Ok(b"id,v,half\n".to_vec())).await.unwrap();
+    tx.send(half(1)).await.unwrap();
+    db.wait_rows_written(500, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    tx.send(half(501)).await.unwrap();
+    drop(tx);
+    let (status, a) = post.await.unwrap();
+    assert_eq!(status, 202, "{a}");
+    let id = a["import_id"].as_str().unwrap();
+    let rec = wait_final(&upload, id, Duration::from_secs(30)).await;
+    assert_eq!(rec["rows_written"], 1000, "{rec}");
+
+    let (p, first, last): (i32, i64, i64) = sqlx::query_as(
+        "SELECT partition, first_offset, last_offset FROM csvbus.import_partitions
+          WHERE import_id = $1::uuid",
+    )
+    .bind(id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    // Retention has taken the first half, not yet the second: the partition starts inside
+    // the import.
+    let probe: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    csvbus_tests::eventually(
+        "retention to delete the first half",
+        Duration::from_secs(20),
+        || {
+            let low = probe
+                .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                .map_or(0, |w| w.0);
+            async move { low > first && low <= last }
+        },
+    )
+    .await;
+
+    let (status, r) = replay(&upload, id, "table=nums_copy&create=true", None).await;
+    assert_eq!((status, &r["error"]), (410, &"replay_gone".into()), "{r}");
+    let message = r["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("partition {p}: offsets {first}..")),
+        "{message}"
+    );
+    assert!(message.contains("retention"), "{message}");
+    let (tables, replays): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'nums_copy'),
+                (SELECT count(*) FROM csvbus.imports WHERE replay_of IS NOT NULL)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((tables, replays), (0, 0));
+    sink.stop().await;
     upload.stop().await;
 }

@@ -15,6 +15,7 @@
 pub mod kafka;
 pub mod nums;
 pub mod procs;
+pub mod tansu;
 
 use std::net::SocketAddr;
 use std::time::Duration;

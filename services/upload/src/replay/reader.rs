@@ -129,7 +129,11 @@ impl PartitionRows {
             };
             if !self.seen {
                 self.seen = true;
-                if m.offset() > self.span.first_offset && self.from > 0 {
+                if m.offset() > self.span.first_offset {
+                    if self.from == 0 {
+                        // Read from the partition's start and still past the first row.
+                        return Err(ReadError::Gone);
+                    }
                     self.ask_earlier()?;
                     continue;
                 }
