@@ -40,6 +40,7 @@ fn code_names() -> BTreeSet<String> {
     for file in [
         "shared/src/config.rs",
         "shared/src/telemetry.rs",
+        "shared/src/webhook.rs",
         "services/upload/src/config.rs",
         "services/sink/src/config.rs",
     ] {
@@ -181,4 +182,139 @@ fn compose_sets_only_documented_variables_and_runs_the_designed_stack() {
     for bin in ["csvbus-upload", "csvbus-sink", "--bin csvbus "] {
         assert!(dockerfile.contains(bin), "{bin}");
     }
+}
+
+/// `over` applied onto `base` as `docker compose -f base -f over` does: mappings merged key by
+/// key, anything else replaced.
+fn overlay(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => overlay(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+#[test]
+fn the_scale_out_profile_runs_three_brokers_a_replicated_topic_and_three_sinks() {
+    let mut c = compose();
+    let mut over: Value = serde_yaml::from_str(&read("compose.scale-out.yaml")).unwrap();
+    over.apply_merge().unwrap();
+    over.apply_merge().unwrap();
+    overlay(&mut c, over);
+    let s = &c["services"];
+    let names: BTreeSet<&str> = s
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .filter_map(Value::as_str)
+        .collect();
+    for n in [
+        "kafka", "kafka-2", "kafka-3", "topic", "upload", "sink-1", "sink-2", "sink-3",
+    ] {
+        assert!(names.contains(n), "{n}");
+    }
+
+    // Three KRaft nodes, each broker and controller, one quorum, one cluster.
+    let kafkas = ["kafka", "kafka-2", "kafka-3"];
+    let env = |n: &str, k: &str| s[n]["environment"][k].clone();
+    let ids: BTreeSet<i64> = kafkas
+        .iter()
+        .map(|n| env(n, "KAFKA_NODE_ID").as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, BTreeSet::from([1, 2, 3]));
+    for n in kafkas {
+        assert_eq!(env(n, "KAFKA_PROCESS_ROLES"), "broker,controller");
+        assert_eq!(
+            env(n, "KAFKA_CONTROLLER_QUORUM_VOTERS"),
+            "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+        );
+        assert_eq!(env(n, "CLUSTER_ID"), env("kafka", "CLUSTER_ID"));
+        assert_eq!(
+            env(n, "KAFKA_ADVERTISED_LISTENERS"),
+            format!("PLAINTEXT://{n}:9092").as_str()
+        );
+        assert_eq!(env(n, "KAFKA_DEFAULT_REPLICATION_FACTOR").as_i64(), Some(3));
+        assert_eq!(env(n, "KAFKA_MIN_INSYNC_REPLICAS").as_i64(), Some(2));
+        assert_eq!(
+            env(n, "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR").as_i64(),
+            Some(3)
+        );
+        assert!(s[n]["healthcheck"]["test"].is_sequence(), "{n}");
+    }
+
+    // The topic: made once, 12 partitions, 3 replicas, 2 in sync to write.
+    let topic_cmd: Vec<&str> = s["topic"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let topic = env("upload", "CSVBUS_TOPIC");
+    for arg in [
+        "--create".to_owned(),
+        "--partitions=12".to_owned(),
+        "--replication-factor=3".to_owned(),
+        "--config=min.insync.replicas=2".to_owned(),
+        format!("--topic={}", topic.as_str().unwrap()),
+    ] {
+        assert!(topic_cmd.contains(&arg.as_str()), "{arg}: {topic_cmd:?}");
+    }
+    for n in kafkas {
+        assert_eq!(s["topic"]["depends_on"][n]["condition"], "service_healthy");
+    }
+
+    // The csvbus services: all three brokers, 12 partitions, the topic made by `topic`.
+    let documented = readme_names();
+    let sinks = ["sink-1", "sink-2", "sink-3"];
+    for n in std::iter::once("upload").chain(sinks) {
+        assert_eq!(
+            env(n, "KAFKA_BROKERS"),
+            "kafka:9092,kafka-2:9092,kafka-3:9092",
+            "{n}"
+        );
+        assert_eq!(env(n, "CSVBUS_TOPIC_PARTITIONS"), "12", "{n}");
+        assert_eq!(env(n, "CSVBUS_TOPIC_CREATE"), "false", "{n}");
+        assert_eq!(env(n, "CSVBUS_TOPIC"), topic, "{n}");
+        assert_eq!(
+            s[n]["depends_on"]["topic"]["condition"],
+            "service_completed_successfully"
+        );
+        assert_eq!(
+            s[n]["depends_on"]["migrate"]["condition"],
+            "service_completed_successfully"
+        );
+        let url = env(n, "DATABASE_URL");
+        assert!(
+            url.as_str().unwrap().starts_with("postgres://csvbus_app:"),
+            "{n}"
+        );
+        for k in s[n]["environment"].as_mapping().unwrap().keys() {
+            let k = k.as_str().unwrap();
+            assert!(
+                documented.contains(k),
+                "{n} sets {k}, not in docs/operations.md"
+            );
+        }
+    }
+    // Three sinks of one group, each with its own static member id.
+    let ids: BTreeSet<String> = sinks
+        .iter()
+        .map(|n| {
+            assert_eq!(s[n]["command"][0], "csvbus-sink");
+            assert_eq!(env(n, "CSVBUS_SINK_GROUP"), "csvbus-sink");
+            env(n, "CSVBUS_SINK_INSTANCE_ID")
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3);
 }

@@ -22,10 +22,24 @@ pub struct Bench {
     pub rows: u64,
 }
 
+/// One measured sink run.
+pub struct SinkRun {
+    /// From the sink's start to the import's last row committed.
+    pub secs: f64,
+    /// From the start to the first commit.
+    pub first: f64,
+    /// The largest peak RSS of the replicas.
+    pub peak_rss: u64,
+    /// CPU seconds of the replicas, together (start-up included).
+    pub cpu_secs: f64,
+}
+
 /// A run of the upload service: its time, peak RSS, and what it left on the topic.
 pub struct Uploaded {
     pub secs: f64,
     pub peak_rss: u64,
+    /// CPU seconds of the upload service (its start-up included).
+    pub cpu_secs: f64,
     pub topic: String,
     pub import_id: String,
 }
@@ -82,11 +96,13 @@ impl Bench {
         let accepted = post_file(&svc, &format!("table={}", self.table), &self.file).await?;
         let secs = started.elapsed().as_secs_f64();
         let peak_rss = svc.peak_rss()?;
+        let cpu_secs = svc.cpu_secs()?;
         svc.stop().await?;
         check_accepted(&accepted, self.rows)?;
         Ok(Uploaded {
             secs,
             peak_rss,
+            cpu_secs,
             topic,
             import_id: accepted["import_id"].as_str().unwrap_or_default().into(),
         })
@@ -121,15 +137,14 @@ impl Bench {
     }
 
     /// The sink, started fresh on the topic of `up`, from its start to the import's last row
-    /// committed; (seconds, seconds to the first commit, peak RSS).
-    pub async fn sink(&self, up: &Uploaded) -> anyhow::Result<(f64, f64, u64)> {
+    /// committed.
+    pub async fn sink(&self, up: &Uploaded) -> anyhow::Result<SinkRun> {
         self.sinks(up, 1).await
     }
 
     /// `replicas` sink processes of one group started together on the topic of `up`, from
-    /// their start to the import's last row committed; (seconds, seconds to the first commit,
-    /// the largest peak RSS).
-    pub async fn sinks(&self, up: &Uploaded, replicas: usize) -> anyhow::Result<(f64, f64, u64)> {
+    /// their start to the import's last row committed.
+    pub async fn sinks(&self, up: &Uploaded, replicas: usize) -> anyhow::Result<SinkRun> {
         self.reset_table().await?;
         sqlx::query("UPDATE csvbus.imports SET rows_written = 0, rows_write_rejected = 0, rows_set_aside = 0, stopped = false, status = 'produced', finished_at = NULL WHERE id = $1::uuid")
             .bind(&up.import_id)
@@ -151,12 +166,18 @@ impl Bench {
             .wait_written(&up.import_id, started, Duration::from_secs(1800))
             .await?;
         let secs = started.elapsed().as_secs_f64();
-        let mut peak = 0;
+        let (mut peak, mut cpu) = (0, 0.0);
         for sink in sinks {
             peak = peak.max(sink.peak_rss()?);
+            cpu += sink.cpu_secs()?;
             sink.stop().await?;
         }
-        Ok((secs, first, peak))
+        Ok(SinkRun {
+            secs,
+            first,
+            peak_rss: peak,
+            cpu_secs: cpu,
+        })
     }
 
     /// The same bench on topics of `partitions` partitions.
