@@ -100,11 +100,18 @@ pub fn markdown(r: &Results<'_>) -> String {
     );
     for t in times {
         let m = t.median();
+        // A time of the whole input has rates; CPU seconds per million rows have none.
+        let (rate, mbs) = if t.unit == "s" {
+            (
+                format!("{:.0}", rows as f64 / m),
+                format!("{:.1}", bytes as f64 / 1e6 / m),
+            )
+        } else {
+            ("—".to_owned(), "—".to_owned())
+        };
         s += &format!(
-            "| {} | {m:.2} | {:.0} | {:.1} | {:.0}% | {} |\n",
+            "| {} | {m:.2} | {rate} | {mbs} | {:.0}% | {} |\n",
             t.name,
-            rows as f64 / m,
-            bytes as f64 / 1e6 / m,
             t.spread() * 100.0,
             t.runs.len()
         );

@@ -47,8 +47,11 @@ impl Throughput {
             e2e_upsert: s("end to end, mode=upsert (first byte → last commit)"),
             e2e_signed: s("end to end, CSVBUS_SIGNING_KEY on both services"),
             sink_first: s("sink: start → first commit (diagnostic)"),
-            sink_cpu: Series::new("sink CPU (user + system) per million rows", "s"),
-            upload_cpu: Series::new("upload service CPU (user + system) per million rows", "s"),
+            sink_cpu: Series::new("sink CPU s (user + system) per million rows", "cpu-s/1M"),
+            upload_cpu: Series::new(
+                "upload service CPU s (user + system) per million rows",
+                "cpu-s/1M",
+            ),
             writer: s("sink writer, no broker (diagnostic)"),
             refused_all: s("sink writer, every row refused, max_rejected=100 (write-stage bound)"),
             refused_tenth: s(

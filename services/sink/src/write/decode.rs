@@ -9,6 +9,8 @@ use std::ops::Range;
 
 use csvbus_shared::message::Row;
 
+use crate::write::scan::Keys;
+
 use crate::fetch::record::Record;
 
 /// A batch's values as COPY CSV fields (no line ending), with each value's column names.
@@ -37,9 +39,24 @@ impl Decoded {
             rows: Vec::with_capacity(records.len()),
             headers: Vec::new(),
         };
+        // The keys of the last column list seen: most values have them (one import's rows).
+        let mut last: Option<(Keys, usize)> = None;
         for r in records {
+            let start = out.csv.len();
+            if let Some((keys, header)) = &last {
+                if keys.scan(&r.payload, &mut out.csv) {
+                    out.rows.push(Ok((start..out.csv.len(), *header)));
+                    continue;
+                }
+            }
             let row = match Row::decode(&r.payload) {
-                Ok(row) => Ok(out.push(&row)),
+                Ok(row) => {
+                    let (range, header) = out.push(&row);
+                    if last.as_ref().is_none_or(|l| l.1 != header) {
+                        last = Some((Keys::new(&out.headers[header]), header));
+                    }
+                    Ok((range, header))
+                }
                 Err(e) => Err(e.to_string()),
             };
             out.rows.push(row);
@@ -128,5 +145,32 @@ mod tests {
         assert!(std::ptr::eq(a.columns, b.columns), "one list per header");
         assert!(d.get(2).unwrap_err().contains("JSON"));
         assert_eq!(d.get(3).unwrap().columns, ["z"]);
+    }
+
+    #[test]
+    fn scanned_and_parsed_values_come_out_alike() {
+        let d = Decoded::new(&[
+            rec(r#"{"x":"1","y":null}"#),
+            rec(r#"{"x":"2","y":"b"}"#),
+            rec(r#"{"x":"3\n","y":""}"#),
+            rec(r#"{"x":"4","y":"d"}"#),
+            rec(r#"{"z":"5"}"#),
+            rec(r#"{"x":"6","y":null}"#),
+        ]);
+        let csv: Vec<&[u8]> = (0..6).map(|i| d.get(i).unwrap().csv).collect();
+        let want: [&[u8]; 6] = [
+            b"\"1\",",
+            b"\"2\",\"b\"",
+            b"\"3\n\",\"\"",
+            b"\"4\",\"d\"",
+            b"\"5\"",
+            b"\"6\",",
+        ];
+        assert_eq!(csv, want);
+        assert!(std::ptr::eq(
+            d.get(0).unwrap().columns,
+            d.get(5).unwrap().columns
+        ));
+        assert_eq!(d.get(4).unwrap().columns, ["z"]);
     }
 }

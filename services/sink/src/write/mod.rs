@@ -10,6 +10,7 @@ pub(crate) mod bisect;
 pub(crate) mod copy;
 pub(crate) mod decode;
 pub(crate) mod dispatch;
+pub(crate) mod scan;
 pub(crate) mod targets;
 pub(crate) mod transaction;
 pub(crate) mod writer;
