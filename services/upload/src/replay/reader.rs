@@ -8,7 +8,7 @@ use csvbus_shared::imports::spans::Span;
 use csvbus_shared::message::{RowMeta, Signer, HEADER_SIGNATURE};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use uuid::Uuid;
 
@@ -147,31 +147,43 @@ impl PartitionRows {
             if m.offset() > self.span.last_offset {
                 break;
             }
-            let headers = m.headers();
-            let pairs = headers
-                .iter()
-                .flat_map(|h| h.iter())
-                .map(|h| (h.key, h.value));
-            let Some(meta) = RowMeta::decode(pairs) else {
-                continue;
-            };
-            let payload = m.payload().unwrap_or_default();
-            if meta.import != self.import || meta.line <= self.max_line {
-                continue;
+            if let Some(row) = row_of(&m, self.import, self.max_line, self.signer.as_ref()) {
+                self.max_line = row.0;
+                return Ok(Some(row));
             }
-            if let Some(s) = &self.signer {
-                let tag = headers
-                    .iter()
-                    .flat_map(|h| h.iter())
-                    .find(|h| h.key == HEADER_SIGNATURE)
-                    .and_then(|h| h.value);
-                if !s.verify(&meta, payload, tag) {
-                    continue; // the sink did not write it either
-                }
-            }
-            self.max_line = meta.line;
-            return Ok(Some((meta.line, payload.to_vec())));
         }
         Ok(None)
     }
+}
+
+/// The row of `import` that `m` is, with its line: `None` for another import's message, a
+/// row sent again (its line at or below `after_line`), or one not signed with the signing key (the
+/// sink did not write it either).
+fn row_of(
+    m: &BorrowedMessage<'_>,
+    import: Uuid,
+    after_line: i64,
+    signer: Option<&Signer>,
+) -> Option<(i64, Vec<u8>)> {
+    let headers = m.headers();
+    let pairs = headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .map(|h| (h.key, h.value));
+    let meta = RowMeta::decode(pairs)?;
+    let payload = m.payload().unwrap_or_default();
+    if meta.import != import || meta.line <= after_line {
+        return None;
+    }
+    if let Some(s) = signer {
+        let tag = headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .find(|h| h.key == HEADER_SIGNATURE)
+            .and_then(|h| h.value);
+        if !s.verify(&meta, payload, tag) {
+            return None;
+        }
+    }
+    Some((meta.line, payload.to_vec()))
 }
