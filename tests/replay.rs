@@ -385,3 +385,48 @@ async fn a_replay_after_retention_removed_part_of_the_import_is_gone() {
     sink.stop().await;
     upload.stop().await;
 }
+
+/// With `CSVBUS_SIGNING_KEY` the reader checks each row's signature as the sink does, and the
+/// replay's rows are signed anew as its own.
+#[tokio::test]
+async fn a_replay_under_a_signing_key_reads_the_signed_rows_and_signs_its_own() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec(NUMS).await;
+    let mut e = env(&db, &unique("signed"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    e.set("CSVBUS_SINK_LINGER_MS", "20");
+    e.set(
+        "CSVBUS_SIGNING_KEY",
+        "replay-test-signing-key-0123456789abcdef",
+    );
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let original = upload_final(
+        &upload,
+        "table=nums",
+        reqwest::Body::wrap_stream(nums_csv(1, 2_000)),
+    )
+    .await;
+    let id = original["id"].as_str().unwrap();
+    let (status, a) = replay(&upload, id, "table=nums_copy&create=true", None).await;
+    assert_eq!(status, 202, "{a}");
+    let rec = wait_final(
+        &upload,
+        a["import_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        (&rec["status"], &rec["rows_written"]),
+        (&"completed".into(), &2000.into()),
+        "{rec}"
+    );
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM csvbus.dead_letters")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0);
+    sink.stop().await;
+    upload.stop().await;
+}
