@@ -21,15 +21,35 @@ type Upload = Service<csvbus_upload::UploadError>;
 type Sink = Service<csvbus_sink::SinkError>;
 
 async fn stack(ddl: &str) -> (TestDb, Env, Upload, Sink) {
+    stack_with(ddl, &unique("replay"), &[]).await
+}
+
+/// `stack` on `topic` with `extra` settings.
+async fn stack_with(ddl: &str, topic: &str, extra: &[(&str, &str)]) -> (TestDb, Env, Upload, Sink) {
     csvbus_tests::init_logs();
     let db = TestDb::new().await;
     db.exec(ddl).await;
-    let mut e = env(&db, &unique("replay"));
+    let mut e = env(&db, topic);
     e.set("CSVBUS_SINK_GROUP", unique("g"));
     e.set("CSVBUS_SINK_LINGER_MS", "20");
+    for (k, v) in extra {
+        e.set(*k, *v);
+    }
     let upload = spawn_upload(&e).await;
     let sink = spawn_sink(&e).await;
     (db, e, upload, sink)
+}
+
+/// Asserts that no table `nums_copy` and no replay were made.
+async fn nothing_replayed(db: &TestDb) {
+    let (tables, replays): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'nums_copy'),
+                (SELECT count(*) FROM csvbus.imports WHERE replay_of IS NOT NULL)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((tables, replays), (0, 0));
 }
 
 async fn replay(upload: &Upload, id: &str, query: &str, key: Option<&str>) -> (u16, Value) {
@@ -260,15 +280,7 @@ async fn a_replay_is_refused_when_the_original_is_not_all_on_the_topic() {
     assert_eq!((status, &r["error"]), (410, &"replay_gone".into()), "{r}");
     let message = r["message"].as_str().unwrap();
     assert!(message.contains("recreated"), "{message}");
-    // Nothing was created or recorded.
-    let (tables, replays): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'nums_copy'),
-                (SELECT count(*) FROM csvbus.imports WHERE replay_of IS NOT NULL)",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    assert_eq!((tables, replays), (0, 0));
+    nothing_replayed(&db).await;
     upload.stop().await;
 }
 
@@ -277,10 +289,7 @@ async fn a_replay_is_refused_when_the_original_is_not_all_on_the_topic() {
 /// created or recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_after_retention_removed_part_of_the_import_is_gone() {
-    csvbus_tests::init_logs();
     let broker = SqliteTansu::start(Duration::from_millis(300)).await;
-    let db = TestDb::new().await;
-    db.exec(NUMS).await;
     let topic = unique("retained");
     let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker.brokers())
@@ -294,12 +303,8 @@ async fn a_replay_after_retention_removed_part_of_the_import_is_gone() {
         .await
         .unwrap();
     assert!(made.iter().all(Result::is_ok), "{made:?}");
-    let mut e = env(&db, &topic);
-    e.set("KAFKA_BROKERS", broker.brokers());
-    e.set("CSVBUS_SINK_GROUP", unique("g"));
-    e.set("CSVBUS_SINK_LINGER_MS", "20");
-    let upload = spawn_upload(&e).await;
-    let sink = spawn_sink(&e).await;
+    let brokers = broker.brokers();
+    let (db, _e, upload, sink) = stack_with(NUMS, &topic, &[("KAFKA_BROKERS", &brokers)]).await;
 
     // 1,000 rows: one run of lines, one partition. The halves are sent 4 s apart, so that their
     // records are of different ages when retention looks at them.
@@ -374,14 +379,7 @@ async fn a_replay_after_retention_removed_part_of_the_import_is_gone() {
         "{message}"
     );
     assert!(message.contains("retention"), "{message}");
-    let (tables, replays): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'nums_copy'),
-                (SELECT count(*) FROM csvbus.imports WHERE replay_of IS NOT NULL)",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    assert_eq!((tables, replays), (0, 0));
+    nothing_replayed(&db).await;
     sink.stop().await;
     upload.stop().await;
 }
@@ -390,18 +388,11 @@ async fn a_replay_after_retention_removed_part_of_the_import_is_gone() {
 /// replay's rows are signed anew as its own.
 #[tokio::test]
 async fn a_replay_under_a_signing_key_reads_the_signed_rows_and_signs_its_own() {
-    csvbus_tests::init_logs();
-    let db = TestDb::new().await;
-    db.exec(NUMS).await;
-    let mut e = env(&db, &unique("signed"));
-    e.set("CSVBUS_SINK_GROUP", unique("g"));
-    e.set("CSVBUS_SINK_LINGER_MS", "20");
-    e.set(
+    let key = [(
         "CSVBUS_SIGNING_KEY",
         "replay-test-signing-key-0123456789abcdef",
-    );
-    let upload = spawn_upload(&e).await;
-    let sink = spawn_sink(&e).await;
+    )];
+    let (db, _e, upload, sink) = stack_with(NUMS, &unique("signed"), &key).await;
     let original = upload_final(
         &upload,
         "table=nums",

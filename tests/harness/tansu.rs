@@ -62,7 +62,8 @@ impl SqliteTansu {
     }
 }
 
-fn binary() -> String {
+/// The `tansu` binary: `~/.cargo/bin/tansu` when there, else the one in PATH.
+pub fn binary() -> String {
     let home = std::env::var("HOME").unwrap_or_default();
     let cargo_bin = format!("{home}/.cargo/bin/tansu");
     if std::path::Path::new(&cargo_bin).exists() {

@@ -332,13 +332,7 @@ fn free_port() -> u16 {
 }
 
 fn tansu() -> String {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let cargo_bin = format!("{home}/.cargo/bin/tansu");
-    if std::path::Path::new(&cargo_bin).exists() {
-        cargo_bin
-    } else {
-        "tansu".into()
-    }
+    csvbus_tests::tansu::binary()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
