@@ -79,6 +79,26 @@ impl TestDb {
         Self { name, url, pool }
     }
 
+    /// Drops the database (see the `Drop` below), for a test that must be done with it earlier.
+    fn drop_database(name: &str) {
+        let name = name.to_owned();
+        // Drop runs outside async code, maybe inside a runtime: a thread with a runtime of its
+        // own. Errors are ignored: a database left over is only disk space.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin_url()).await.ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::query(&sql).execute(&mut conn).await.ok()?;
+                conn.close().await.ok()
+            })
+        })
+        .join();
+    }
+
     /// `rows_written` of the database's one import (0 before it exists).
     pub async fn rows_written(&self) -> i64 {
         sqlx::query_scalar::<_, i64>("SELECT rows_written FROM csvbus.imports")
@@ -102,6 +122,16 @@ impl TestDb {
             .execute(&self.pool)
             .await
             .expect("test SQL");
+    }
+}
+
+/// Each test's database goes when the test ends (passed or failed: hundreds of them filled a
+/// disk once); `CSVBUS_TEST_KEEP_DB=1` keeps them to look at.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var_os("CSVBUS_TEST_KEEP_DB").is_none() {
+            Self::drop_database(&self.name);
+        }
     }
 }
 
