@@ -62,6 +62,15 @@ async fn replay(upload: &Upload, id: &str, query: &str, key: Option<&str>) -> (u
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
+/// A replay answered `202`, followed until final: the answer and the record.
+async fn replay_final(upload: &Upload, id: &str, query: &str, key: Option<&str>) -> (Value, Value) {
+    let (status, a) = replay(upload, id, query, key).await;
+    assert_eq!(status, 202, "{a}");
+    let id = a["import_id"].as_str().unwrap();
+    let rec = wait_final(upload, id, Duration::from_secs(600)).await;
+    (a, rec)
+}
+
 async fn upload_final(upload: &Upload, query: &str, body: impl Into<reqwest::Body>) -> Value {
     let http = reqwest::Client::new();
     let (status, a) = post_import(
@@ -90,15 +99,8 @@ async fn a_replay_of_a_million_rows_lands_each_once_in_a_new_table() {
     assert_eq!(original["rows_written"], n, "{original}");
     let id = original["id"].as_str().unwrap();
 
-    let (status, a) = replay(&upload, id, "table=nums_copy&create=true", None).await;
-    assert_eq!(status, 202, "{a}");
+    let (a, copy) = replay_final(&upload, id, "table=nums_copy&create=true", None).await;
     assert_eq!(a["rows_produced"], n);
-    let copy = wait_final(
-        &upload,
-        a["import_id"].as_str().unwrap(),
-        Duration::from_secs(600),
-    )
-    .await;
     assert_eq!(
         (&copy["status"], &copy["rows_written"]),
         (&"completed".into(), &n.into()),
@@ -129,8 +131,9 @@ const PEOPLE: &str = "CREATE TABLE people (id int PRIMARY KEY, name text, note t
 #[tokio::test]
 async fn a_replay_maps_the_columns_onto_another_order_and_keeps_the_original_lines() {
     let (db, _e, upload, sink) = stack(PEOPLE).await;
-    // An empty unquoted field is NULL, `""` an empty string, in both. Line 4 spans two lines; line 7 has a born Postgres refuses into `date` (a write
-    // rejection the replay into a text column then lands); line 8's id is refused by people2.
+    // An empty unquoted field is NULL, `""` an empty string, in both. Line 4 spans two lines;
+    // line 7 has a born Postgres refuses into `date` (a write rejection the replay into a text
+    // column then lands); line 8's id is refused by people2.
     let csv = "id,name,note,born\n1,Ann,,2000-01-02\n2,,\"said \"\"hi\"\", ok\",\n\
                3,\"Bo\nb\",x,1999-12-31\n\n4,Dee,\"\",2001-01-01\n5,Eve,e,not a date\n\
                150,Fay,f,2002-02-02\n";
@@ -142,18 +145,11 @@ async fn a_replay_maps_the_columns_onto_another_order_and_keeps_the_original_lin
     );
     let id = original["id"].as_str().unwrap();
 
-    let (status, a) = replay(&upload, id, "table=people2", Some("replay-key-1")).await;
-    assert_eq!(status, 202, "{a}");
+    let (a, rec) = replay_final(&upload, id, "table=people2", Some("replay-key-1")).await;
     assert_eq!(
         a["rows_produced"], 6,
         "every row on the topic, the refused one too: {a}"
     );
-    let rec = wait_final(
-        &upload,
-        a["import_id"].as_str().unwrap(),
-        Duration::from_secs(60),
-    )
-    .await;
     assert_eq!(
         (&rec["rows_written"], &rec["rows_write_rejected"]),
         (&5.into(), &1.into()),
@@ -400,14 +396,7 @@ async fn a_replay_under_a_signing_key_reads_the_signed_rows_and_signs_its_own() 
     )
     .await;
     let id = original["id"].as_str().unwrap();
-    let (status, a) = replay(&upload, id, "table=nums_copy&create=true", None).await;
-    assert_eq!(status, 202, "{a}");
-    let rec = wait_final(
-        &upload,
-        a["import_id"].as_str().unwrap(),
-        Duration::from_secs(60),
-    )
-    .await;
+    let (_, rec) = replay_final(&upload, id, "table=nums_copy&create=true", None).await;
     assert_eq!(
         (&rec["status"], &rec["rows_written"]),
         (&"completed".into(), &2000.into()),

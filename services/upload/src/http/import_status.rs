@@ -9,14 +9,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use csvbus_shared::catalog::{TableName, DEFAULT_SCHEMA};
-use csvbus_shared::imports::{self, ImportRecord, RejectedPage};
+use csvbus_shared::imports::{ImportRecord, RejectedPage};
 use csvbus_shared::scope::Scope;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::import::lookup;
 use crate::App;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -52,26 +51,6 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 /// How often a long-poll looks at its import.
 const WAIT_POLL: Duration = Duration::from_millis(200);
 
-fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::not_found("unknown_import", format!("no import {id:?}")))
-}
-
-/// The import, or 404 `unknown_import` — also when the key's scope does not reach its table
-/// (a scoped key learns nothing of other tables' imports).
-pub(crate) async fn find(app: &App, id: &str, scope: &Scope) -> Result<ImportRecord, ApiError> {
-    get_in_scope(app, parse_id(id)?, scope).await
-}
-
-async fn get_in_scope(app: &App, id: Uuid, scope: &Scope) -> Result<ImportRecord, ApiError> {
-    imports::get(&app.pool, id)
-        .await?
-        .filter(|rec| {
-            TableName::parse(&rec.table, DEFAULT_SCHEMA).is_some_and(|t| scope.allows(&t))
-        })
-        .ok_or_else(|| ApiError::not_found("unknown_import", format!("no import {id}")))
-}
-
 /// One import with its counters; with `wait`, answers once it is final (or the wait is over).
 #[utoipa::path(
     get,
@@ -94,7 +73,7 @@ pub async fn get_import(
     Path(id): Path<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<ImportRecord>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = lookup::parse_id(&id)?;
     let Query(w) = query?;
     let wait = match w.wait.as_deref() {
         None | Some("") => Duration::ZERO,
@@ -125,7 +104,7 @@ pub async fn get_import(
     };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let rec = get_in_scope(&app, id, &scope).await?;
+        let rec = lookup::get_in_scope(&app, id, &scope).await?;
         if rec.is_final() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(rec));
         }
@@ -176,7 +155,7 @@ pub async fn get_rejected(
             format!("limit={limit}: use 1 to 1000"),
         ));
     }
-    let rec = find(&app, &id, &scope).await?;
+    let rec = lookup::find(&app, &id, &scope).await?;
     let rows =
         csvbus_shared::imports::rejected::page(&app.pool, rec.id, p.after.unwrap_or(0), limit)
             .await?;
@@ -232,7 +211,7 @@ pub async fn get_rejected_csv(
     query: Result<Query<CsvQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    let rec = find(&app, &id, &scope).await?;
+    let rec = lookup::find(&app, &id, &scope).await?;
     let format = q.format.unwrap_or_default();
     let stream = crate::http::rejected_csv::stream(app.pool.clone(), rec.id, rec.columns, format);
     let name = format!("attachment; filename=\"rejected-{}.csv\"", rec.id);

@@ -12,6 +12,7 @@ pub(crate) mod dates;
 pub(crate) mod failures;
 pub(crate) mod idempotency;
 pub(crate) mod ingest;
+pub(crate) mod lookup;
 pub(crate) mod preview;
 pub(crate) mod progress;
 pub(crate) mod request;

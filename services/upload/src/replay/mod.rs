@@ -20,7 +20,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Extension;
-use csvbus_shared::catalog::{TableName, DEFAULT_SCHEMA};
 use csvbus_shared::imports::{self, spans};
 use csvbus_shared::modes::ImportMode;
 use csvbus_shared::read_as::Delimiter;
@@ -30,8 +29,8 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::import::clients::Peer;
-use crate::import::ingest;
 use crate::import::request::{Accepted, UploadQuery};
+use crate::import::{ingest, lookup};
 use crate::rows::mapping::{Evolve, ExtraColumns};
 use crate::App;
 
@@ -102,13 +101,8 @@ pub async fn replay_import(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    let unknown = || ApiError::not_found("unknown_import", format!("no import {id}"));
-    let id = Uuid::parse_str(&id).map_err(|_| unknown())?;
-    // Outside the key's scope it is unknown, as for `GET /v1/imports/{id}`.
-    let original = imports::get(&app.pool, id)
-        .await?
-        .filter(|r| TableName::parse(&r.table, DEFAULT_SCHEMA).is_some_and(|t| scope.allows(&t)))
-        .ok_or_else(unknown)?;
+    let original = lookup::find(&app, &id, &scope).await?;
+    let id = original.id;
     if original.produced_at.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
