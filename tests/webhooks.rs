@@ -378,3 +378,32 @@ async fn notify_is_taken_only_under_the_allowlist() {
 fn urlencode(s: &str) -> String {
     serde_urlencoded::to_string([("x", s)]).unwrap()[2..].to_owned()
 }
+
+/// A sink's senders each hold the transaction that claimed their delivery, on a pool of one
+/// connection per sender; one that asked its pool for a second connection (to read the import)
+/// waited while every sender held one — for ever with one sender, now and then with two (a CI
+/// run caught it). Twelve deliveries due at once on one sender: every one delivered.
+#[tokio::test]
+async fn a_sender_needs_no_second_connection_to_deliver() {
+    let addr = free_addr();
+    let receiver = Receiver::start(addr, 0, Duration::ZERO).await;
+    let one = [("CSVBUS_WEBHOOK_SENDERS", "1")];
+    let (_db, e) = stack(Some(&format!("http://{addr}/hook")), 60_000, &one).await;
+    let upload = spawn_upload(&e).await;
+    let mut ids = Vec::new();
+    for k in 0..12u64 {
+        let body = nums(k * 10 + 1, k * 10 + 10);
+        let (status, a) = upload_nums(&upload.url(""), "table=nums", body).await;
+        assert_eq!(status, 202, "{a}");
+        ids.push(a["import_id"].as_str().unwrap().to_owned());
+    }
+    // The sink comes after the uploads: every import ends, and owes its delivery, at once.
+    let sink = spawn_sink(&e).await;
+    for id in &ids {
+        let d = settled_deliveries(&upload.url(""), id).await;
+        assert_eq!(d[0]["state"], "delivered", "{d:?}");
+    }
+    assert_eq!(receiver.got().len(), 12);
+    sink.stop().await;
+    upload.stop().await;
+}

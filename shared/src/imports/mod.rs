@@ -21,7 +21,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::modes::ImportMode;
@@ -154,12 +153,16 @@ pub(crate) fn record_columns() -> String {
         .replace("{deliveries}", deliveries::DELIVERIES_SQL)
 }
 
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ImportRecord>, sqlx::Error> {
+/// The import `id`, read through `db`: the pool, or a connection or transaction already held.
+pub async fn get<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    id: Uuid,
+) -> Result<Option<ImportRecord>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {} FROM csvbus.imports WHERE id = $1",
         record_columns()
     ))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
 }

@@ -64,7 +64,9 @@ async fn deliver_one(
     let Some(due) = deliveries::claim_due(&mut tx).await? else {
         return Ok(false);
     };
-    let Some(import) = csvbus_shared::imports::get(pool, due.import_id).await? else {
+    // Through the claiming transaction: a second connection from this pool (one per sender)
+    // could wait for ever while every sender holds one.
+    let Some(import) = csvbus_shared::imports::get(&mut *tx, due.import_id).await? else {
         return Ok(true); // deleted meanwhile (retention): its delivery went with it
     };
     let attempt = match sender.send(&due, &import).await {
