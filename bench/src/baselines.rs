@@ -13,13 +13,15 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 use tokio::io::AsyncReadExt;
 
+use crate::cpu::{CpuSnap, CpuUse};
 use crate::measure::{unique, Bench, Uploaded};
 
 impl Bench {
     /// `COPY … FROM STDIN (FORMAT csv, HEADER)` of the file into the truncated table.
-    pub async fn copy(&self) -> anyhow::Result<f64> {
+    pub async fn copy(&self) -> anyhow::Result<(f64, CpuUse)> {
         self.reset_table().await?;
         let mut conn = self.pool.acquire().await?;
+        let cpu = CpuSnap::now();
         let started = Instant::now();
         let mut copy = conn
             .copy_in_raw(&format!(
@@ -40,7 +42,7 @@ impl Bench {
         if n != self.rows {
             bail!("COPY wrote {n} rows, expected {}", self.rows);
         }
-        Ok(started.elapsed().as_secs_f64())
+        Ok((started.elapsed().as_secs_f64(), cpu.used()))
     }
 
     /// The same rows, encoded the same way, produced by a minimal librdkafka producer with

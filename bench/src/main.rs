@@ -7,6 +7,7 @@
 //! - peak RSS of the upload service (100 MB and 1 GB files, 1 and 16 uploads) and of the sink.
 
 mod baselines;
+mod cpu;
 mod input;
 mod measure;
 mod memory;

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 use sqlx::PgPool;
 
+use crate::cpu::{CpuSnap, CpuUse};
 use crate::procs::Proc;
 
 /// What every measurement shares.
@@ -32,6 +33,17 @@ pub struct SinkRun {
     pub peak_rss: u64,
     /// CPU seconds of the replicas, together (start-up included).
     pub cpu_secs: f64,
+    /// The machine's CPU over the run.
+    pub machine: CpuUse,
+}
+
+/// One end-to-end run.
+pub struct EndToEnd {
+    pub secs: f64,
+    pub upload_rss: u64,
+    pub sink_rss: u64,
+    /// The machine's CPU from the first byte to the last commit.
+    pub machine: CpuUse,
 }
 
 /// A run of the upload service: its time, peak RSS, and what it left on the topic.
@@ -157,6 +169,7 @@ impl Bench {
             .execute(&self.pool)
             .await?;
         let env = self.env(&up.topic, &unique("g"));
+        let cpu = CpuSnap::now();
         let started = Instant::now();
         let mut sinks = Vec::new();
         for _ in 0..replicas {
@@ -166,17 +179,19 @@ impl Bench {
             .wait_written(&up.import_id, started, Duration::from_secs(1800))
             .await?;
         let secs = started.elapsed().as_secs_f64();
-        let (mut peak, mut cpu) = (0, 0.0);
+        let machine = cpu.used();
+        let (mut peak, mut cpu_secs) = (0, 0.0);
         for sink in sinks {
             peak = peak.max(sink.peak_rss()?);
-            cpu += sink.cpu_secs()?;
+            cpu_secs += sink.cpu_secs()?;
             sink.stop().await?;
         }
         Ok(SinkRun {
             secs,
             first,
             peak_rss: peak,
-            cpu_secs: cpu,
+            cpu_secs,
+            machine,
         })
     }
 
@@ -195,13 +210,13 @@ impl Bench {
     }
 
     /// Upload and sink running together: first byte uploaded to last row committed.
-    pub async fn end_to_end(&self) -> anyhow::Result<(f64, u64, u64)> {
+    pub async fn end_to_end(&self) -> anyhow::Result<EndToEnd> {
         self.end_to_end_in("append").await
     }
 
     /// [`end_to_end`](Self::end_to_end) in an import `mode` (append, atomic, upsert, …), until
     /// the import is `completed` (for atomic: moved into the table).
-    pub async fn end_to_end_in(&self, mode: &str) -> anyhow::Result<(f64, u64, u64)> {
+    pub async fn end_to_end_in(&self, mode: &str) -> anyhow::Result<EndToEnd> {
         self.end_to_end_with(mode, &[]).await
     }
 
@@ -210,7 +225,7 @@ impl Bench {
         &self,
         mode: &str,
         extra: &[(&str, &str)],
-    ) -> anyhow::Result<(f64, u64, u64)> {
+    ) -> anyhow::Result<EndToEnd> {
         self.reset_table().await?;
         let topic = unique("bench-e2e");
         let mut env = self.env(&topic, &unique("g"));
@@ -223,6 +238,7 @@ impl Bench {
         let sink = Proc::start("csvbus-sink", "CSVBUS_SINK_ADDR", &env, true).await?;
         // The sink holds its partitions before the clock starts.
         sink.holds_partitions(self.partitions).await?;
+        let cpu = CpuSnap::now();
         let started = Instant::now();
         let query = format!("table={}&mode={mode}", self.table);
         let accepted = post_file(&upload, &query, &self.file).await?;
@@ -232,10 +248,16 @@ impl Bench {
             .await?;
         self.wait_completed(id, Duration::from_secs(1800)).await?;
         let secs = started.elapsed().as_secs_f64();
-        let (u, s) = (upload.peak_rss()?, sink.peak_rss()?);
+        let machine = cpu.used();
+        let (upload_rss, sink_rss) = (upload.peak_rss()?, sink.peak_rss()?);
         upload.stop().await?;
         sink.stop().await?;
-        Ok((secs, u, s))
+        Ok(EndToEnd {
+            secs,
+            upload_rss,
+            sink_rss,
+            machine,
+        })
     }
 
     /// Waits until the import is `completed`.

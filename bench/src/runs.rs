@@ -1,6 +1,7 @@
 //! The throughput measurements, each against its baseline, repeated `runs` times; and the
 //! ratios the report checks.
 
+use crate::cpu::CpuSeries;
 use crate::measure::Bench;
 use crate::report::{Ratio, Series};
 use crate::writer::Refuse;
@@ -29,6 +30,10 @@ pub struct Throughput {
     pub consumer: Series,
     pub consumer_first: Series,
     pub batch_consumer: Series,
+    /// The machine's CPU during direct COPY, the sink run and end to end.
+    pub copy_machine: CpuSeries,
+    pub sink_machine: CpuSeries,
+    pub e2e_machine: CpuSeries,
     pub rss_upload: Series,
     pub rss_e2e: Series,
     pub rss_sink: Series,
@@ -60,6 +65,9 @@ impl Throughput {
             consumer: s("raw consumer, fresh group (diagnostic)"),
             consumer_first: s("raw consumer: start → first message (diagnostic)"),
             batch_consumer: s("batch consumer, large fetches (diagnostic)"),
+            copy_machine: CpuSeries::new("direct COPY"),
+            sink_machine: CpuSeries::new("sink run"),
+            e2e_machine: CpuSeries::new("end to end"),
             rss_upload: Series::new(&format!("upload service, {file_mb:.0} MB file"), "B"),
             rss_e2e: Series::new("upload service during end to end", "B"),
             rss_sink: Series::new("sink", "B"),
@@ -147,6 +155,9 @@ impl Throughput {
             &self.batch_consumer,
         ]
         .into_iter()
+        .chain(self.copy_machine.series())
+        .chain(self.sink_machine.series())
+        .chain(self.e2e_machine.series())
         .cloned()
         .collect()
     }
@@ -165,13 +176,16 @@ pub async fn throughput(b: &Bench, runs: usize, file_mb: f64) -> anyhow::Result<
         t.upload_cpu.runs.push(up.cpu_secs * 1e6 / b.rows as f64);
         t.rss_upload.runs.push(up.peak_rss as f64);
         step("direct COPY");
-        t.copy.runs.push(b.copy().await?);
+        let (secs, machine) = b.copy().await?;
+        t.copy.runs.push(secs);
+        t.copy_machine.push(&machine, b.rows);
         step("sink");
         let run = b.sink(&up).await?;
         t.sink.runs.push(run.secs);
         t.sink_first.runs.push(run.first);
         t.rss_sink.runs.push(run.peak_rss as f64);
         t.sink_cpu.runs.push(run.cpu_secs * 1e6 / b.rows as f64);
+        t.sink_machine.push(&run.machine, b.rows);
         step("sink writer without broker");
         let sink = sink_config();
         let (rows, conc) = (sink.batch_rows, sink.concurrency);
@@ -202,19 +216,20 @@ pub async fn throughput(b: &Bench, runs: usize, file_mb: f64) -> anyhow::Result<
             .runs
             .push(b.raw_consumer(&up, true).await?.1);
         step("end to end");
-        let (secs, u, s) = b.end_to_end().await?;
-        t.e2e.runs.push(secs);
-        t.rss_e2e.runs.push(u as f64);
-        t.rss_sink.runs.push(s as f64);
+        let e2e = b.end_to_end().await?;
+        t.e2e.runs.push(e2e.secs);
+        t.rss_e2e.runs.push(e2e.upload_rss as f64);
+        t.rss_sink.runs.push(e2e.sink_rss as f64);
+        t.e2e_machine.push(&e2e.machine, b.rows);
         for (mode, series) in [("atomic", &mut t.e2e_atomic), ("upsert", &mut t.e2e_upsert)] {
             step(&format!("end to end, mode={mode}"));
-            series.runs.push(b.end_to_end_in(mode).await?.0);
+            series.runs.push(b.end_to_end_in(mode).await?.secs);
         }
         step("end to end, signed");
         let key = [("CSVBUS_SIGNING_KEY", "bench-signing-key-0123456789abcdef")];
         t.e2e_signed
             .runs
-            .push(b.end_to_end_with("append", &key).await?.0);
+            .push(b.end_to_end_with("append", &key).await?.secs);
     }
     Ok(t)
 }
