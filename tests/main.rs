@@ -15,6 +15,7 @@ mod listing;
 mod messy;
 mod modes;
 mod openapi;
+mod pipeline;
 mod replay;
 mod roles;
 mod routes;

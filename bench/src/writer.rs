@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use csvbus_shared::catalog::TableName;
 use csvbus_shared::message::RowEncoder;
-use csvbus_sink::diagnostics::{write_with_retry, Batch, Record, RowMeta, Settings};
+use csvbus_sink::diagnostics::{write_with_retry, Batch, Record, RowMeta, Settings, Signal};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -110,7 +110,7 @@ pub async fn sink_writer(
                     records.by_ref().take(batch_rows).collect(),
                 );
                 let _permit = sem.acquire().await?;
-                write_with_retry(&pool, &settings, &batch, &stop)
+                write_with_retry(&pool, &settings, &batch, &stop, &Signal::default())
                     .await
                     .ok_or_else(|| anyhow::anyhow!("writer stopped"))?;
             }

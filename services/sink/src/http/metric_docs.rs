@@ -41,6 +41,11 @@ pub const METRICS: &[MetricDoc] = &[
         "Write transactions retried after a database outage.",
     ),
     MetricDoc::new(
+        "csvbus_sink_pipelined_batches_total",
+        Counter,
+        "Batches written behind the one before, by result: committed, conflict, contended, failed.",
+    ),
+    MetricDoc::new(
         "csvbus_sink_rejoins_total",
         Counter,
         "Times the sink joined its group or claims again after losing them.",

@@ -36,17 +36,7 @@ pub async fn check(
     key: Key<'_>,
     records: &[Record],
 ) -> Result<Start, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO csvbus.sink_offsets (group_id, topic, partition, next_offset)
-         VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-    )
-    .bind(key.group_id)
-    .bind(key.topic)
-    .bind(key.partition)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
+    let inserted = ensure(conn, key).await?;
     let (stored, updated): (i64, DateTime<Utc>) = sqlx::query_as(
         "SELECT next_offset, updated_at FROM csvbus.sink_offsets
           WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
@@ -80,6 +70,37 @@ pub async fn check(
         }
         _ => Ok(Start::Fresh { first_new, stored }),
     }
+}
+
+/// Creates the partition's position at 0 unless it is there; whether it was created. (Waits
+/// for a transaction that is creating it to end.)
+async fn ensure(conn: &mut PgConnection, key: Key<'_>) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "INSERT INTO csvbus.sink_offsets (group_id, topic, partition, next_offset)
+         VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+    )
+    .bind(key.group_id)
+    .bind(key.topic)
+    .bind(key.partition)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Locks the partition's position and reads it (created at 0 if missing). Used by a pipelined
+/// batch, after its rows are written ([`crate::write::pipeline`]).
+pub async fn lock(conn: &mut PgConnection, key: Key<'_>) -> Result<i64, sqlx::Error> {
+    ensure(conn, key).await?;
+    sqlx::query_scalar(
+        "SELECT next_offset FROM csvbus.sink_offsets
+          WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+    )
+    .bind(key.group_id)
+    .bind(key.topic)
+    .bind(key.partition)
+    .fetch_one(conn)
+    .await
 }
 
 /// Moves the partition's stored position (inside the batch's transaction).

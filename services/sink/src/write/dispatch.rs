@@ -1,9 +1,12 @@
 //! Batches of one partition, from the records held to the writer tasks and back.
 //!
 //! Up to [`DEPTH`] batches of a partition are in flight: each decodes its values at once
-//! ([`crate::write::decode`], CPU work that needs no database), then waits for the batch before it to
-//! finish, then takes one of `CSVBUS_SINK_CONCURRENCY` permits and writes. So the transactions of
-//! a partition stay in offset order while the next batch's decoding overlaps this one's COPY.
+//! ([`crate::write::decode`], CPU work that needs no database), waits until the batch before it
+//! has one of the `CSVBUS_SINK_CONCURRENCY` permits, takes one, and — while the batch before is
+//! still writing — writes its rows pipelined behind it ([`crate::write::pipeline`]: it takes the
+//! position lock last, after the batch before has committed). When that does not commit, or the
+//! batch before has ended already, it writes the ordinary way once the batch before has ended.
+//! So the transactions of a partition commit in offset order while their COPYs overlap.
 //!
 //! A batch that finds a gap (it starts past the stored position) makes the partition seek back;
 //! a batch dispatched before that seek (an older *epoch*) that finds the same gap is only
@@ -17,6 +20,7 @@ use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
+use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -24,10 +28,16 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SinkConfig;
 use crate::fetch::feed::SinkConsumer;
 use crate::fetch::record::Record;
+use crate::write::pipeline::{self, Pipelined, Signal};
 use crate::write::writer::{write_with_retry, Batch, Outcome, Settings};
 
 /// Batches of one partition in flight at once, at most.
-pub const DEPTH: usize = 2;
+pub const DEPTH: usize = 4;
+
+/// After a pipelined batch was held up by the batch before it (both reached the same rows:
+/// a key repeated, a trigger's counter row), the partition's next batches are written the
+/// ordinary way, one after another, this many of them.
+pub const ORDINARY_AFTER_CONTENTION: u32 = 64;
 
 /// What the loop keeps per partition.
 #[derive(Default)]
@@ -37,14 +47,16 @@ pub struct Partition {
     /// When the last record was added.
     pub last_at: Option<Instant>,
     in_flight: usize,
-    /// Resolves when the last dispatched batch has finished (its sender is dropped).
-    turn: Option<oneshot::Receiver<()>>,
+    /// The last dispatched batch's turn: the next one is written after it.
+    turn: Option<Turn>,
     /// Counts seek-backs: a gap found by a batch of an older epoch was handled already.
     epoch: u64,
     /// How far before the stored position the next seek-back starts (doubles while gaps repeat).
     rewind: i64,
     /// The last seek-back went to the start of the log.
     from_start: bool,
+    /// Batches still to be written the ordinary way (not pipelined) after a contended one.
+    ordinary_for: u32,
 }
 
 impl Partition {
@@ -76,6 +88,8 @@ pub struct Done {
     records: usize,
     bytes: usize,
     outcome: Option<Outcome>,
+    /// Pipelined, it was held up by the batch before (or failed): see [`ORDINARY_AFTER_CONTENTION`].
+    contended: bool,
 }
 
 /// What dispatching and booking need.
@@ -106,31 +120,35 @@ pub fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mu
     let records: Vec<Record> = p.buf.drain(..take).collect();
     p.first_at = (!p.buf.is_empty()).then(Instant::now);
     p.in_flight += 1;
-    let (done_tx, done_rx) = oneshot::channel::<()>();
-    let after = p.turn.replace(done_rx);
+    let (turn, mine) = Turn::next();
+    let pipelining = p.ordinary_for == 0;
+    p.ordinary_for = p.ordinary_for.saturating_sub(1);
+    let before = p.turn.replace(turn);
     let epoch = p.epoch;
     let topic = ctx.topic.to_owned();
     let (pool, sem, stop) = (ctx.pool.clone(), ctx.sem.clone(), ctx.stop.clone());
     let settings = ctx.settings.clone();
     tasks.spawn(async move {
-        let _done = done_tx; // dropped when this task ends, however it ends
         let mut done = Done {
             partition,
             epoch,
             records: records.len() + dups,
             bytes: bytes_of(&records) + dup_bytes,
             outcome: None,
+            contended: false,
         };
         let batch = Batch::new(topic, partition, records);
-        if let Some(after) = after {
-            let _ = after.await;
-        }
-        let Ok(_permit) = sem.acquire().await else {
-            return done;
+        let w = Writer {
+            pipelining,
+            pool: &pool,
+            settings: &settings,
+            sem: &sem,
+            stop: &stop,
         };
         // A panic must not lose the partition's turn nor the records' room: it ends as a write
         // that committed nothing (the next batch finds the gap and the records come again).
-        let write = std::panic::AssertUnwindSafe(write_with_retry(&pool, &settings, &batch, &stop));
+        let write = w.write(&batch, before, &mine, &mut done.contended);
+        let write = std::panic::AssertUnwindSafe(write);
         done.outcome = match write.catch_unwind().await {
             Ok(outcome) => outcome,
             Err(_) => {
@@ -141,6 +159,8 @@ pub fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mu
                 None
             }
         };
+        // Its signals go when the task ends, however it ends.
+        drop(mine);
         if let Some(o) = &done.outcome {
             tracing::debug!(
                 partition,
@@ -153,6 +173,89 @@ pub fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mu
         }
         done
     });
+}
+
+/// What the next batch of a partition waits on: this batch has a writer's permit, holds the
+/// partition's position lock, has ended (each resolves when fired or when the batch ends).
+pub struct Turn {
+    started: oneshot::Receiver<()>,
+    locked: oneshot::Receiver<()>,
+    done: oneshot::Receiver<()>,
+}
+
+/// A batch's side of its [`Turn`].
+struct Mine {
+    started: Signal,
+    locked: Signal,
+    _done: oneshot::Sender<()>,
+}
+
+impl Turn {
+    fn next() -> (Self, Mine) {
+        let (started, started_rx) = Signal::new();
+        let (locked, locked_rx) = Signal::new();
+        let (done, done_rx) = oneshot::channel();
+        let turn = Self {
+            started: started_rx,
+            locked: locked_rx,
+            done: done_rx,
+        };
+        let mine = Mine {
+            started,
+            locked,
+            _done: done,
+        };
+        (turn, mine)
+    }
+}
+
+/// A writer task's shares of the sink.
+struct Writer<'a> {
+    /// The batch may be pipelined behind the one before.
+    pipelining: bool,
+    pool: &'a PgPool,
+    settings: &'a Settings,
+    sem: &'a Semaphore,
+    stop: &'a CancellationToken,
+}
+
+impl Writer<'_> {
+    /// Writes `batch` after the batch `before` it: pipelined behind it while it is still being
+    /// written ([`pipeline`]), else — or when that does not commit — once it has ended.
+    async fn write(
+        &self,
+        batch: &Batch,
+        before: Option<Turn>,
+        mine: &Mine,
+        contended: &mut bool,
+    ) -> Option<Outcome> {
+        if let Some(mut before) = before {
+            let _ = (&mut before.started).await;
+            let permit = self.sem.acquire().await.ok()?;
+            mine.started.fire();
+            // (A receiver that has answered `try_recv` must not be awaited again.)
+            let running = matches!(before.done.try_recv(), Err(TryRecvError::Empty));
+            if running && self.pipelining {
+                let pipelined =
+                    pipeline::write(self.pool, self.settings, batch, before.locked, &mine.locked);
+                tokio::select! {
+                    written = pipelined => match written {
+                        Pipelined::Committed(o) => return Some(o),
+                        Pipelined::Contended => *contended = true,
+                        Pipelined::Conflict => {}
+                    },
+                    _ = self.stop.cancelled() => return None,
+                }
+            }
+            drop(permit);
+            if running {
+                let _ = before.done.await;
+            }
+        }
+        let _permit = self.sem.acquire().await.ok()?;
+        mine.started.fire();
+        write_with_retry(self.pool, self.settings, batch, self.stop, &mine.locked).await
+    }
 }
 
 pub fn bytes_of(records: &[Record]) -> usize {
@@ -188,6 +291,9 @@ fn book(
         return released;
     };
     p.in_flight -= 1;
+    if done.contended {
+        p.ordinary_for = ORDINARY_AFTER_CONTENTION;
+    }
     match done.outcome {
         // A gap: drop what is held and fetch again from the stored position.
         Some(Outcome {

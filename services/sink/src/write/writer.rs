@@ -26,9 +26,10 @@ use uuid::Uuid;
 use crate::fetch::record::Record;
 use crate::positions::handled;
 use crate::positions::offsets::{self, Key, Start};
-use crate::write::batch::{sort, Dead, Reject, Target};
+use crate::write::batch::{sort, Dead, Reject, Sorted, Target};
 use crate::write::copy::{copy_group, Mode};
 use crate::write::decode::Decoded;
+use crate::write::pipeline::Signal;
 use crate::write::{targets, transaction};
 
 /// What one committed batch did.
@@ -60,6 +61,15 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Its partition's position row.
+    pub(crate) fn key<'a>(&'a self, settings: &'a Settings) -> Key<'a> {
+        Key {
+            group_id: &settings.group_id,
+            topic: &self.topic,
+            partition: self.partition,
+        }
+    }
+
     /// Decodes the records' values (CPU work, done before the batch's transaction).
     pub fn new(topic: String, partition: i32, records: Vec<Record>) -> Self {
         let decoded = Decoded::new(&records);
@@ -92,6 +102,7 @@ pub async fn write_with_retry(
     settings: &Settings,
     batch: &Batch,
     stop: &CancellationToken,
+    locked: &Signal,
 ) -> Option<Outcome> {
     use backon::Retryable;
     // Failures other than outages change how the next attempt treats what it cannot classify
@@ -101,7 +112,7 @@ pub async fn write_with_retry(
     let attempt = || async {
         let started = Instant::now();
         let current = mode.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let o = write_once(pool, settings, batch, &current).await?;
+        let o = write_once(pool, settings, batch, &current, locked).await?;
         record_metrics(batch, &o, started);
         Ok::<_, sqlx::Error>(o)
     };
@@ -130,7 +141,7 @@ pub async fn write_with_retry(
     }
 }
 
-fn record_metrics(batch: &Batch, o: &Outcome, started: Instant) {
+pub(crate) fn record_metrics(batch: &Batch, o: &Outcome, started: Instant) {
     metrics::histogram!("csvbus_sink_batch_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("csvbus_sink_batch_rows").record(batch.records.len() as f64);
     metrics::counter!("csvbus_sink_rows_written_total").increment(o.written);
@@ -145,15 +156,12 @@ async fn write_once(
     settings: &Settings,
     batch: &Batch,
     mode: &Mode,
+    locked: &Signal,
 ) -> Result<Outcome, sqlx::Error> {
     let Some(last) = batch.records.last() else {
         return Ok(Outcome::default());
     };
-    let key = Key {
-        group_id: &settings.group_id,
-        topic: &batch.topic,
-        partition: batch.partition,
-    };
+    let key = batch.key(settings);
     let mut tx = transaction::begin(pool, settings.statement_timeout).await?;
     let (first_new, stored) = match offsets::check(&mut tx, key, &batch.records).await? {
         Start::Fresh { first_new, stored } => (first_new, stored),
@@ -173,23 +181,51 @@ async fn write_once(
             });
         }
     };
-    let fresh = &batch.records[first_new..];
-    let mut outcome = Outcome {
-        skipped: first_new as u64,
-        next_offset: stored.max(last.offset + 1),
-        ..Outcome::default()
-    };
-    if fresh.is_empty() {
-        return Ok(outcome);
+    // The next batch of the partition may take the position lock after this one now.
+    locked.fire();
+    if first_new == batch.records.len() {
+        return Ok(Outcome {
+            skipped: first_new as u64,
+            next_offset: stored.max(last.offset + 1),
+            ..Outcome::default()
+        });
     }
+    let fresh = &batch.records[first_new..];
     let targets = targets::load(&mut tx, fresh, batch.partition, &settings.allowed_schemas).await?;
+    let rows = write_rows(&mut tx, settings, batch, first_new, &targets, mode).await?;
+    let outcome = book(&mut tx, key, stored, rows).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// What a batch's rows came to, before it is booked.
+pub(crate) struct Rows {
+    last_offset: i64,
+    sorted: Sorted,
+    counts: HashMap<Uuid, imports::Written>,
+    outcome: Outcome,
+}
+
+impl Rows {
+    /// Rows Postgres refused.
+    pub(crate) fn refused(&self) -> u64 {
+        self.outcome.rejected
+    }
+}
+
+/// Writes `batch`'s records from `first_new` on, as `targets` say, with their rejected rows and
+/// dead letters; books nothing yet.
+pub(crate) async fn write_rows(
+    tx: &mut PgConnection,
+    settings: &Settings,
+    batch: &Batch,
+    first_new: usize,
+    targets: &HashMap<Uuid, Target>,
+    mode: &Mode,
+) -> Result<Rows, sqlx::Error> {
+    let fresh = &batch.records[first_new..];
     let signer = settings.signer.as_ref();
-    let sorted = sort(
-        fresh,
-        |i| batch.decoded.get(first_new + i),
-        &targets,
-        signer,
-    );
+    let sorted = sort(fresh, |i| batch.decoded.get(first_new + i), targets, signer);
     let mut rejects = Vec::new();
     let mut counts: HashMap<Uuid, imports::Written> = HashMap::new();
     let mut allowances: HashMap<Uuid, Option<i64>> =
@@ -197,9 +233,13 @@ async fn write_once(
     for (import, n) in &sorted.set_aside {
         counts.entry(*import).or_default().set_aside += n;
     }
+    let mut outcome = Outcome {
+        skipped: first_new as u64,
+        ..Outcome::default()
+    };
     for g in &sorted.groups {
         let allowance = allowances.entry(g.import).or_default();
-        let c = copy_group(&mut tx, g, mode, &mut rejects, allowance).await?;
+        let c = copy_group(&mut *tx, g, mode, &mut rejects, allowance).await?;
         let n = counts.entry(g.import).or_default();
         n.written += c.written as i64;
         n.skipped += c.skipped as i64;
@@ -208,24 +248,50 @@ async fn write_once(
         outcome.set_aside += c.set_aside;
     }
     outcome.set_aside += sorted.set_aside.values().sum::<i64>() as u64;
-    store_rejects(&mut tx, fresh, &rejects, &targets).await?;
-    store_dead(&mut tx, key, fresh, &sorted.dead).await?;
+    store_rejects(&mut *tx, fresh, &rejects, targets).await?;
+    let key = batch.key(settings);
+    store_dead(&mut *tx, key, fresh, &sorted.dead).await?;
     for r in &rejects {
         counts.entry(r.import).or_default().rejected += 1;
     }
     outcome.rejected = rejects.len() as u64;
     outcome.dead = sorted.dead.len() as u64;
     outcome.duplicates = sorted.duplicates;
+    let last_offset = batch.records.last().map_or(0, |r| r.offset);
+    Ok(Rows {
+        last_offset,
+        sorted,
+        counts,
+        outcome,
+    })
+}
+
+/// Books written rows in the batch's transaction: the imports' counters (an import whose
+/// refusals passed its `max_rejected` stops), the lines handled, and the position moved from
+/// `stored` (the caller holds its lock).
+pub(crate) async fn book(
+    tx: &mut PgConnection,
+    key: Key<'_>,
+    stored: i64,
+    rows: Rows,
+) -> Result<Outcome, sqlx::Error> {
+    let Rows {
+        sorted,
+        counts,
+        mut outcome,
+        last_offset,
+        ..
+    } = rows;
     for (import, w) in counts {
-        imports::add_written(&mut tx, import, w).await?;
-        if w.rejected > 0 && imports::sink::stop_over_limit(&mut tx, import).await? {
+        imports::add_written(&mut *tx, import, w).await?;
+        if w.rejected > 0 && imports::sink::stop_over_limit(&mut *tx, import).await? {
             tracing::warn!(import_id = %import, "rows refused past max_rejected: import stopped");
         }
     }
     let (lines, offsets) = (&sorted.max_lines, &sorted.offsets);
-    handled::store_max_lines(&mut tx, batch.partition, lines, offsets).await?;
-    offsets::set(&mut tx, key, outcome.next_offset).await?;
-    tx.commit().await?;
+    handled::store_max_lines(&mut *tx, key.partition, lines, offsets).await?;
+    outcome.next_offset = stored.max(last_offset + 1);
+    offsets::set(&mut *tx, key, outcome.next_offset).await?;
     Ok(outcome)
 }
 

@@ -1,0 +1,193 @@
+//! A batch written while the batch before it, of the same partition, is still being written.
+//!
+//! A batch's transaction normally begins by locking its partition's position, so the batches
+//! of one partition run one after another — and a broker that hands out one partition's backlog
+//! at a time (tansu) leaves Postgres with one transaction at a time. A *pipelined* batch writes
+//! its rows first and takes the lock last: it begins while the batch before is running, writes
+//! its rows, waits until that batch holds the lock ([`Signal`]), then locks the position itself
+//! (Postgres makes it wait for that batch's commit) and checks that nothing it assumed has
+//! changed — the position is where its first record is, and the imports' state it read (their
+//! handled lines, whether they ended or stopped) still gives its rows the same fate. Only then
+//! does it book the rows, move the position and commit, in the one transaction that wrote them.
+//! If anything differs, or anything fails, it rolls back and the batch is written the ordinary
+//! way once the batch before has ended: exactly-once rests on the position, as before.
+//!
+//! While waiting for the batch before to take the lock, a pipelined batch holds its rows'
+//! locks; should that batch wait for one of them (the same key in both, in a table with a
+//! unique index), neither would move — so the wait ends after [`LOCK_WAIT`], the pipelined batch
+//! rolls back, and the other goes on.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use csvbus_shared::modes::ImportMode;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::positions::offsets;
+use crate::write::batch::Target;
+use crate::write::copy::Mode;
+use crate::write::targets;
+use crate::write::transaction;
+use crate::write::writer::{book, record_metrics, write_rows, Batch, Outcome, Rows, Settings};
+
+/// How long a pipelined batch waits for the batch before to hold the position lock.
+pub const LOCK_WAIT: Duration = Duration::from_millis(500);
+
+/// Fired once: the batch holds its partition's position lock and will move it (or has ended —
+/// the sender is dropped then, which the receiver sees alike).
+#[derive(Debug, Default)]
+pub struct Signal(Mutex<Option<oneshot::Sender<()>>>);
+
+impl Signal {
+    /// A signal and the receiver the next batch waits on.
+    pub fn new() -> (Self, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Self(Mutex::new(Some(tx))), rx)
+    }
+
+    pub fn fire(&self) {
+        let sender = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(tx) = sender {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// What became of a pipelined write.
+#[derive(Debug)]
+pub enum Pipelined {
+    Committed(Outcome),
+    /// Rolled back: the batches before changed what it assumed. Written the ordinary way.
+    Conflict,
+    /// Rolled back: it waited too long for the batch before, or failed (a deadlock with the
+    /// batch before, an outage). Written the ordinary way — and so are the partition's next
+    /// batches for a while ([`crate::write::dispatch`]): the two batches reach the same rows.
+    Contended,
+}
+
+/// Writes `batch` pipelined behind the batch before it (which fires `before_locked`).
+pub async fn write(
+    pool: &PgPool,
+    settings: &Settings,
+    batch: &Batch,
+    before_locked: oneshot::Receiver<()>,
+    locked: &Signal,
+) -> Pipelined {
+    let started = Instant::now();
+    let written = attempt(pool, settings, batch, before_locked, locked).await;
+    let (result, label) = match written {
+        Ok(Attempt::Committed(o)) => (Pipelined::Committed(o), "committed"),
+        Ok(Attempt::Conflict) => (Pipelined::Conflict, "conflict"),
+        Ok(Attempt::Waited) => (Pipelined::Contended, "contended"),
+        Err(e) => {
+            // Written again the ordinary way: a retried write, like any other that failed.
+            metrics::counter!("csvbus_sink_retries_total").increment(1);
+            tracing::warn!(partition = batch.partition, error = %e, "pipelined batch failed; written again");
+            (Pipelined::Contended, "failed")
+        }
+    };
+    metrics::counter!("csvbus_sink_pipelined_batches_total", "result" => label).increment(1);
+    if let Pipelined::Committed(o) = &result {
+        record_metrics(batch, o, started);
+    }
+    result
+}
+
+enum Attempt {
+    Committed(Outcome),
+    Conflict,
+    /// The batch before did not take the lock within [`LOCK_WAIT`].
+    Waited,
+}
+
+async fn attempt(
+    pool: &PgPool,
+    settings: &Settings,
+    batch: &Batch,
+    before_locked: oneshot::Receiver<()>,
+    locked: &Signal,
+) -> Result<Attempt, sqlx::Error> {
+    let Some(first) = batch.records.first() else {
+        return Ok(Attempt::Conflict);
+    };
+    let (records, partition) = (&batch.records, batch.partition);
+    let mut tx = transaction::begin(pool, settings.statement_timeout).await?;
+    let read = targets::load(&mut tx, records, partition, &settings.allowed_schemas).await?;
+    if read
+        .values()
+        .any(|t| matches!(t.mode, ImportMode::Upsert | ImportMode::Skip))
+    {
+        // upsert / skip: the same key in this batch and the one before is common, and whichever
+        // reached it first would hold the other: written the ordinary way.
+        return Ok(Attempt::Conflict);
+    }
+    let rows = write_rows(&mut tx, settings, batch, 0, &read, &Mode::Normal).await?;
+    let key = batch.key(settings);
+    let (why, verdict) = 'check: {
+        if tokio::time::timeout(LOCK_WAIT, before_locked)
+            .await
+            .is_err()
+        {
+            break 'check ("the batch before did not lock in time", Attempt::Waited);
+        }
+        if offsets::lock(&mut tx, key).await? != first.offset {
+            break 'check (
+                "the position is not where the batch starts",
+                Attempt::Conflict,
+            );
+        }
+        let now = targets::load(&mut tx, records, partition, &settings.allowed_schemas).await?;
+        if !same_fate(batch, &read, &now, &rows) {
+            let why = "the imports' state changed what becomes of its rows";
+            break 'check (why, Attempt::Conflict);
+        }
+        locked.fire();
+        let outcome = book(&mut tx, key, first.offset, rows).await?;
+        tx.commit().await?;
+        return Ok(Attempt::Committed(outcome));
+    };
+    tracing::debug!(partition, why, "pipelined batch rolled back");
+    // At once: its rows' locks may hold the batch before.
+    tx.rollback().await?;
+    Ok(verdict)
+}
+
+/// Whether the imports' state `now` (the batches before committed) gives the rows the fate they
+/// got from the state `read` before: no import ended, stopped or lost its staging table since; an
+/// import whose handled line moved had none of its records at or below the new line (else some
+/// were rows sent again, to be skipped); and when rows were refused, the imports' allowances
+/// are what they were.
+fn same_fate(
+    batch: &Batch,
+    read: &HashMap<Uuid, Target>,
+    now: &HashMap<Uuid, Target>,
+    rows: &Rows,
+) -> bool {
+    if read.len() != now.len() {
+        return false;
+    }
+    let lowest = lowest_lines(batch);
+    read.iter().all(|(id, r)| {
+        let Some(n) = now.get(id) else {
+            return false;
+        };
+        let line_ok = n.max_line == r.max_line || lowest.get(id).is_some_and(|l| *l > n.max_line);
+        let allowance_ok = rows.refused() == 0 || n.allowance == r.allowance;
+        line_ok
+            && allowance_ok
+            && (n.completed, n.stopped, n.staging_gone) == (r.completed, r.stopped, r.staging_gone)
+    })
+}
+
+/// The lowest line of each import among the batch's records.
+fn lowest_lines(batch: &Batch) -> HashMap<Uuid, i64> {
+    let mut lowest: HashMap<Uuid, i64> = HashMap::new();
+    for meta in batch.records.iter().filter_map(|r| r.meta.as_ref()) {
+        let l = lowest.entry(meta.import).or_insert(meta.line);
+        *l = (*l).min(meta.line);
+    }
+    lowest
+}
