@@ -31,7 +31,7 @@ use crate::write::batch::Target;
 use crate::write::copy::Mode;
 use crate::write::targets;
 use crate::write::transaction;
-use crate::write::writer::{book, record_metrics, write_rows, Batch, Outcome, Rows, Settings};
+use crate::write::writer::{book, record_metrics, write_rows, Batch, Outcome, Settings};
 
 /// How long a pipelined batch waits for the batch before to hold the position lock.
 pub const LOCK_WAIT: Duration = Duration::from_millis(500);
@@ -140,7 +140,7 @@ async fn attempt(
             );
         }
         let now = targets::load(&mut tx, records, partition, &settings.allowed_schemas).await?;
-        if !same_fate(batch, &read, &now, &rows) {
+        if !same_fate(batch, &read, &now, rows.refused() > 0) {
             let why = "the imports' state changed what becomes of its rows";
             break 'check (why, Attempt::Conflict);
         }
@@ -164,7 +164,7 @@ fn same_fate(
     batch: &Batch,
     read: &HashMap<Uuid, Target>,
     now: &HashMap<Uuid, Target>,
-    rows: &Rows,
+    refused: bool,
 ) -> bool {
     if read.len() != now.len() {
         return false;
@@ -175,7 +175,7 @@ fn same_fate(
             return false;
         };
         let line_ok = n.max_line == r.max_line || lowest.get(id).is_some_and(|l| *l > n.max_line);
-        let allowance_ok = rows.refused() == 0 || n.allowance == r.allowance;
+        let allowance_ok = !refused || n.allowance == r.allowance;
         line_ok
             && allowance_ok
             && (n.completed, n.stopped, n.staging_gone) == (r.completed, r.stopped, r.staging_gone)
@@ -190,4 +190,101 @@ fn lowest_lines(batch: &Batch) -> HashMap<Uuid, i64> {
         *l = (*l).min(meta.line);
     }
     lowest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::record::Record;
+    use csvbus_shared::catalog::TableName;
+    use csvbus_shared::message::RowMeta;
+
+    fn batch(import: Uuid, lines: std::ops::RangeInclusive<i64>) -> Batch {
+        let table = TableName::parse("public.t", "public").unwrap();
+        let records = lines
+            .enumerate()
+            .map(|(i, line)| Record {
+                offset: i as i64,
+                partition: 0,
+                meta: Some(RowMeta {
+                    import,
+                    line,
+                    table: table.clone(),
+                }),
+                payload: br#"{"a":"1"}"#.to_vec(),
+                key: None,
+                signature: None,
+                raw_headers: None,
+            })
+            .collect();
+        Batch::new("t".into(), 0, records)
+    }
+
+    fn state(import: Uuid, max_line: i64, edit: impl FnOnce(&mut Target)) -> HashMap<Uuid, Target> {
+        let mut t = Target {
+            table: TableName::parse("public.t", "public").unwrap(),
+            columns: vec!["a".into()],
+            allowed: true,
+            mode: ImportMode::Append,
+            conflict: None,
+            staging_gone: false,
+            completed: false,
+            stopped: false,
+            allowance: Some(10),
+            rejected: 0,
+            max_line,
+        };
+        edit(&mut t);
+        HashMap::from([(import, t)])
+    }
+
+    #[test]
+    fn a_handled_line_that_moved_matters_only_when_the_batch_has_lines_at_or_below_it() {
+        let id = Uuid::new_v4();
+        let read = state(id, 200, |_| {});
+        let moved = state(id, 300, |_| {});
+        // The batch before handled lines up to 300; this one starts past them: same fate.
+        assert!(same_fate(&batch(id, 301..=400), &read, &moved, false));
+        // Lines 250–300 were taken for new rows, but they came again: not the same fate.
+        assert!(!same_fate(&batch(id, 250..=349), &read, &moved, false));
+        assert!(!same_fate(&batch(id, 300..=300), &read, &moved, false));
+        // Nothing moved: whatever the lines, it read the truth.
+        assert!(same_fate(&batch(id, 1..=50), &read, &read, false));
+    }
+
+    #[test]
+    fn an_import_that_ended_stopped_or_lost_its_staging_since_changes_the_fate() {
+        let id = Uuid::new_v4();
+        let read = state(id, 0, |_| {});
+        let b = batch(id, 1..=10);
+        assert!(!same_fate(
+            &b,
+            &read,
+            &state(id, 0, |t| t.completed = true),
+            false
+        ));
+        assert!(!same_fate(
+            &b,
+            &read,
+            &state(id, 0, |t| t.stopped = true),
+            false
+        ));
+        assert!(!same_fate(
+            &b,
+            &read,
+            &state(id, 0, |t| t.staging_gone = true),
+            false
+        ));
+        assert!(!same_fate(&b, &read, &HashMap::new(), false));
+    }
+
+    #[test]
+    fn the_allowance_matters_only_when_rows_were_refused() {
+        let id = Uuid::new_v4();
+        let read = state(id, 0, |_| {});
+        let spent = state(id, 0, |t| t.allowance = Some(3));
+        let b = batch(id, 1..=10);
+        assert!(same_fate(&b, &read, &spent, false));
+        assert!(!same_fate(&b, &read, &spent, true));
+    }
 }
