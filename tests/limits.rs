@@ -32,10 +32,6 @@ fn rows(from: i64, n: i64, bad: impl Fn(i64) -> bool) -> String {
         .collect()
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
-}
-
 /// An append import whose every row Postgres refuses, with `max_rejected=10`: it ends `failed`
 /// and stopped, 11 refusals counted and stored, the other rows set aside unwritten (not
 /// bisected one by one, not stored) — and the record says so. Before the bound, the import
@@ -73,9 +69,9 @@ async fn rows_refused_by_postgres_count_toward_max_rejected_and_stop_the_import(
     let error = rec["error"].as_str().unwrap();
     assert!(error.contains("max_rejected=10"), "{error}");
     assert!(error.contains("0 rows were written"), "{error}");
-    let stored = count(&db, "SELECT count(*) FROM csvbus.rejected_rows").await;
+    let stored = db.count("SELECT count(*) FROM csvbus.rejected_rows").await;
     assert_eq!(stored, 11);
-    assert_eq!(count(&db, "SELECT count(*) FROM checked").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM checked").await, 0);
     sink.stop().await;
     upload.stop().await;
 }
@@ -110,7 +106,7 @@ async fn an_upload_still_reading_stops_when_the_sink_stops_its_import() {
     let stopped = "SELECT count(*) FROM csvbus.imports WHERE stopped AND status = 'failed'";
     csvbus_tests::eventually("the sink stops the import", Duration::from_secs(60), || {
         let db = &db;
-        async move { count(db, stopped).await == 1 }
+        async move { db.count(stopped).await == 1 }
     })
     .await;
     // The client is still sending: the upload notices at its next progress tick.
@@ -124,7 +120,7 @@ async fn an_upload_still_reading_stops_when_the_sink_stops_its_import() {
     assert!(answer["import_id"].is_string(), "{answer}");
     let message = answer["message"].as_str().unwrap();
     assert!(message.contains("rows written: 100"), "{message}");
-    assert_eq!(count(&db, "SELECT count(*) FROM checked").await, 100);
+    assert_eq!(db.count("SELECT count(*) FROM checked").await, 100);
 
     // Atomic, its values refused on the way into its staging table: nothing written at all.
     let body = rows(1000, 500, |_| false).replace(",1\n", ",x\n");
@@ -154,7 +150,8 @@ async fn an_upload_still_reading_stops_when_the_sink_stops_its_import() {
         "{rec}"
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM checked WHERE id >= 1000").await,
+        db.count("SELECT count(*) FROM checked WHERE id >= 1000")
+            .await,
         0
     );
     sink.stop().await;

@@ -236,10 +236,6 @@ fn stalled_nums(n: u64) -> reqwest::Body {
     reqwest::Body::wrap_stream(nums_csv(1, n).chain(futures::stream::pending()))
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_import_cut_off_and_retried_with_its_key_lands_exactly_once() {
     let (db, e) = stack(NUMS).await;
@@ -260,7 +256,7 @@ async fn an_append_import_cut_off_and_retried_with_its_key_lands_exactly_once() 
     };
     // Rows reach the table while the upload runs; then the client goes away.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while count(&db, "SELECT count(*) FROM nums").await < 20_000 {
+    while db.count("SELECT count(*) FROM nums").await < 20_000 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "rows never reached the table"
@@ -369,7 +365,7 @@ async fn seen_whole_or_not_at_all(mode: &str, after: i64) {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let staged = "SELECT coalesce(sum(rows_written), 0)::bigint FROM csvbus.imports";
-    while count(&db, staged).await < 10_000 {
+    while db.count(staged).await < 10_000 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "rows were never staged"
@@ -377,7 +373,7 @@ async fn seen_whole_or_not_at_all(mode: &str, after: i64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        count(&db, "SELECT count(*) FROM nums").await,
+        db.count("SELECT count(*) FROM nums").await,
         1,
         "staged rows are not in the table"
     );
@@ -385,7 +381,7 @@ async fn seen_whole_or_not_at_all(mode: &str, after: i64) {
     let stages =
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'csvbus' AND tablename LIKE 'stage_%'";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while count(&db, stages).await > 0 {
+    while db.count(stages).await > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the staging table of the aborted import stays"
@@ -397,7 +393,7 @@ async fn seen_whole_or_not_at_all(mode: &str, after: i64) {
         .await
         .unwrap();
     assert_eq!(status, "aborted");
-    assert_eq!(count(&db, "SELECT count(*) FROM nums").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM nums").await, 1);
 
     // A whole one: a reader sees 1 row (the old one) or all of them, never part.
     let (s, v) = post(
@@ -411,7 +407,7 @@ async fn seen_whole_or_not_at_all(mode: &str, after: i64) {
     let mut seen = std::collections::BTreeSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let n = count(&db, "SELECT count(*) FROM nums").await;
+        let n = db.count("SELECT count(*) FROM nums").await;
         seen.insert(n);
         if n == after {
             break;

@@ -25,13 +25,7 @@ async fn stack(sql: &str) -> (TestDb, Env) {
 }
 
 async fn post(url: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "text/csv")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = csvbus_tests::post_csv(url, body).await;
     (r.status(), r.json().await.unwrap_or_default())
 }
 
@@ -71,14 +65,10 @@ async fn a_key_repeated_in_the_next_batch_is_refused_there_not_in_the_first() {
         "the later line of each repeated id is refused"
     );
     // Every id keeps the line that came first.
-    let wrong: i64 = sqlx::query_scalar("SELECT count(*) FROM kv WHERE line <> id + 1")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM kv")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let wrong = db
+        .count("SELECT count(*) FROM kv WHERE line <> id + 1")
+        .await;
+    let rows = db.count("SELECT count(*) FROM kv").await;
     assert_eq!((rows, wrong), (3_000 - refused.len() as i64, 0));
 }
 
@@ -97,15 +87,10 @@ async fn upserts_of_a_key_in_consecutive_batches_keep_the_last_row() {
     let rec = wait_final(&upload, &id, Duration::from_secs(120)).await;
     assert_eq!(rec["status"], "completed", "{rec}");
     // The last line of key k is the largest n ≤ 3000 with n % 150 = k.
-    let wrong: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM kv WHERE v <> 3000 - ((3000 - k) % 150)")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM kv")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let wrong = db
+        .count("SELECT count(*) FROM kv WHERE v <> 3000 - ((3000 - k) % 150)")
+        .await;
+    let rows = db.count("SELECT count(*) FROM kv").await;
     assert_eq!((rows, wrong), (150, 0));
 }
 

@@ -313,13 +313,7 @@ async fn a_replay_after_retention_removed_part_of_the_import_is_gone() {
                     rx.recv().await.map(|c| (c, rx))
                 });
                 let body = reqwest::Body::wrap_stream(chunks);
-                let r = reqwest::Client::new()
-                    .post(url)
-                    .header("content-type", "text/csv")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = csvbus_tests::post_csv(&url, body).await;
                 (r.status().as_u16(), r.json::<Value>().await.unwrap())
             })
         };

@@ -468,13 +468,7 @@ async fn with_a_signing_key_only_rows_csvbus_signed_are_written() {
     let posting = tokio::spawn({
         let url = upload.url("/v1/imports?table=nums");
         async move {
-            let r = reqwest::Client::new()
-                .post(url)
-                .header("content-type", "text/csv")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let r = csvbus_tests::post_csv(&url, body).await;
             (r.status(), r.json::<Value>().await.unwrap())
         }
     });

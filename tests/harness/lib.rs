@@ -116,6 +116,14 @@ impl TestDb {
         .await;
     }
 
+    /// The one `bigint` a query answers (a count, usually).
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("test query")
+    }
+
     /// Runs SQL (DDL for target tables).
     pub async fn exec(&self, sql: &str) {
         sqlx::raw_sql(sql)
@@ -171,6 +179,17 @@ pub async fn post_import(
     let json =
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {status} {text:?}"));
     (status, json)
+}
+
+/// POSTs `body` as `text/csv` to `url` (an upload), answering with the response.
+pub async fn post_csv(url: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await
+        .expect("upload request")
 }
 
 /// A counter or gauge of a service's `/metrics`, summed over its labels (0 when absent).
