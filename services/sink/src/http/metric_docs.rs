@@ -43,7 +43,7 @@ pub const METRICS: &[MetricDoc] = &[
     MetricDoc::new(
         "csvbus_sink_pipelined_batches_total",
         Counter,
-        "Batches written behind the one before, by result: committed, conflict, contended, failed.",
+        "Batches written behind the one before, by result: committed, conflict, contended, failed, ordinary.",
     ),
     MetricDoc::new(
         "csvbus_sink_rejoins_total",

@@ -20,16 +20,15 @@ use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
-use tokio::sync::oneshot::error::TryRecvError;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SinkConfig;
 use crate::fetch::feed::SinkConsumer;
 use crate::fetch::record::Record;
-use crate::write::pipeline::{self, Pipelined, Signal};
-use crate::write::writer::{write_with_retry, Batch, Outcome, Settings};
+use crate::write::turn::{Turn, Writer};
+use crate::write::writer::{Batch, Outcome, Settings};
 
 /// Batches of one partition in flight at once, at most.
 pub const DEPTH: usize = 4;
@@ -173,89 +172,6 @@ pub fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mu
         }
         done
     });
-}
-
-/// What the next batch of a partition waits on: this batch has a writer's permit, holds the
-/// partition's position lock, has ended (each resolves when fired or when the batch ends).
-pub struct Turn {
-    started: oneshot::Receiver<()>,
-    locked: oneshot::Receiver<()>,
-    done: oneshot::Receiver<()>,
-}
-
-/// A batch's side of its [`Turn`].
-struct Mine {
-    started: Signal,
-    locked: Signal,
-    _done: oneshot::Sender<()>,
-}
-
-impl Turn {
-    fn next() -> (Self, Mine) {
-        let (started, started_rx) = Signal::new();
-        let (locked, locked_rx) = Signal::new();
-        let (done, done_rx) = oneshot::channel();
-        let turn = Self {
-            started: started_rx,
-            locked: locked_rx,
-            done: done_rx,
-        };
-        let mine = Mine {
-            started,
-            locked,
-            _done: done,
-        };
-        (turn, mine)
-    }
-}
-
-/// A writer task's shares of the sink.
-struct Writer<'a> {
-    /// The batch may be pipelined behind the one before.
-    pipelining: bool,
-    pool: &'a PgPool,
-    settings: &'a Settings,
-    sem: &'a Semaphore,
-    stop: &'a CancellationToken,
-}
-
-impl Writer<'_> {
-    /// Writes `batch` after the batch `before` it: pipelined behind it while it is still being
-    /// written ([`pipeline`]), else — or when that does not commit — once it has ended.
-    async fn write(
-        &self,
-        batch: &Batch,
-        before: Option<Turn>,
-        mine: &Mine,
-        contended: &mut bool,
-    ) -> Option<Outcome> {
-        if let Some(mut before) = before {
-            let _ = (&mut before.started).await;
-            let permit = self.sem.acquire().await.ok()?;
-            mine.started.fire();
-            // (A receiver that has answered `try_recv` must not be awaited again.)
-            let running = matches!(before.done.try_recv(), Err(TryRecvError::Empty));
-            if running && self.pipelining {
-                let pipelined =
-                    pipeline::write(self.pool, self.settings, batch, before.locked, &mine.locked);
-                tokio::select! {
-                    written = pipelined => match written {
-                        Pipelined::Committed(o) => return Some(o),
-                        Pipelined::Contended => *contended = true,
-                        Pipelined::Conflict => {}
-                    },
-                    _ = self.stop.cancelled() => return None,
-                }
-            }
-            drop(permit);
-            if running {
-                let _ = before.done.await;
-            }
-        }
-        let _permit = self.sem.acquire().await.ok()?;
-        mine.started.fire();
-        write_with_retry(self.pool, self.settings, batch, self.stop, &mine.locked).await
-    }
 }
 
 pub fn bytes_of(records: &[Record]) -> usize {

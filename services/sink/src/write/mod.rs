@@ -1,7 +1,8 @@
-//! A partition's records into Postgres: batches handed to writer tasks, up to four in flight,
-//! each pipelined behind the one before ([`dispatch`], [`pipeline`]); records grouped by
-//! import, dead letters set apart ([`batch`]); values decoded into COPY CSV before the
-//! transaction ([`decode`]); one batch in one transaction,
+//! A partition's records into Postgres: batches handed to writer tasks, up to four in flight
+//! ([`dispatch`]), each in its turn behind the one before ([`turn`]) and pipelined behind it
+//! while it runs ([`pipeline`]); records grouped by import, dead letters set apart ([`batch`]);
+//! values decoded into COPY CSV before the transaction ([`decode`]); a batch's rows written and
+//! booked ([`rows`]); one batch in one transaction,
 //! retried by the failure policy ([`writer`]), with the imports it names ([`targets`]); COPY
 //! or staged `INSERT … ON CONFLICT` of a group ([`copy`]), refused rows found by bisection
 //! under savepoints ([`bisect`]); every write in the transaction [`transaction`] begins.
@@ -12,7 +13,9 @@ pub(crate) mod copy;
 pub(crate) mod decode;
 pub(crate) mod dispatch;
 pub(crate) mod pipeline;
+pub(crate) mod rows;
 pub(crate) mod scan;
 pub(crate) mod targets;
 pub(crate) mod transaction;
+pub(crate) mod turn;
 pub(crate) mod writer;

@@ -15,7 +15,9 @@
 //! While waiting for the batch before to take the lock, a pipelined batch holds its rows'
 //! locks; should that batch wait for one of them (the same key in both, in a table with a
 //! unique index), neither would move — so the wait ends after [`LOCK_WAIT`], the pipelined batch
-//! rolls back, and the other goes on.
+//! rolls back, the other goes on, and the partition's next batches are written the ordinary way
+//! for a while. Upsert and skip imports, whose keys often repeat in consecutive batches, are
+//! always written the ordinary way.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -29,9 +31,10 @@ use uuid::Uuid;
 use crate::positions::offsets;
 use crate::write::batch::Target;
 use crate::write::copy::Mode;
+use crate::write::rows::{book, write_rows};
 use crate::write::targets;
 use crate::write::transaction;
-use crate::write::writer::{book, record_metrics, write_rows, Batch, Outcome, Settings};
+use crate::write::writer::{record_metrics, Batch, Outcome, Settings};
 
 /// How long a pipelined batch waits for the batch before to hold the position lock.
 pub const LOCK_WAIT: Duration = Duration::from_millis(500);
@@ -60,7 +63,8 @@ impl Signal {
 #[derive(Debug)]
 pub enum Pipelined {
     Committed(Outcome),
-    /// Rolled back: the batches before changed what it assumed. Written the ordinary way.
+    /// Rolled back (the batches before changed what it assumed), or not tried (upsert, skip).
+    /// Written the ordinary way.
     Conflict,
     /// Rolled back: it waited too long for the batch before, or failed (a deadlock with the
     /// batch before, an outage). Written the ordinary way — and so are the partition's next
@@ -81,6 +85,7 @@ pub async fn write(
     let (result, label) = match written {
         Ok(Attempt::Committed(o)) => (Pipelined::Committed(o), "committed"),
         Ok(Attempt::Conflict) => (Pipelined::Conflict, "conflict"),
+        Ok(Attempt::Ordinary) => (Pipelined::Conflict, "ordinary"),
         Ok(Attempt::Waited) => (Pipelined::Contended, "contended"),
         Err(e) => {
             // Written again the ordinary way: a retried write, like any other that failed.
@@ -99,6 +104,8 @@ pub async fn write(
 enum Attempt {
     Committed(Outcome),
     Conflict,
+    /// Not tried: an upsert or skip import's rows.
+    Ordinary,
     /// The batch before did not take the lock within [`LOCK_WAIT`].
     Waited,
 }
@@ -122,7 +129,7 @@ async fn attempt(
     {
         // upsert / skip: the same key in this batch and the one before is common, and whichever
         // reached it first would hold the other: written the ordinary way.
-        return Ok(Attempt::Conflict);
+        return Ok(Attempt::Ordinary);
     }
     let rows = write_rows(&mut tx, settings, batch, 0, &read, &Mode::Normal).await?;
     let key = batch.key(settings);

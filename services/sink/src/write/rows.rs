@@ -1,0 +1,176 @@
+//! A batch's rows inside its transaction: sorted, COPYd by group ([`crate::write::copy`]), the
+//! refused rows and dead letters stored — and then booked: the imports' counters, the lines
+//! handled and the position moved. The ordinary writer ([`crate::write::writer`]) does both with
+//! the position locked first; a pipelined batch ([`crate::write::pipeline`]) books last.
+
+use std::collections::HashMap;
+
+use csvbus_shared::imports;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::fetch::record::Record;
+use crate::positions::handled;
+use crate::positions::offsets::{self, Key};
+use crate::write::batch::{sort, Dead, Reject, Sorted, Target};
+use crate::write::copy::{copy_group, Mode};
+use crate::write::writer::{Batch, Outcome, Settings};
+
+/// What a batch's rows came to, before it is booked.
+pub(crate) struct Rows {
+    last_offset: i64,
+    sorted: Sorted,
+    counts: HashMap<Uuid, imports::Written>,
+    outcome: Outcome,
+}
+
+impl Rows {
+    /// Rows Postgres refused.
+    pub(crate) fn refused(&self) -> u64 {
+        self.outcome.rejected
+    }
+}
+
+/// Writes `batch`'s records from `first_new` on, as `targets` say, with their rejected rows and
+/// dead letters; books nothing yet.
+pub(crate) async fn write_rows(
+    tx: &mut PgConnection,
+    settings: &Settings,
+    batch: &Batch,
+    first_new: usize,
+    targets: &HashMap<Uuid, Target>,
+    mode: &Mode,
+) -> Result<Rows, sqlx::Error> {
+    let fresh = &batch.records[first_new..];
+    let signer = settings.signer.as_ref();
+    let sorted = sort(fresh, |i| batch.decoded.get(first_new + i), targets, signer);
+    let mut rejects = Vec::new();
+    let mut counts: HashMap<Uuid, imports::Written> = HashMap::new();
+    let mut allowances: HashMap<Uuid, Option<i64>> =
+        targets.iter().map(|(id, t)| (*id, t.allowance)).collect();
+    for (import, n) in &sorted.set_aside {
+        counts.entry(*import).or_default().set_aside += n;
+    }
+    let mut outcome = Outcome {
+        skipped: first_new as u64,
+        ..Outcome::default()
+    };
+    for g in &sorted.groups {
+        let allowance = allowances.entry(g.import).or_default();
+        let c = copy_group(&mut *tx, g, mode, &mut rejects, allowance).await?;
+        let n = counts.entry(g.import).or_default();
+        n.written += c.written as i64;
+        n.skipped += c.skipped as i64;
+        n.set_aside += c.set_aside as i64;
+        outcome.written += c.written;
+        outcome.set_aside += c.set_aside;
+    }
+    outcome.set_aside += sorted.set_aside.values().sum::<i64>() as u64;
+    store_rejects(&mut *tx, fresh, &rejects, targets).await?;
+    let key = batch.key(settings);
+    store_dead(&mut *tx, key, fresh, &sorted.dead).await?;
+    for r in &rejects {
+        counts.entry(r.import).or_default().rejected += 1;
+    }
+    outcome.rejected = rejects.len() as u64;
+    outcome.dead = sorted.dead.len() as u64;
+    outcome.duplicates = sorted.duplicates;
+    let last_offset = batch.records.last().map_or(0, |r| r.offset);
+    Ok(Rows {
+        last_offset,
+        sorted,
+        counts,
+        outcome,
+    })
+}
+
+/// Books written rows in the batch's transaction: the imports' counters (an import whose
+/// refusals passed its `max_rejected` stops), the lines handled, and the position moved from
+/// `stored` (the caller holds its lock).
+pub(crate) async fn book(
+    tx: &mut PgConnection,
+    key: Key<'_>,
+    stored: i64,
+    rows: Rows,
+) -> Result<Outcome, sqlx::Error> {
+    let Rows {
+        sorted,
+        counts,
+        mut outcome,
+        last_offset,
+        ..
+    } = rows;
+    for (import, w) in counts {
+        imports::add_written(&mut *tx, import, w).await?;
+        if w.rejected > 0 && imports::sink::stop_over_limit(&mut *tx, import).await? {
+            tracing::warn!(import_id = %import, "rows refused past max_rejected: import stopped");
+        }
+    }
+    let (lines, offsets) = (&sorted.max_lines, &sorted.offsets);
+    handled::store_max_lines(&mut *tx, key.partition, lines, offsets).await?;
+    outcome.next_offset = stored.max(last_offset + 1);
+    offsets::set(&mut *tx, key, outcome.next_offset).await?;
+    Ok(outcome)
+}
+
+async fn store_rejects(
+    conn: &mut PgConnection,
+    records: &[Record],
+    rejects: &[Reject],
+    targets: &HashMap<Uuid, Target>,
+) -> Result<(), sqlx::Error> {
+    let mut earlier: HashMap<Uuid, i64> = HashMap::new();
+    for r in rejects {
+        let before = earlier
+            .entry(r.import)
+            .or_insert_with(|| targets.get(&r.import).map_or(0, |t| t.rejected));
+        let payload = &records[r.index].payload;
+        let kept = *before < imports::rejected::KEPT_IN_FULL
+            && payload.len() <= imports::rejected::FIELDS_LIMIT;
+        *before += 1;
+        let fields = kept.then(|| serde_json::from_slice(payload).ok()).flatten();
+        let rejected = imports::Rejected {
+            import_id: r.import,
+            line: r.line,
+            stage: imports::Stage::Write,
+            reason: &r.reason,
+            raw: None,
+            fields,
+        };
+        imports::insert_rejected(conn, rejected).await?;
+    }
+    Ok(())
+}
+
+/// Longest part of a dead letter's value that is kept.
+const DEAD_PAYLOAD_LIMIT: usize = 64 * 1024;
+
+async fn store_dead(
+    conn: &mut PgConnection,
+    key: Key<'_>,
+    records: &[Record],
+    dead: &[Dead],
+) -> Result<(), sqlx::Error> {
+    for d in dead {
+        let r = &records[d.index];
+        tracing::warn!(partition = key.partition, offset = r.offset, reason = %d.reason, "dead letter");
+        let payload = &r.payload[..r.payload.len().min(DEAD_PAYLOAD_LIMIT)];
+        sqlx::query(
+            "INSERT INTO csvbus.dead_letters
+                    (group_id, topic, partition, \"offset\", reason, headers, key, payload, payload_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(key.group_id)
+        .bind(key.topic)
+        .bind(key.partition)
+        .bind(r.offset)
+        .bind(imports::storable_text(&d.reason).as_ref())
+        .bind(imports::storable_json(r.headers_json()))
+        .bind(r.key.as_deref())
+        .bind(payload)
+        .bind(i32::try_from(r.payload.len()).unwrap_or(i32::MAX))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
