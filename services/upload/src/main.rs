@@ -4,7 +4,9 @@ use csvbus_shared::config::Env;
 use csvbus_upload::UploadConfig;
 
 /// Every row allocates a few small buffers that another thread frees (the producer's); glibc's
-/// allocator spent about a quarter of the service's CPU on that (measured with perf).
+/// allocator spent about a quarter of the service's CPU on that (measured with perf). With
+/// mimalloc's `override` feature librdkafka's C allocations (each message, its headers) use it
+/// too; `.cargo/config.toml` builds it to commit memory as used (docs/development.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

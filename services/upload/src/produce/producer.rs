@@ -101,6 +101,10 @@ pub struct InFlight {
     pub ledger: Ledger,
     /// A delivery failed in a way that breaks the producer (see [`InFlight::producer_broken`]).
     broken: bool,
+    /// The metrics every row moves, looked up once (a lookup per row was ~3 % of the
+    /// service's CPU).
+    inflight_bytes: metrics::Gauge,
+    delivery_seconds: metrics::Histogram,
 }
 
 /// Where one row goes and what it is, for the producer and the ledger.
@@ -133,6 +137,8 @@ impl InFlight {
             limit,
             pending: FuturesUnordered::new(),
             acked: 0,
+            inflight_bytes: metrics::gauge!("csvbus_upload_inflight_bytes"),
+            delivery_seconds: metrics::histogram!("csvbus_upload_delivery_seconds"),
         }
     }
 
@@ -178,7 +184,7 @@ impl InFlight {
             }
         }
         self.held += u64::from(size);
-        metrics::gauge!("csvbus_upload_inflight_bytes").increment(f64::from(size));
+        self.inflight_bytes.increment(f64::from(size));
         let mut headers = Some(headers);
         loop {
             let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).payload(payload);
@@ -243,7 +249,7 @@ impl InFlight {
 
     fn account(&mut self, (r, bytes, latency, seq): Delivered) -> Result<(), ProduceError> {
         self.release(bytes);
-        metrics::histogram!("csvbus_upload_delivery_seconds").record(latency.as_secs_f64());
+        self.delivery_seconds.record(latency.as_secs_f64());
         if let Err(ProduceError::Delivery(KafkaError::MessageProduction(code))) = &r {
             self.broken |= matches!(
                 code,
@@ -264,7 +270,7 @@ impl InFlight {
     fn release(&mut self, bytes: u32) {
         self.held -= u64::from(bytes);
         self.shared.add_permits(bytes as usize);
-        metrics::gauge!("csvbus_upload_inflight_bytes").decrement(f64::from(bytes));
+        self.inflight_bytes.decrement(f64::from(bytes));
     }
 }
 
@@ -274,7 +280,7 @@ impl Drop for InFlight {
         // still queued in librdkafka are bounded by its own queue limits.
         if self.held > 0 {
             self.shared.add_permits(self.held as usize);
-            metrics::gauge!("csvbus_upload_inflight_bytes").decrement(self.held as f64);
+            self.inflight_bytes.decrement(self.held as f64);
         }
     }
 }
