@@ -12,6 +12,7 @@ use std::ops::Range;
 
 use csvbus_shared::catalog::{quote_ident, TableName};
 use csvbus_shared::failure::{classify, Failure};
+use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN_SQL};
 use sqlx::PgConnection;
 
@@ -40,6 +41,16 @@ pub struct Counts {
     pub set_aside: u64,
 }
 
+/// How many more rows of an import Postgres may refuse in this transaction (`None`: no bound),
+/// and whether that was read under the import's row lock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Allowance {
+    pub left: Option<i64>,
+    /// Read under the lock, or not to be locked (a pipelined batch never refuses rows: it is
+    /// written again the ordinary way when it does).
+    pub settled: bool,
+}
+
 /// Writes a group as its import's mode says; pushes refused rows onto `rejects`. Each refused
 /// row takes one from `allowance` (the import's `max_rejected` left); once it is below zero
 /// the import stops and the group's remaining rows are set aside: the cost of a file whose
@@ -49,10 +60,10 @@ pub async fn copy_group(
     g: &Group,
     mode: &Mode,
     rejects: &mut Vec<Reject>,
-    allowance: &mut Option<i64>,
+    allowance: &mut Allowance,
 ) -> Result<Counts, sqlx::Error> {
     let all = 0..g.rows.len() as i64;
-    if allowance.is_some_and(|a| a < 0) {
+    if allowance.left.is_some_and(|a| a < 0) {
         let set_aside = g.rows.len() as u64;
         return Ok(Counts {
             set_aside,
@@ -106,7 +117,7 @@ struct GroupWriter<'a> {
     cols: String,
     counts: Counts,
     rejects: &'a mut Vec<Reject>,
-    allowance: &'a mut Option<i64>,
+    allowance: &'a mut Allowance,
     /// Rows written or rejected so far.
     handled: u64,
 }
@@ -117,7 +128,7 @@ impl GroupWriter<'_> {
         let n = r.end - r.start;
         reject(self.g, r, reason, self.rejects);
         self.handled += n as u64;
-        match self.allowance.as_mut() {
+        match self.allowance.left.as_mut() {
             Some(a) => {
                 *a -= n;
                 if *a < 0 {
@@ -192,10 +203,45 @@ impl RangeWriter for GroupWriter<'_> {
                 self.how = How::staged(conn, &self.g.table, cols, false, insert).await?;
                 Ok(Next::Again)
             }
-            Failure::Group | Failure::NotByCopy => Ok(self.reject(r, &refusal.message)),
-            _ if r.end - r.start == 1 => Ok(self.reject(r, &refusal.message)),
+            Failure::Group | Failure::NotByCopy => self.refuse(conn, r, &refusal.message).await,
+            _ if r.end - r.start == 1 => self.refuse(conn, r, &refusal.message).await,
             _ => Ok(Next::Split),
         }
+    }
+}
+
+impl GroupWriter<'_> {
+    /// Rejects the rows `r` against the import's allowance as the database has it now: other
+    /// partitions' transactions refuse its rows too, so from its first refusal on this
+    /// transaction holds the import's row and reads what is left — the import stops after
+    /// exactly `max_rejected + 1` refusals, however many partitions refuse at once.
+    async fn refuse(
+        &mut self,
+        conn: &mut PgConnection,
+        r: Range<i64>,
+        reason: &str,
+    ) -> Result<Next, sqlx::Error> {
+        if !self.allowance.settled {
+            let left: Option<i64> = sqlx::query_scalar(
+                "SELECT CASE WHEN stopped THEN -1
+                             WHEN status IN ($2, $3)
+                             THEN max_rejected - rows_rejected - rows_write_rejected END
+                   FROM csvbus.imports WHERE id = $1 FOR UPDATE",
+            )
+            .bind(self.g.import)
+            .bind(ImportStatus::Receiving)
+            .bind(ImportStatus::Produced)
+            .fetch_one(&mut *conn)
+            .await?;
+            *self.allowance = Allowance {
+                left,
+                settled: true,
+            };
+            if left.is_some_and(|a| a < 0) {
+                return Ok(Next::Stop);
+            }
+        }
+        Ok(self.reject(r, reason))
     }
 }
 

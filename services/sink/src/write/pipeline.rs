@@ -131,7 +131,13 @@ async fn attempt(
         // reached it first would hold the other: written the ordinary way.
         return Ok(Attempt::Ordinary);
     }
-    let rows = write_rows(&mut tx, settings, batch, 0, &read, &Mode::Normal).await?;
+    let rows = write_rows(&mut tx, settings, batch, 0, &read, &Mode::Normal, true).await?;
+    if rows.refused() > 0 {
+        // Refusals count against the import's allowance under its row lock, which the batch
+        // before needs to book: written the ordinary way.
+        tx.rollback().await?;
+        return Ok(Attempt::Conflict);
+    }
     let key = batch.key(settings);
     let (why, verdict) = 'check: {
         if tokio::time::timeout(LOCK_WAIT, before_locked)

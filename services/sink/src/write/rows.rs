@@ -13,7 +13,7 @@ use crate::fetch::record::Record;
 use crate::positions::handled;
 use crate::positions::offsets::{self, Key};
 use crate::write::batch::{sort, Dead, Reject, Sorted, Target};
-use crate::write::copy::{copy_group, Mode};
+use crate::write::copy::{copy_group, Allowance, Mode};
 use crate::write::writer::{Batch, Outcome, Settings};
 
 /// What a batch's rows came to, before it is booked.
@@ -32,7 +32,8 @@ impl Rows {
 }
 
 /// Writes `batch`'s records from `first_new` on, as `targets` say, with their rejected rows and
-/// dead letters; books nothing yet.
+/// dead letters; books nothing yet. `settled`: the imports' allowances in `targets` stand (else
+/// a refusal reads them again under the import's lock, [`copy_group`]).
 pub(crate) async fn write_rows(
     tx: &mut PgConnection,
     settings: &Settings,
@@ -40,14 +41,20 @@ pub(crate) async fn write_rows(
     first_new: usize,
     targets: &HashMap<Uuid, Target>,
     mode: &Mode,
+    settled: bool,
 ) -> Result<Rows, sqlx::Error> {
     let fresh = &batch.records[first_new..];
     let signer = settings.signer.as_ref();
     let sorted = sort(fresh, |i| batch.decoded.get(first_new + i), targets, signer);
     let mut rejects = Vec::new();
     let mut counts: HashMap<Uuid, imports::Written> = HashMap::new();
-    let mut allowances: HashMap<Uuid, Option<i64>> =
-        targets.iter().map(|(id, t)| (*id, t.allowance)).collect();
+    let mut allowances: HashMap<Uuid, Allowance> = targets
+        .iter()
+        .map(|(id, t)| {
+            let left = t.allowance;
+            (*id, Allowance { left, settled })
+        })
+        .collect();
     for (import, n) in &sorted.set_aside {
         counts.entry(*import).or_default().set_aside += n;
     }

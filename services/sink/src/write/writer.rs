@@ -189,7 +189,7 @@ async fn write_once(
     }
     let fresh = &batch.records[first_new..];
     let targets = targets::load(&mut tx, fresh, batch.partition, &settings.allowed_schemas).await?;
-    let rows = write_rows(&mut tx, settings, batch, first_new, &targets, mode).await?;
+    let rows = write_rows(&mut tx, settings, batch, first_new, &targets, mode, false).await?;
     let outcome = book(&mut tx, key, stored, rows).await?;
     tx.commit().await?;
     Ok(outcome)
