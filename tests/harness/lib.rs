@@ -169,11 +169,28 @@ pub async fn post_import(
     body: impl Into<reqwest::Body>,
     headers: &[(&str, &str)],
 ) -> (reqwest::StatusCode, serde_json::Value) {
-    let mut req = http.post(format!("{base}/v1/imports?{query}")).body(body);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
+    let body: reqwest::Body = body.into();
+    let in_memory = body.as_bytes().map(<[u8]>::to_vec);
+    let request = |body: reqwest::Body| {
+        let mut req = http.post(format!("{base}/v1/imports?{query}")).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req
+    };
+    let mut resp = request(body).send().await;
+    // A request refused before its body is read is answered and its connection closed; a
+    // client still writing a small in-memory body may see only the broken pipe. Sent again, it
+    // is answered the same way. (A streamed body is sent once.)
+    if let Some(bytes) = in_memory {
+        for _ in 0..3 {
+            match &resp {
+                Err(e) if e.is_request() => resp = request(bytes.clone().into()).send().await,
+                _ => break,
+            }
+        }
     }
-    let resp = req.send().await.expect("request");
+    let resp = resp.expect("request");
     let status = resp.status();
     let text = resp.text().await.expect("answer body");
     let json =
