@@ -64,10 +64,13 @@ impl Bench {
     /// It polls librdkafka in a loop on a thread of its own with the sink's prefetch settings
     /// (`csvbus_sink::fetch_settings`), as the sink does; `tuned` uses large fetches
     /// instead (100 MB per request, 16 MB per partition, 1 MB minimum, 100 ms wait, 1M messages
-    /// queued) — the batch reader the raw consumer is checked against.
-    pub async fn raw_consumer(&self, up: &Uploaded, tuned: bool) -> anyhow::Result<(f64, f64)> {
+    /// queued) — the batch reader the raw consumer is checked against. Also its CPU seconds
+    /// (this process, librdkafka's threads included; nothing else runs in it meanwhile): the
+    /// floor of what reading one message at a time costs, below which the sink cannot go.
+    pub async fn raw_consumer(&self, up: &Uploaded, tuned: bool) -> anyhow::Result<RawRead> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let started = Instant::now();
+        let cpu = crate::procs::process_cpu_secs("self")?;
         let mut config = csvbus_shared::kafka::client_config(&self.brokers);
         config
             .set("group.id", unique("raw"))
@@ -105,10 +108,22 @@ impl Bench {
                     None => {}
                 }
             }
-            Ok((first.unwrap_or(0.0), started.elapsed().as_secs_f64()))
+            Ok(RawRead {
+                first: first.unwrap_or(0.0),
+                secs: started.elapsed().as_secs_f64(),
+                cpu_secs: crate::procs::process_cpu_secs("self")? - cpu,
+            })
         })
         .await?
     }
+}
+
+/// What a minimal consumer took to read a topic: seconds to the first message and to the
+/// last, and CPU seconds.
+pub struct RawRead {
+    pub first: f64,
+    pub secs: f64,
+    pub cpu_secs: f64,
 }
 
 struct Deliveries {

@@ -100,18 +100,9 @@ impl Proc {
         Ok(kb * 1024)
     }
 
-    /// CPU time the process has used so far (user + system, every thread), in seconds: from
-    /// `/proc/<pid>/stat`, in the kernel's clock ticks (USER_HZ, 100 per second on Linux).
+    /// CPU time the process has used so far (user + system, every thread), in seconds.
     pub fn cpu_secs(&self) -> anyhow::Result<f64> {
-        let pid = self.child.id().context("process gone")?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // The fields after the command name (which is in parentheses and may hold spaces).
-        let rest = stat.rsplit_once(')').context("stat")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-        let total = ticks(11).zip(ticks(12)).context("utime/stime")?;
-        Ok((total.0 + total.1) / 100.0)
+        process_cpu_secs(&self.child.id().context("process gone")?.to_string())
     }
 
     /// SIGTERM, then waits for the exit.
@@ -125,4 +116,18 @@ impl Proc {
         tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await??;
         Ok(())
     }
+}
+
+/// CPU time process `pid` (or `self`) has used so far (user + system, every thread), in
+/// seconds: from `/proc/<pid>/stat`, in the kernel's clock ticks (USER_HZ, 100 per second on
+/// Linux).
+pub fn process_cpu_secs(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').context("stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    let total = ticks(11).zip(ticks(12)).context("utime/stime")?;
+    Ok((total.0 + total.1) / 100.0)
 }

@@ -29,6 +29,8 @@ pub struct Throughput {
     pub refused_tenth: Series,
     pub consumer: Series,
     pub consumer_first: Series,
+    /// The raw consumer's CPU seconds per million rows: the floor of one-message-at-a-time.
+    pub consumer_cpu: Series,
     pub batch_consumer: Series,
     /// The machine's CPU during direct COPY, the sink run and end to end.
     pub copy_machine: CpuSeries,
@@ -64,6 +66,10 @@ impl Throughput {
             ),
             consumer: s("raw consumer, fresh group (diagnostic)"),
             consumer_first: s("raw consumer: start → first message (diagnostic)"),
+            consumer_cpu: Series::new(
+                "raw consumer CPU s (user + system, librdkafka's threads too) per million rows",
+                "cpu-s/1M",
+            ),
             batch_consumer: s("batch consumer, large fetches (diagnostic)"),
             copy_machine: CpuSeries::new("direct COPY"),
             sink_machine: CpuSeries::new("sink run"),
@@ -152,6 +158,7 @@ impl Throughput {
             &self.refused_tenth,
             &self.consumer,
             &self.consumer_first,
+            &self.consumer_cpu,
             &self.batch_consumer,
         ]
         .into_iter()
@@ -208,13 +215,16 @@ pub async fn throughput(b: &Bench, runs: usize, file_mb: f64) -> anyhow::Result<
             .runs
             .push(writer::sink_writer(b, rows, conc, tenth).await?);
         step("raw consumer");
-        let (first, secs) = b.raw_consumer(&up, false).await?;
-        t.consumer_first.runs.push(first);
-        t.consumer.runs.push(secs);
+        let read = b.raw_consumer(&up, false).await?;
+        t.consumer_first.runs.push(read.first);
+        t.consumer.runs.push(read.secs);
+        t.consumer_cpu
+            .runs
+            .push(read.cpu_secs * 1e6 / b.rows as f64);
         step("batch consumer");
         t.batch_consumer
             .runs
-            .push(b.raw_consumer(&up, true).await?.1);
+            .push(b.raw_consumer(&up, true).await?.secs);
         step("end to end");
         let e2e = b.end_to_end().await?;
         t.e2e.runs.push(e2e.secs);

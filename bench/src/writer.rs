@@ -59,6 +59,8 @@ pub async fn sink_writer(
     csvbus_shared::imports::create(&mut conn, &new).await?;
     // The import is `receiving` while the writer runs, as during an upload (the bound applies).
     let encoder = RowEncoder::new(&header);
+    // As the sink's decoder has it: one table shared by the rows of a run.
+    let shared_table = std::sync::Arc::new(table.clone());
     let mut parts: Vec<Vec<Record>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
     let mut record = csv::StringRecord::new();
     let mut line = 1i64;
@@ -77,7 +79,7 @@ pub async fn sink_writer(
             meta: Some(RowMeta {
                 import,
                 line,
-                table: table.clone(),
+                table: shared_table.clone(),
             }),
             payload,
             key: None,
