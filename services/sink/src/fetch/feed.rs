@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use csvbus_shared::message::MetaDecoder;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use tokio::sync::mpsc;
@@ -69,6 +70,7 @@ impl Feed {
 
 fn poll_loop(consumer: &SinkConsumer, tx: &mpsc::Sender<Vec<Record>>, stop: &AtomicBool) {
     let mut chunk = Vec::with_capacity(CHUNK);
+    let mut metas = MetaDecoder::default();
     while !stop.load(Ordering::Relaxed) {
         // Wait for a message only when there is nothing to hand over.
         let wait = if chunk.is_empty() {
@@ -78,7 +80,7 @@ fn poll_loop(consumer: &SinkConsumer, tx: &mpsc::Sender<Vec<Record>>, stop: &Ato
         };
         match consumer.poll(wait) {
             Some(Ok(m)) => {
-                chunk.push(Record::from_message(&m));
+                chunk.push(Record::from_message(&m, &mut metas));
                 if chunk.len() < CHUNK {
                     continue;
                 }

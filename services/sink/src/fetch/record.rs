@@ -1,7 +1,7 @@
 //! A message as the sink keeps it between the consumer and a batch: offset, csvbus headers
 //! (or, for a message without them, its headers as text for the dead letter), key and payload.
 
-use csvbus_shared::message::{RowMeta, HEADER_SIGNATURE};
+use csvbus_shared::message::{MetaDecoder, RowMeta};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
 
@@ -21,15 +21,13 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn from_message(m: &BorrowedMessage<'_>) -> Self {
-        let meta = m
+    /// `metas` decodes the csvbus headers of the consumer's messages in turn.
+    pub fn from_message(m: &BorrowedMessage<'_>, metas: &mut MetaDecoder) -> Self {
+        let (meta, signature) = m
             .headers()
-            .and_then(|h| RowMeta::decode(h.iter().map(|h| (h.key, h.value))));
-        let signature = m.headers().and_then(|h| {
-            h.iter()
-                .find(|h| h.key == HEADER_SIGNATURE)
-                .and_then(|h| h.value.map(<[u8]>::to_vec))
-        });
+            .map(|h| metas.decode(h.iter().map(|h| (h.key, h.value))))
+            .unwrap_or_default();
+        let signature = signature.map(<[u8]>::to_vec);
         let raw_headers = meta.is_none().then(|| {
             m.headers().map_or_else(Vec::new, |h| {
                 h.iter()

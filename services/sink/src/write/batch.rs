@@ -168,7 +168,7 @@ fn signed(r: &Record, signer: Option<&Signer>) -> bool {
 fn stopped(r: &Record, targets: &HashMap<Uuid, Target>) -> Option<Uuid> {
     let meta = r.meta.as_ref()?;
     let t = targets.get(&meta.import)?;
-    (t.stopped && t.table == meta.table).then_some(meta.import)
+    (t.stopped && t.table == *meta.table).then_some(meta.import)
 }
 
 /// A dead-lettered or set-aside record of an import that has ended (completed, or its staging table gone)
@@ -202,7 +202,7 @@ fn admit<'r, 't, 'd>(
     let target = targets
         .get(&meta.import)
         .ok_or_else(|| format!("unknown import {}", meta.import))?;
-    if meta.table != target.table {
+    if *meta.table != target.table {
         return Err(format!(
             "table header {:?} is not the import's target {:?}",
             meta.table.to_string(),
@@ -244,7 +244,7 @@ fn push_row(
     if groups.last().is_none_or(|g| g.import != meta.import) {
         groups.push(Group {
             import: meta.import,
-            table: meta.table.clone(),
+            table: TableName::clone(&meta.table),
             columns: row.columns.to_vec(),
             mode: target.mode,
             conflict: target.conflict.clone(),
@@ -283,7 +283,7 @@ mod tests {
             meta: Some(RowMeta {
                 import,
                 line,
-                table: table("public.t"),
+                table: table("public.t").into(),
             }),
             payload: payload.as_bytes().to_vec(),
             key: None,

@@ -213,7 +213,7 @@ mod tests {
     use csvbus_shared::message::RowMeta;
 
     fn batch(import: Uuid, lines: std::ops::RangeInclusive<i64>) -> Batch {
-        let table = TableName::parse("public.t", "public").unwrap();
+        let table = std::sync::Arc::new(TableName::parse("public.t", "public").unwrap());
         let records = lines
             .enumerate()
             .map(|(i, line)| Record {
