@@ -12,20 +12,33 @@ is right where they differ, and why.
 
     bench/sniff_compare.sh            # installs duckdb in target/bench-venv, builds, runs this
 
-csvbus' side is `csvbus infer --json` (the service's own detection and inference, run
-locally); DuckDB's is `sniff_csv` (read_csv's sniffer) from the duckdb Python package.
+csvbus' side is an upload of each file, as a user would send it
+(`create=true&delimiter=auto&encoding=auto`) to a csvbus-upload this script starts on the
+running stack (scripts/stack.sh): the dialect from the answer's `read_as`, the rows from its
+counts (rows sent + rows rejected), the types from the table as it stands after the upload (a
+later value that widened a column counts). DuckDB's side is `sniff_csv` (read_csv's sniffer)
+and `read_csv` from the duckdb Python package.
 """
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.parse
+import urllib.request
+import uuid
 from pathlib import Path
 
 import duckdb
 
 ROOT = Path(__file__).resolve().parents[1]
-CSVBUS = ROOT / "target" / "release" / "csvbus"
+UPLOAD = ROOT / "target" / "release" / "csvbus-upload"
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://csvbus:csvbus@127.0.0.1:5432/csvbus")
+# The tables the uploads create (in the schema csvbus writes by default), dropped at the end.
+PREFIX = "sniff_compare_"
 MESSY = ROOT / "tests" / "data" / "messy"
 SNIFF = ROOT / "bench" / "sniff"
 
@@ -47,7 +60,7 @@ DECIMAL_COMMA = {
     "dates-create.csv", "decimal-comma.csv",
 }
 CSVBUS_OPTS = {
-    "no-header.csv": ["--no-header", "--columns", "id,name,note"],
+    "no-header.csv": {"header": "false", "columns": "id,name,note"},
 }
 
 PG = {
@@ -107,34 +120,69 @@ def duck(path: Path, told: bool = False) -> tuple[str, list[str], int]:
     return dialect, [pg_type(c["type"]) for c in columns], rows
 
 
-def ours(path: Path) -> tuple[str, list[str], int]:
-    args = [str(CSVBUS), "infer", str(path), "--json", "--encoding", "auto",
-            *CSVBUS_OPTS.get(path.name, [])]
-    out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
-    r = out["read_as"]
-    dialect = r["delimiter"] + " " + r["quote"] + f" skip {r['skip_lines']}"
-    rows = out["rows_sampled"]
-    if rows >= SAMPLE_ROWS:
-        rows = count_records(path, r)
-    return dialect, [c["type"] for c in out["columns"]], rows
+def psql(sql: str) -> str:
+    out = subprocess.run(["psql", "-XtAq", DATABASE_URL, "-c", sql], check=True,
+                         capture_output=True, text=True)
+    return out.stdout.strip()
 
 
-# `csvbus infer` types columns from the first 2,000 rows; an upload reads them all.
-SAMPLE_ROWS = 2000
+class Upload:
+    """A csvbus-upload on a free port, on a topic of its own (no sink: the rows are not
+    written, the table is created and widened by the upload itself)."""
+
+    def __init__(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        env = dict(os.environ, DATABASE_URL=DATABASE_URL, CSVBUS_UPLOAD_ADDR=f"127.0.0.1:{self.port}",
+                   CSVBUS_TOPIC=f"sniff-{uuid.uuid4().hex[:12]}", RUST_LOG="warn")
+        self.proc = subprocess.Popen([str(UPLOAD)], env=env)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit("csvbus-upload did not become ready (is the stack up?)")
+                time.sleep(0.1)
+        self.drop_tables()
+        self.n = 0
+
+    @staticmethod
+    def drop_tables():
+        psql("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables "
+             f"WHERE schemaname = 'public' AND tablename LIKE '{PREFIX}%' LOOP "
+             "EXECUTE format('DROP TABLE public.%I', t); END LOOP; END $$")
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+        self.drop_tables()
+
+    def ours(self, path: Path) -> tuple[str, list[str], int]:
+        self.n += 1
+        table = f"{PREFIX}{self.n}"
+        query = {"table": table, "create": "true", "delimiter": "auto",
+                 "encoding": "auto", **CSVBUS_OPTS.get(path.name, {})}
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/v1/imports?{urllib.parse.urlencode(query)}",
+            data=path.read_bytes(), headers={"content-type": "text/csv"}, method="POST")
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            answer = json.load(resp)
+        r = answer["read_as"]
+        dialect = r["delimiter"] + " " + r["quote"] + f" skip {r['skip_lines']}"
+        rows = answer["rows_produced"] + answer["rows_rejected"]
+        types = psql(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            f"WHERE attrelid = 'public.{table}'::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum")
+        short = {"timestamp without time zone": "timestamp",
+                 "timestamp with time zone": "timestamptz"}
+        return dialect, [short.get(t, t) for t in types.splitlines()], rows
 
 
-def count_records(path: Path, read_as: dict) -> int:
-    """The rows an upload of `path` reads with the dialect csvbus detected (UTF-8 files)."""
-    import csv
-    delimiter = "\t" if read_as["delimiter"] == "tab" else read_as["delimiter"]
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        for _ in range(read_as["skip_lines"]):
-            f.readline()
-        records = sum(1 for _ in csv.reader(f, delimiter=delimiter, quotechar=read_as["quote"]))
-    return records - (1 if read_as["header"] else 0)
-
-
-def compare(files: list[tuple[str, Path]]) -> dict[str, list[int]]:
+def compare(files: list[tuple[str, Path]], upload: Upload) -> dict[str, list[int]]:
     """Prints each file's comparison; returns per category [files both read, same rows and
     columns, same type families, same type families once DuckDB is told the decimal comma]."""
     summary: dict[str, list[int]] = {}
@@ -147,7 +195,7 @@ def compare(files: list[tuple[str, Path]]) -> dict[str, list[int]]:
         except duckdb.Error as e:
             print(f"{name:32} duckdb error: {str(e).splitlines()[0][:70]}")
             continue
-        cd, ct, cr = ours(f)
+        cd, ct, cr = upload.ours(f)
         shape = (dr, len(dt)) == (cr, len(ct))
         kinds = families(dt) == families(ct)
         told = kinds or families(duck(f, told=True)[1]) == families(ct)
@@ -169,7 +217,11 @@ def main() -> int:
         files.append(("messy", every_type(Path(tmp))))
         files += [(d.name, f) for d in sorted(SNIFF.iterdir()) if d.is_dir()
                   for f in sorted(d.iterdir())]
-        summary = compare(files)
+        upload = Upload()
+        try:
+            summary = compare(files, upload)
+        finally:
+            upload.close()
     print()
     print(f"{'category':14} {'files':>5} {'both read':>9} {'rows+cols':>9} {'types':>6} {'types, DuckDB told decimal=,':>29}")
     totals = [0, 0, 0, 0, 0]
