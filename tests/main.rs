@@ -5,6 +5,7 @@
 //! `restarts.rs`, which restarts the shared PostgreSQL, is a binary of its own.
 
 mod backpressure;
+mod binary_copy;
 mod broker_faults;
 mod compose;
 mod crash;

@@ -30,6 +30,7 @@ pub(crate) mod write;
 /// built by hand, written by the sink's own writer.
 pub mod diagnostics {
     pub use crate::fetch::record::Record;
+    pub use crate::write::binary::{encode as binary_copy, Codec};
     pub use crate::write::pipeline::Signal;
     pub use crate::write::writer::{write_with_retry, Batch, Settings};
     pub use csvbus_shared::message::RowMeta;

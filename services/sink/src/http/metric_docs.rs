@@ -41,6 +41,11 @@ pub const METRICS: &[MetricDoc] = &[
         "Write transactions retried after a database outage.",
     ),
     MetricDoc::new(
+        "csvbus_sink_copies_total",
+        Counter,
+        "COPY statements of batch rows, by format: binary (every column's type and value encodable) or csv.",
+    ),
+    MetricDoc::new(
         "csvbus_sink_pipelined_batches_total",
         Counter,
         "Batches written behind the one before, by result: committed, conflict, contended, failed, ordinary.",

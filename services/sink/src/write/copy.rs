@@ -14,9 +14,10 @@ use csvbus_shared::catalog::{quote_ident, TableName};
 use csvbus_shared::failure::{classify, Failure};
 use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN_SQL};
-use sqlx::PgConnection;
+use sqlx::{Executor, PgConnection, Row};
 
 use crate::write::batch::{Group, Reject};
+use crate::write::binary::{self, Codec};
 use crate::write::bisect::{bisect, Next, RangeWriter, Refusal};
 
 /// How errors of unknown meaning are treated.
@@ -81,10 +82,14 @@ pub async fn copy_group(
         .collect::<Vec<_>>()
         .join(", ");
     let how = How::for_group(conn, g, &g.table, &cols).await?;
+    let codecs = codecs(conn, &how.relation(g), g).await?;
     let mut w = GroupWriter {
         g,
         mode,
         how,
+        codecs,
+        binary: Vec::new(),
+        binary_failed: false,
         cols,
         counts: Counts::default(),
         rejects,
@@ -114,6 +119,12 @@ struct GroupWriter<'a> {
     g: &'a Group,
     mode: &'a Mode,
     how: How,
+    /// Per COPY column, how it is encoded in a binary COPY; `None`: CSV only.
+    codecs: Option<Vec<Codec>>,
+    /// The binary COPY stream of the range being written.
+    binary: Vec<u8>,
+    /// The last write was a binary COPY and failed: the group goes on as CSV (see `refused`).
+    binary_failed: bool,
     cols: String,
     counts: Counts,
     rejects: &'a mut Vec<Reject>,
@@ -162,12 +173,26 @@ impl RangeWriter for GroupWriter<'_> {
     async fn write(&mut self, conn: &mut PgConnection, r: Range<i64>) -> Result<u64, sqlx::Error> {
         let rows = &self.g.rows[r.start as usize..r.end as usize];
         let bytes = &self.g.csv[rows[0].bytes.start..rows[rows.len() - 1].bytes.end];
-        self.how.write(conn, bytes).await
+        let binary = self
+            .codecs
+            .as_ref()
+            .is_some_and(|c| binary::encode(bytes, rows.len(), c, &mut self.binary));
+        let (format, data) = match binary {
+            true => (Format::Binary, &self.binary[..]),
+            false => (Format::Csv, bytes),
+        };
+        metrics::counter!("csvbus_sink_copies_total", "format" => format.name()).increment(1);
+        let written = self.how.write(conn, data, format).await;
+        self.binary_failed = binary && written.is_err();
+        written
     }
 
     fn refusal(&self, e: &sqlx::Error) -> Option<Failure> {
         match (classify(e), self.mode) {
-            (Failure::Outage, _) | (Failure::Unknown, Mode::Normal) => None,
+            (Failure::Outage, _) => None,
+            // Postgres decides on the CSV: see `refused`.
+            _ if self.binary_failed => Some(Failure::Rows),
+            (Failure::Unknown, Mode::Normal) => None,
             (Failure::Unknown, _) => Some(Failure::Rows),
             (f, _) => Some(f),
         }
@@ -193,6 +218,13 @@ impl RangeWriter for GroupWriter<'_> {
         r: Range<i64>,
         refusal: Refusal,
     ) -> Result<Next, sqlx::Error> {
+        // Only the range just written: a row a CSV COPY named earlier is refused as it was.
+        if std::mem::take(&mut self.binary_failed) {
+            // Whatever went wrong, the group goes on as CSV: every refusal and its reason are
+            // Postgres' reading of the values as sent, never of csvbus' encoding.
+            self.codecs = None;
+            return Ok(Next::Again);
+        }
         match refusal.failure {
             Failure::NotByCopy if matches!(self.how, How::Copy(_)) => {
                 // COPY cannot write this table at all (forced row-level security): stage the
@@ -201,6 +233,7 @@ impl RangeWriter for GroupWriter<'_> {
                 let insert =
                     |from: &str| format!("INSERT INTO {into} ({cols}) SELECT {cols} {from}");
                 self.how = How::staged(conn, &self.g.table, cols, false, insert).await?;
+                self.codecs = codecs(conn, &self.how.relation(self.g), self.g).await?;
                 Ok(Next::Again)
             }
             Failure::Group | Failure::NotByCopy => self.refuse(conn, r, &refusal.message).await,
@@ -245,6 +278,64 @@ impl GroupWriter<'_> {
     }
 }
 
+/// The COPY's format.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    Csv,
+    Binary,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Binary => "binary",
+        }
+    }
+}
+
+/// Per column `g` copies into `relation` (and the line, when the group's lines carry it), how
+/// a binary COPY encodes it; `None` when one has a type [`Codec`] does not know, or the types
+/// cannot be read. The relation is locked first (as the COPY would): a column an upload widens
+/// (`ALTER TABLE … TYPE`) cannot change its type between this read and the COPY.
+async fn codecs(
+    conn: &mut PgConnection,
+    relation: &str,
+    g: &Group,
+) -> Result<Option<Vec<Codec>>, sqlx::Error> {
+    let literal = relation.replace('\'', "''");
+    let read = format!(
+        "SAVEPOINT csvbus_types; LOCK TABLE {relation} IN ROW EXCLUSIVE MODE; \
+         SELECT attname::text, atttypid::int8 FROM pg_attribute \
+          WHERE attrelid = '{literal}'::regclass AND attnum > 0 AND NOT attisdropped; \
+         RELEASE SAVEPOINT csvbus_types"
+    );
+    let rows = conn.fetch_all(read.as_str()).await;
+    let types: Vec<(String, i64)> = match rows {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
+            .collect(),
+        Err(e) if matches!(classify(&e), Failure::Outage) => return Err(e),
+        Err(_) => {
+            conn.execute("ROLLBACK TO SAVEPOINT csvbus_types; RELEASE SAVEPOINT csvbus_types")
+                .await?;
+            return Ok(None);
+        }
+    };
+    let codec = |column: &str| {
+        let (_, oid) = types.iter().find(|(name, _)| name == column)?;
+        Codec::from_oid(u32::try_from(*oid).ok()?)
+    };
+    let mut codecs: Option<Vec<Codec>> = g.columns.iter().map(|c| codec(c)).collect();
+    if g.mode != ImportMode::Append {
+        if let Some(c) = codecs.as_mut() {
+            c.push(Codec::Int8);
+        }
+    }
+    Ok(codecs)
+}
+
 /// How rows reach the table.
 enum How {
     /// `COPY` straight into it (append), or into the import's staging table (atomic, replace).
@@ -264,14 +355,14 @@ impl How {
         let into = table.quoted();
         Ok(match (g.mode, &g.conflict) {
             (ImportMode::Atomic | ImportMode::Replace, _) => How::Copy(format!(
-                "COPY {} ({cols}, {LINE_COLUMN_SQL}) FROM STDIN WITH (FORMAT csv)",
+                "COPY {} ({cols}, {LINE_COLUMN_SQL})",
                 staging_table(g.import)
             )),
             (ImportMode::Upsert | ImportMode::Skip, Some(keys)) => {
                 let insert = |from: &str| on_conflict(&into, cols, from, &g.columns, keys, g.mode);
                 How::staged(conn, table, cols, true, insert).await?
             }
-            _ => How::Copy(format!("COPY {into} ({cols}) FROM STDIN WITH (FORMAT csv)")),
+            _ => How::Copy(format!("COPY {into} ({cols})")),
         })
     }
 
@@ -304,12 +395,26 @@ impl How {
             copy_cols.push_str(LINE_COLUMN_SQL);
         }
         Ok(Self::Staged {
-            copy: format!("COPY pg_temp.csvbus_stage ({copy_cols}) FROM STDIN WITH (FORMAT csv)"),
+            copy: format!("COPY pg_temp.csvbus_stage ({copy_cols})"),
             insert: insert("FROM pg_temp.csvbus_stage"),
         })
     }
 
-    async fn write(&self, conn: &mut PgConnection, bytes: &[u8]) -> Result<u64, sqlx::Error> {
+    /// The relation the COPY writes into.
+    fn relation(&self, g: &Group) -> String {
+        match (self, g.mode) {
+            (How::Staged { .. }, _) => "pg_temp.csvbus_stage".to_owned(),
+            (How::Copy(_), ImportMode::Atomic | ImportMode::Replace) => staging_table(g.import),
+            (How::Copy(_), _) => g.table.quoted(),
+        }
+    }
+
+    async fn write(
+        &self,
+        conn: &mut PgConnection,
+        bytes: &[u8],
+        format: Format,
+    ) -> Result<u64, sqlx::Error> {
         let copy_stmt = match self {
             How::Copy(stmt) => stmt,
             How::Staged { copy, .. } => {
@@ -319,7 +424,8 @@ impl How {
                 copy
             }
         };
-        let mut copy = conn.copy_in_raw(copy_stmt).await?;
+        let copy_stmt = format!("{copy_stmt} FROM STDIN WITH (FORMAT {})", format.name());
+        let mut copy = conn.copy_in_raw(&copy_stmt).await?;
         copy.send(bytes).await?;
         let n = copy.finish().await?;
         match self {

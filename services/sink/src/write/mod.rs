@@ -8,6 +8,7 @@
 //! under savepoints ([`bisect`]); every write in the transaction [`transaction`] begins.
 
 pub(crate) mod batch;
+pub(crate) mod binary;
 pub(crate) mod bisect;
 pub(crate) mod copy;
 pub(crate) mod decode;
