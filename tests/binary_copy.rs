@@ -392,3 +392,89 @@ async fn the_sink_copies_in_binary_and_leaves_refusals_and_other_types_to_csv() 
     sink.stop().await;
     upload.stop().await;
 }
+
+/// Random plain values (a fixed seed): numerics of every length and scale, timestamps with
+/// offsets across the calendar, integers at any magnitude. One COPY each way per type, then
+/// row by row the same text.
+#[tokio::test]
+async fn thousands_of_random_values_land_alike_in_binary_and_in_csv() {
+    let db = TestDb::new().await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let digits = |n: u64, next: &mut dyn FnMut(u64) -> u64| -> String {
+        (0..n).map(|_| char::from(b'0' + next(10) as u8)).collect()
+    };
+    let mut values: Vec<(&str, Codec, Vec<String>)> = vec![
+        ("numeric", Codec::Numeric, Vec::new()),
+        ("timestamptz", Codec::Timestamptz, Vec::new()),
+        ("bigint", Codec::Int8, Vec::new()),
+    ];
+    for _ in 0..3000 {
+        let sign = if next(2) == 0 { "-" } else { "" };
+        let int = digits(1 + next(25), &mut next);
+        let num = match next(3) {
+            0 => format!("{sign}{int}"),
+            _ => format!("{sign}{int}.{}", digits(1 + next(20), &mut next)),
+        };
+        values[0].2.push(num);
+        let zone = match next(4) {
+            0 => "Z".to_owned(),
+            1 => format!("{}{:02}", ["+", "-"][next(2) as usize], next(15)),
+            _ => format!(
+                "{}{:02}:{:02}",
+                ["+", "-"][next(2) as usize],
+                next(15),
+                next(60)
+            ),
+        };
+        let frac = match next(3) {
+            0 => String::new(),
+            _ => format!(".{}", digits(1 + next(6), &mut next)),
+        };
+        values[1].2.push(format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{frac}{zone}",
+            1 + next(9999),
+            1 + next(12),
+            1 + next(28),
+            next(24),
+            next(60),
+            next(60)
+        ));
+        let magnitude = 1 + next(18);
+        values[2]
+            .2
+            .push(format!("{sign}{}", digits(magnitude, &mut next)));
+    }
+    let mut out = Vec::new();
+    for (ty, codec, vs) in &values {
+        let csv: Vec<u8> = vs.iter().flat_map(|v| line(v)).collect();
+        assert!(binary_copy(&csv, vs.len(), &[*codec], &mut out), "{ty}");
+        sqlx::raw_sql(&format!(
+            "DROP TABLE IF EXISTS a, b; CREATE TABLE a (n serial, v {ty}); CREATE TABLE b (n serial, v {ty})"
+        ))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        copy(&mut conn, "a", "csv", &csv).await;
+        copy(&mut conn, "b", "binary", &out).await;
+        let differ: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT a.v::text, b.v::text FROM a JOIN b USING (n) WHERE a.v IS DISTINCT FROM b.v \
+              OR a.v::text IS DISTINCT FROM b.v::text LIMIT 5",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        assert!(differ.is_empty(), "{ty}: {differ:?}");
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM b")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(n, vs.len() as i64);
+    }
+}
