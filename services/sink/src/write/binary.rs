@@ -307,3 +307,117 @@ fn uuid_text(v: &[u8]) -> Option<&[u8]> {
             });
     ok.then_some(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Codec; 10] = [
+        Codec::Bool,
+        Codec::Int2,
+        Codec::Int4,
+        Codec::Int8,
+        Codec::Numeric,
+        Codec::Text,
+        Codec::Date,
+        Codec::Timestamp,
+        Codec::Timestamptz,
+        Codec::Uuid,
+    ];
+
+    /// Whatever the bytes (the group's lines come from the sink's own decoder, but a decoder
+    /// bug must not take the writer down): no panic, and a stream only for whole lines.
+    #[test]
+    fn arbitrary_lines_never_panic() {
+        let alphabet = b"\",\n\r-+.:TZ 0123456789abcdef\0\xc3\xa9";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut out, mut whole) = (Vec::new(), 0);
+        for _ in 0..20_000 {
+            // Lines shaped as the group's (quoted values, NULLs, unquoted numbers), with junk.
+            let (rows, fields) = (next(4), 1 + next(3));
+            let mut csv = Vec::new();
+            for _ in 0..rows {
+                for f in 0..fields {
+                    if f > 0 {
+                        csv.push(b',');
+                    }
+                    let text: Vec<u8> = (0..next(12))
+                        .map(|_| alphabet[next(alphabet.len())])
+                        .collect();
+                    match next(5) {
+                        0 => {}
+                        1 => csv.extend(text.iter().filter(|b| b.is_ascii_digit())),
+                        2 => csv.extend(&text),
+                        _ => {
+                            csv.push(b'"');
+                            csv.extend(text.iter().flat_map(|b| match b {
+                                b'"' => &b"\"\""[..],
+                                _ => std::slice::from_ref(b),
+                            }));
+                            csv.push(b'"');
+                        }
+                    }
+                }
+                csv.push(if next(20) == 0 { b'\r' } else { b'\n' });
+            }
+            let codecs: Vec<Codec> = (0..1 + next(3)).map(|_| ALL[next(ALL.len())]).collect();
+            if encode(&csv, rows, &codecs, &mut out) {
+                assert!(csv.iter().filter(|b| **b == b'\n').count() >= rows);
+                assert!(out.ends_with(&(-1i16).to_be_bytes()));
+                whole += usize::from(rows > 0);
+            }
+        }
+        assert!(whole > 10, "the lines reach the encoders: {whole}");
+    }
+
+    #[test]
+    fn values_in_their_plain_form_encode_as_postgres_sends_them() {
+        let one = |codec: Codec, v: &str| {
+            let mut out = Vec::new();
+            codec.encode(v.as_bytes(), &mut out).map(|()| out)
+        };
+        // 12345.6789: two digits of four before the point, one after; weight 1, scale 4.
+        let n = one(Codec::Numeric, "-12345.6789").unwrap();
+        let words: Vec<i16> = n
+            .chunks(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        assert_eq!(words, [3, 1, 0x4000, 4, 1, 2345, 6789]);
+        assert_eq!(
+            one(Codec::Numeric, "0.0001").unwrap()[..4],
+            [0, 1, 0xff, 0xff]
+        );
+        assert_eq!(one(Codec::Date, "2000-01-02").unwrap(), 1i32.to_be_bytes());
+        let noon_utc = 12 * 3_600_000_000i64;
+        assert_eq!(
+            one(Codec::Timestamptz, "2000-01-01 14:00+02").unwrap(),
+            noon_utc.to_be_bytes()
+        );
+        assert_eq!(
+            one(Codec::Timestamp, "2000-01-01T12:00:00.000000").unwrap(),
+            noon_utc.to_be_bytes()
+        );
+        assert_eq!(one(Codec::Bool, "On").unwrap(), [1]);
+        assert_eq!(
+            one(Codec::Int2, "-32768").unwrap(),
+            (-32768i16).to_be_bytes()
+        );
+        for (codec, v) in [
+            (Codec::Int4, "2147483648"),
+            (Codec::Numeric, "1e3"),
+            (Codec::Timestamptz, "2000-01-01 12:00"),
+            (Codec::Timestamp, "2000-01-01 12:00Z"),
+            (Codec::Date, "2000-02-30"),
+            (Codec::Text, "a\0"),
+            (Codec::Uuid, "0000000000004000800000000000000a"),
+        ] {
+            assert_eq!(one(codec, v), None, "{codec:?} {v:?}");
+        }
+    }
+}
