@@ -50,6 +50,11 @@ pub async fn ensure_topic(
     topic: &str,
     partitions: i32,
 ) -> Result<(), KafkaAdminError> {
+    // A topic that is there already (every start but the first) needs no admin client, no
+    // request to create it and no second client to wait for it: one metadata answer.
+    if topic_ready(&base.create()?, topic).await {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = base.create()?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -61,6 +66,13 @@ pub async fn ensure_topic(
         }
     }
     wait_for_topic(base, topic, Duration::from_secs(20)).await
+}
+
+/// Whether the metadata has `topic`, without error, with partitions.
+fn has_partitions(md: &rdkafka::metadata::Metadata, topic: &str) -> bool {
+    md.topics()
+        .iter()
+        .any(|x| x.name() == topic && x.error().is_none() && !x.partitions().is_empty())
 }
 
 /// Makes sure the topic of `config` exists: creates it (`CSVBUS_TOPIC_CREATE=true`) or waits
@@ -83,20 +95,7 @@ pub async fn wait_for_topic(
     let producer: FutureProducer = base.create()?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let p = producer.clone();
-        let t = topic.to_owned();
-        let found = tokio::task::spawn_blocking(move || {
-            p.client()
-                .fetch_metadata(Some(&t), Duration::from_secs(5))
-                .map(|md| {
-                    md.topics()
-                        .iter()
-                        .any(|x| x.name() == t && x.error().is_none() && !x.partitions().is_empty())
-                })
-        })
-        .await
-        .map_err(|_| KafkaAdminError::TopicMissing(topic.to_owned()))?;
-        if let Ok(true) = found {
+        if topic_ready(&producer, topic).await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
@@ -104,6 +103,18 @@ pub async fn wait_for_topic(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Whether the brokers' metadata has `topic` with partitions (asked on a blocking thread).
+async fn topic_ready(producer: &FutureProducer, topic: &str) -> bool {
+    let (p, t) = (producer.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        p.client()
+            .fetch_metadata(Some(&t), Duration::from_secs(5))
+            .is_ok_and(|md| has_partitions(&md, &t))
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Whether the brokers answer a metadata request within `timeout` (readiness probes).
