@@ -43,11 +43,18 @@ impl LagContext {
         self.brokers_lost.store(true, Ordering::Relaxed);
     }
 
-    /// Records the position the sink committed to Postgres for `partition`.
-    pub fn committed(&self, partition: i32, next_offset: i64) {
-        if let Ok(mut p) = self.positions.lock() {
-            p.insert(partition, next_offset);
-        }
+    /// Records the position the sink committed to Postgres for `partition`; whether it moved on.
+    /// Positions only move forward, but pipelined batches of one partition are booked as their
+    /// tasks are reaped, not always in commit order: an older one booked late is not a move
+    /// back (the lag gauge stayed a batch behind until the next commit).
+    pub fn committed(&self, partition: i32, next_offset: i64) -> bool {
+        let Ok(mut p) = self.positions.lock() else {
+            return false;
+        };
+        let at = p.entry(partition).or_insert(i64::MIN);
+        let moved = next_offset > *at;
+        *at = (*at).max(next_offset);
+        moved
     }
 
     /// The lag of each partition with a known position and high watermark.
@@ -135,5 +142,9 @@ mod tests {
         let mut lags = ctx.lags(&s);
         lags.sort();
         assert_eq!(lags[0], (0, 0));
+        // Pipelined batches of a partition can be booked out of commit order: an older
+        // position booked after a newer one does not move it back.
+        assert!(!ctx.committed(0, 95), "not an advance");
+        assert_eq!(ctx.lags(&s).iter().find(|l| l.0 == 0), Some(&(0, 0)));
     }
 }

@@ -227,11 +227,13 @@ fn book(
         Some(o) => {
             p.rewind = 0;
             p.from_start = false;
-            consumer.context().committed(partition, o.next_offset);
+            // A batch booked after a later one of its partition moves nothing back.
+            let moved = consumer.context().committed(partition, o.next_offset);
             let mut tpl = TopicPartitionList::new();
-            if tpl
-                .add_partition_offset(ctx.topic, partition, Offset::Offset(o.next_offset))
-                .is_ok()
+            if moved
+                && tpl
+                    .add_partition_offset(ctx.topic, partition, Offset::Offset(o.next_offset))
+                    .is_ok()
             {
                 // A hint for tooling and for where to resume fetching; the truth is in Postgres.
                 let _ = consumer.commit(&tpl, CommitMode::Async);
