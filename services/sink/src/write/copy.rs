@@ -14,7 +14,7 @@ use csvbus_shared::catalog::{quote_ident, TableName};
 use csvbus_shared::failure::{classify, Failure};
 use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN_SQL};
-use sqlx::{Executor, PgConnection, Row};
+use sqlx::PgConnection;
 
 use crate::write::batch::{Group, Reject};
 use crate::write::binary::{self, Codec};
@@ -82,7 +82,7 @@ pub async fn copy_group(
         .collect::<Vec<_>>()
         .join(", ");
     let how = How::for_group(conn, g, &g.table, &cols).await?;
-    let codecs = codecs(conn, &how.relation(g), g).await?;
+    let codecs = binary::codecs(conn, &how.relation(g), g).await?;
     let mut w = GroupWriter {
         g,
         mode,
@@ -233,7 +233,7 @@ impl RangeWriter for GroupWriter<'_> {
                 let insert =
                     |from: &str| format!("INSERT INTO {into} ({cols}) SELECT {cols} {from}");
                 self.how = How::staged(conn, &self.g.table, cols, false, insert).await?;
-                self.codecs = codecs(conn, &self.how.relation(self.g), self.g).await?;
+                self.codecs = binary::codecs(conn, &self.how.relation(self.g), self.g).await?;
                 Ok(Next::Again)
             }
             Failure::Group | Failure::NotByCopy => self.refuse(conn, r, &refusal.message).await,
@@ -292,48 +292,6 @@ impl Format {
             Format::Binary => "binary",
         }
     }
-}
-
-/// Per column `g` copies into `relation` (and the line, when the group's lines carry it), how
-/// a binary COPY encodes it; `None` when one has a type [`Codec`] does not know, or the types
-/// cannot be read. The relation is locked first (as the COPY would): a column an upload widens
-/// (`ALTER TABLE … TYPE`) cannot change its type between this read and the COPY.
-async fn codecs(
-    conn: &mut PgConnection,
-    relation: &str,
-    g: &Group,
-) -> Result<Option<Vec<Codec>>, sqlx::Error> {
-    let literal = relation.replace('\'', "''");
-    let read = format!(
-        "SAVEPOINT csvbus_types; LOCK TABLE {relation} IN ROW EXCLUSIVE MODE; \
-         SELECT attname::text, atttypid::int8 FROM pg_attribute \
-          WHERE attrelid = '{literal}'::regclass AND attnum > 0 AND NOT attisdropped; \
-         RELEASE SAVEPOINT csvbus_types"
-    );
-    let rows = conn.fetch_all(read.as_str()).await;
-    let types: Vec<(String, i64)> = match rows {
-        Ok(rows) => rows
-            .iter()
-            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
-            .collect(),
-        Err(e) if matches!(classify(&e), Failure::Outage) => return Err(e),
-        Err(_) => {
-            conn.execute("ROLLBACK TO SAVEPOINT csvbus_types; RELEASE SAVEPOINT csvbus_types")
-                .await?;
-            return Ok(None);
-        }
-    };
-    let codec = |column: &str| {
-        let (_, oid) = types.iter().find(|(name, _)| name == column)?;
-        Codec::from_oid(u32::try_from(*oid).ok()?)
-    };
-    let mut codecs: Option<Vec<Codec>> = g.columns.iter().map(|c| codec(c)).collect();
-    if g.mode != ImportMode::Append {
-        if let Some(c) = codecs.as_mut() {
-            c.push(Codec::Int8);
-        }
-    }
-    Ok(codecs)
 }
 
 /// How rows reach the table.

@@ -1,16 +1,5 @@
-//! Binary `COPY` of a group's rows, when every column's type is one csvbus encodes and every
-//! value is written in that type's plain form.
-//!
-//! Postgres spends about a third less CPU on a binary COPY than on CSV (the bench's 1M rows: 1.02
-//! against 1.56 s): it parses no numbers, timestamps or quotes. The sink encodes the values
-//! instead — only those whose meaning is beyond doubt: `-?[0-9]+` integers in range, `-?[0-9]+(.[0-9]+)?`
-//! numerics, ISO dates and timestamps (a `timestamptz` with its offset; one without, which the
-//! session's time zone would decide, is not), hyphenated UUIDs, the booleans Postgres spells,
-//! text without NUL. A group with any other type or any other value is copied as CSV, as before,
-//! and Postgres decides; so is a range whose binary COPY fails for any reason but an outage
-//! ([`super::copy`]): the binary path never rejects a row or explains a refusal.
-
-use std::borrow::Cow;
+//! Each type's values in their plain form, as Postgres' binary input reads them; `None` for any
+//! other form (the group then goes as CSV).
 
 use chrono::{Datelike, NaiveDate};
 
@@ -48,7 +37,7 @@ impl Codec {
 
     /// Appends `v` in this type's binary form (without its length), or `None` when `v` is not
     /// in a form csvbus reads unambiguously.
-    fn encode(self, v: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    pub(super) fn encode(self, v: &[u8], out: &mut Vec<u8>) -> Option<()> {
         match self {
             Self::Text if !v.contains(&0) => out.extend_from_slice(v),
             Self::Text => return None,
@@ -71,86 +60,6 @@ impl Codec {
             }
         }
         Some(())
-    }
-}
-
-/// Encodes `rows` COPY CSV lines (as a group holds them: values quoted, NULL empty, the line
-/// unquoted, each line ending in `\n`) with `codecs`, one per field, as a whole binary COPY
-/// stream into `out`. `false` (and `out` of no use) when a value is not for the binary path.
-pub fn encode(csv: &[u8], rows: usize, codecs: &[Codec], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    out.extend_from_slice(&[0; 8]); // flags, header extension length
-    let Ok(fields) = i16::try_from(codecs.len()) else {
-        return false;
-    };
-    let mut at = 0;
-    for _ in 0..rows {
-        out.extend_from_slice(&fields.to_be_bytes());
-        for (i, codec) in codecs.iter().enumerate() {
-            let last = i + 1 == codecs.len();
-            match field(csv, &mut at, last, out, *codec) {
-                Some(()) => {}
-                None => return false,
-            }
-        }
-    }
-    out.extend_from_slice(&(-1i16).to_be_bytes());
-    at == csv.len()
-}
-
-/// Reads the field at `*at` (ending in `,`, or `\n` when `last`) and appends it with its length.
-/// Values are quoted; unquoted are only NULL (empty) and the line the staged paths add.
-fn field(csv: &[u8], at: &mut usize, last: bool, out: &mut Vec<u8>, codec: Codec) -> Option<()> {
-    let end = if last { b'\n' } else { b',' };
-    let value: Cow<'_, [u8]> = if csv.get(*at) == Some(&b'"') {
-        let (value, after) = quoted(csv, *at + 1)?;
-        *at = after;
-        value
-    } else {
-        let len = csv[*at..].iter().position(|b| *b == end)?;
-        let raw = &csv[*at..*at + len];
-        *at += len;
-        if raw.is_empty() {
-            out.extend_from_slice(&(-1i32).to_be_bytes());
-            *at += 1;
-            return Some(());
-        }
-        if !raw.iter().all(|b| b.is_ascii_digit() || *b == b'-') {
-            return None;
-        }
-        Cow::Borrowed(raw)
-    };
-    if csv.get(*at) != Some(&end) {
-        return None;
-    }
-    *at += 1;
-    let len_at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    codec.encode(&value, out)?;
-    let len = i32::try_from(out.len() - len_at - 4).ok()?;
-    out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
-    Some(())
-}
-
-/// The quoted value whose text starts at `from` (after its opening quote), `""` read as `"`,
-/// and the position after its closing quote.
-fn quoted(csv: &[u8], from: usize) -> Option<(Cow<'_, [u8]>, usize)> {
-    let close = from + csv[from..].iter().position(|b| *b == b'"')?;
-    if csv.get(close + 1) != Some(&b'"') {
-        return Some((Cow::Borrowed(&csv[from..close]), close + 1));
-    }
-    let mut value = Vec::new();
-    let mut i = from;
-    loop {
-        let run = csv[i..].iter().position(|b| *b == b'"')?;
-        value.extend_from_slice(&csv[i..i + run]);
-        i += run + 1;
-        if csv.get(i) != Some(&b'"') {
-            return Some((Cow::Owned(value), i));
-        }
-        value.push(b'"');
-        i += 1;
     }
 }
 
@@ -311,70 +220,6 @@ fn uuid_text(v: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ALL: [Codec; 10] = [
-        Codec::Bool,
-        Codec::Int2,
-        Codec::Int4,
-        Codec::Int8,
-        Codec::Numeric,
-        Codec::Text,
-        Codec::Date,
-        Codec::Timestamp,
-        Codec::Timestamptz,
-        Codec::Uuid,
-    ];
-
-    /// Whatever the bytes (the group's lines come from the sink's own decoder, but a decoder
-    /// bug must not take the writer down): no panic, and a stream only for whole lines.
-    #[test]
-    fn arbitrary_lines_never_panic() {
-        let alphabet = b"\",\n\r-+.:TZ 0123456789abcdef\0\xc3\xa9";
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
-        let (mut out, mut whole) = (Vec::new(), 0);
-        for _ in 0..20_000 {
-            // Lines shaped as the group's (quoted values, NULLs, unquoted numbers), with junk.
-            let (rows, fields) = (next(4), 1 + next(3));
-            let mut csv = Vec::new();
-            for _ in 0..rows {
-                for f in 0..fields {
-                    if f > 0 {
-                        csv.push(b',');
-                    }
-                    let text: Vec<u8> = (0..next(12))
-                        .map(|_| alphabet[next(alphabet.len())])
-                        .collect();
-                    match next(5) {
-                        0 => {}
-                        1 => csv.extend(text.iter().filter(|b| b.is_ascii_digit())),
-                        2 => csv.extend(&text),
-                        _ => {
-                            csv.push(b'"');
-                            csv.extend(text.iter().flat_map(|b| match b {
-                                b'"' => &b"\"\""[..],
-                                _ => std::slice::from_ref(b),
-                            }));
-                            csv.push(b'"');
-                        }
-                    }
-                }
-                csv.push(if next(20) == 0 { b'\r' } else { b'\n' });
-            }
-            let codecs: Vec<Codec> = (0..1 + next(3)).map(|_| ALL[next(ALL.len())]).collect();
-            if encode(&csv, rows, &codecs, &mut out) {
-                assert!(csv.iter().filter(|b| **b == b'\n').count() >= rows);
-                assert!(out.ends_with(&(-1i16).to_be_bytes()));
-                whole += usize::from(rows > 0);
-            }
-        }
-        assert!(whole > 10, "the lines reach the encoders: {whole}");
-    }
 
     #[test]
     fn values_in_their_plain_form_encode_as_postgres_sends_them() {
