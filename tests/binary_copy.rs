@@ -377,13 +377,7 @@ async fn the_sink_copies_in_binary_and_leaves_refusals_and_other_types_to_csv() 
         .await
         .unwrap();
     assert_eq!(ids, [4, 6]);
-    let line: i64 =
-        sqlx::query_scalar("SELECT line FROM csvbus.rejected_rows WHERE import_id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    assert_eq!(line, 3);
+    assert_eq!(db.rejected_lines(&id).await, [3]);
     let csv1 = copies("csv").await;
     let id = import("doc", "id,body\n1,\"{\"\"a\"\": 1}\"\n").await;
     let rec = wait_final(&upload, &id, std::time::Duration::from_secs(60)).await;

@@ -356,13 +356,7 @@ async fn messy_files_land_with_their_exact_rows() {
         .await
         .unwrap();
         assert_eq!(cols, case.rows, "{what}");
-        let lines: Vec<i64> = sqlx::query_scalar(
-            "SELECT line FROM csvbus.rejected_rows WHERE import_id = $1::uuid ORDER BY line",
-        )
-        .bind(id)
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+        let lines = db.rejected_lines(id).await;
         assert_eq!(lines, case.rejected_lines, "{what}");
     }
     upload.stop().await;

@@ -66,12 +66,7 @@ fn rows(v: &[(i32, &str)]) -> Vec<(i32, String)> {
 }
 
 async fn rejected_lines(db: &TestDb, id: &Value) -> Vec<i64> {
-    let id: uuid::Uuid = id.as_str().unwrap().parse().unwrap();
-    sqlx::query_scalar("SELECT line FROM csvbus.rejected_rows WHERE import_id = $1 ORDER BY line")
-        .bind(id)
-        .fetch_all(&db.pool)
-        .await
-        .unwrap()
+    db.rejected_lines(id.as_str().unwrap()).await
 }
 
 const PEOPLE: &str =

@@ -53,13 +53,7 @@ async fn a_key_repeated_in_the_next_batch_is_refused_there_not_in_the_first() {
         .collect();
     assert_eq!(rec["status"], "completed", "{rec}");
     assert_eq!(rec["rows_write_rejected"], refused.len(), "{rec}");
-    let lines: Vec<i64> = sqlx::query_scalar(
-        "SELECT line FROM csvbus.rejected_rows WHERE import_id = $1::uuid ORDER BY line",
-    )
-    .bind(&id)
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    let lines = db.rejected_lines(&id).await;
     assert_eq!(
         lines, refused,
         "the later line of each repeated id is refused"

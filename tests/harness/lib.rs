@@ -124,6 +124,17 @@ impl TestDb {
             .expect("test query")
     }
 
+    /// The lines of the rows `import` (its id as text) had rejected, in order.
+    pub async fn rejected_lines(&self, import: &str) -> Vec<i64> {
+        sqlx::query_scalar(
+            "SELECT line FROM csvbus.rejected_rows WHERE import_id = $1::uuid ORDER BY line",
+        )
+        .bind(import)
+        .fetch_all(&self.pool)
+        .await
+        .expect("rejected rows")
+    }
+
     /// Runs SQL (DDL for target tables).
     pub async fn exec(&self, sql: &str) {
         sqlx::raw_sql(sql)
