@@ -138,9 +138,10 @@ async fn atomic_and_replace_imports_whose_upload_service_dies_leave_the_table_an
                     .await
             })
         };
-        // Rows are staged while the upload runs; none is in the table.
+        // Rows are staged while the upload runs, and its checkpoint is saved; none is in the
+        // table.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let staged = "SELECT coalesce(max(rows_written), 0) FROM csvbus.imports";
+        let staged = "SELECT coalesce(min(least(rows_written, acked_line)), 0) FROM csvbus.imports";
         while sqlx::query_scalar::<_, i64>(staged)
             .fetch_one(&db.pool)
             .await

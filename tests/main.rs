@@ -16,6 +16,7 @@ mod listing;
 mod messy;
 mod modes;
 mod openapi;
+mod packs;
 mod pipeline;
 mod replay;
 mod roles;

@@ -345,7 +345,7 @@ async fn two_sinks_share_a_group_through_a_rebalance_and_another_group_sees_ever
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     let dead = loop {
         let (dead, distinct): (i64, i64) = sqlx::query_as(
-            "SELECT count(*), count(DISTINCT (partition, \"offset\")) FROM csvbus.dead_letters
+            "SELECT count(*), count(DISTINCT (partition, \"offset\", row_in_message)) FROM csvbus.dead_letters
               WHERE reason LIKE 'unknown import%'",
         )
         .fetch_one(&other_db.pool)

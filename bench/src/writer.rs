@@ -82,9 +82,7 @@ pub async fn sink_writer(
                 table: shared_table.clone(),
             }),
             payload,
-            key: None,
-            signature: None,
-            raw_headers: None,
+            ..Record::default()
         });
     }
 

@@ -88,7 +88,7 @@ pub async fn run(
     health: &GroupHealth,
     shutdown: CancellationToken,
 ) {
-    let mut feed = Feed::start(consumer);
+    let mut feed = Feed::start(consumer, config.common.signer());
     let topic = config.common.topic.clone();
     let sem = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let hard_stop = CancellationToken::new();
@@ -141,7 +141,7 @@ pub async fn run(
             },
             _ = health.rejoin_requested(), if config.assignment == Assignment::Group => {
                 if let Some(fresh) = rejoin(config) {
-                    std::mem::replace(&mut feed, Feed::start(fresh)).stop();
+                    std::mem::replace(&mut feed, Feed::start(fresh, config.common.signer())).stop();
                 }
             }
             _ = tick.tick() => {
@@ -178,8 +178,9 @@ fn take(
         p.last_at = Some(now);
         held.records += 1;
         held.bytes += record.held_bytes();
+        let last = record.last;
         p.buf.push(record);
-        if p.ready(ctx.config.batch_rows) {
+        if last && p.ready(ctx.config.batch_rows) {
             dispatch(ctx, tasks, id, p);
         }
     }

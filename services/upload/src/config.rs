@@ -66,6 +66,12 @@ pub struct UploadConfig {
     /// (librdkafka `message.max.bytes`; keep it within the broker's limit). A row whose message
     /// would be larger is rejected with its line.
     pub max_message_bytes: usize,
+    /// `CSVBUS_MESSAGE_ROWS`: the most keyless rows of one import gathered into one message (a
+    /// pack, docs/api.md; at most `CSVBUS_MESSAGE_PACK_BYTES` of them). `1`: a message per row.
+    pub message_rows: u32,
+    /// `CSVBUS_MESSAGE_PACK_BYTES`: the most bytes of rows gathered into one message (within
+    /// `CSVBUS_MAX_MESSAGE_BYTES`).
+    pub message_pack_bytes: usize,
     /// `CSVBUS_MAX_DECOMPRESSED_BYTES`: the most bytes a body may decompress to (413 beyond).
     pub max_decompressed_bytes: u64,
     /// `CSVBUS_MAX_ROWS_PER_IMPORT`: the most rows one upload may have (413 beyond).
@@ -170,6 +176,8 @@ impl UploadConfig {
             delivery_timeout: env.millis("CSVBUS_DELIVERY_TIMEOUT_MS", 30_000)?,
             db_pool_size: env.parse("CSVBUS_DB_POOL_SIZE", 8)?,
             max_message_bytes: env.parse("CSVBUS_MAX_MESSAGE_BYTES", 1_000_000)?,
+            message_rows: env.parse("CSVBUS_MESSAGE_ROWS", 100)?,
+            message_pack_bytes: env.parse("CSVBUS_MESSAGE_PACK_BYTES", 64 << 10)?,
             max_decompressed_bytes: env.parse("CSVBUS_MAX_DECOMPRESSED_BYTES", 16 << 30)?,
             max_rows_per_import: env.parse("CSVBUS_MAX_ROWS_PER_IMPORT", 100_000_000)?,
             max_decompression_ratio: env.parse("CSVBUS_MAX_DECOMPRESSION_RATIO", 100)?,
@@ -250,6 +258,10 @@ impl UploadConfig {
                 self.max_message_bytes.to_string(),
                 "must be 1024 to 1000000000".into(),
             );
+        }
+        if self.message_rows == 0 || self.message_rows > 10_000 {
+            let reason = "must be 1 to 10000".to_owned();
+            return invalid("CSVBUS_MESSAGE_ROWS", self.message_rows.to_string(), reason);
         }
         if self.max_uploads == 0 || self.db_pool_size < 2 {
             let reason = "CSVBUS_MAX_UPLOADS must be at least 1 and CSVBUS_DB_POOL_SIZE at least 2"

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use csvbus_shared::message::MetaDecoder;
+use csvbus_shared::message::{MetaDecoder, Signer};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use tokio::sync::mpsc;
@@ -22,7 +22,7 @@ use crate::fetch::record::Record;
 /// The sink's consumer: reports lag through its context.
 pub type SinkConsumer = BaseConsumer<LagContext>;
 
-/// Records per chunk handed over.
+/// Records per chunk handed over (a chunk may pass it by a pack's rows).
 const CHUNK: usize = 1024;
 /// Chunks waiting in the channel.
 const CHANNEL: usize = 4;
@@ -37,14 +37,15 @@ pub struct Feed {
 }
 
 impl Feed {
-    pub fn start(consumer: Arc<SinkConsumer>) -> Self {
+    /// `signer` checks the signatures of packs of rows as they are read.
+    pub fn start(consumer: Arc<SinkConsumer>, signer: Option<Signer>) -> Self {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (consumer, stop) = (consumer.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("csvbus-fetch".into())
-                .spawn(move || poll_loop(&consumer, &tx, &stop))
+                .spawn(move || poll_loop(&consumer, &tx, &stop, signer.as_ref()))
                 .expect("spawn the fetch thread")
         };
         Self {
@@ -68,7 +69,12 @@ impl Feed {
     }
 }
 
-fn poll_loop(consumer: &SinkConsumer, tx: &mpsc::Sender<Vec<Record>>, stop: &AtomicBool) {
+fn poll_loop(
+    consumer: &SinkConsumer,
+    tx: &mpsc::Sender<Vec<Record>>,
+    stop: &AtomicBool,
+    signer: Option<&Signer>,
+) {
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut metas = MetaDecoder::default();
     while !stop.load(Ordering::Relaxed) {
@@ -80,7 +86,8 @@ fn poll_loop(consumer: &SinkConsumer, tx: &mpsc::Sender<Vec<Record>>, stop: &Ato
         };
         match consumer.poll(wait) {
             Some(Ok(m)) => {
-                chunk.push(Record::from_message(&m, &mut metas));
+                // A message's rows go into one chunk: batches end at message ends.
+                Record::read(&m, &mut metas, signer, &mut chunk);
                 if chunk.len() < CHUNK {
                     continue;
                 }

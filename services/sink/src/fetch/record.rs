@@ -1,51 +1,120 @@
-//! A message as the sink keeps it between the consumer and a batch: offset, csvbus headers
-//! (or, for a message without them, its headers as text for the dead letter), key and payload.
+//! A row as the sink keeps it between the consumer and a batch: its message's offset (and its
+//! place in the message, for a pack of rows), csvbus headers (or, for a message without them,
+//! its headers as text for the dead letter), key and value.
 
-use csvbus_shared::message::{MetaDecoder, RowMeta};
+use csvbus_shared::message::{unpack, MetaDecoder, RowMeta, Signer, HEADER_LINES};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
 
-/// One message, owned, as the consumer received it.
+/// One row (or one message that is not a readable row), owned, as the consumer received it.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub offset: i64,
+    /// Its place among its message's rows (0 for a message of one row).
+    pub sub: u32,
+    /// The last (or only) row of its message: a batch ends only after one, since the position
+    /// stored with a batch is an offset.
+    pub last: bool,
     pub partition: i32,
     /// `None` when the message lacks valid csvbus headers (it is dead-lettered).
     pub meta: Option<RowMeta>,
-    /// The `csvbus-signature` header, when there is one (checked with a signing key).
-    pub signature: Option<Vec<u8>>,
+    pub signature: Signature,
     pub payload: Vec<u8>,
     pub key: Option<Vec<u8>>,
-    /// The headers as text, kept only for messages without valid csvbus headers.
+    /// The headers as text, kept only for messages without valid csvbus headers (and a pack's
+    /// lines when the pack cannot be read).
     pub raw_headers: Option<Vec<(String, String)>>,
+    /// A pack that cannot be read, and why: the whole message is this one record, a dead letter.
+    pub unreadable: Option<String>,
+}
+
+/// What vouches for a record, checked with `CSVBUS_SIGNING_KEY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    /// A row's own `csvbus-signature` header, if any: checked when its batch is sorted.
+    Row(Option<Vec<u8>>),
+    /// A row of a pack: the pack's signature was checked once, when it was read (true without
+    /// a signing key).
+    Pack { valid: bool },
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Self {
+            offset: 0,
+            sub: 0,
+            last: true,
+            partition: 0,
+            meta: None,
+            signature: Signature::Row(None),
+            payload: Vec::new(),
+            key: None,
+            raw_headers: None,
+            unreadable: None,
+        }
+    }
 }
 
 impl Record {
-    /// `metas` decodes the csvbus headers of the consumer's messages in turn.
-    pub fn from_message(m: &BorrowedMessage<'_>, metas: &mut MetaDecoder) -> Self {
-        let (meta, signature) = m
+    /// Appends the rows of `m` to `out`: one record for a row message, one per row for a pack.
+    /// `metas` decodes the csvbus headers of the consumer's messages in turn; `signer` checks a
+    /// pack's signature.
+    pub fn read(
+        m: &BorrowedMessage<'_>,
+        metas: &mut MetaDecoder,
+        signer: Option<&Signer>,
+        out: &mut Vec<Record>,
+    ) {
+        let decoded = m
             .headers()
             .map(|h| metas.decode(h.iter().map(|h| (h.key, h.value))))
             .unwrap_or_default();
-        let signature = signature.map(<[u8]>::to_vec);
-        let raw_headers = meta.is_none().then(|| {
-            m.headers().map_or_else(Vec::new, |h| {
-                h.iter()
-                    .map(|x| {
-                        let v = x.value.map(String::from_utf8_lossy).unwrap_or_default();
-                        (x.key.to_owned(), v.into_owned())
-                    })
-                    .collect()
-            })
-        });
-        Self {
+        let raw_headers = decoded.meta.is_none().then(|| headers_text(m));
+        let payload = m.payload().unwrap_or_default();
+        let one = Record {
             offset: m.offset(),
             partition: m.partition(),
-            meta,
-            signature,
-            payload: m.payload().unwrap_or_default().to_vec(),
             key: m.key().map(<[u8]>::to_vec),
-            raw_headers,
+            ..Record::default()
+        };
+        let (Some(lines), Some(meta)) = (decoded.lines, decoded.meta.as_ref()) else {
+            out.push(Record {
+                meta: decoded.meta,
+                signature: Signature::Row(decoded.signature.map(<[u8]>::to_vec)),
+                payload: payload.to_vec(),
+                raw_headers,
+                ..one
+            });
+            return;
+        };
+        let valid = signer.is_none_or(|s| s.verify_pack(meta, lines, payload, decoded.signature));
+        let signature = Signature::Pack { valid };
+        match unpack(meta.line, lines, payload) {
+            Ok(rows) if valid => {
+                let n = rows.len();
+                out.extend(rows.into_iter().enumerate().map(|(i, (line, row))| Record {
+                    sub: i as u32,
+                    last: i + 1 == n,
+                    meta: Some(RowMeta {
+                        line,
+                        ..meta.clone()
+                    }),
+                    signature: signature.clone(),
+                    payload: row.to_vec(),
+                    ..one.clone()
+                }));
+            }
+            unread => out.push(Record {
+                meta: decoded.meta.clone(),
+                signature,
+                payload: payload.to_vec(),
+                raw_headers: Some(vec![(
+                    HEADER_LINES.to_owned(),
+                    String::from_utf8_lossy(lines).into_owned(),
+                )]),
+                unreadable: unread.err().map(|e| e.to_string()),
+                ..one
+            }),
         }
     }
 
@@ -65,4 +134,15 @@ impl Record {
         }
         serde_json::Value::Object(map)
     }
+}
+
+fn headers_text(m: &BorrowedMessage<'_>) -> Vec<(String, String)> {
+    m.headers().map_or_else(Vec::new, |h| {
+        h.iter()
+            .map(|x| {
+                let v = x.value.map(String::from_utf8_lossy).unwrap_or_default();
+                (x.key.to_owned(), v.into_owned())
+            })
+            .collect()
+    })
 }

@@ -23,7 +23,7 @@ pub const METRICS: &[MetricDoc] = &[
     MetricDoc::new(
         "csvbus_sink_dead_letters_total",
         Counter,
-        "Messages that are not rows csvbus may write.",
+        "Rows (or messages) that are not rows csvbus may write: each row of a pack counts.",
     ),
     MetricDoc::new(
         "csvbus_sink_duplicates_total",

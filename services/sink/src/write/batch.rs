@@ -12,7 +12,7 @@ use uuid::Uuid;
 use csvbus_shared::catalog::TableName;
 use csvbus_shared::message::{RowMeta, Signer};
 
-use crate::fetch::record::Record;
+use crate::fetch::record::{Record, Signature};
 use crate::write::decode::Fields;
 
 /// What csvbus knows of an import named by a message.
@@ -127,6 +127,14 @@ pub fn sort<'d>(
             });
             continue;
         }
+        if let Some(reason) = &r.unreadable {
+            mark_handled(&mut out.max_lines, r, targets);
+            out.dead.push(Dead {
+                index,
+                reason: reason.clone(),
+            });
+            continue;
+        }
         if let Some(import) = stopped(r, targets) {
             mark_handled(&mut out.max_lines, r, targets);
             span(&mut out.offsets, import, r.offset);
@@ -155,12 +163,16 @@ pub fn sort<'d>(
 
 /// Whether `r` carries a valid signature, when one is required.
 fn signed(r: &Record, signer: Option<&Signer>) -> bool {
+    let sig = match &r.signature {
+        Signature::Pack { valid } => return *valid,
+        Signature::Row(sig) => sig,
+    };
     let Some(s) = signer else {
         return true;
     };
     r.meta
         .as_ref()
-        .is_some_and(|m| s.verify(m, &r.payload, r.signature.as_deref()))
+        .is_some_and(|m| s.verify(m, &r.payload, sig.as_deref()))
 }
 
 /// The import of `r`, when it is one that stopped taking rows (the record is one of its rows:
@@ -286,9 +298,7 @@ mod tests {
                 table: table("public.t").into(),
             }),
             payload: payload.as_bytes().to_vec(),
-            key: None,
-            signature: None,
-            raw_headers: None,
+            ..Record::default()
         }
     }
 

@@ -123,9 +123,7 @@ mod tests {
             partition: 0,
             meta: None,
             payload: payload.as_bytes().to_vec(),
-            key: None,
-            signature: None,
-            raw_headers: None,
+            ..Record::default()
         }
     }
 

@@ -111,11 +111,11 @@ pub fn dispatch(ctx: &Ctx<'_>, tasks: &mut JoinSet<Done>, partition: i32, p: &mu
     // Fetches may arrive out of offset order and, after a rebalance, twice: sort and dedupe so
     // a batch is a contiguous run of offsets (the writer checks it starts at the stored one).
     let (before, before_bytes) = (p.buf.len(), bytes_of(&p.buf));
-    p.buf.sort_by_key(|r| r.offset);
-    p.buf.dedup_by_key(|r| r.offset);
+    p.buf.sort_by_key(|r| (r.offset, r.sub));
+    p.buf.dedup_by_key(|r| (r.offset, r.sub));
     let dups = before - p.buf.len();
     let dup_bytes = before_bytes - bytes_of(&p.buf);
-    let take = p.buf.len().min(ctx.config.batch_rows);
+    let take = batch_end(&p.buf, ctx.config.batch_rows);
     let records: Vec<Record> = p.buf.drain(..take).collect();
     p.first_at = (!p.buf.is_empty()).then(Instant::now);
     p.in_flight += 1;
@@ -283,6 +283,16 @@ fn seek_target(stored: i64, rewind: i64) -> Offset {
     }
 }
 
+/// How many of `buf`'s records (sorted) the next batch takes: `batch_rows`, or more up to the
+/// end of the message the last one is in (a message's rows arrive together).
+fn batch_end(buf: &[Record], batch_rows: usize) -> usize {
+    let mut take = buf.len().min(batch_rows);
+    while take < buf.len() && !buf[take - 1].last {
+        take += 1;
+    }
+    take
+}
+
 /// The margin of the next seek-back while gaps repeat: exact, 1024, then ×8.
 fn next_rewind(rewind: i64) -> i64 {
     if rewind == 0 {
@@ -328,12 +338,7 @@ mod tests {
             buf: (0..n as i64)
                 .map(|offset| Record {
                     offset,
-                    partition: 0,
-                    meta: None,
-                    payload: Vec::new(),
-                    key: None,
-                    signature: None,
-                    raw_headers: None,
+                    ..Record::default()
                 })
                 .collect(),
             first_at: Some(now - Duration::from_millis(first_ago)),

@@ -225,9 +225,7 @@ mod tests {
                     table: table.clone(),
                 }),
                 payload: br#"{"a":"1"}"#.to_vec(),
-                key: None,
-                signature: None,
-                raw_headers: None,
+                ..Record::default()
             })
             .collect();
         Batch::new("t".into(), 0, records)

@@ -164,13 +164,15 @@ async fn store_dead(
         let payload = &r.payload[..r.payload.len().min(DEAD_PAYLOAD_LIMIT)];
         sqlx::query(
             "INSERT INTO csvbus.dead_letters
-                    (group_id, topic, partition, \"offset\", reason, headers, key, payload, payload_bytes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                    (group_id, topic, partition, \"offset\", row_in_message, reason, headers, key,
+                     payload, payload_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
         )
         .bind(key.group_id)
         .bind(key.topic)
         .bind(key.partition)
         .bind(r.offset)
+        .bind(r.sub as i32)
         .bind(imports::storable_text(&d.reason).as_ref())
         .bind(imports::storable_json(r.headers_json()))
         .bind(r.key.as_deref())

@@ -44,6 +44,6 @@ pub const METRICS: &[MetricDoc] = &[
     MetricDoc::new(
         "csvbus_upload_delivery_seconds",
         Histogram,
-        "Seconds from send to the broker's acknowledgement, per row.",
+        "Seconds from send to the broker's acknowledgement, per message (a row or a pack).",
     ),
 ];

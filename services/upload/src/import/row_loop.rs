@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
 use csvbus_shared::imports::{self, Checkpoint, UploadCounters};
-use csvbus_shared::message::RowHeaders;
+use csvbus_shared::message::{Packed, RowHeaders};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -17,7 +17,8 @@ use crate::import::progress::Progress;
 use crate::import::start::{route_columns, Plan};
 use crate::import::widen::Widening;
 use crate::produce::checkpoint::Ledger;
-use crate::produce::producer::{InFlight, ProduceError, Row};
+use crate::produce::packer::Packer;
+use crate::produce::producer::{InFlight, Message, ProduceError, Rows};
 use crate::produce::route::Route;
 use crate::read::parse::{Records, Span};
 use crate::rows::{Header, ValueOptions};
@@ -60,6 +61,12 @@ pub(crate) async fn produce_all(
             Ledger::new(start.acked),
         ),
         route: Route::new(route_columns(plan, header), plan.partitions, id),
+        packer: Packer::new(
+            cfg.message_rows,
+            cfg.message_pack_bytes
+                .min(cfg.max_message_bytes.saturating_sub(MESSAGE_FRAMING)),
+        ),
+        produce_failed: false,
         resume: plan.resume.as_ref().map(|r| r.counters.acked),
         digest: 0,
         start_rows: start.rows_produced as u64,
@@ -123,6 +130,10 @@ pub struct RowLoop<'a> {
     pub progress: &'a Progress,
     pub inflight: InFlight,
     pub route: Route,
+    /// Keyless rows not sent yet.
+    pub packer: Packer,
+    /// Sending or a delivery failed: nothing more is sent.
+    pub produce_failed: bool,
     /// A resumed import: records up to this checkpoint are read and skipped; their digest must
     /// match it.
     pub resume: Option<Checkpoint>,
@@ -134,22 +145,60 @@ pub struct RowLoop<'a> {
 
 impl RowLoop<'_> {
     pub(crate) async fn run(&mut self, records: &mut Records<Input>) -> Result<(), UploadFailure> {
+        let outcome = self.read_all(records).await;
+        // The rows read before the body or a row failed the upload go out, as they did when
+        // every row was sent as it was read (the answer counts them as accepted) — not after
+        // the broker failed, nor once the import ended elsewhere.
+        if matches!(
+            outcome,
+            Err(UploadFailure::Failed(_) | UploadFailure::Aborted(_))
+        ) && !self.produce_failed
+        {
+            let _ = self.flush().await;
+        }
+        outcome
+    }
+
+    async fn read_all(&mut self, records: &mut Records<Input>) -> Result<(), UploadFailure> {
         let cfg = &self.app.config;
         let mut payload = Vec::with_capacity(1024);
         // Made once: per record the check is one poll of it, after the next record's.
         let ended = self.progress.ended_elsewhere.clone().cancelled_owned();
         let mut ended = std::pin::pin!(ended);
         loop {
-            let next = tokio::select! {
-                biased;
-                next = records.next() => next,
-                _ = &mut ended => {
-                    return Err(crate::import::failures::ended_elsewhere(self.app, self.id).await);
+            let next = {
+                let next = records.next();
+                let mut next = std::pin::pin!(next);
+                match futures::poll!(next.as_mut()) {
+                    std::task::Poll::Ready(next) => next,
+                    std::task::Poll::Pending => {
+                        // The body makes us wait: send what is packed, and take the
+                        // acknowledgements meanwhile, so the checkpoint covers what was sent.
+                        self.flush().await?;
+                        loop {
+                            tokio::select! {
+                                biased;
+                                next = next.as_mut() => break next,
+                                _ = &mut ended => {
+                                    return Err(crate::import::failures::ended_elsewhere(self.app, self.id).await);
+                                }
+                                acked = self.inflight.complete_one(), if self.inflight.has_pending() => {
+                                    if let Err(e) = acked {
+                                        return Err(self.produce_failed(e));
+                                    }
+                                    self.report_progress();
+                                }
+                            }
+                        }
+                    }
                 }
             };
             let span = match next {
                 Ok(Some(span)) => span,
-                Ok(None) => return self.check_resumed(u64::MAX),
+                Ok(None) => {
+                    self.flush().await?;
+                    return self.check_resumed(u64::MAX);
+                }
                 Err(e) => return Err(read_error(e, cfg.max_body_bytes)),
             };
             let received = self.progress.received.fetch_add(1, Ordering::Relaxed) + 1;
@@ -187,16 +236,33 @@ impl RowLoop<'_> {
                 &mut payload,
             ) {
                 Ok(()) => {
-                    let row = Row {
-                        payload: &payload,
-                        key,
-                        partition,
-                        line,
-                        digest: self.digest,
-                    };
-                    let headers = self.headers.for_row(span.line, &payload);
-                    if let Err(e) = self.inflight.send(row, headers).await {
-                        return Err(produce_error(e));
+                    let seq = self.inflight.ledger.push(line, self.digest, true);
+                    match partition {
+                        Some(p) => {
+                            if !self.packer.fits(p, payload.len()) {
+                                self.flush().await?;
+                            }
+                            self.packer.push(p, span.line, &payload, seq);
+                            if self.packer.full() {
+                                self.flush().await?;
+                            }
+                        }
+                        None => {
+                            let message = Message {
+                                payload: &payload,
+                                key,
+                                partition,
+                                rows: Rows {
+                                    count: 1,
+                                    first_seq: seq,
+                                    last_seq: seq,
+                                },
+                            };
+                            let headers = self.headers.for_row(span.line, &payload);
+                            if let Err(e) = self.inflight.send(message, headers).await {
+                                return Err(self.produce_failed(e));
+                            }
+                        }
                     }
                 }
                 Err(reason) => {
@@ -207,13 +273,46 @@ impl RowLoop<'_> {
             }
             records.done();
             if let Err(e) = self.inflight.poll_acks() {
-                return Err(produce_error(e));
+                return Err(self.produce_failed(e));
             }
-            self.progress
-                .produced
-                .store(self.produced(), Ordering::Relaxed);
-            self.progress.set_checkpoint(self.inflight.ledger.at);
+            self.report_progress();
         }
+    }
+
+    fn report_progress(&self) {
+        self.progress
+            .produced
+            .store(self.produced(), Ordering::Relaxed);
+        self.progress.set_checkpoint(self.inflight.ledger.at);
+    }
+
+    /// Sends the rows packed so far.
+    async fn flush(&mut self) -> Result<(), UploadFailure> {
+        let Some((packed, partition, rows)) = self.packer.message() else {
+            return Ok(());
+        };
+        let (payload, headers) = match packed {
+            Packed::One { line, value } => (value, self.headers.for_row(line, value)),
+            Packed::Many {
+                first_line,
+                lines,
+                value,
+            } => (value, self.headers.for_pack(first_line, lines, value)),
+        };
+        let message = Message {
+            payload,
+            key: None,
+            partition: Some(partition),
+            rows,
+        };
+        let sent = self.inflight.send(message, headers).await;
+        self.packer.clear();
+        sent.map_err(|e| self.produce_failed(e))
+    }
+
+    fn produce_failed(&mut self, e: ProduceError) -> UploadFailure {
+        self.produce_failed = true;
+        produce_error(e)
     }
 
     /// Rows produced by the import: those of earlier attempts up to the checkpoint they left,

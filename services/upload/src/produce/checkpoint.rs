@@ -46,7 +46,8 @@ impl Ledger {
         }
     }
 
-    /// A record was sent (`produced`) or rejected: returns its sequence number for [`done`].
+    /// A record is sent (`produced`: it goes into a message) or rejected: returns its sequence
+    /// number for [`done`].
     ///
     /// [`done`]: Ledger::done
     pub fn push(&mut self, line: i64, digest: i64, produced: bool) -> u64 {
@@ -61,13 +62,16 @@ impl Ledger {
         seq
     }
 
-    /// The record `seq` is safe (acknowledged).
-    pub fn done(&mut self, seq: u64) {
-        if let Some(e) = seq
-            .checked_sub(self.base)
-            .and_then(|i| self.entries.get_mut(i as usize))
-        {
-            e.done = true;
+    /// The records `seqs` are safe (acknowledged: one message's rows, and rows rejected
+    /// among them).
+    pub fn done(&mut self, seqs: std::ops::RangeInclusive<u64>) {
+        for seq in seqs {
+            if let Some(e) = seq
+                .checked_sub(self.base)
+                .and_then(|i| self.entries.get_mut(i as usize))
+            {
+                e.done = true;
+            }
         }
         self.advance();
     }
@@ -97,12 +101,12 @@ mod tests {
         let c = l.push(5, 50, true);
         let d = l.push(6, 60, true);
         assert_eq!(l.at, Checkpoint::default());
-        l.done(d);
+        l.done(d..=d);
         assert_eq!(
             l.at.line, 0,
             "acked out of order: the prefix is not done yet"
         );
-        l.done(a);
+        l.done(a..=a);
         assert_eq!(
             l.at,
             Checkpoint {
@@ -111,7 +115,7 @@ mod tests {
                 digest: 30
             }
         );
-        l.done(c);
+        l.done(c..=c);
         assert_eq!(
             l.at,
             Checkpoint {
@@ -120,8 +124,30 @@ mod tests {
                 digest: 60
             }
         );
-        l.done(99); // unknown: ignored
+        l.done(99..=99); // unknown: ignored
         assert_eq!(l.at.rows, 3);
+    }
+
+    #[test]
+    fn a_pack_is_done_at_once_with_the_rows_rejected_among_its_rows() {
+        let mut l = Ledger::new(Checkpoint::default());
+        let first = l.push(2, 20, true);
+        l.push(3, 30, false);
+        let last = l.push(4, 40, true);
+        // The next pack, already gathering: not on the broker yet.
+        let next = l.push(5, 50, true);
+        assert_eq!(l.at, Checkpoint::default());
+        l.done(first..=last);
+        assert_eq!(
+            l.at,
+            Checkpoint {
+                line: 4,
+                rows: 2,
+                digest: 40
+            }
+        );
+        l.done(next..=next);
+        assert_eq!((l.at.line, l.at.rows), (5, 3));
     }
 
     #[test]
@@ -133,7 +159,7 @@ mod tests {
         };
         let mut l = Ledger::new(start);
         let s = l.push(101, 8, true);
-        l.done(s);
+        l.done(s..=s);
         assert_eq!((l.at.line, l.at.rows, l.at.digest), (101, 91, 8));
     }
 

@@ -63,17 +63,25 @@ struct Pending {
     delivery: DeliveryFuture,
     bytes: u32,
     sent: Instant,
-    /// Its place in the [`Ledger`].
-    seq: u64,
+    rows: Rows,
 }
 
-/// A finished delivery: its result, bytes, latency and ledger sequence number.
-type Delivered = (Result<(), ProduceError>, u32, Duration, u64);
+/// The rows of one message: how many, and their places in the [`Ledger`] (a range, which may
+/// also hold rows rejected meanwhile: those are done already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rows {
+    pub count: u32,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+/// A finished delivery: its result, bytes, latency and rows.
+type Delivered = (Result<(), ProduceError>, u32, Duration, Rows);
 
 impl Future for Pending {
     type Output = Delivered;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (bytes, seq) = (self.bytes, self.seq);
+        let (bytes, rows) = (self.bytes, self.rows);
         let elapsed = self.sent.elapsed();
         Pin::new(&mut self.delivery).poll(cx).map(|r| {
             let r = match r {
@@ -81,7 +89,7 @@ impl Future for Pending {
                 Ok(Err((e, _))) => Err(ProduceError::Delivery(e)),
                 Err(_) => Err(ProduceError::Cancelled),
             };
-            (r, bytes, elapsed, seq)
+            (r, bytes, elapsed, rows)
         })
     }
 }
@@ -107,16 +115,15 @@ pub struct InFlight {
     delivery_seconds: metrics::Histogram,
 }
 
-/// Where one row goes and what it is, for the producer and the ledger.
+/// One message: where it goes, what it holds.
 #[derive(Debug, Clone, Copy)]
-pub struct Row<'a> {
+pub struct Message<'a> {
     pub payload: &'a [u8],
     pub key: Option<&'a [u8]>,
     /// Set for rows without a key: partitions are chosen by line, the same on every attempt.
     pub partition: Option<i32>,
-    pub line: i64,
-    /// The chained digest after this record.
-    pub digest: i64,
+    /// Its rows, already in the ledger.
+    pub rows: Rows,
 }
 
 impl InFlight {
@@ -151,9 +158,13 @@ impl InFlight {
         self.broken || self.producer.client().fatal_error().is_some()
     }
 
-    /// Sends one row; first waits, if needed, until both bounds have room for it.
-    pub async fn send(&mut self, row: Row<'_>, headers: OwnedHeaders) -> Result<(), ProduceError> {
-        let Row { payload, key, .. } = row;
+    /// Sends one message; first waits, if needed, until both bounds have room for it.
+    pub async fn send(
+        &mut self,
+        row: Message<'_>,
+        headers: OwnedHeaders,
+    ) -> Result<(), ProduceError> {
+        let Message { payload, key, .. } = row;
         let size = (payload.len() + key.map_or(0, <[u8]>::len) + MESSAGE_OVERHEAD) as u32;
         while self.held + u64::from(size) > self.limit && !self.pending.is_empty() {
             self.complete_one().await?;
@@ -199,12 +210,11 @@ impl InFlight {
             }
             match self.producer.send_result(record) {
                 Ok(delivery) => {
-                    let seq = self.ledger.push(row.line, row.digest, true);
                     self.pending.push(Pending {
                         delivery,
                         bytes: size,
                         sent: Instant::now(),
-                        seq,
+                        rows: row.rows,
                     });
                     return Ok(());
                 }
@@ -240,14 +250,20 @@ impl InFlight {
         Ok(())
     }
 
-    async fn complete_one(&mut self) -> Result<(), ProduceError> {
+    /// Whether messages await their acknowledgement.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Waits for the next acknowledgement (at once when nothing is in flight).
+    pub async fn complete_one(&mut self) -> Result<(), ProduceError> {
         match self.pending.next().await {
             Some(r) => self.account(r),
             None => Ok(()),
         }
     }
 
-    fn account(&mut self, (r, bytes, latency, seq): Delivered) -> Result<(), ProduceError> {
+    fn account(&mut self, (r, bytes, latency, rows): Delivered) -> Result<(), ProduceError> {
         self.release(bytes);
         self.delivery_seconds.record(latency.as_secs_f64());
         if let Err(ProduceError::Delivery(KafkaError::MessageProduction(code))) = &r {
@@ -262,8 +278,8 @@ impl InFlight {
             );
         }
         r?;
-        self.acked += 1;
-        self.ledger.done(seq);
+        self.acked += u64::from(rows.count);
+        self.ledger.done(rows.first_seq..=rows.last_seq);
         Ok(())
     }
 
@@ -314,13 +330,16 @@ mod tests {
             .unwrap()
     }
 
-    fn row(payload: &[u8]) -> Row<'_> {
-        Row {
+    fn row(payload: &[u8]) -> Message<'_> {
+        Message {
             payload,
             key: None,
             partition: Some(0),
-            line: 2,
-            digest: 0,
+            rows: Rows {
+                count: 1,
+                first_seq: 0,
+                last_seq: 0,
+            },
         }
     }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use csvbus_shared::config::CommonConfig;
 use csvbus_shared::imports::spans::Span;
-use csvbus_shared::message::{RowMeta, Signer, HEADER_SIGNATURE};
+use std::collections::VecDeque;
+
+use csvbus_shared::message::{unpack, MetaDecoder, Signer};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -65,6 +67,8 @@ pub(super) struct PartitionRows {
     signer: Option<Signer>,
     pub(super) max_line: i64,
     done: bool,
+    /// Rows of a pack read and not yet taken.
+    queue: VecDeque<(i64, Vec<u8>)>,
 }
 
 impl PartitionRows {
@@ -89,6 +93,7 @@ impl PartitionRows {
             signer: config.signer(),
             max_line: 0,
             done: false,
+            queue: VecDeque::new(),
         })
     }
 
@@ -107,6 +112,19 @@ impl PartitionRows {
 
     /// The next row of the import: its line and message value.
     pub(super) async fn next(&mut self) -> Result<Option<(i64, Vec<u8>)>, ReadError> {
+        loop {
+            if let Some(row) = self.queue.pop_front() {
+                return Ok(Some(row));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            self.read_message().await?;
+        }
+    }
+
+    /// Reads the next message of the span into the queue (its rows of the import, if any).
+    async fn read_message(&mut self) -> Result<(), ReadError> {
         while !self.done {
             // The first message gets a short wait: a broker that skips into the next batch has
             // none to give when the first row's batch is the partition's last.
@@ -147,43 +165,57 @@ impl PartitionRows {
             if m.offset() > self.span.last_offset {
                 break;
             }
-            if let Some(row) = row_of(&m, self.import, self.max_line, self.signer.as_ref()) {
-                self.max_line = row.0;
-                return Ok(Some(row));
+            let rows = rows_of(&m, self.import, self.max_line, self.signer.as_ref());
+            if let Some((line, _)) = rows.last() {
+                self.max_line = *line;
+                self.queue.extend(rows);
+                return Ok(());
             }
         }
-        Ok(None)
+        Ok(())
     }
 }
 
-/// The row of `import` that `m` is, with its line: `None` for another import's message, a
-/// row sent again (its line at or below `after_line`), or one not signed with the signing key (the
-/// sink did not write it either).
-fn row_of(
+/// The rows of `import` that `m` holds (one, or a pack's), with their lines: none for another
+/// import's message, a row sent again (its line at or below `after_line`), a message not
+/// signed with the signing key or a pack that cannot be read (the sink did not write those
+/// either).
+fn rows_of(
     m: &BorrowedMessage<'_>,
     import: Uuid,
     after_line: i64,
     signer: Option<&Signer>,
-) -> Option<(i64, Vec<u8>)> {
+) -> Vec<(i64, Vec<u8>)> {
     let headers = m.headers();
     let pairs = headers
         .iter()
         .flat_map(|h| h.iter())
         .map(|h| (h.key, h.value));
-    let meta = RowMeta::decode(pairs)?;
+    let decoded = MetaDecoder::default().decode(pairs);
+    let Some(meta) = decoded.meta.filter(|m| m.import == import) else {
+        return Vec::new();
+    };
     let payload = m.payload().unwrap_or_default();
-    if meta.import != import || meta.line <= after_line {
-        return None;
-    }
-    if let Some(s) = signer {
-        let tag = headers
-            .iter()
-            .flat_map(|h| h.iter())
-            .find(|h| h.key == HEADER_SIGNATURE)
-            .and_then(|h| h.value);
-        if !s.verify(&meta, payload, tag) {
-            return None;
+    let signed = |ok: bool| signer.is_none() || ok;
+    let rows = match decoded.lines {
+        None => {
+            let ok = signer.is_some_and(|s| s.verify(&meta, payload, decoded.signature));
+            if !signed(ok) {
+                return Vec::new();
+            }
+            vec![(meta.line, payload)]
         }
-    }
-    Some((meta.line, payload.to_vec()))
+        Some(lines) => {
+            let ok =
+                signer.is_some_and(|s| s.verify_pack(&meta, lines, payload, decoded.signature));
+            if !signed(ok) {
+                return Vec::new();
+            }
+            unpack(meta.line, lines, payload).unwrap_or_default()
+        }
+    };
+    rows.into_iter()
+        .filter(|(line, _)| *line > after_line)
+        .map(|(line, row)| (line, row.to_vec()))
+        .collect()
 }

@@ -7,7 +7,13 @@
 //!   stream of messages, [`MetaDecoder`]);
 //! - value: a JSON object `{"column": "text" | null, ...}` ([`RowEncoder`], [`Row`]);
 //! - key: set by the upload (see docs/api.md);
-//! - with `CSVBUS_SIGNING_KEY`: [`HEADER_SIGNATURE`], which the sink requires ([`Signer`]).
+//! - with `CSVBUS_SIGNING_KEY`: [`HEADER_SIGNATURE`], which the sink requires ([`Signer`]);
+//! - several keyless rows of one import in one message ([`pack`]): [`HEADER_LINES`] lists their
+//!   lines, the value is a JSON array of their objects.
+
+pub mod pack;
+
+pub use pack::{unpack, Pack, PackError, Packed, HEADER_LINES};
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -41,7 +47,7 @@ impl RowMeta {
     pub fn decode<'a>(
         headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     ) -> Option<Self> {
-        MetaDecoder::default().decode(headers).0
+        MetaDecoder::default().decode(headers).meta
     }
 
     /// The headers as text, as they are on the wire.
@@ -52,6 +58,17 @@ impl RowMeta {
             (HEADER_TABLE, self.table.to_string()),
         ]
     }
+}
+
+/// A message's csvbus headers, decoded.
+#[derive(Debug, Default)]
+pub struct Decoded<'a> {
+    /// `None` when one is missing or is not what the upload service writes.
+    pub meta: Option<RowMeta>,
+    /// The value of [`HEADER_SIGNATURE`], if any.
+    pub signature: Option<&'a [u8]>,
+    /// The value of [`HEADER_LINES`]: the message is a pack of rows ([`pack`]).
+    pub lines: Option<&'a [u8]>,
 }
 
 /// Decodes the csvbus headers of a stream of messages in one pass over each message's headers.
@@ -65,13 +82,13 @@ pub struct MetaDecoder {
 }
 
 impl MetaDecoder {
-    /// The csvbus headers among `headers` (name, value) — `None` when one is missing or is not
-    /// what the upload service writes — and the value of [`HEADER_SIGNATURE`], if any.
+    /// The csvbus headers among `headers` (name, value).
     pub fn decode<'a>(
         &mut self,
         headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
-    ) -> (Option<RowMeta>, Option<&'a [u8]>) {
-        let (mut import, mut line, mut table, mut signature) = (None, None, None, None);
+    ) -> Decoded<'a> {
+        let (mut import, mut line, mut table) = (None, None, None);
+        let (mut signature, mut lines) = (None, None);
         for (name, value) in headers {
             let text = || value.and_then(|v| std::str::from_utf8(v).ok());
             match name {
@@ -79,6 +96,7 @@ impl MetaDecoder {
                 HEADER_LINE => line = text().and_then(|t| t.parse::<i64>().ok()),
                 HEADER_TABLE => table = value.and_then(|v| self.table(v)),
                 HEADER_SIGNATURE => signature = value,
+                HEADER_LINES => lines = value,
                 _ => {}
             }
         }
@@ -89,7 +107,11 @@ impl MetaDecoder {
                 table: table?,
             })
         })();
-        (meta, signature)
+        Decoded {
+            meta,
+            signature,
+            lines,
+        }
     }
 
     fn import(&mut self, v: &[u8]) -> Option<Uuid> {
@@ -136,8 +158,17 @@ impl RowHeaders {
     /// The headers of the row at `line` whose message value is `value`.
     pub fn for_row(&self, line: u64, value: &[u8]) -> OwnedHeaders {
         let mut buf = itoa::Buffer::new();
-        let line = buf.format(line);
-        let headers = OwnedHeaders::new_with_capacity(4)
+        self.build(buf.format(line), None, value)
+    }
+
+    /// The headers of a pack of rows ([`Pack`]) whose first row is at `first_line`.
+    pub fn for_pack(&self, first_line: u64, lines: &str, value: &[u8]) -> OwnedHeaders {
+        let mut buf = itoa::Buffer::new();
+        self.build(buf.format(first_line), Some(lines), value)
+    }
+
+    fn build(&self, line: &str, lines: Option<&str>, value: &[u8]) -> OwnedHeaders {
+        let mut headers = OwnedHeaders::new_with_capacity(5)
             .insert(Header {
                 key: HEADER_IMPORT,
                 value: Some(&self.import),
@@ -150,34 +181,40 @@ impl RowHeaders {
                 key: HEADER_TABLE,
                 value: Some(&self.table),
             });
-        match &self.signer {
-            None => headers,
-            Some(s) => {
-                let tag = s.tag(
-                    [
-                        self.import.as_bytes(),
-                        line.as_bytes(),
-                        self.table.as_bytes(),
-                    ],
-                    value,
-                );
-                let mut hex = [0u8; 64];
-                // 32 bytes always fit 64 hex digits.
-                let hex = hex::encode_to_slice(tag, &mut hex)
-                    .map(|()| &hex[..])
-                    .unwrap_or_default();
-                headers.insert(Header {
-                    key: HEADER_SIGNATURE,
-                    value: Some(hex),
-                })
-            }
+        if let Some(lines) = lines {
+            headers = headers.insert(Header {
+                key: HEADER_LINES,
+                value: Some(lines),
+            });
         }
+        let Some(s) = &self.signer else {
+            return headers;
+        };
+        // A pack is signed over its lines, a row over its line.
+        let place = lines.unwrap_or(line);
+        let tag = s.tag(
+            [
+                self.import.as_bytes(),
+                place.as_bytes(),
+                self.table.as_bytes(),
+            ],
+            value,
+        );
+        let mut hex = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let hex = hex::encode_to_slice(tag, &mut hex)
+            .map(|()| &hex[..])
+            .unwrap_or_default();
+        headers.insert(Header {
+            key: HEADER_SIGNATURE,
+            value: Some(hex),
+        })
     }
 }
 
 /// Signs row messages and checks them (`CSVBUS_SIGNING_KEY`, the same for both services):
-/// HMAC-SHA256 over the import id, the line and the table as the headers carry them and the
-/// message value, each part followed by a NUL byte. Only who holds the key can make a row the
+/// HMAC-SHA256 over the import id, the line (for a pack: its lines) and the table as the headers
+/// carry them and the message value, each part followed by a NUL byte. Only who holds the key can make a row the
 /// sink writes: a producer with write access to the topic cannot.
 #[derive(Clone)]
 pub struct Signer {
@@ -214,19 +251,31 @@ impl Signer {
     /// Whether `signature` (the header's hex text) signs the row `meta` with value `value`;
     /// compared in constant time.
     pub fn verify(&self, meta: &RowMeta, value: &[u8], signature: Option<&[u8]>) -> bool {
+        let mut line = itoa::Buffer::new();
+        self.verify_at(meta, line.format(meta.line).as_bytes(), value, signature)
+    }
+
+    /// Whether `signature` signs the pack of rows of `meta`'s import and table with lines
+    /// `lines` (the header's text) and value `value`.
+    pub fn verify_pack(
+        &self,
+        meta: &RowMeta,
+        lines: &[u8],
+        value: &[u8],
+        signature: Option<&[u8]>,
+    ) -> bool {
+        self.verify_at(meta, lines, value, signature)
+    }
+
+    fn verify_at(&self, meta: &RowMeta, place: &[u8], value: &[u8], sig: Option<&[u8]>) -> bool {
         let mut tag = [0u8; 32];
-        if hex::decode_to_slice(signature.unwrap_or_default(), &mut tag).is_err() {
+        if hex::decode_to_slice(sig.unwrap_or_default(), &mut tag).is_err() {
             return false;
         }
         let mut import = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let import = meta.import.hyphenated().encode_lower(&mut import);
-        let mut line = itoa::Buffer::new();
         let table = meta.table.to_string();
-        let parts = [
-            import.as_bytes(),
-            line.format(meta.line).as_bytes(),
-            table.as_bytes(),
-        ];
+        let parts = [import.as_bytes(), place, table.as_bytes()];
         self.mac(parts, value).verify_slice(&tag).is_ok()
     }
 }
@@ -401,31 +450,35 @@ mod tests {
         };
         let (a, b): (&'static str, &'static str) = (a.leak(), b.leak());
         let mut d = MetaDecoder::default();
-        let first = d.decode(row(a, "2", "s.t")).0.unwrap();
-        let (second, sig) = d.decode(row(a, "3", "s.t"));
-        let second = second.unwrap();
+        let first = d.decode(row(a, "2", "s.t")).meta.unwrap();
+        let decoded = d.decode(row(a, "3", "s.t"));
+        let (second, sig) = (decoded.meta.unwrap(), decoded.signature);
         assert!(
             Arc::ptr_eq(&first.table, &second.table),
             "a run shares its table"
         );
         assert_eq!((second.line, sig), (3, Some(&b"ab"[..])));
         // Every change is decoded, and what does not parse is not taken from the run before.
-        let other = d.decode(row(b, "4", "s.u")).0.unwrap();
+        let other = d.decode(row(b, "4", "s.u")).meta.unwrap();
         assert_eq!(
             (other.import.to_string(), other.table.to_string()),
             (b.to_owned(), "s.u".to_owned())
         );
         assert!(
-            d.decode(row(b, "5", "u")).0.is_none(),
+            d.decode(row(b, "5", "u")).meta.is_none(),
             "a table without schema"
         );
-        assert!(d.decode(row("x", "5", "s.u")).0.is_none(), "not a UUID");
+        assert!(d.decode(row("x", "5", "s.u")).meta.is_none(), "not a UUID");
         assert_eq!(
-            d.decode(row(a, "6", "s.t")).0.unwrap().import.to_string(),
+            d.decode(row(a, "6", "s.t"))
+                .meta
+                .unwrap()
+                .import
+                .to_string(),
             a
         );
         assert_eq!(
-            d.decode(row(a, "7", "s.t")).0.unwrap().table.to_string(),
+            d.decode(row(a, "7", "s.t")).meta.unwrap().table.to_string(),
             "s.t"
         );
     }
@@ -467,6 +520,28 @@ mod tests {
         // Without a key, no signature header.
         let plain = RowHeaders::new(import, &table, None).for_row(7, value);
         assert!(plain.iter().all(|h| h.key != HEADER_SIGNATURE));
+    }
+
+    #[test]
+    fn a_signed_pack_verifies_over_its_lines_and_not_as_a_row() {
+        use rdkafka::message::Headers;
+        let table = TableName::parse("public.t", "public").unwrap();
+        let import = Uuid::now_v7();
+        let signer = Signer::new(b"a signing key of some length");
+        let value = br#"[{"id":"1"},{"id":"2"}]"#;
+        let h = RowHeaders::new(import, &table, Some(signer.clone())).for_pack(7, "7,9", value);
+        let pairs: Vec<(&str, Option<&[u8]>)> = h.iter().map(|h| (h.key, h.value)).collect();
+        let d = MetaDecoder::default().decode(pairs.iter().copied());
+        let meta = d.meta.unwrap();
+        assert_eq!((meta.line, d.lines), (7, Some(&b"7,9"[..])));
+        assert!(signer.verify_pack(&meta, b"7,9", value, d.signature));
+        assert!(
+            !signer.verify_pack(&meta, b"7,8", value, d.signature),
+            "lines"
+        );
+        assert!(!signer.verify(&meta, value, d.signature), "as a row");
+        let other = br#"[{"id":"1"},{"id":"3"}]"#;
+        assert!(!signer.verify_pack(&meta, b"7,9", other, d.signature));
     }
 
     #[test]
