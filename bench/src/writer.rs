@@ -81,7 +81,7 @@ pub async fn sink_writer(
                 line,
                 table: shared_table.clone(),
             }),
-            payload,
+            payload: payload.into(),
             ..Record::default()
         });
     }

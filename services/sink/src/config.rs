@@ -77,7 +77,7 @@ impl SinkConfig {
             claim_interval: env.millis("CSVBUS_SINK_CLAIM_INTERVAL_MS", 1_000)?,
             instance_id: instance_id(env.raw("CSVBUS_SINK_INSTANCE_ID"), &addr),
             watchdog: env.millis("CSVBUS_SINK_WATCHDOG_MS", 30_000)?,
-            batch_rows: env.parse("CSVBUS_SINK_BATCH_ROWS", 5_000)?,
+            batch_rows: env.parse("CSVBUS_SINK_BATCH_ROWS", 10_000)?,
             linger: env.millis("CSVBUS_SINK_LINGER_MS", 200)?,
             quiet: env.millis("CSVBUS_SINK_QUIET_MS", 20)?,
             concurrency: env.parse("CSVBUS_SINK_CONCURRENCY", 4)?,

@@ -14,7 +14,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     csvbus_shared::usage::handle(
         "csvbus-upload",
-        "The csvbus upload service: CSV over HTTP in, one Kafka message per row out.",
+        "The csvbus upload service: CSV over HTTP in, rows out to Kafka (packed, docs/api.md).",
         &[
             csvbus_upload::config::SOURCE,
             csvbus_shared::config::SOURCE,

@@ -2,6 +2,7 @@
 //! place in the message, for a pack of rows), csvbus headers (or, for a message without them,
 //! its headers as text for the dead letter), key and value.
 
+use bytes::Bytes;
 use csvbus_shared::message::{unpack, MetaDecoder, RowMeta, Signer, HEADER_LINES};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
@@ -19,7 +20,9 @@ pub struct Record {
     /// `None` when the message lacks valid csvbus headers (it is dead-lettered).
     pub meta: Option<RowMeta>,
     pub signature: Signature,
-    pub payload: Vec<u8>,
+    /// Its value: for a row of a pack, its part of the message's value, copied once for all
+    /// its rows.
+    pub payload: Bytes,
     pub key: Option<Vec<u8>>,
     /// The headers as text, kept only for messages without valid csvbus headers (and a pack's
     /// lines when the pack cannot be read).
@@ -47,7 +50,7 @@ impl Default for Record {
             partition: 0,
             meta: None,
             signature: Signature::Row(None),
-            payload: Vec::new(),
+            payload: Bytes::new(),
             key: None,
             raw_headers: None,
             unreadable: None,
@@ -81,7 +84,7 @@ impl Record {
             out.push(Record {
                 meta: decoded.meta,
                 signature: Signature::Row(decoded.signature.map(<[u8]>::to_vec)),
-                payload: payload.to_vec(),
+                payload: Bytes::copy_from_slice(payload),
                 raw_headers,
                 ..one
             });
@@ -92,22 +95,28 @@ impl Record {
         match unpack(meta.line, lines, payload) {
             Ok(rows) if valid => {
                 let n = rows.len();
-                out.extend(rows.into_iter().enumerate().map(|(i, (line, row))| Record {
-                    sub: i as u32,
-                    last: i + 1 == n,
-                    meta: Some(RowMeta {
-                        line,
-                        ..meta.clone()
-                    }),
-                    signature: signature.clone(),
-                    payload: row.to_vec(),
-                    ..one.clone()
-                }));
+                let value = Bytes::copy_from_slice(payload);
+                out.reserve(n);
+                for (i, (line, row)) in rows.into_iter().enumerate() {
+                    // `row` lies within `payload`: the same range of the copy.
+                    let start = row.as_ptr() as usize - payload.as_ptr() as usize;
+                    out.push(Record {
+                        sub: i as u32,
+                        last: i + 1 == n,
+                        meta: Some(RowMeta {
+                            line,
+                            ..meta.clone()
+                        }),
+                        signature: signature.clone(),
+                        payload: value.slice(start..start + row.len()),
+                        ..one.clone()
+                    });
+                }
             }
             unread => out.push(Record {
                 meta: decoded.meta.clone(),
                 signature,
-                payload: payload.to_vec(),
+                payload: Bytes::copy_from_slice(payload),
                 raw_headers: Some(vec![(
                     HEADER_LINES.to_owned(),
                     String::from_utf8_lossy(lines).into_owned(),

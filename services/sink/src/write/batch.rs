@@ -118,6 +118,9 @@ pub fn sort<'d>(
     signer: Option<&Signer>,
 ) -> Sorted {
     let mut out = Sorted::default();
+    // The first group (one per batch, as a rule) is reserved at once: the values as JSON are
+    // longer than as CSV.
+    let mut reserve = records.iter().map(|r| r.payload.len() + 8).sum::<usize>();
     for (index, r) in records.iter().enumerate() {
         if !signed(r, signer) {
             let reason = "the message is not signed with csvbus' signing key (CSVBUS_SIGNING_KEY)";
@@ -150,7 +153,7 @@ pub fn sort<'d>(
                 }
                 *max = meta.line;
                 span(&mut out.offsets, meta.import, r.offset);
-                push_row(&mut out.groups, meta, target, row, index)
+                push_row(&mut out.groups, meta, target, row, index, &mut reserve)
             }
             Err(reason) => {
                 mark_handled(&mut out.max_lines, r, targets);
@@ -252,6 +255,7 @@ fn push_row(
     target: &Target,
     row: Fields<'_>,
     index: usize,
+    reserve: &mut usize,
 ) {
     if groups.last().is_none_or(|g| g.import != meta.import) {
         groups.push(Group {
@@ -260,7 +264,7 @@ fn push_row(
             columns: row.columns.to_vec(),
             mode: target.mode,
             conflict: target.conflict.clone(),
-            csv: Vec::with_capacity(64 * 1024),
+            csv: Vec::with_capacity(std::mem::take(reserve).max(64 * 1024)),
             rows: Vec::new(),
         });
     }
@@ -297,7 +301,7 @@ mod tests {
                 line,
                 table: table("public.t").into(),
             }),
-            payload: payload.as_bytes().to_vec(),
+            payload: payload.as_bytes().to_vec().into(),
             ..Record::default()
         }
     }

@@ -384,7 +384,11 @@ impl How {
         };
         let copy_stmt = format!("{copy_stmt} FROM STDIN WITH (FORMAT {})", format.name());
         let mut copy = conn.copy_in_raw(&copy_stmt).await?;
-        copy.send(bytes).await?;
+        // In pieces: the connection's write buffer keeps the capacity of the largest message
+        // it ever sent, per pooled connection.
+        for piece in bytes.chunks(COPY_PIECE) {
+            copy.send(piece).await?;
+        }
         let n = copy.finish().await?;
         match self {
             How::Copy(_) => Ok(n),
@@ -395,6 +399,9 @@ impl How {
         }
     }
 }
+
+/// Bytes of COPY data sent at a time.
+const COPY_PIECE: usize = 128 * 1024;
 
 /// `INSERT … ON CONFLICT` from the staged rows. Upsert keeps the file's last row of each key
 /// (a key twice in one statement would fail "cannot affect row a second time"); rows whose key

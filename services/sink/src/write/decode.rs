@@ -122,7 +122,7 @@ mod tests {
             offset: 0,
             partition: 0,
             meta: None,
-            payload: payload.as_bytes().to_vec(),
+            payload: payload.as_bytes().to_vec().into(),
             ..Record::default()
         }
     }

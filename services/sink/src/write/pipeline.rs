@@ -224,7 +224,7 @@ mod tests {
                     line,
                     table: table.clone(),
                 }),
-                payload: br#"{"a":"1"}"#.to_vec(),
+                payload: br#"{"a":"1"}"#.to_vec().into(),
                 ..Record::default()
             })
             .collect();

@@ -10,6 +10,8 @@ use super::values::Codec;
 /// stream into `out`. `false` (and `out` of no use) when a value is not for the binary path.
 pub fn encode(csv: &[u8], rows: usize, codecs: &[Codec], out: &mut Vec<u8>) -> bool {
     out.clear();
+    // Binary is about as long as the CSV plus a length per field: reserved once, not grown.
+    out.reserve(csv.len() + rows * (2 + 4 * codecs.len()) + 21);
     out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     out.extend_from_slice(&[0; 8]); // flags, header extension length
     let Ok(fields) = i16::try_from(codecs.len()) else {
