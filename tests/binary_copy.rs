@@ -472,3 +472,43 @@ async fn thousands_of_random_values_land_alike_in_binary_and_in_csv() {
         assert_eq!(n, vs.len() as i64);
     }
 }
+
+/// `CSVBUS_SINK_COPY_FORMAT=csv`: a group the sink would copy in binary goes as CSV, and lands
+/// the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_copy_format_keeps_every_copy_in_csv() {
+    use csvbus_tests::{env, metric, post_csv, spawn_sink, spawn_upload, unique, wait_final};
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec("CREATE TABLE plain (id bigint, at timestamptz, n numeric)")
+        .await;
+    let mut e = env(&db, &unique("csvcopy"));
+    e.set("CSVBUS_SINK_COPY_FORMAT", "csv");
+    let (upload, sink) = (spawn_upload(&e).await, spawn_sink(&e).await);
+    let url = upload.url("/v1/imports?table=plain");
+    let body = "id,at,n\n1,2024-01-01 10:00+02,1.50\n2,,-3\n";
+    let v: serde_json::Value = post_csv(&url, body).await.json().await.unwrap();
+    let id = v["import_id"].as_str().unwrap().to_owned();
+    let rec = wait_final(&upload, &id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(rec["rows_written"].as_u64(), Some(2), "{rec}");
+    let base = sink.url("");
+    let binary = metric(&base, "csvbus_sink_copies_total{format=\"binary\"}").await;
+    let csv = metric(&base, "csvbus_sink_copies_total{format=\"csv\"}").await;
+    assert_eq!(binary, 0.0);
+    assert!(csv >= 1.0, "{csv}");
+    let rows: Vec<(i64, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), n::text FROM plain ORDER BY id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (1, Some("2024-01-01 08:00".into()), "1.50".into()),
+            (2, None, "-3".into())
+        ]
+    );
+    sink.stop().await;
+    upload.stop().await;
+}

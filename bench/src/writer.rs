@@ -93,6 +93,7 @@ pub async fn sink_writer(
         max_attempts: defaults.max_attempts,
         statement_timeout: defaults.statement_timeout,
         signer: None,
+        copy_format: crate::sink_config().copy_format,
     };
     let sem = Arc::new(Semaphore::new(concurrency));
     let stop = CancellationToken::new();

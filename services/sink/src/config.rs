@@ -51,6 +51,10 @@ pub struct SinkConfig {
     /// `CSVBUS_SINK_BUFFER_BYTES`: message bytes held for batches, at most (past it the sink
     /// stops fetching), besides the record-count bound above.
     pub buffer_bytes: usize,
+    /// `CSVBUS_SINK_COPY_FORMAT`: `binary` (a group goes as binary COPY when every column and
+    /// value allows it, else as CSV: less Postgres CPU, more of the sink's) or `csv` (always CSV:
+    /// the sink's CPU is the scarcer one).
+    pub copy_format: CopyFormat,
     /// `CSVBUS_SINK_MAX_ATTEMPTS`: failures of a batch that are not outages before its errors
     /// are bisected as data errors (outages are waited out without limit).
     pub max_attempts: u32,
@@ -84,6 +88,7 @@ impl SinkConfig {
             shutdown_grace: env.millis("CSVBUS_SHUTDOWN_GRACE_MS", 30_000)?,
             prefetch_bytes: env.parse("CSVBUS_SINK_PREFETCH_BYTES", 4 << 20)?,
             buffer_bytes: env.parse("CSVBUS_SINK_BUFFER_BYTES", 64 << 20)?,
+            copy_format: env.parse("CSVBUS_SINK_COPY_FORMAT", CopyFormat::Binary)?,
             max_attempts: env.parse("CSVBUS_SINK_MAX_ATTEMPTS", 5)?,
             statement_timeout: env.millis("CSVBUS_SINK_STATEMENT_TIMEOUT_MS", 60_000)?,
             move_timeout: env.millis("CSVBUS_SINK_MOVE_TIMEOUT_MS", 3_600_000)?,
@@ -108,6 +113,24 @@ impl std::str::FromStr for Assignment {
             "postgres" => Ok(Self::Postgres),
             "group" => Ok(Self::Group),
             other => Err(format!("`{other}` is neither `postgres` nor `group`")),
+        }
+    }
+}
+
+/// How the sink COPYs rows ([`SinkConfig::copy_format`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    Binary,
+    Csv,
+}
+
+impl std::str::FromStr for CopyFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "binary" => Ok(Self::Binary),
+            "csv" => Ok(Self::Csv),
+            other => Err(format!("`{other}` is neither `binary` nor `csv`")),
         }
     }
 }

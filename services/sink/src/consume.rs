@@ -102,6 +102,7 @@ pub async fn run(
         max_attempts: config.max_attempts.max(1),
         statement_timeout: config.statement_timeout,
         signer: config.common.signer(),
+        copy_format: config.copy_format,
     };
     let flush_every = config
         .linger

@@ -16,6 +16,7 @@ use csvbus_shared::imports::ImportStatus;
 use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN_SQL};
 use sqlx::PgConnection;
 
+use crate::config::CopyFormat;
 use crate::write::batch::{Group, Reject};
 use crate::write::binary::{self, Codec};
 use crate::write::bisect::{bisect, Next, RangeWriter, Refusal};
@@ -62,6 +63,7 @@ pub async fn copy_group(
     mode: &Mode,
     rejects: &mut Vec<Reject>,
     allowance: &mut Allowance,
+    format: CopyFormat,
 ) -> Result<Counts, sqlx::Error> {
     let all = 0..g.rows.len() as i64;
     if allowance.left.is_some_and(|a| a < 0) {
@@ -82,7 +84,10 @@ pub async fn copy_group(
         .collect::<Vec<_>>()
         .join(", ");
     let how = How::for_group(conn, g, &g.table, &cols).await?;
-    let codecs = binary::codecs(conn, &how.relation(g), g).await?;
+    let codecs = match format {
+        CopyFormat::Binary => binary::codecs(conn, &how.relation(g), g).await?,
+        CopyFormat::Csv => None,
+    };
     let mut w = GroupWriter {
         g,
         mode,

@@ -64,7 +64,8 @@ pub(crate) async fn write_rows(
     };
     for g in &sorted.groups {
         let allowance = allowances.entry(g.import).or_default();
-        let c = copy_group(&mut *tx, g, mode, &mut rejects, allowance).await?;
+        let format = settings.copy_format;
+        let c = copy_group(&mut *tx, g, mode, &mut rejects, allowance, format).await?;
         let n = counts.entry(g.import).or_default();
         n.written += c.written as i64;
         n.skipped += c.skipped as i64;

@@ -21,6 +21,7 @@ use csvbus_shared::message::Signer;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::CopyFormat;
 use crate::fetch::record::Record;
 use crate::positions::offsets::{self, Key, Start};
 use crate::write::copy::Mode;
@@ -90,6 +91,8 @@ pub struct Settings {
     pub statement_timeout: Duration,
     /// With `CSVBUS_SIGNING_KEY`: rows must be signed with it.
     pub signer: Option<Signer>,
+    /// `CSVBUS_SINK_COPY_FORMAT`.
+    pub copy_format: CopyFormat,
 }
 
 /// Writes `batch`, retrying as the failure policy says until it commits; `None` when `stop`
