@@ -474,17 +474,19 @@ async fn thousands_of_random_values_land_alike_in_binary_and_in_csv() {
 }
 
 /// `CSVBUS_SINK_COPY_FORMAT=csv`: a group the sink would copy in binary goes as CSV, and lands
-/// the same.
+/// the same. (The sink is a process of its own: its metrics count only its own COPYs.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_copy_format_keeps_every_copy_in_csv() {
-    use csvbus_tests::{env, metric, post_csv, spawn_sink, spawn_upload, unique, wait_final};
+    use csvbus_tests::procs::Proc;
+    use csvbus_tests::{env, metric, post_csv, spawn_upload, unique, wait_final};
     csvbus_tests::init_logs();
     let db = TestDb::new().await;
     db.exec("CREATE TABLE plain (id bigint, at timestamptz, n numeric)")
         .await;
-    let mut e = env(&db, &unique("csvcopy"));
-    e.set("CSVBUS_SINK_COPY_FORMAT", "csv");
-    let (upload, sink) = (spawn_upload(&e).await, spawn_sink(&e).await);
+    let e = env(&db, &unique("csvcopy"));
+    let upload = spawn_upload(&e).await;
+    let mut sink = Proc::sink(&e, &[("CSVBUS_SINK_COPY_FORMAT", "csv")]);
+    sink.ready(std::time::Duration::from_secs(60)).await;
     let url = upload.url("/v1/imports?table=plain");
     let body = "id,at,n\n1,2024-01-01 10:00+02,1.50\n2,,-3\n";
     let v: serde_json::Value = post_csv(&url, body).await.json().await.unwrap();
