@@ -71,6 +71,56 @@ async fn packs_land_exactly_once_and_a_batch_never_splits_one() {
     upload.stop().await;
 }
 
+/// An upsert import without `key=` is packed by partition: no message keys, every row of a key
+/// on one partition, the file's last row of each key in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_rows_are_packed_by_their_key_s_partition() {
+    let (db, topic, e) = nums_env(&[]).await;
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let mut csv = String::from("id,v,half\n");
+    for i in 1..=2_000 {
+        csv.push_str(&format!("{i},first {i},0\n"));
+    }
+    for i in 1..=500 {
+        csv.push_str(&format!("{i},second {i},1\n"));
+    }
+    let url = upload.url("/v1/imports?table=nums&mode=upsert");
+    let accepted = post(&url, csv.into()).await;
+    let id = accepted["import_id"].as_str().unwrap().to_owned();
+    let rec = wait_final(&upload, &id, Duration::from_secs(120)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    let (rows, second): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE v = 'second ' || id AND half = 1 AND id <= 500)
+           FROM nums",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((rows, second), (2_000, 500));
+
+    let got = read_topic(
+        &brokers(),
+        &topic,
+        2_500,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_eq!(got.len(), 2_500);
+    assert!(got.iter().all(|r| r.key.is_none()));
+    let packed = got.iter().filter(|r| r.rows_in_message > 1).count();
+    assert!(packed > 2_000, "{packed} of 2,500 rows in packs");
+    let mut partition_of = std::collections::HashMap::new();
+    for r in &got {
+        let key = r.value["id"].as_str().unwrap().to_owned();
+        let p = *partition_of.entry(key).or_insert(r.partition);
+        assert_eq!(p, r.partition, "a key on two partitions");
+    }
+    sink.stop().await;
+    upload.stop().await;
+}
+
 /// With `CSVBUS_MESSAGE_ROWS=1` every row is a message of its own, as before packs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_row_per_message_when_asked() {
@@ -176,7 +226,7 @@ async fn send_pack(
         first_line,
         lines: own,
         value,
-    } = pack.finish()
+    } = pack.take()
     else {
         panic!("a pack of one row");
     };

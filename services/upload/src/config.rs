@@ -66,8 +66,9 @@ pub struct UploadConfig {
     /// (librdkafka `message.max.bytes`; keep it within the broker's limit). A row whose message
     /// would be larger is rejected with its line.
     pub max_message_bytes: usize,
-    /// `CSVBUS_MESSAGE_ROWS`: the most keyless rows of one import gathered into one message (a
-    /// pack, docs/api.md; at most `CSVBUS_MESSAGE_PACK_BYTES` of them). `1`: a message per row.
+    /// `CSVBUS_MESSAGE_ROWS`: the most rows of one import bound for one partition gathered into
+    /// one message (a pack, docs/api.md: keyless rows, upsert/skip rows without `key=`; at most
+    /// `CSVBUS_MESSAGE_PACK_BYTES` of them). `1`: a message per row.
     pub message_rows: u32,
     /// `CSVBUS_MESSAGE_PACK_BYTES`: the most bytes of rows gathered into one message (within
     /// `CSVBUS_MAX_MESSAGE_BYTES`).

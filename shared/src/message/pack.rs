@@ -23,7 +23,7 @@ pub const HEADER_LINES: &str = "csvbus-lines";
 /// Rows gathered for one message: their values joined into a JSON array, their lines listed.
 #[derive(Debug, Default)]
 pub struct Pack {
-    /// `[` and the rows joined by `,` (the closing `]` is added by [`Pack::finish`]).
+    /// `[` and the rows joined by `,` (the closing `]` is added by [`Pack::take`]).
     value: Vec<u8>,
     lines: String,
     first_line: u64,
@@ -75,10 +75,19 @@ impl Pack {
         self.rows += 1;
     }
 
-    /// The message of the rows gathered (the pack must not be empty); [`Pack::clear`] it once
-    /// sent.
-    pub fn finish(&mut self) -> Packed<'_> {
-        if self.rows == 1 {
+    /// Bytes of the rows gathered (value and lines); 0 when empty.
+    pub fn bytes(&self) -> usize {
+        match self.rows {
+            0 => 0,
+            _ => self.value.len() + self.lines.len(),
+        }
+    }
+
+    /// The message of the rows gathered (the pack must not be empty); the pack is empty after
+    /// it, its buffers reused by the next [`Pack::push`].
+    pub fn take(&mut self) -> Packed<'_> {
+        let rows = std::mem::take(&mut self.rows);
+        if rows == 1 {
             return Packed::One {
                 line: self.first_line,
                 value: &self.value[1..],
@@ -90,10 +99,6 @@ impl Pack {
             lines: &self.lines,
             value: &self.value,
         }
-    }
-
-    pub fn clear(&mut self) {
-        self.rows = 0;
     }
 }
 
@@ -210,7 +215,7 @@ mod tests {
         for (line, row) in rows {
             p.push(*line, row.as_bytes());
         }
-        match p.finish() {
+        match p.take() {
             Packed::Many {
                 first_line,
                 lines,
@@ -240,16 +245,16 @@ mod tests {
     }
 
     #[test]
-    fn one_row_is_a_plain_row_and_a_cleared_pack_starts_over() {
+    fn one_row_is_a_plain_row_and_a_taken_pack_starts_over() {
         let mut p = Pack::default();
         p.push(5, br#"{"a":"1"}"#);
-        assert!(matches!(p.finish(), Packed::One { line: 5, value } if value == br#"{"a":"1"}"#));
-        p.clear();
-        assert!(p.is_empty());
+        assert_eq!(p.bytes(), 10 + 1);
+        assert!(matches!(p.take(), Packed::One { line: 5, value } if value == br#"{"a":"1"}"#));
+        assert!(p.is_empty() && p.bytes() == 0);
         p.push(9, br#"{"a":"2"}"#);
         p.push(10, br#"{"a":"3"}"#);
         assert!(matches!(
-            p.finish(),
+            p.take(),
             Packed::Many { first_line: 9, lines: "9,10", value } if value == br#"[{"a":"2"},{"a":"3"}]"#
         ));
     }
@@ -295,7 +300,7 @@ mod tests {
         p.push(1_000_000, &[b'x'; 10]);
         let (first_line, lines, value) = {
             p.push(1_000_001, &[b'x'; 10]);
-            match p.finish() {
+            match p.take() {
                 Packed::Many {
                     first_line,
                     lines,

@@ -60,7 +60,14 @@ pub(crate) async fn produce_all(
             cfg.inflight_bytes_per_upload,
             Ledger::new(start.acked),
         ),
-        route: Route::new(route_columns(plan, header), plan.partitions, id),
+        route: Route::new(
+            route_columns(plan, header),
+            plan.partitions,
+            id,
+            // Keys csvbus derives (upsert, skip) may be packed; a `key=` the client asked for
+            // stays on its messages, as does every key when packs are off.
+            plan.conflict.is_some() && header.key_index.is_none() && cfg.message_rows > 1,
+        ),
         packer: Packer::new(
             cfg.message_rows,
             cfg.message_pack_bytes
@@ -154,7 +161,7 @@ impl RowLoop<'_> {
             Err(UploadFailure::Failed(_) | UploadFailure::Aborted(_))
         ) && !self.produce_failed
         {
-            let _ = self.flush().await;
+            let _ = self.flush_all().await;
         }
         outcome
     }
@@ -174,7 +181,7 @@ impl RowLoop<'_> {
                     std::task::Poll::Pending => {
                         // The body makes us wait: send what is packed, and take the
                         // acknowledgements meanwhile, so the checkpoint covers what was sent.
-                        self.flush().await?;
+                        self.flush_all().await?;
                         loop {
                             tokio::select! {
                                 biased;
@@ -196,7 +203,7 @@ impl RowLoop<'_> {
             let span = match next {
                 Ok(Some(span)) => span,
                 Ok(None) => {
-                    self.flush().await?;
+                    self.flush_all().await?;
                     return self.check_resumed(u64::MAX);
                 }
                 Err(e) => return Err(read_error(e, cfg.max_body_bytes)),
@@ -223,8 +230,7 @@ impl RowLoop<'_> {
                 .await?;
             }
             let line = span.line as i64;
-            let partition = self.route.partition(span.line);
-            let key = self.route.key(&records.record);
+            let (key, partition) = self.route.place(span.line, &records.record);
             let max = self.app.config.max_message_bytes;
             match encode(
                 &self.header,
@@ -240,11 +246,14 @@ impl RowLoop<'_> {
                     match partition {
                         Some(p) => {
                             if !self.packer.fits(p, payload.len()) {
-                                self.flush().await?;
+                                self.flush(p).await?;
                             }
                             self.packer.push(p, span.line, &payload, seq);
-                            if self.packer.full() {
-                                self.flush().await?;
+                            if self.packer.full(p) {
+                                self.flush(p).await?;
+                            }
+                            while let Some(largest) = self.packer.over_budget() {
+                                self.flush(largest).await?;
                             }
                         }
                         None => {
@@ -254,8 +263,7 @@ impl RowLoop<'_> {
                                 partition,
                                 rows: Rows {
                                     count: 1,
-                                    first_seq: seq,
-                                    last_seq: seq,
+                                    seqs: vec![seq],
                                 },
                             };
                             let headers = self.headers.for_row(span.line, &payload);
@@ -286,9 +294,17 @@ impl RowLoop<'_> {
         self.progress.set_checkpoint(self.inflight.ledger.at);
     }
 
-    /// Sends the rows packed so far.
-    async fn flush(&mut self) -> Result<(), UploadFailure> {
-        let Some((packed, partition, rows)) = self.packer.message() else {
+    /// Sends every pack.
+    async fn flush_all(&mut self) -> Result<(), UploadFailure> {
+        for p in self.packer.partitions() {
+            self.flush(p).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `partition`'s pack.
+    async fn flush(&mut self, partition: i32) -> Result<(), UploadFailure> {
+        let Some((packed, rows)) = self.packer.take(partition) else {
             return Ok(());
         };
         let (payload, headers) = match packed {
@@ -306,7 +322,6 @@ impl RowLoop<'_> {
             rows,
         };
         let sent = self.inflight.send(message, headers).await;
-        self.packer.clear();
         sent.map_err(|e| self.produce_failed(e))
     }
 

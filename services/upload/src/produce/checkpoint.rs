@@ -62,10 +62,9 @@ impl Ledger {
         seq
     }
 
-    /// The records `seqs` are safe (acknowledged: one message's rows, and rows rejected
-    /// among them).
-    pub fn done(&mut self, seqs: std::ops::RangeInclusive<u64>) {
-        for seq in seqs {
+    /// The records `seqs` are safe (acknowledged: one message's rows).
+    pub fn done(&mut self, seqs: &[u64]) {
+        for &seq in seqs {
             if let Some(e) = seq
                 .checked_sub(self.base)
                 .and_then(|i| self.entries.get_mut(i as usize))
@@ -101,12 +100,12 @@ mod tests {
         let c = l.push(5, 50, true);
         let d = l.push(6, 60, true);
         assert_eq!(l.at, Checkpoint::default());
-        l.done(d..=d);
+        l.done(&[d]);
         assert_eq!(
             l.at.line, 0,
             "acked out of order: the prefix is not done yet"
         );
-        l.done(a..=a);
+        l.done(&[a]);
         assert_eq!(
             l.at,
             Checkpoint {
@@ -115,7 +114,7 @@ mod tests {
                 digest: 30
             }
         );
-        l.done(c..=c);
+        l.done(&[c]);
         assert_eq!(
             l.at,
             Checkpoint {
@@ -124,20 +123,20 @@ mod tests {
                 digest: 60
             }
         );
-        l.done(99..=99); // unknown: ignored
+        l.done(&[99]); // unknown: ignored
         assert_eq!(l.at.rows, 3);
     }
 
     #[test]
-    fn a_pack_is_done_at_once_with_the_rows_rejected_among_its_rows() {
+    fn a_pack_is_done_at_once_and_the_rows_of_other_packs_are_not() {
         let mut l = Ledger::new(Checkpoint::default());
         let first = l.push(2, 20, true);
         l.push(3, 30, false);
         let last = l.push(4, 40, true);
-        // The next pack, already gathering: not on the broker yet.
+        // Another partition's pack, still gathering: not on the broker yet.
         let next = l.push(5, 50, true);
         assert_eq!(l.at, Checkpoint::default());
-        l.done(first..=last);
+        l.done(&[first, last]);
         assert_eq!(
             l.at,
             Checkpoint {
@@ -146,7 +145,7 @@ mod tests {
                 digest: 40
             }
         );
-        l.done(next..=next);
+        l.done(&[next]);
         assert_eq!((l.at.line, l.at.rows), (5, 3));
     }
 
@@ -159,7 +158,7 @@ mod tests {
         };
         let mut l = Ledger::new(start);
         let s = l.push(101, 8, true);
-        l.done(s..=s);
+        l.done(&[s]);
         assert_eq!((l.at.line, l.at.rows, l.at.digest), (101, 91, 8));
     }
 

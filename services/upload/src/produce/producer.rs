@@ -66,13 +66,11 @@ struct Pending {
     rows: Rows,
 }
 
-/// The rows of one message: how many, and their places in the [`Ledger`] (a range, which may
-/// also hold rows rejected meanwhile: those are done already).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The rows of one message: how many, and their places in the [`Ledger`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rows {
     pub count: u32,
-    pub first_seq: u64,
-    pub last_seq: u64,
+    pub seqs: Vec<u64>,
 }
 
 /// A finished delivery: its result, bytes, latency and rows.
@@ -81,16 +79,15 @@ type Delivered = (Result<(), ProduceError>, u32, Duration, Rows);
 impl Future for Pending {
     type Output = Delivered;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (bytes, rows) = (self.bytes, self.rows);
         let elapsed = self.sent.elapsed();
-        Pin::new(&mut self.delivery).poll(cx).map(|r| {
-            let r = match r {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err((e, _))) => Err(ProduceError::Delivery(e)),
-                Err(_) => Err(ProduceError::Cancelled),
-            };
-            (r, bytes, elapsed, rows)
-        })
+        let this = &mut *self;
+        let r = match Pin::new(&mut this.delivery).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(Ok(_))) => Ok(()),
+            Poll::Ready(Ok(Err((e, _)))) => Err(ProduceError::Delivery(e)),
+            Poll::Ready(Err(_)) => Err(ProduceError::Cancelled),
+        };
+        Poll::Ready((r, this.bytes, elapsed, std::mem::take(&mut this.rows)))
     }
 }
 
@@ -116,7 +113,7 @@ pub struct InFlight {
 }
 
 /// One message: where it goes, what it holds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Message<'a> {
     pub payload: &'a [u8],
     pub key: Option<&'a [u8]>,
@@ -164,7 +161,12 @@ impl InFlight {
         row: Message<'_>,
         headers: OwnedHeaders,
     ) -> Result<(), ProduceError> {
-        let Message { payload, key, .. } = row;
+        let Message {
+            payload,
+            key,
+            partition,
+            rows,
+        } = row;
         let size = (payload.len() + key.map_or(0, <[u8]>::len) + MESSAGE_OVERHEAD) as u32;
         while self.held + u64::from(size) > self.limit && !self.pending.is_empty() {
             self.complete_one().await?;
@@ -205,7 +207,7 @@ impl InFlight {
             if let Some(h) = headers.take() {
                 record = record.headers(h);
             }
-            if let Some(p) = row.partition {
+            if let Some(p) = partition {
                 record = record.partition(p);
             }
             match self.producer.send_result(record) {
@@ -214,7 +216,7 @@ impl InFlight {
                         delivery,
                         bytes: size,
                         sent: Instant::now(),
-                        rows: row.rows,
+                        rows,
                     });
                     return Ok(());
                 }
@@ -279,7 +281,7 @@ impl InFlight {
         }
         r?;
         self.acked += u64::from(rows.count);
-        self.ledger.done(rows.first_seq..=rows.last_seq);
+        self.ledger.done(&rows.seqs);
         Ok(())
     }
 
@@ -337,8 +339,7 @@ mod tests {
             partition: Some(0),
             rows: Rows {
                 count: 1,
-                first_seq: 0,
-                last_seq: 0,
+                seqs: vec![0],
             },
         }
     }
