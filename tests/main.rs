@@ -24,4 +24,5 @@ mod routes;
 mod sink;
 mod sink_crash;
 mod upload;
+mod upsert_copy;
 mod webhooks;

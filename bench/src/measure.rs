@@ -227,6 +227,19 @@ impl Bench {
         extra: &[(&str, &str)],
     ) -> anyhow::Result<EndToEnd> {
         self.reset_table().await?;
+        self.end_to_end_into_table(mode, extra).await
+    }
+
+    /// [`end_to_end_in`](Self::end_to_end_in) into the table as the run before left it.
+    pub async fn end_to_end_over(&self, mode: &str) -> anyhow::Result<EndToEnd> {
+        self.end_to_end_into_table(mode, &[]).await
+    }
+
+    async fn end_to_end_into_table(
+        &self,
+        mode: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<EndToEnd> {
         let topic = unique("bench-e2e");
         let mut env = self.env(&topic, &unique("g"));
         env.extend(

@@ -16,6 +16,9 @@ pub struct Throughput {
     pub e2e: Series,
     pub e2e_atomic: Series,
     pub e2e_upsert: Series,
+    /// The same upsert again over the rows the first one wrote: every key there, every row an
+    /// `INSERT … ON CONFLICT DO UPDATE` from the staged rows.
+    pub e2e_upsert_over: Series,
     /// End to end with `CSVBUS_SIGNING_KEY` on both services: the upload signs, the sink checks.
     pub e2e_signed: Series,
     pub sink_first: Series,
@@ -52,6 +55,7 @@ impl Throughput {
             e2e: s("end to end (first byte → last commit)"),
             e2e_atomic: s("end to end, mode=atomic (first byte → moved in)"),
             e2e_upsert: s("end to end, mode=upsert (first byte → last commit)"),
+            e2e_upsert_over: s("end to end, mode=upsert again over its rows (every key there)"),
             e2e_signed: s("end to end, CSVBUS_SIGNING_KEY on both services"),
             sink_first: s("sink: start → first commit (diagnostic)"),
             sink_cpu: Series::new("sink CPU s (user + system) per million rows", "cpu-s/1M"),
@@ -149,6 +153,7 @@ impl Throughput {
             &self.e2e,
             &self.e2e_atomic,
             &self.e2e_upsert,
+            &self.e2e_upsert_over,
             &self.e2e_signed,
             &self.sink_first,
             &self.sink_cpu,
@@ -235,6 +240,9 @@ pub async fn throughput(b: &Bench, runs: usize, file_mb: f64) -> anyhow::Result<
             step(&format!("end to end, mode={mode}"));
             series.runs.push(b.end_to_end_in(mode).await?.secs);
         }
+        step("end to end, mode=upsert again over its rows");
+        let over = b.end_to_end_over("upsert").await?;
+        t.e2e_upsert_over.runs.push(over.secs);
         step("end to end, signed");
         let key = [("CSVBUS_SIGNING_KEY", "bench-signing-key-0123456789abcdef")];
         t.e2e_signed

@@ -94,6 +94,7 @@ pub async fn sink_writer(
         statement_timeout: defaults.statement_timeout,
         signer: None,
         copy_format: crate::sink_config().copy_format,
+        key_conflicts: Default::default(),
     };
     let sem = Arc::new(Semaphore::new(concurrency));
     let stop = CancellationToken::new();

@@ -22,6 +22,7 @@ use crate::fetch::feed::{Feed, SinkConsumer};
 use crate::fetch::lag::LagContext;
 use crate::fetch::record::Record;
 use crate::write::dispatch::{dispatch, finished, Ctx, Done, Partition};
+use crate::write::how::KeyConflicts;
 use crate::write::writer::Settings;
 
 /// The consumer of the sink.
@@ -103,6 +104,7 @@ pub async fn run(
         statement_timeout: config.statement_timeout,
         signer: config.common.signer(),
         copy_format: config.copy_format,
+        key_conflicts: KeyConflicts::default(),
     };
     let flush_every = config
         .linger

@@ -10,16 +10,17 @@
 
 use std::ops::Range;
 
-use csvbus_shared::catalog::{quote_ident, TableName};
+use csvbus_shared::catalog::quote_ident;
 use csvbus_shared::failure::{classify, Failure};
 use csvbus_shared::imports::ImportStatus;
-use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN_SQL};
+use csvbus_shared::modes::ImportMode;
 use sqlx::PgConnection;
 
 use crate::config::CopyFormat;
 use crate::write::batch::{Group, Reject};
 use crate::write::binary::{self, Codec};
 use crate::write::bisect::{bisect, Next, RangeWriter, Refusal};
+use crate::write::how::{without_lines, Format, How, KeyConflicts};
 
 /// How errors of unknown meaning are treated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +65,7 @@ pub async fn copy_group(
     rejects: &mut Vec<Reject>,
     allowance: &mut Allowance,
     format: CopyFormat,
+    conflicts: &KeyConflicts,
 ) -> Result<Counts, sqlx::Error> {
     let all = 0..g.rows.len() as i64;
     if allowance.left.is_some_and(|a| a < 0) {
@@ -83,11 +85,14 @@ pub async fn copy_group(
         .map(|c| quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let how = How::for_group(conn, g, &g.table, &cols).await?;
-    let codecs = match format {
+    let how = How::for_group(conn, g, &cols, conflicts).await?;
+    let mut codecs = match format {
         CopyFormat::Binary => binary::codecs(conn, &how.relation(g), g).await?,
         CopyFormat::Csv => None,
     };
+    if let (How::Direct(_), Some(line)) = (&how, codecs.as_mut().and_then(|c| c.last_mut())) {
+        *line = Codec::Skip;
+    }
     let mut w = GroupWriter {
         g,
         mode,
@@ -95,6 +100,9 @@ pub async fn copy_group(
         codecs,
         binary: Vec::new(),
         binary_failed: false,
+        without_lines: Vec::new(),
+        key_met: false,
+        conflicts,
         cols,
         counts: Counts::default(),
         rejects,
@@ -130,6 +138,11 @@ struct GroupWriter<'a> {
     binary: Vec<u8>,
     /// The last write was a binary COPY and failed: the group goes on as CSV (see `refused`).
     binary_failed: bool,
+    /// A direct COPY's CSV: the group's lines without their line numbers.
+    without_lines: Vec<u8>,
+    /// The direct COPY failed on a unique violation: a key is in the table already.
+    key_met: bool,
+    conflicts: &'a KeyConflicts,
     cols: String,
     counts: Counts,
     rejects: &'a mut Vec<Reject>,
@@ -166,13 +179,7 @@ impl RangeWriter for GroupWriter<'_> {
             return None; // a value with a line break: Postgres' line is not the record
         }
         // Staged: the INSERT after the COPY names no record (its errors are halved as before).
-        Some(match (&self.how, self.g.mode) {
-            (How::Staged { .. }, _) => "csvbus_stage".to_owned(),
-            (How::Copy(_), ImportMode::Atomic | ImportMode::Replace) => {
-                format!("stage_{}", self.g.import.simple())
-            }
-            (How::Copy(_), _) => self.g.table.table.clone(),
-        })
+        Some(self.how.context_name(self.g))
     }
 
     async fn write(&mut self, conn: &mut PgConnection, r: Range<i64>) -> Result<u64, sqlx::Error> {
@@ -182,19 +189,27 @@ impl RangeWriter for GroupWriter<'_> {
             .codecs
             .as_ref()
             .is_some_and(|c| binary::encode(bytes, rows.len(), c, &mut self.binary));
-        let (format, data) = match binary {
-            true => (Format::Binary, &self.binary[..]),
-            false => (Format::Csv, bytes),
+        let direct = matches!(self.how, How::Direct(_));
+        let (format, data) = match (binary, direct) {
+            (true, _) => (Format::Binary, &self.binary[..]),
+            (false, true) => {
+                without_lines(&self.g.csv, rows, &mut self.without_lines);
+                (Format::Csv, &self.without_lines[..])
+            }
+            (false, false) => (Format::Csv, bytes),
         };
         metrics::counter!("csvbus_sink_copies_total", "format" => format.name()).increment(1);
         let written = self.how.write(conn, data, format).await;
         self.binary_failed = binary && written.is_err();
+        self.key_met = direct && written.as_ref().is_err_and(unique_violation);
         written
     }
 
     fn refusal(&self, e: &sqlx::Error) -> Option<Failure> {
         match (classify(e), self.mode) {
             (Failure::Outage, _) => None,
+            // Whatever it was, the group goes the staged way: see `refused`.
+            _ if matches!(self.how, How::Direct(_)) => Some(Failure::Rows),
             // Postgres decides on the CSV: see `refused`.
             _ if self.binary_failed => Some(Failure::Rows),
             (Failure::Unknown, Mode::Normal) => None,
@@ -223,6 +238,18 @@ impl RangeWriter for GroupWriter<'_> {
         r: Range<i64>,
         refusal: Refusal,
     ) -> Result<Next, sqlx::Error> {
+        if matches!(self.how, How::Direct(_)) {
+            // The staged INSERT … ON CONFLICT says what the rows come to, refusals included.
+            if std::mem::take(&mut self.key_met) {
+                self.conflicts.note(self.g.import);
+            }
+            self.binary_failed = false;
+            self.how = How::on_conflict(conn, self.g, &self.cols).await?;
+            if let Some(line) = self.codecs.as_mut().and_then(|c| c.last_mut()) {
+                *line = Codec::Int8;
+            }
+            return Ok(Next::Again);
+        }
         // Only the range just written: a row a CSV COPY named earlier is refused as it was.
         if std::mem::take(&mut self.binary_failed) {
             // Whatever went wrong, the group goes on as CSV: every refusal and its reason are
@@ -283,170 +310,9 @@ impl GroupWriter<'_> {
     }
 }
 
-/// The COPY's format.
-#[derive(Debug, Clone, Copy)]
-enum Format {
-    Csv,
-    Binary,
-}
-
-impl Format {
-    fn name(self) -> &'static str {
-        match self {
-            Format::Csv => "csv",
-            Format::Binary => "binary",
-        }
-    }
-}
-
-/// How rows reach the table.
-enum How {
-    /// `COPY` straight into it (append), or into the import's staging table (atomic, replace).
-    Copy(String),
-    /// `COPY` into a temporary table of the same columns, then `INSERT … SELECT` (upsert, skip,
-    /// and tables COPY cannot write).
-    Staged { copy: String, insert: String },
-}
-
-impl How {
-    async fn for_group(
-        conn: &mut PgConnection,
-        g: &Group,
-        table: &TableName,
-        cols: &str,
-    ) -> Result<Self, sqlx::Error> {
-        let into = table.quoted();
-        Ok(match (g.mode, &g.conflict) {
-            (ImportMode::Atomic | ImportMode::Replace, _) => How::Copy(format!(
-                "COPY {} ({cols}, {LINE_COLUMN_SQL})",
-                staging_table(g.import)
-            )),
-            (ImportMode::Upsert | ImportMode::Skip, Some(keys)) => {
-                let insert = |from: &str| on_conflict(&into, cols, from, &g.columns, keys, g.mode);
-                How::staged(conn, table, cols, true, insert).await?
-            }
-            _ => How::Copy(format!("COPY {into} ({cols})")),
-        })
-    }
-
-    /// A temporary table of the target's columns (and the line, `with_line`); rows are then
-    /// moved with the statement `insert` makes of the `FROM` clause.
-    async fn staged(
-        conn: &mut PgConnection,
-        table: &TableName,
-        cols: &str,
-        with_line: bool,
-        insert: impl FnOnce(&str) -> String,
-    ) -> Result<Self, sqlx::Error> {
-        sqlx::query("DROP TABLE IF EXISTS pg_temp.csvbus_stage")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(&format!(
-            "CREATE TEMP TABLE csvbus_stage ON COMMIT DROP AS SELECT {cols} FROM {} WITH NO DATA",
-            table.quoted()
-        ))
-        .execute(&mut *conn)
-        .await?;
-        let mut copy_cols = cols.to_owned();
-        if with_line {
-            sqlx::query(&format!(
-                "ALTER TABLE pg_temp.csvbus_stage ADD COLUMN {LINE_COLUMN_SQL} bigint"
-            ))
-            .execute(&mut *conn)
-            .await?;
-            copy_cols.push_str(", ");
-            copy_cols.push_str(LINE_COLUMN_SQL);
-        }
-        Ok(Self::Staged {
-            copy: format!("COPY pg_temp.csvbus_stage ({copy_cols})"),
-            insert: insert("FROM pg_temp.csvbus_stage"),
-        })
-    }
-
-    /// The relation the COPY writes into.
-    fn relation(&self, g: &Group) -> String {
-        match (self, g.mode) {
-            (How::Staged { .. }, _) => "pg_temp.csvbus_stage".to_owned(),
-            (How::Copy(_), ImportMode::Atomic | ImportMode::Replace) => staging_table(g.import),
-            (How::Copy(_), _) => g.table.quoted(),
-        }
-    }
-
-    async fn write(
-        &self,
-        conn: &mut PgConnection,
-        bytes: &[u8],
-        format: Format,
-    ) -> Result<u64, sqlx::Error> {
-        let copy_stmt = match self {
-            How::Copy(stmt) => stmt,
-            How::Staged { copy, .. } => {
-                sqlx::query("TRUNCATE pg_temp.csvbus_stage")
-                    .execute(&mut *conn)
-                    .await?;
-                copy
-            }
-        };
-        let copy_stmt = format!("{copy_stmt} FROM STDIN WITH (FORMAT {})", format.name());
-        let mut copy = conn.copy_in_raw(&copy_stmt).await?;
-        // In pieces: the connection's write buffer keeps the capacity of the largest message
-        // it ever sent, per pooled connection.
-        for piece in bytes.chunks(COPY_PIECE) {
-            copy.send(piece).await?;
-        }
-        let n = copy.finish().await?;
-        match self {
-            How::Copy(_) => Ok(n),
-            How::Staged { insert, .. } => Ok(sqlx::query(insert)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()),
-        }
-    }
-}
-
-/// Bytes of COPY data sent at a time.
-const COPY_PIECE: usize = 128 * 1024;
-
-/// `INSERT … ON CONFLICT` from the staged rows. Upsert keeps the file's last row of each key
-/// (a key twice in one statement would fail "cannot affect row a second time"); rows whose key
-/// has a NULL never conflict and are all kept.
-fn on_conflict(
-    into: &str,
-    cols: &str,
-    from: &str,
-    columns: &[String],
-    keys: &[String],
-    mode: ImportMode,
-) -> String {
-    let key_list = keys
-        .iter()
-        .map(|k| quote_ident(k))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if mode == ImportMode::Skip {
-        return format!(
-            "INSERT INTO {into} ({cols}) SELECT {cols} {from} ORDER BY {LINE_COLUMN_SQL} ON CONFLICT ({key_list}) DO NOTHING"
-        );
-    }
-    let any_null = keys
-        .iter()
-        .map(|k| format!("{} IS NULL", quote_ident(k)))
-        .collect::<Vec<_>>()
-        .join(" OR ");
-    let distinct = format!("{key_list}, (CASE WHEN {any_null} THEN {LINE_COLUMN_SQL} END)");
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|c| !keys.contains(c))
-        .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
-        .collect();
-    let action = if updates.is_empty() {
-        "DO NOTHING".to_owned()
-    } else {
-        format!("DO UPDATE SET {}", updates.join(", "))
-    };
-    format!(
-        "INSERT INTO {into} ({cols}) SELECT DISTINCT ON ({distinct}) {cols} {from} \
-         ORDER BY {distinct}, {LINE_COLUMN_SQL} DESC ON CONFLICT ({key_list}) {action}"
-    )
+/// A unique violation: for a direct COPY, a key already in the table (or twice in the group).
+fn unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "23505")
 }

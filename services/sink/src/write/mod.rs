@@ -13,6 +13,7 @@ pub(crate) mod bisect;
 pub(crate) mod copy;
 pub(crate) mod decode;
 pub(crate) mod dispatch;
+pub(crate) mod how;
 pub(crate) mod pipeline;
 pub(crate) mod rows;
 pub(crate) mod scan;

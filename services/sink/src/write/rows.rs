@@ -65,7 +65,17 @@ pub(crate) async fn write_rows(
     for g in &sorted.groups {
         let allowance = allowances.entry(g.import).or_default();
         let format = settings.copy_format;
-        let c = copy_group(&mut *tx, g, mode, &mut rejects, allowance, format).await?;
+        let conflicts = &settings.key_conflicts;
+        let c = copy_group(
+            &mut *tx,
+            g,
+            mode,
+            &mut rejects,
+            allowance,
+            format,
+            conflicts,
+        )
+        .await?;
         let n = counts.entry(g.import).or_default();
         n.written += c.written as i64;
         n.skipped += c.skipped as i64;

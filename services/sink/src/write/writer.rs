@@ -26,6 +26,7 @@ use crate::fetch::record::Record;
 use crate::positions::offsets::{self, Key, Start};
 use crate::write::copy::Mode;
 use crate::write::decode::Decoded;
+use crate::write::how::KeyConflicts;
 use crate::write::pipeline::Signal;
 use crate::write::rows::{book, write_rows};
 use crate::write::{targets, transaction};
@@ -93,6 +94,8 @@ pub struct Settings {
     pub signer: Option<Signer>,
     /// `CSVBUS_SINK_COPY_FORMAT`.
     pub copy_format: CopyFormat,
+    /// Upsert and skip imports known to meet keys already in their tables.
+    pub key_conflicts: KeyConflicts,
 }
 
 /// Writes `batch`, retrying as the failure policy says until it commits; `None` when `stop`

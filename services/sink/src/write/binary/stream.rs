@@ -14,7 +14,8 @@ pub fn encode(csv: &[u8], rows: usize, codecs: &[Codec], out: &mut Vec<u8>) -> b
     out.reserve(csv.len() + rows * (2 + 4 * codecs.len()) + 21);
     out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     out.extend_from_slice(&[0; 8]); // flags, header extension length
-    let Ok(fields) = i16::try_from(codecs.len()) else {
+    let sent = codecs.iter().filter(|c| **c != Codec::Skip).count();
+    let Ok(fields) = i16::try_from(sent) else {
         return false;
     };
     let mut at = 0;
@@ -45,7 +46,9 @@ fn field(csv: &[u8], at: &mut usize, last: bool, out: &mut Vec<u8>, codec: Codec
         let raw = &csv[*at..*at + len];
         *at += len;
         if raw.is_empty() {
-            out.extend_from_slice(&(-1i32).to_be_bytes());
+            if codec != Codec::Skip {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+            }
             *at += 1;
             return Some(());
         }
@@ -58,6 +61,9 @@ fn field(csv: &[u8], at: &mut usize, last: bool, out: &mut Vec<u8>, codec: Codec
         return None;
     }
     *at += 1;
+    if codec == Codec::Skip {
+        return Some(());
+    }
     let len_at = out.len();
     out.extend_from_slice(&[0; 4]);
     codec.encode(&value, out)?;
@@ -153,5 +159,17 @@ mod tests {
             }
         }
         assert!(whole > 10, "the lines reach the encoders: {whole}");
+    }
+
+    /// A skipped field is read and left out: the stream is the one of the lines without it.
+    #[test]
+    fn a_skipped_field_is_not_in_the_stream() {
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        let staged = b"\"7\",\"a\"\"b\",12\n,\"c\",13\n";
+        let plain = b"\"7\",\"a\"\"b\"\n,\"c\"\n";
+        assert!(encode(staged, 2, &[Codec::Int8, Codec::Text, Codec::Skip], &mut with));
+        assert!(encode(plain, 2, &[Codec::Int8, Codec::Text], &mut without));
+        assert_eq!(with, without);
+        assert_eq!(&with[19..21], &2i16.to_be_bytes(), "two fields per row");
     }
 }

@@ -16,6 +16,9 @@ pub enum Codec {
     Timestamp,
     Timestamptz,
     Uuid,
+    /// A field read and left out of the stream: the line a staged group's rows carry, when
+    /// they are COPYd straight into their table.
+    Skip,
 }
 
 impl Codec {
@@ -40,7 +43,7 @@ impl Codec {
     pub(super) fn encode(self, v: &[u8], out: &mut Vec<u8>) -> Option<()> {
         match self {
             Self::Text if !v.contains(&0) => out.extend_from_slice(v),
-            Self::Text => return None,
+            Self::Text | Self::Skip => return None,
             Self::Bool => out.push(boolean(v)?.into()),
             Self::Int2 => out.extend_from_slice(&i16::try_from(integer(v)?).ok()?.to_be_bytes()),
             Self::Int4 => out.extend_from_slice(&i32::try_from(integer(v)?).ok()?.to_be_bytes()),
