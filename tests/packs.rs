@@ -325,9 +325,19 @@ async fn a_pack_that_cannot_be_read_or_trusted_is_dead_lettered_whole() {
         header: Some("10"),
         signed: Some("10"),
     };
-    send_pack(&topic, id, &nums_rows(10..=11), short, Some(ours)).await;
+    send_pack(&topic, id, &nums_rows(10..=11), short, Some(ours.clone())).await;
     csvbus_tests::eventually("three dead letters", Duration::from_secs(60), || async {
         db.count("SELECT count(*) FROM csvbus.dead_letters").await == 3
+    })
+    .await;
+    // Signed, its last string cut after a backslash (reading it once panicked the sink).
+    let cut = vec![
+        (12, r#"{"id":"11"}"#.to_owned()),
+        (13, r#"{"id":"\"#.to_owned()),
+    ];
+    send_pack(&topic, id, &cut, plain, Some(ours)).await;
+    csvbus_tests::eventually("four dead letters", Duration::from_secs(60), || async {
+        db.count("SELECT count(*) FROM csvbus.dead_letters").await == 4
     })
     .await;
     let dead = dead_letters(&db).await;
@@ -342,6 +352,10 @@ async fn a_pack_that_cannot_be_read_or_trusted_is_dead_lettered_whole() {
         "{dead:?}"
     );
     assert_eq!(dead[2].1["csvbus-lines"], "10", "{dead:?}");
+    assert!(
+        dead[3].0.contains("not a JSON array of objects"),
+        "{dead:?}"
+    );
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM nums ORDER BY id")
         .fetch_all(&db.pool)
         .await

@@ -1,8 +1,6 @@
 //! A group's COPY CSV lines as one binary COPY stream: header, rows of length-prefixed fields,
 //! trailer.
 
-use std::borrow::Cow;
-
 use super::values::Codec;
 
 /// Encodes `rows` COPY CSV lines (as a group holds them: values quoted, NULL empty, the line
@@ -19,11 +17,13 @@ pub fn encode(csv: &[u8], rows: usize, codecs: &[Codec], out: &mut Vec<u8>) -> b
         return false;
     };
     let mut at = 0;
+    // A value with a doubled quote, unescaped: one buffer for the stream, not one per value.
+    let mut scratch = Vec::new();
     for _ in 0..rows {
         out.extend_from_slice(&fields.to_be_bytes());
         for (i, codec) in codecs.iter().enumerate() {
             let last = i + 1 == codecs.len();
-            match field(csv, &mut at, last, out, *codec) {
+            match field(csv, &mut at, last, out, *codec, &mut scratch) {
                 Some(()) => {}
                 None => return false,
             }
@@ -35,10 +35,17 @@ pub fn encode(csv: &[u8], rows: usize, codecs: &[Codec], out: &mut Vec<u8>) -> b
 
 /// Reads the field at `*at` (ending in `,`, or `\n` when `last`) and appends it with its length.
 /// Values are quoted; unquoted are only NULL (empty) and the line the staged paths add.
-fn field(csv: &[u8], at: &mut usize, last: bool, out: &mut Vec<u8>, codec: Codec) -> Option<()> {
+fn field(
+    csv: &[u8],
+    at: &mut usize,
+    last: bool,
+    out: &mut Vec<u8>,
+    codec: Codec,
+    scratch: &mut Vec<u8>,
+) -> Option<()> {
     let end = if last { b'\n' } else { b',' };
-    let value: Cow<'_, [u8]> = if csv.get(*at) == Some(&b'"') {
-        let (value, after) = quoted(csv, *at + 1)?;
+    let value: &[u8] = if csv.get(*at) == Some(&b'"') {
+        let (value, after) = quoted(csv, *at + 1, scratch)?;
         *at = after;
         value
     } else {
@@ -55,7 +62,7 @@ fn field(csv: &[u8], at: &mut usize, last: bool, out: &mut Vec<u8>, codec: Codec
         if !raw.iter().all(|b| b.is_ascii_digit() || *b == b'-') {
             return None;
         }
-        Cow::Borrowed(raw)
+        raw
     };
     if csv.get(*at) != Some(&end) {
         return None;
@@ -66,29 +73,29 @@ fn field(csv: &[u8], at: &mut usize, last: bool, out: &mut Vec<u8>, codec: Codec
     }
     let len_at = out.len();
     out.extend_from_slice(&[0; 4]);
-    codec.encode(&value, out)?;
+    codec.encode(value, out)?;
     let len = i32::try_from(out.len() - len_at - 4).ok()?;
     out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
     Some(())
 }
 
-/// The quoted value whose text starts at `from` (after its opening quote), `""` read as `"`,
-/// and the position after its closing quote.
-fn quoted(csv: &[u8], from: usize) -> Option<(Cow<'_, [u8]>, usize)> {
-    let close = from + csv[from..].iter().position(|b| *b == b'"')?;
+/// The quoted value whose text starts at `from` (after its opening quote), `""` read as `"`
+/// (then in `scratch`), and the position after its closing quote.
+fn quoted<'a>(csv: &'a [u8], from: usize, scratch: &'a mut Vec<u8>) -> Option<(&'a [u8], usize)> {
+    let close = from + memchr::memchr(b'"', &csv[from..])?;
     if csv.get(close + 1) != Some(&b'"') {
-        return Some((Cow::Borrowed(&csv[from..close]), close + 1));
+        return Some((&csv[from..close], close + 1));
     }
-    let mut value = Vec::new();
+    scratch.clear();
     let mut i = from;
     loop {
-        let run = csv[i..].iter().position(|b| *b == b'"')?;
-        value.extend_from_slice(&csv[i..i + run]);
+        let run = memchr::memchr(b'"', &csv[i..])?;
+        scratch.extend_from_slice(&csv[i..i + run]);
         i += run + 1;
         if csv.get(i) != Some(&b'"') {
-            return Some((Cow::Owned(value), i));
+            return Some((&scratch[..], i));
         }
-        value.push(b'"');
+        scratch.push(b'"');
         i += 1;
     }
 }
@@ -167,7 +174,12 @@ mod tests {
         let (mut with, mut without) = (Vec::new(), Vec::new());
         let staged = b"\"7\",\"a\"\"b\",12\n,\"c\",13\n";
         let plain = b"\"7\",\"a\"\"b\"\n,\"c\"\n";
-        assert!(encode(staged, 2, &[Codec::Int8, Codec::Text, Codec::Skip], &mut with));
+        assert!(encode(
+            staged,
+            2,
+            &[Codec::Int8, Codec::Text, Codec::Skip],
+            &mut with
+        ));
         assert!(encode(plain, 2, &[Codec::Int8, Codec::Text], &mut without));
         assert_eq!(with, without);
         assert_eq!(&with[19..21], &2i16.to_be_bytes(), "two fields per row");
