@@ -3,7 +3,7 @@
 //! resumed upload sends again are recognised as handled, and a record below the position whose
 //! line is above it tells a recreated topic ([`super::stale`]).
 
-use std::collections::HashMap;
+use crate::write::ByImport;
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -13,8 +13,8 @@ use uuid::Uuid;
 pub async fn store_max_lines(
     conn: &mut PgConnection,
     partition: i32,
-    max_lines: &HashMap<Uuid, i64>,
-    offsets: &HashMap<Uuid, (i64, i64)>,
+    max_lines: &ByImport<i64>,
+    offsets: &ByImport<(i64, i64)>,
 ) -> Result<(), sqlx::Error> {
     if max_lines.is_empty() {
         return Ok(());

@@ -14,7 +14,7 @@
 //!   as the position): it was never handled. This catches a topic recreated in the middle of an
 //!   import (a broker without durable storage restarted), where the first tell cannot.
 
-use std::collections::HashMap;
+use crate::write::ByImport;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -31,7 +31,7 @@ pub async fn positions_are_stale(
     position_updated: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     // Per import, the highest line among the skipped records.
-    let mut lines: HashMap<Uuid, i64> = HashMap::new();
+    let mut lines: ByImport<i64> = ByImport::default();
     for m in skipped.iter().filter_map(|r| r.meta.as_ref()) {
         let l = lines.entry(m.import).or_insert(m.line);
         *l = (*l).max(m.line);

@@ -2,7 +2,7 @@
 //! `COPY … CSV`, rows that cannot be written whatever the database says, and messages that are
 //! not csvbus rows the sink may write (dead letters).
 
-use std::collections::HashMap;
+use crate::write::ByImport;
 use std::io::Write;
 use std::ops::Range;
 
@@ -92,16 +92,16 @@ pub struct Sorted {
     /// Rows an earlier attempt of their import already sent to this partition: not written.
     pub duplicates: u64,
     /// Per stopped import, its rows in the batch: set aside, neither written nor stored.
-    pub set_aside: HashMap<Uuid, i64>,
+    pub set_aside: ByImport<i64>,
     /// Per import, the highest line handled on this partition after the batch.
-    pub max_lines: HashMap<Uuid, i64>,
+    pub max_lines: ByImport<i64>,
     /// Per import, the first and last offset of its rows in the batch (where a replay reads
     /// them back).
-    pub offsets: HashMap<Uuid, (i64, i64)>,
+    pub offsets: ByImport<(i64, i64)>,
 }
 
 /// Widens `import`'s offset span in `offsets` to `offset`.
-fn span(offsets: &mut HashMap<Uuid, (i64, i64)>, import: Uuid, offset: i64) {
+fn span(offsets: &mut ByImport<(i64, i64)>, import: Uuid, offset: i64) {
     let s = offsets.entry(import).or_insert((offset, offset));
     *s = (s.0.min(offset), s.1.max(offset));
 }
@@ -114,7 +114,7 @@ fn span(offsets: &mut HashMap<Uuid, (i64, i64)>, import: Uuid, offset: i64) {
 pub fn sort<'d>(
     records: &[Record],
     fields: impl Fn(usize) -> Result<Fields<'d>, &'d str>,
-    targets: &HashMap<Uuid, Target>,
+    targets: &ByImport<Target>,
     signer: Option<&Signer>,
 ) -> Sorted {
     let mut out = Sorted::default();
@@ -180,7 +180,7 @@ fn signed(r: &Record, signer: Option<&Signer>) -> bool {
 
 /// The import of `r`, when it is one that stopped taking rows (the record is one of its rows:
 /// its table is the import's).
-fn stopped(r: &Record, targets: &HashMap<Uuid, Target>) -> Option<Uuid> {
+fn stopped(r: &Record, targets: &ByImport<Target>) -> Option<Uuid> {
     let meta = r.meta.as_ref()?;
     let t = targets.get(&meta.import)?;
     (t.stopped && t.table == *meta.table).then_some(meta.import)
@@ -191,7 +191,7 @@ fn stopped(r: &Record, targets: &HashMap<Uuid, Target>) -> Option<Uuid> {
 /// that the record delivered again below the stored position is not taken for a sign of a
 /// recreated topic (which would send the partition back to its start). Records of imports that
 /// still take rows leave it as it is: a forged line must not hide the import's real rows.
-fn mark_handled(max_lines: &mut HashMap<Uuid, i64>, r: &Record, targets: &HashMap<Uuid, Target>) {
+fn mark_handled(max_lines: &mut ByImport<i64>, r: &Record, targets: &ByImport<Target>) {
     let Some(meta) = r.meta.as_ref() else {
         return;
     };
@@ -208,7 +208,7 @@ fn mark_handled(max_lines: &mut HashMap<Uuid, i64>, r: &Record, targets: &HashMa
 fn admit<'r, 't, 'd>(
     r: &'r Record,
     row: Result<Fields<'d>, &'d str>,
-    targets: &'t HashMap<Uuid, Target>,
+    targets: &'t ByImport<Target>,
 ) -> Result<(&'r RowMeta, &'t Target, Fields<'d>), String> {
     let meta = r
         .meta
@@ -322,7 +322,7 @@ mod tests {
         }
     }
 
-    fn sort(records: &[Record], targets: &HashMap<Uuid, Target>) -> Sorted {
+    fn sort(records: &[Record], targets: &ByImport<Target>) -> Sorted {
         let decoded = Decoded::new(records);
         super::sort(records, |i| decoded.get(i), targets, None)
     }
@@ -330,7 +330,8 @@ mod tests {
     #[test]
     fn groups_follow_imports_and_encode_nulls_and_quotes() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let targets = HashMap::from([(a, target(&["x", "y"], true)), (b, target(&["x"], true))]);
+        let targets =
+            ByImport::from_iter([(a, target(&["x", "y"], true)), (b, target(&["x"], true))]);
         let records = vec![
             rec(0, a, 2, r#"{"x":"1","y":null}"#),
             rec(1, a, 3, r#"{"x":"say \"hi\"","y":""}"#),
@@ -358,7 +359,7 @@ mod tests {
         );
         let mut other_table = target(&["x"], true);
         other_table.table = table("public.other");
-        let targets = HashMap::from([
+        let targets = ByImport::from_iter([
             (a, target(&["x"], true)),
             (b, target(&["x"], false)),
             (c, other_table),
@@ -402,7 +403,7 @@ mod tests {
         completed.max_line = 10;
         let mut wrong_table = target(&["x"], true);
         wrong_table.table = table("public.other");
-        let targets = HashMap::from([(done, completed), (running, wrong_table)]);
+        let targets = ByImport::from_iter([(done, completed), (running, wrong_table)]);
         let records = vec![
             rec(0, done, 500, r#"{"x":"1"}"#),
             rec(1, running, 900, r#"{"x":"1"}"#),
@@ -423,7 +424,7 @@ mod tests {
         let mut t = target(&["x"], true);
         t.max_line = 3;
         t.mode = ImportMode::Atomic;
-        let targets = HashMap::from([(a, t)]);
+        let targets = ByImport::from_iter([(a, t)]);
         let records = vec![
             rec(0, a, 2, r#"{"x":"old"}"#),
             rec(1, a, 4, r#"{"x":"new"}"#),

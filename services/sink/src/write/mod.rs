@@ -21,3 +21,8 @@ pub(crate) mod targets;
 pub(crate) mod transaction;
 pub(crate) mod turn;
 pub(crate) mod writer;
+
+/// A map keyed by import. Its lookups are per row on the write path (three or four per row
+/// while a batch is sorted), so a fast hasher, seeded per process (an id in a forged message
+/// could be chosen, but not to collide).
+pub(crate) type ByImport<V> = std::collections::HashMap<uuid::Uuid, V, foldhash::fast::RandomState>;

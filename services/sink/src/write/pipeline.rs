@@ -19,14 +19,13 @@
 //! for a while. Upsert and skip imports, whose keys often repeat in consecutive batches, are
 //! always written the ordinary way.
 
-use std::collections::HashMap;
+use crate::write::ByImport;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use csvbus_shared::modes::ImportMode;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
 use crate::positions::offsets;
 use crate::write::batch::Target;
@@ -175,8 +174,8 @@ async fn attempt(
 /// are what they were.
 fn same_fate(
     batch: &Batch,
-    read: &HashMap<Uuid, Target>,
-    now: &HashMap<Uuid, Target>,
+    read: &ByImport<Target>,
+    now: &ByImport<Target>,
     refused: bool,
 ) -> bool {
     if read.len() != now.len() {
@@ -196,8 +195,8 @@ fn same_fate(
 }
 
 /// The lowest line of each import among the batch's records.
-fn lowest_lines(batch: &Batch) -> HashMap<Uuid, i64> {
-    let mut lowest: HashMap<Uuid, i64> = HashMap::new();
+fn lowest_lines(batch: &Batch) -> ByImport<i64> {
+    let mut lowest: ByImport<i64> = ByImport::default();
     for meta in batch.records.iter().filter_map(|r| r.meta.as_ref()) {
         let l = lowest.entry(meta.import).or_insert(meta.line);
         *l = (*l).min(meta.line);
@@ -211,6 +210,7 @@ mod tests {
     use crate::fetch::record::Record;
     use csvbus_shared::catalog::TableName;
     use csvbus_shared::message::RowMeta;
+    use uuid::Uuid;
 
     fn batch(import: Uuid, lines: std::ops::RangeInclusive<i64>) -> Batch {
         let table = std::sync::Arc::new(TableName::parse("public.t", "public").unwrap());
@@ -231,7 +231,7 @@ mod tests {
         Batch::new("t".into(), 0, records)
     }
 
-    fn state(import: Uuid, max_line: i64, edit: impl FnOnce(&mut Target)) -> HashMap<Uuid, Target> {
+    fn state(import: Uuid, max_line: i64, edit: impl FnOnce(&mut Target)) -> ByImport<Target> {
         let mut t = Target {
             table: TableName::parse("public.t", "public").unwrap(),
             columns: vec!["a".into()],
@@ -246,7 +246,7 @@ mod tests {
             max_line,
         };
         edit(&mut t);
-        HashMap::from([(import, t)])
+        ByImport::from_iter([(import, t)])
     }
 
     #[test]
@@ -286,7 +286,7 @@ mod tests {
             &state(id, 0, |t| t.staging_gone = true),
             false
         ));
-        assert!(!same_fate(&b, &read, &HashMap::new(), false));
+        assert!(!same_fate(&b, &read, &ByImport::default(), false));
     }
 
     #[test]

@@ -3,11 +3,10 @@
 //! handled and the position moved. The ordinary writer ([`crate::write::writer`]) does both with
 //! the position locked first; a pipelined batch ([`crate::write::pipeline`]) books last.
 
-use std::collections::HashMap;
+use crate::write::ByImport;
 
 use csvbus_shared::imports;
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::fetch::record::Record;
 use crate::positions::handled;
@@ -20,7 +19,7 @@ use crate::write::writer::{Batch, Outcome, Settings};
 pub(crate) struct Rows {
     last_offset: i64,
     sorted: Sorted,
-    counts: HashMap<Uuid, imports::Written>,
+    counts: ByImport<imports::Written>,
     outcome: Outcome,
 }
 
@@ -39,7 +38,7 @@ pub(crate) async fn write_rows(
     settings: &Settings,
     batch: &Batch,
     first_new: usize,
-    targets: &HashMap<Uuid, Target>,
+    targets: &ByImport<Target>,
     mode: &Mode,
     settled: bool,
 ) -> Result<Rows, sqlx::Error> {
@@ -47,8 +46,8 @@ pub(crate) async fn write_rows(
     let signer = settings.signer.as_ref();
     let sorted = sort(fresh, |i| batch.decoded.get(first_new + i), targets, signer);
     let mut rejects = Vec::new();
-    let mut counts: HashMap<Uuid, imports::Written> = HashMap::new();
-    let mut allowances: HashMap<Uuid, Allowance> = targets
+    let mut counts: ByImport<imports::Written> = ByImport::default();
+    let mut allowances: ByImport<Allowance> = targets
         .iter()
         .map(|(id, t)| {
             let left = t.allowance;
@@ -135,9 +134,9 @@ async fn store_rejects(
     conn: &mut PgConnection,
     records: &[Record],
     rejects: &[Reject],
-    targets: &HashMap<Uuid, Target>,
+    targets: &ByImport<Target>,
 ) -> Result<(), sqlx::Error> {
-    let mut earlier: HashMap<Uuid, i64> = HashMap::new();
+    let mut earlier: ByImport<i64> = ByImport::default();
     for r in rejects {
         let before = earlier
             .entry(r.import)

@@ -2,7 +2,7 @@
 //! write there, how many more refusals its `max_rejected` allows — and, per partition, the highest line of each import already handled, so that
 //! rows a resumed upload sends again are not written twice (`csvbus.import_partitions`).
 
-use std::collections::HashMap;
+use crate::write::ByImport;
 
 use csvbus_shared::catalog::{may_target, TableName};
 use csvbus_shared::imports::ImportStatus;
@@ -35,7 +35,7 @@ pub async fn load(
     records: &[Record],
     partition: i32,
     allowed_schemas: &[String],
-) -> Result<HashMap<Uuid, Target>, sqlx::Error> {
+) -> Result<ByImport<Target>, sqlx::Error> {
     let mut ids: Vec<Uuid> = records
         .iter()
         .filter_map(|r| r.meta.as_ref())
