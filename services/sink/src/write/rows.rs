@@ -168,9 +168,14 @@ async fn store_dead(
     records: &[Record],
     dead: &[Dead],
 ) -> Result<(), sqlx::Error> {
+    // One line per batch, not per row: a topic of foreign messages would flood the log.
+    if let Some(first) = dead.first() {
+        let offset = records[first.index].offset;
+        tracing::warn!(partition = key.partition, count = dead.len(), first_offset = offset,
+            first_reason = %first.reason, "dead letters");
+    }
     for d in dead {
         let r = &records[d.index];
-        tracing::warn!(partition = key.partition, offset = r.offset, reason = %d.reason, "dead letter");
         let payload = &r.payload[..r.payload.len().min(DEAD_PAYLOAD_LIMIT)];
         sqlx::query(
             "INSERT INTO csvbus.dead_letters
