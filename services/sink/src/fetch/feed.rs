@@ -87,7 +87,7 @@ fn poll_loop(
         match consumer.poll(wait) {
             Some(Ok(m)) => {
                 // A message's rows go into one chunk: batches end at message ends.
-                Record::read(&m, &mut metas, signer, &mut chunk);
+                Record::read_or_set_aside(&m, &mut metas, signer, &mut chunk);
                 if chunk.len() < CHUNK {
                     continue;
                 }

@@ -127,6 +127,32 @@ impl Record {
         }
     }
 
+    /// [`Record::read`], except that a message whose reading panics — a csvbus defect, not
+    /// the message's: none is known — is one dead letter with that reason instead of the end of
+    /// the fetch thread, and with it of every partition's writes.
+    pub fn read_or_set_aside(
+        m: &BorrowedMessage<'_>,
+        metas: &mut MetaDecoder,
+        signer: Option<&Signer>,
+        out: &mut Vec<Record>,
+    ) {
+        let unread = |out: &mut Vec<Record>| {
+            out.push(Record {
+                offset: m.offset(),
+                partition: m.partition(),
+                payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+                key: m.key().map(<[u8]>::to_vec),
+                raw_headers: Some(headers_text(m)),
+                unreadable: Some(READ_PANICKED.to_owned()),
+                ..Record::default()
+            })
+        };
+        if guarded(out, |out| Record::read(m, metas, signer, out), unread) {
+            // Its cache may be half updated.
+            *metas = MetaDecoder::default();
+        }
+    }
+
     /// Bytes this record holds in memory (for the sink's buffer bound).
     pub fn held_bytes(&self) -> usize {
         self.payload.len() + self.key.as_ref().map_or(0, Vec::len) + 160
@@ -145,6 +171,26 @@ impl Record {
     }
 }
 
+/// The dead letter's reason for a message [`Record::read_or_set_aside`] could not read.
+pub const READ_PANICKED: &str =
+    "the sink failed while reading this message (a csvbus defect: its log has the panic)";
+
+/// Runs `read` on `out`; when it panics, drops what it pushed and runs `unread` instead: true.
+fn guarded(
+    out: &mut Vec<Record>,
+    read: impl FnOnce(&mut Vec<Record>),
+    unread: impl FnOnce(&mut Vec<Record>),
+) -> bool {
+    let before = out.len();
+    let panicked =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&mut *out))).is_err();
+    if panicked {
+        out.truncate(before);
+        unread(out);
+    }
+    panicked
+}
+
 fn headers_text(m: &BorrowedMessage<'_>) -> Vec<(String, String)> {
     m.headers().map_or_else(Vec::new, |h| {
         h.iter()
@@ -154,4 +200,37 @@ fn headers_text(m: &BorrowedMessage<'_>) -> Vec<(String, String)> {
             })
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_that_panics_leaves_one_record_in_place_of_its_rows() {
+        let mut out = vec![Record::default()];
+        let unread = |out: &mut Vec<Record>| {
+            out.push(Record {
+                unreadable: Some(READ_PANICKED.to_owned()),
+                ..Record::default()
+            })
+        };
+        assert!(!guarded(
+            &mut out,
+            |out| out.push(Record::default()),
+            unread
+        ));
+        assert_eq!(out.len(), 2);
+        let panics = |out: &mut Vec<Record>| {
+            out.push(Record::default());
+            panic!("a defect");
+        };
+        assert!(guarded(&mut out, panics, unread));
+        assert_eq!(
+            out.len(),
+            3,
+            "the half-read row is dropped, one record stands for it"
+        );
+        assert_eq!(out[2].unreadable.as_deref(), Some(READ_PANICKED));
+    }
 }
