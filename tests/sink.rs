@@ -183,6 +183,48 @@ async fn a_value_with_a_line_break_does_not_shift_the_row_a_refusal_names() {
     upload.stop().await;
 }
 
+/// Dense refusals (every 7th row, and one key twice) in batches of thousands: each refused
+/// row is rejected at its line, every other row is written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dense_refusals_reject_exactly_their_rows() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    db.exec("CREATE TABLE dense (id int PRIMARY KEY, v int CHECK (v % 7 <> 0))")
+        .await;
+    let topic = unique("sink");
+    let mut e = test_env(&db, &topic, &unique("g"));
+    e.set("CSVBUS_TOPIC_PARTITIONS", "1");
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let n = 5_000;
+    let mut csv = "id,v\n".to_owned();
+    for id in 1..=n {
+        csv.push_str(&format!("{id},{id}\n"));
+    }
+    csv.push_str("3,1\n"); // line n + 2: a key already written
+    let url = upload.url("/v1/imports?table=dense&max_rejected=10000");
+    let r = csvbus_tests::post_csv(&url, csv).await;
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["import_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rec = wait_final(&upload, &id, Duration::from_secs(120)).await;
+    let refused: Vec<i64> = (1..=n).filter(|i| i % 7 == 0).map(|i| i + 1).collect();
+    assert_eq!(rec["rows_written"], n - refused.len() as i64, "{rec}");
+    let mut expected = refused.clone();
+    expected.push(n + 2);
+    assert_eq!(db.rejected_lines(&id).await, expected);
+    let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM dense ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let kept: Vec<i32> = (1..=n as i32).filter(|i| i % 7 != 0).collect();
+    assert_eq!(ids, kept);
+    sink.stop().await;
+    upload.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_rows_land_exactly_once_and_the_import_completes() {
     let (db, topic, _group, e) = nums_stack().await;

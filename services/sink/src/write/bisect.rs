@@ -76,8 +76,16 @@ pub(crate) trait RangeWriter {
 /// A range still to write, or a row a COPY named as refused.
 enum Todo {
     Write(Range<i64>),
+    /// The rows after a row a COPY named as refused: written a window at a time, the window
+    /// doubling as they are written. Where refusals are dense, a COPY then carries a few rows
+    /// past the next refusal instead of all the rest of the range (which Postgres reads and
+    /// drops after the error): a refused row's cost no longer grows with the batch.
+    Rest(Range<i64>, i64),
     Refused(Range<i64>, Refusal),
 }
+
+/// The least window of [`Todo::Rest`].
+const MIN_WINDOW: i64 = 32;
 
 /// The record (1-based) a COPY into `relation` names in the error's context (`COPY t, line 3,
 /// column v: …`). The relation's name is known, so a value quoted after the line number
@@ -111,8 +119,13 @@ pub(crate) async fn bisect(
     let mut held = false;
     while let Some(t) = todo.pop() {
         let r = match t {
-            Todo::Write(r) if r.is_empty() => continue,
+            Todo::Write(r) | Todo::Rest(r, _) if r.is_empty() => continue,
             Todo::Write(r) => r,
+            Todo::Rest(r, window) if r.end - r.start > window => {
+                todo.push(Todo::Rest(r.start + window..r.end, window * 2));
+                r.start..r.start + window
+            }
+            Todo::Rest(r, _) => r,
             Todo::Refused(r, refusal) => match w.refused(conn, r, refusal).await? {
                 Next::Stop => return Ok(()),
                 _ => continue,
@@ -125,7 +138,7 @@ pub(crate) async fn bisect(
         }
         let e = match w.write(conn, r.clone()).await {
             Ok(n) => {
-                held = matches!(todo.last(), Some(Todo::Write(_)));
+                held = matches!(todo.last(), Some(Todo::Write(_) | Todo::Rest(..)));
                 let next = if held {
                     "RELEASE SAVEPOINT csvbus_rows; SAVEPOINT csvbus_rows"
                 } else {
@@ -155,7 +168,9 @@ pub(crate) async fn bisect(
             Next::Split => match named.map(|n| r.start + n - 1).filter(|b| r.contains(b)) {
                 // The COPY named the refused row: refuse it, write what came before, go on after.
                 Some(bad) => {
-                    todo.push(Todo::Write(bad + 1..r.end));
+                    // The next window: twice the rows this COPY got through.
+                    let window = (2 * (bad + 1 - r.start)).max(MIN_WINDOW);
+                    todo.push(Todo::Rest(bad + 1..r.end, window));
                     todo.push(Todo::Refused(bad..bad + 1, refusal));
                     todo.push(Todo::Write(r.start..bad));
                 }
