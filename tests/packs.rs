@@ -330,7 +330,7 @@ async fn a_pack_that_cannot_be_read_or_trusted_is_dead_lettered_whole() {
         db.count("SELECT count(*) FROM csvbus.dead_letters").await == 3
     })
     .await;
-    // Signed, its last string cut after a backslash (reading it once panicked the sink).
+    // Signed, its last string cut after a backslash: read to the value's end and no further.
     let cut = vec![
         (12, r#"{"id":"11"}"#.to_owned()),
         (13, r#"{"id":"\"#.to_owned()),

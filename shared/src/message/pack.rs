@@ -319,7 +319,7 @@ mod tests {
             br#"[{"a":"1"}}]"#,
             br#"["x"]"#,
             br#"[{"a":"\"#,
-            // A string's last backslash right before the array's end (it once panicked).
+            // A string's last backslash right before the array's end: the walk must stop there.
             br#"[{"a":"\]"#,
             br#"[{"a\]"#,
         ] {

@@ -128,8 +128,8 @@ impl Record {
     }
 
     /// [`Record::read`], except that a message whose reading panics — a csvbus defect, not
-    /// the message's: none is known — is one dead letter with that reason instead of the end of
-    /// the fetch thread, and with it of every partition's writes.
+    /// the message's — is one dead letter with that reason instead of the end of the fetch
+    /// thread, and with it of every partition's writes.
     pub fn read_or_set_aside(
         m: &BorrowedMessage<'_>,
         metas: &mut MetaDecoder,

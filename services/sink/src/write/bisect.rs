@@ -79,7 +79,7 @@ enum Todo {
     /// The rows after a row a COPY named as refused: written a window at a time, the window
     /// doubling as they are written. Where refusals are dense, a COPY then carries a few rows
     /// past the next refusal instead of all the rest of the range (which Postgres reads and
-    /// drops after the error): a refused row's cost no longer grows with the batch.
+    /// drops after the error): a refused row's cost does not grow with the batch.
     Rest(Range<i64>, i64),
     Refused(Range<i64>, Refusal),
 }
