@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# A full run writes about 6 GiB under target/ (release, debug and instrumented builds); a disk
+# that fills up shows as a linker crash ("Bus error"), so say it plainly first.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "$free_kib" -lt $((8 * 1024 * 1024)) ]; then
+  echo "warning: $((free_kib / 1024)) MiB free here; the test run needs about 6 GiB under target/" >&2
+fi
+
 bash scripts/stack.sh up
 
 # Test databases of earlier runs.
