@@ -70,6 +70,44 @@ fn cases() -> Vec<Case> {
             read_as: json!({"delimiter": "|", "quote": "\""}),
         },
         Case {
+            // As MySQL and PHP write quotes: escaped with a backslash (and the backslash
+            // itself); the last row's open quote is a rejected row, not text.
+            file: "backslash-escapes.csv",
+            query: "",
+            table: T3,
+            rows: &["10|He said \"hi\", ok|C:\\temp", "11|plain|y"],
+            rejected_lines: &[4],
+            read_as: json!({"delimiter": ",", "quote": "\"", "escape": "\\",
+                "notes": ["quotes escaped with \\ inside quoted fields: read with escape=\\ (escape=none reads \\ as text)"]}),
+        },
+        Case {
+            // Two-digit dates that read day first as well as year first: `-` is read year
+            // first (ISO shortened), `.` day first, each with a note naming the other order.
+            file: "dates-short-year-first.csv",
+            query: "",
+            table: "(id int PRIMARY KEY, day date, note text)",
+            rows: &["1|2024-12-31|Silvester", "2|2025-01-02|x"],
+            rejected_lines: &[],
+            read_as: json!({"dateformat": "ymd", "notes": [
+                "dates read year first as their separator is usually written, but \"24-12-31\" reads day first too and no date in the first rows settles it; give dateformat=dmy if the file writes the day first"]}),
+        },
+        Case {
+            file: "dates-short-day-first.csv",
+            query: "",
+            table: "(id int PRIMARY KEY, day date, note text)",
+            rows: &["1|2024-12-31|Silvester", "2|2025-01-02|x"],
+            rejected_lines: &[],
+            read_as: json!({"dateformat": "dmy"}),
+        },
+        Case {
+            file: "dates-short-year-first.csv",
+            query: "dateformat=dmy",
+            table: "(id int PRIMARY KEY, day date, note text)",
+            rows: &["1|2031-12-24|Silvester", "2|2002-01-25|x"],
+            rejected_lines: &[],
+            read_as: json!({"dateformat": "dmy"}),
+        },
+        Case {
             file: "single-quote.csv",
             query: "",
             table: T3,
@@ -384,6 +422,7 @@ async fn what_cannot_be_read_as_asked_is_refused_before_any_row() {
         ("table=t&header=false", "1,a\n", 400, "invalid_query"),
         ("table=t&quotes=strict", "id\n1\n", 400, "invalid_query"),
         ("table=t&quote=ab", "id\n1\n", 400, "invalid_quote"),
+        ("table=t&escape=ab", "id\n1\n", 400, "invalid_escape"),
         (
             "table=t&extra_columns=maybe",
             "id\n1\n",
@@ -612,6 +651,67 @@ async fn create_true_makes_date_and_number_columns_of_a_bank_export() {
             row("2024-12-31", "10.5", Some("2024-12-31 10:00:00")),
             row("2024-02-13", "-3.25", None),
             row("2024-02-01", "1234.00", Some("2024-02-01 08:30:15")),
+        ]
+    );
+    upload.stop().await;
+    sink.stop().await;
+}
+
+/// Headers as spreadsheets and macOS exports write them never refuse a file `create=true`
+/// makes a table for: a repeated name is numbered, an empty one (and the trailing delimiter's)
+/// is `column_N`, a name written decomposed (`o` and a combining mark) is the composed one
+/// (so it repeats `Größe`), each said in `read_as.mapping` — and the rows land under them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_true_names_repeated_empty_and_decomposed_header_names() {
+    let (db, upload, sink) = stack("create-names", "").await;
+    let http = reqwest::Client::new();
+    let body = "a,a,,Gro\u{308}ße,Größe,\n1,2,x,3,4,\n5,6,y,7,8,z\n";
+    let (status, acc) = post_import(
+        &http,
+        &upload.url(""),
+        "table=names&create=true",
+        body,
+        &[("content-type", "text/csv")],
+    )
+    .await;
+    assert_eq!(status, 202, "{acc}");
+    assert_eq!(
+        acc["read_as"]["created"],
+        "CREATE TABLE \"public\".\"names\" (\"a\" bigint, \"a_2\" bigint, \"column_3\" text, \
+         \"größe\" bigint, \"größe_2\" bigint, \"column_6\" text)",
+        "{acc}"
+    );
+    let mapping = acc["read_as"]["mapping"].as_array().unwrap();
+    for (field, column) in [
+        ("a", "a_2"),
+        ("#3", "column_3"),
+        ("Gro\u{308}ße", "größe"),
+        ("#6", "column_6"),
+    ] {
+        let m = serde_json::json!({"field": field, "column": column});
+        assert!(mapping.contains(&m), "{m} in {mapping:?}");
+    }
+    let rec = wait_final(
+        &upload,
+        acc["import_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        (rec["status"].as_str(), rec["rows_written"].as_i64()),
+        (Some("completed"), Some(2)),
+        "{rec}"
+    );
+    let rows: Vec<(i64, i64, String, i64, i64, Option<String>)> =
+        sqlx::query_as("SELECT a, a_2, column_3, größe, größe_2, column_6 FROM names ORDER BY a")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (1, 2, "x".to_owned(), 3, 4, None),
+            (5, 6, "y".to_owned(), 7, 8, Some("z".to_owned())),
         ]
     );
     upload.stop().await;

@@ -91,6 +91,10 @@ pub enum Hint {
     Ambiguous,
     /// Only this order reads it.
     Settles(DateOrder),
+    /// Two-digit numbers first and last, the first over 12 (`24-12-31`): day first or year
+    /// first. Carries the order its separator is usually written in: `-` year first (ISO
+    /// shortened), `.` and `/` day first (`31.12.24`).
+    DayOrYear(DateOrder),
 }
 
 /// What `v` says about the order of dates.
@@ -105,6 +109,13 @@ pub fn hint(v: &str) -> Hint {
             (false, false) => Hint::Ambiguous,
             (true, false) if a.len() == 2 && c.len() == 2 && num(a) > 31 => {
                 Hint::Settles(DateOrder::Ymd)
+            }
+            (true, false) if a.len() == 2 && c.len() == 2 && (1..=31).contains(&num(c)) => {
+                Hint::DayOrYear(if p.sep == '-' {
+                    DateOrder::Ymd
+                } else {
+                    DateOrder::Dmy
+                })
             }
             (true, false) => Hint::Settles(DateOrder::Dmy),
             (false, true) => Hint::Settles(DateOrder::Mdy),
@@ -169,8 +180,9 @@ pub struct Decided {
 /// Decides the order from the date values of the first rows: the one their values settle (the
 /// more common one when they disagree), else the default, with a note saying which.
 pub fn decide<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Decided> {
-    let (mut ambiguous, mut settled) = (0usize, [0usize; 3]);
+    let (mut ambiguous, mut settled, mut day_or_year) = (0usize, [0usize; 3], [0usize; 3]);
     let mut examples: [Option<&str>; 3] = [None; 3];
+    let mut day_or_year_example = None;
     for v in values {
         match hint(v) {
             Hint::None => {}
@@ -179,9 +191,16 @@ pub fn decide<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Decided> 
                 settled[o as usize] += 1;
                 examples[o as usize].get_or_insert(v);
             }
+            Hint::DayOrYear(o) => {
+                day_or_year[o as usize] += 1;
+                day_or_year_example.get_or_insert(v);
+            }
         }
     }
     let total: usize = settled.iter().sum();
+    if let (0, Some(example)) = (total, day_or_year_example) {
+        return Some(day_or_year_order(day_or_year, example));
+    }
     if total == 0 {
         return (ambiguous > 0).then(|| Decided {
             order: DateOrder::default(),
@@ -219,6 +238,32 @@ pub fn decide<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Decided> 
         order: best,
         note: Some(note),
     })
+}
+
+/// Dates that read day first as well as year first (`24-12-31`, and nothing settles it): the
+/// order their separators are usually written in, and a note naming the other.
+fn day_or_year_order(counts: [usize; 3], example: &str) -> Decided {
+    let (order, other) = if counts[DateOrder::Ymd as usize] > counts[DateOrder::Dmy as usize] {
+        (DateOrder::Ymd, DateOrder::Dmy)
+    } else {
+        (DateOrder::Dmy, DateOrder::Ymd)
+    };
+    Decided {
+        order,
+        note: Some(format!(
+            "dates read {} as their separator is usually written, but {example:?} reads {} \
+             too and no date in the first rows settles it; give dateformat={} if the file \
+             writes the {}",
+            order.describe(),
+            other.describe(),
+            other.as_str(),
+            if other == DateOrder::Ymd {
+                "year first"
+            } else {
+                "day first"
+            },
+        )),
+    }
 }
 
 /// Whether a column of this type takes dates csvbus rewrites (`date`, `timestamp…`).
@@ -284,5 +329,28 @@ mod tests {
         assert_eq!(decide(["2024-01-02", "x"]), None);
         assert_eq!(hint("31.12.2024 10:00"), Hint::Settles(DateOrder::Dmy));
         assert_eq!(hint("99-12-31"), Hint::Settles(DateOrder::Ymd));
+    }
+
+    #[test]
+    fn two_digit_dates_that_read_day_or_year_first_say_so() {
+        assert_eq!(hint("24-12-31"), Hint::DayOrYear(DateOrder::Ymd));
+        assert_eq!(hint("31.12.24"), Hint::DayOrYear(DateOrder::Dmy));
+        // A last number no day can be settles it.
+        assert_eq!(hint("15-06-85"), Hint::Settles(DateOrder::Dmy));
+        let d = decide(["24-12-31", "25-01-02"]).unwrap();
+        assert_eq!(d.order, DateOrder::Ymd);
+        assert!(d.note.unwrap().contains("dateformat=dmy"));
+        let d = decide(["31.12.24", "02.01.25"]).unwrap();
+        assert_eq!(d.order, DateOrder::Dmy);
+        assert!(d.note.unwrap().contains("dateformat=ymd"));
+        // Anything that settles it wins, without a doubt to report.
+        assert_eq!(
+            decide(["24-12-31", "99-01-05"]).unwrap().order,
+            DateOrder::Ymd
+        );
+        assert_eq!(
+            decide(["24-12-31", "31-12-2024"]).unwrap().order,
+            DateOrder::Dmy
+        );
     }
 }

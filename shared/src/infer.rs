@@ -307,11 +307,13 @@ pub fn create_table(table: &TableName, columns: &[String], types: &[SqlType]) ->
     format!("CREATE TABLE {} ({})", table.quoted(), cols.join(", "))
 }
 
-/// A name as compared when no column has it exactly: lower case, each run of other characters
-/// than letters and digits one `_`, none at either end (`First Name` → `first_name`).
+/// A name as compared when no column has it exactly: Unicode NFC (a macOS export writes `ö` as
+/// `o` and a combining mark), lower case, each run of other characters than letters and digits
+/// one `_`, none at either end (`First Name` → `first_name`).
 pub fn normalize(n: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
     let mut out = String::with_capacity(n.len());
-    for ch in n.trim().chars() {
+    for ch in n.trim().nfc() {
         if ch.is_alphanumeric() {
             out.extend(ch.to_lowercase());
         } else if !out.ends_with('_') {
@@ -477,6 +479,14 @@ mod tests {
         assert_eq!(
             column_names(&h),
             ["first_name", "column_2", "first_name_2", "id"]
+        );
+        // The same name decomposed (NFD) and composed (NFC) is one name.
+        let nfd: Vec<String> = ["Gro\u{308}ße", "Größe", "a", "a", ""]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            column_names(&nfd),
+            ["größe", "größe_2", "a", "a_2", "column_5"]
         );
         let t = TableName::parse("s.new", "public").unwrap();
         assert_eq!(

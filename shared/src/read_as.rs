@@ -14,6 +14,10 @@ pub struct ReadAs {
     /// The quote character: `"`, or `'` (detected with the delimiter, or given).
     #[serde(default)]
     pub quote: String,
+    /// The character that escapes a quote inside a quoted field (`\`), given (`escape=`) or
+    /// detected (see `notes`); absent: none (a doubled quote is one quote either way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escape: Option<String>,
     /// How the first line ends: `lf`, `crlf` or `cr` (every one ends a line wherever it is;
     /// `none` when the sample has no line break).
     #[serde(default)]

@@ -38,6 +38,10 @@ pub struct ReadArgs {
     /// Quote character [service default: ", or ' when detected with the delimiter].
     #[arg(long)]
     pub quote: Option<char>,
+    /// The character that escapes a quote inside a quoted field (`\`), or `none` [service
+    /// default: `\` when the first lines escape quotes with it, else none].
+    #[arg(long)]
+    pub escape: Option<String>,
     /// Text encoding: utf-8, auto, windows-1252, latin1, utf-16, utf-16be [service default:
     /// utf-8].
     #[arg(long)]
@@ -66,10 +70,11 @@ pub struct ReadArgs {
 
 impl ReadArgs {
     /// The query parameters these options set (`None`: left to the service's default).
-    pub fn pairs(&self) -> [(&'static str, Option<String>); 9] {
+    pub fn pairs(&self) -> [(&'static str, Option<String>); 10] {
         [
             ("delimiter", self.delimiter.clone()),
             ("quote", self.quote.map(String::from)),
+            ("escape", self.escape.clone()),
             ("encoding", self.encoding.clone()),
             ("skip_lines", self.skip_lines.map(|n| n.to_string())),
             ("dateformat", self.dateformat.clone()),

@@ -171,8 +171,9 @@ pub(crate) trait QueryOption: Sized {
 }
 
 /// The error codes of [`QueryOption`]s.
-pub(crate) const OPTION_CODES: [&str; 7] = [
+pub(crate) const OPTION_CODES: [&str; 8] = [
     "invalid_mode",
+    "invalid_escape",
     "invalid_delimiter",
     "invalid_dateformat",
     "invalid_decimal",

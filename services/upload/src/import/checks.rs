@@ -177,6 +177,7 @@ pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOption
     Ok(ReadOptions {
         delimiter: q.delimiter,
         quote,
+        escape: q.escape,
         encoding,
         encoding_given: given.is_some() || charset.is_some(),
         skip_lines: q.skip_lines.map(|n| n.min(MAX_SKIP_LINES)),

@@ -45,17 +45,7 @@ pub fn infer_table(
     header: bool,
     names: Option<&[String]>,
 ) -> Result<NewTable, HeaderError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(dialect.delimiter.byte())
-        .quote(dialect.quote)
-        .trim(if dialect.trim {
-            csv::Trim::All
-        } else {
-            csv::Trim::None
-        })
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(sample);
+    let mut reader = dialect.sample_reader(sample);
     let mut records = reader.byte_records();
     let first = match header {
         true => Some(

@@ -83,17 +83,7 @@ pub(crate) fn decide_decimal(
 
 /// The values of `fields` in the sample's rows.
 fn values(s: &Sample<'_>, fields: &[usize]) -> Vec<String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(s.dialect.delimiter.byte())
-        .quote(s.dialect.quote)
-        .trim(if s.dialect.trim {
-            csv::Trim::All
-        } else {
-            csv::Trim::None
-        })
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(s.bytes);
+    let mut reader = s.dialect.sample_reader(s.bytes);
     let mut rows: Vec<csv::StringRecord> = reader
         .records()
         .skip(usize::from(s.header))

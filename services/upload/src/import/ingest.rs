@@ -308,7 +308,12 @@ async fn run_upload(
     }
     let input: crate::read::sniff::Input = if dialect.trim {
         let (delimiter, quote) = (dialect.delimiter.byte(), dialect.quote);
-        Box::pin(TrimBeforeQuote::new(prepared.input, delimiter, quote))
+        Box::pin(TrimBeforeQuote::new(
+            prepared.input,
+            delimiter,
+            quote,
+            dialect.escape,
+        ))
     } else {
         prepared.input
     };

@@ -7,7 +7,7 @@ use csvbus_shared::modes::ImportMode;
 use csvbus_shared::numbers::DecimalMark;
 use csvbus_shared::read_as::{Delimiter, ReadAs};
 
-use crate::read::parse::{Quote, Quotes};
+use crate::read::parse::{Escape, Quote, Quotes};
 use crate::read::transcode::GivenEncoding;
 use crate::rows::mapping::{Evolve, ExtraColumns};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,12 @@ pub struct UploadQuery {
     #[param(value_type = Option<String>, pattern = r"^[\x00-\x09\x0B\x0C\x0E-\x7F]?$")]
     #[serde(default, deserialize_with = "crate::error::typed")]
     pub quote: Option<Quote>,
+    /// The character that escapes a quote inside a quoted field (`\`, as MySQL and PHP write
+    /// `"say \"hi\""`), or `none`. Default: `\` when the first lines escape quotes with it
+    /// (said in `read_as.notes`), else none; a doubled quote is one quote either way.
+    #[param(value_type = Option<String>, pattern = r"^([\x00-\x09\x0B\x0C\x0E-\x7F]|none)?$")]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub escape: Option<Escape>,
     /// `lenient` (the default and only mode): a quote inside an unquoted field is kept as text
     /// (`a,b"c,d` → `b"c`).
     #[param(value_type = Option<String>, pattern = "^(lenient)?$")]

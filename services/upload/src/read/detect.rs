@@ -8,6 +8,7 @@ use csvbus_shared::infer::{Inference, SqlType};
 use csvbus_shared::read_as::Delimiter;
 
 use crate::read::lines;
+use crate::read::parse::Escape;
 
 /// Delimiters `delimiter=auto` chooses from, in the order ties are broken.
 const CANDIDATES: [Delimiter; 4] = [
@@ -33,6 +34,7 @@ const MAX_PREAMBLE: usize = 20;
 pub struct Ask {
     pub delimiter: Option<Delimiter>,
     pub quote: Option<u8>,
+    pub escape: Option<Escape>,
     /// Look for lines before the header (no `skip_lines=` given, and the file has a header).
     pub preamble: bool,
 }
@@ -42,6 +44,7 @@ pub struct Ask {
 pub struct Detected {
     pub delimiter: Delimiter,
     pub quote: u8,
+    pub escape: Option<u8>,
     /// Bytes and lines before the header: 0 unless a preamble was found.
     pub preamble_bytes: usize,
     pub preamble_lines: u64,
@@ -54,6 +57,7 @@ pub struct Detected {
 struct Score {
     delimiter: Delimiter,
     quote: u8,
+    escape: Option<u8>,
     /// Records from the header on with the most common field count, of all of them.
     agree: usize,
     records: usize,
@@ -67,11 +71,11 @@ impl Score {
     fn of(
         sample: &[u8],
         delimiter: Delimiter,
-        quote: u8,
+        (quote, escape): (u8, Option<u8>),
         complete: bool,
         preamble: bool,
     ) -> Option<Self> {
-        let records = read_records(sample, delimiter.byte(), quote, complete);
+        let records = read_records(sample, delimiter.byte(), (quote, escape), complete);
         let counts: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
         // Of the records this candidate splits: lines it does not split (a preamble longer
         // than the rows in a small file, say) do not decide the count.
@@ -92,6 +96,7 @@ impl Score {
         header_ok.then(|| Self {
             delimiter,
             quote,
+            escape,
             agree: after.iter().filter(|c| **c == fields).count(),
             records: after.len(),
             fields,
@@ -138,12 +143,16 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
         .filter_map(|d| {
             quotes
                 .iter()
-                .filter_map(|q| Score::of(sample, *d, *q, complete, ask.preamble))
+                .flat_map(|q| escapes(sample, *d, *q, ask.escape).map(|e| (*q, e)))
+                .filter_map(|qe| Score::of(sample, *d, qe, complete, ask.preamble))
                 .reduce(|best, s| {
-                    if s.consistency(&best).is_gt() {
-                        s
-                    } else {
-                        best
+                    // An escape is tried only where the sample shows one (see `escapes`):
+                    // as consistent as without it, it is the reading that keeps `\"` whole.
+                    let escaped = s.quote == best.quote && s.escape.is_some();
+                    match s.consistency(&best) {
+                        std::cmp::Ordering::Greater => s,
+                        std::cmp::Ordering::Equal if escaped => s,
+                        _ => best,
                     }
                 })
         })
@@ -152,6 +161,7 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
     let fallback = |doubt: String| Detected {
         delimiter: ask.delimiter.unwrap_or_default(),
         quote: ask.quote.unwrap_or(b'"'),
+        escape: ask.escape.and_then(|e| e.0),
         preamble_bytes: 0,
         preamble_lines: 0,
         doubt: ask.delimiter.is_none().then_some(doubt),
@@ -167,6 +177,7 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
         [best, ..] => Detected {
             delimiter: best.delimiter,
             quote: best.quote,
+            escape: best.escape,
             preamble_bytes: best.header_at,
             preamble_lines: lines::lines_in(&sample[..best.header_at]),
             doubt: None,
@@ -203,12 +214,39 @@ fn names_over<'r>(header: &ByteRecord, rows: impl Iterator<Item = &'r ByteRecord
             .any(|(n, t)| t != SqlType::Text && !t.fits(n))
 }
 
+/// The escapes tried with delimiter `d` and quote `q`: the one given; else none, and `\`
+/// too when the sample has a backslash before a quote that does not end the field there
+/// (`"say \"hi\""`: read with doubled quotes, that quote would end the field early).
+fn escapes(
+    sample: &[u8],
+    d: Delimiter,
+    q: u8,
+    given: Option<Escape>,
+) -> impl Iterator<Item = Option<u8>> {
+    let backslash = given.is_none() && backslash_escapes(sample, d, q);
+    let first = given.and_then(|e| e.0);
+    std::iter::once(first).chain(backslash.then_some(Some(b'\\')))
+}
+
+/// Whether `sample` has a backslash and quote `q` followed by more of a field.
+pub fn backslash_escapes(sample: &[u8], d: Delimiter, q: u8) -> bool {
+    sample
+        .windows(3)
+        .any(|w| w[0] == b'\\' && w[1] == q && !matches!(w[2], b'\r' | b'\n') && w[2] != d.byte())
+}
+
 /// The first [`RECORDS`] records of `sample` read with delimiter `d`, each with the byte
 /// where it starts.
-fn read_records(sample: &[u8], d: u8, quote: u8, complete: bool) -> Vec<(ByteRecord, usize)> {
+fn read_records(
+    sample: &[u8],
+    d: u8,
+    (quote, escape): (u8, Option<u8>),
+    complete: bool,
+) -> Vec<(ByteRecord, usize)> {
     let mut r = csv::ReaderBuilder::new()
         .delimiter(d)
         .quote(quote)
+        .escape(escape)
         .has_headers(false)
         .flexible(true)
         .from_reader(sample);
@@ -303,6 +341,27 @@ mod tests {
         // split one row unevenly.
         let escaped = d("id,text\n10,\"He said \\\"hi\\\", ok\"\n11,plain\n12,\"unterminated\n");
         assert_eq!((escaped.delimiter, escaped.quote), (Delimiter::COMMA, b'"'));
+    }
+
+    #[test]
+    fn a_backslash_before_a_quote_inside_a_field_is_an_escape() {
+        // As MySQL writes it: with doubled quotes only, `\"` would end the field early.
+        let mysql = d("id,title,price\n1,\"Widget \\\"1\\\", large\",0.99\n2,\"Widget 2\",2.49\n");
+        assert_eq!((mysql.quote, mysql.escape), (b'"', Some(b'\\')));
+        // Even where the fields split alike either way.
+        let alike = d("id,title\n1,\"say \\\"hi\\\"\"\n2,\"x\"\n");
+        assert_eq!(alike.escape, Some(b'\\'));
+        // A backslash that ends a field (a Windows folder) escapes nothing.
+        let path = d("id,dir\n1,\"C:\\temp\\\"\n2,\"D:\\\",x\n");
+        assert_eq!(path.escape, None);
+        assert_eq!(d("a,b\n1,\"x\"\"y\"\n").escape, None);
+        // escape=none is kept.
+        let none = Ask {
+            escape: Some(Escape(None)),
+            ..Ask::default()
+        };
+        let told = detect(b"id,t\n1,\"say \\\"hi\\\"\"\n", true, none);
+        assert_eq!(told.escape, None);
     }
 
     #[test]

@@ -37,6 +37,26 @@ impl crate::error::QueryOption for Quote {
     }
 }
 
+/// `escape=`: the character that escapes a quote inside a quoted field (`\` in
+/// `"say \"hi\""`, as MySQL and PHP write it), or `none`. Not given: detected with the
+/// delimiter (a doubled quote is read as one quote either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Escape(pub Option<u8>);
+
+impl crate::error::QueryOption for Escape {
+    const INVALID: &'static str = "invalid_escape";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        match s.as_bytes() {
+            [] => Ok(None),
+            b"none" => Ok(Some(Self(None))),
+            [b] if b.is_ascii() && !matches!(b, b'\n' | b'\r') => Ok(Some(Self(Some(*b)))),
+            _ => Err(format!(
+                "escape={s:?}: use one ASCII character, such as \\, or none"
+            )),
+        }
+    }
+}
+
 /// `quotes=`: how a quote inside an unquoted field is read; `lenient` (kept as text) is the
 /// only way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +83,8 @@ impl crate::error::QueryOption for Quotes {
 pub struct Dialect {
     pub delimiter: Delimiter,
     pub quote: u8,
+    /// The character that escapes a quote (or itself) inside a quoted field.
+    pub escape: Option<u8>,
     /// Whitespace around fields (and after a closing quote) is dropped.
     pub trim: bool,
     /// The line the input's first byte is on (preamble lines were skipped before it).
@@ -74,9 +96,26 @@ impl Dialect {
         Self {
             delimiter,
             quote: b'"',
+            escape: None,
             trim: false,
             first_line: 1,
         }
+    }
+
+    /// A reader of the records of `sample` (bytes held in memory) as this dialect reads them.
+    pub fn sample_reader<'s>(&self, sample: &'s [u8]) -> csv::Reader<&'s [u8]> {
+        csv::ReaderBuilder::new()
+            .delimiter(self.delimiter.byte())
+            .quote(self.quote)
+            .escape(self.escape)
+            .trim(if self.trim {
+                csv::Trim::All
+            } else {
+                csv::Trim::None
+            })
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(sample)
     }
 }
 
@@ -88,6 +127,7 @@ pub struct Records<R> {
     prev_end: u64,
     delimiter: u8,
     quote: u8,
+    escape: Option<u8>,
     /// The record last read by [`Records::next`].
     pub record: ByteRecord,
 }
@@ -104,6 +144,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
         let reader = AsyncReaderBuilder::new()
             .delimiter(dialect.delimiter.byte())
             .quote(dialect.quote)
+            .escape(dialect.escape)
             .trim(if dialect.trim { Trim::All } else { Trim::None })
             .has_headers(false)
             .flexible(true)
@@ -116,6 +157,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             prev_end: 0,
             delimiter,
             quote,
+            escape: dialect.escape,
             record: ByteRecord::new(),
         }
     }
@@ -148,7 +190,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             && self
                 .tap
                 .scan(span.start, span.end, |b| {
-                    b.iter().filter(|c| **c == self.quote).count() % 2 == 1
+                    open_quote(b, self.quote, self.escape)
                 })
                 .unwrap_or(false)
     }
@@ -157,7 +199,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
     pub fn quoted(&self, span: Span) -> Vec<bool> {
         self.tap
             .scan(span.start, span.end, |raw| {
-                quoted_fields(raw, self.delimiter, self.quote)
+                quoted_fields(raw, self.delimiter, self.quote, self.escape)
             })
             .unwrap_or_default()
     }
@@ -183,4 +225,18 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             })
             .unwrap_or_default()
     }
+}
+
+/// Whether `raw` leaves a quote open: an odd number of quotes, an escaped one not counted.
+fn open_quote(raw: &[u8], quote: u8, escape: Option<u8>) -> bool {
+    let (mut open, mut i) = (false, 0);
+    while i < raw.len() {
+        if Some(raw[i]) == escape && raw[i] != quote {
+            i += 2;
+            continue;
+        }
+        open ^= raw[i] == quote;
+        i += 1;
+    }
+    open
 }

@@ -10,7 +10,7 @@ use csvbus_shared::read_as::{Delimiter, ReadAs};
 use crate::error::ApiError;
 use crate::read::detect::{self, Ask};
 use crate::read::lines;
-use crate::read::parse::Dialect;
+use crate::read::parse::{Dialect, Escape};
 use crate::read::sniff::{self, Input, SAMPLE_BYTES};
 use crate::read::transcode::{self, TextEncoding};
 use crate::rows::mapping::Mapping;
@@ -22,6 +22,8 @@ pub struct ReadOptions {
     pub delimiter: Option<Delimiter>,
     /// `None`: `"`, or detected with the delimiter.
     pub quote: Option<u8>,
+    /// `None`: detected with the delimiter (`\` where the first lines escape quotes with it).
+    pub escape: Option<Escape>,
     /// `None`: detect (`encoding=auto`).
     pub encoding: Option<TextEncoding>,
     /// `encoding=` was given. Without it (UTF-8 by default) a UTF-16 byte-order mark is still
@@ -60,6 +62,9 @@ impl ReadOptions {
         if self.quote.is_none() {
             self.quote = first.quote.bytes().next();
         }
+        if self.escape.is_none() {
+            self.escape = Some(Escape(first.escape.as_ref().and_then(|e| e.bytes().next())));
+        }
         if self.encoding.is_none() || !self.encoding_given {
             self.encoding = TextEncoding::parse(&first.encoding).ok().flatten();
             self.encoding_given = true;
@@ -73,6 +78,7 @@ impl Default for ReadOptions {
         Self {
             delimiter: None,
             quote: None,
+            escape: None,
             encoding: Some(TextEncoding::Utf8),
             encoding_given: false,
             skip_lines: None,
@@ -163,7 +169,13 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         ));
     }
     notes.extend(found.doubt);
-    let (delimiter, quote) = (found.delimiter, found.quote);
+    let (delimiter, quote, escape) = (found.delimiter, found.quote, found.escape);
+    if let (Some(e), None) = (escape, o.escape) {
+        let e = e as char;
+        notes.push(format!(
+            "quotes escaped with {e} inside quoted fields: read with escape={e} (escape=none reads {e} as text)"
+        ));
+    }
     let skip = skip + found.preamble_bytes;
     let skip_lines = given + preamble;
     let input = sniff::skip(input, skip);
@@ -174,6 +186,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         dialect: Dialect {
             delimiter,
             quote,
+            escape,
             trim: o.trim,
             first_line: skip_lines + 1,
         },
@@ -181,6 +194,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
             delimiter,
             delimiter_detected: o.delimiter.is_none(),
             quote: (quote as char).to_string(),
+            escape: escape.map(|e| (e as char).to_string()),
             line_break: lines::line_break(&sample[skip..]).to_owned(),
             encoding: encoding.name().to_owned(),
             encoding_detected: detected,
@@ -200,20 +214,27 @@ fn decide(head: &[u8], complete: bool, o: &ReadOptions) -> detect::Detected {
     let ask = Ask {
         delimiter: o.delimiter,
         quote: o.quote,
+        escape: o.escape,
         preamble: o.skip_lines.is_none() && o.header,
     };
+    let looked = &head[..head.len().min(SAMPLE_BYTES)];
     match ask.delimiter {
-        Some(delimiter) if !ask.preamble => detect::Detected {
-            delimiter,
-            quote: o.quote.unwrap_or(b'"'),
-            preamble_bytes: 0,
-            preamble_lines: 0,
-            doubt: None,
-        },
-        _ => {
-            let looked = &head[..head.len().min(SAMPLE_BYTES)];
-            detect::detect(looked, complete && looked.len() == head.len(), ask)
+        Some(delimiter) if !ask.preamble => {
+            let quote = o.quote.unwrap_or(b'"');
+            let escape = match o.escape {
+                Some(given) => given.0,
+                None => detect::backslash_escapes(looked, delimiter, quote).then_some(b'\\'),
+            };
+            detect::Detected {
+                delimiter,
+                quote,
+                escape,
+                preamble_bytes: 0,
+                preamble_lines: 0,
+                doubt: None,
+            }
         }
+        _ => detect::detect(looked, complete && looked.len() == head.len(), ask),
     }
 }
 

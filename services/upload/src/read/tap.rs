@@ -129,8 +129,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for TapReader<R> {
     }
 }
 
-/// Which fields of a raw record were quoted (with `quote`), honouring doubled quotes inside.
-pub fn quoted_fields(raw: &[u8], delimiter: u8, quote: u8) -> Vec<bool> {
+/// Which fields of a raw record were quoted (with `quote`), honouring doubled quotes inside
+/// and quotes after `escape`.
+pub fn quoted_fields(raw: &[u8], delimiter: u8, quote: u8, escape: Option<u8>) -> Vec<bool> {
     let mut quoted = Vec::new();
     let mut i = 0;
     loop {
@@ -139,6 +140,10 @@ pub fn quoted_fields(raw: &[u8], delimiter: u8, quote: u8) -> Vec<bool> {
         if q {
             i += 1;
             while i < raw.len() {
+                if Some(raw[i]) == escape && raw[i] != quote {
+                    i += 2;
+                    continue;
+                }
                 if raw[i] == quote {
                     if raw.get(i + 1) == Some(&quote) {
                         i += 2;
@@ -167,14 +172,19 @@ mod tests {
     #[test]
     fn quoted_fields_are_found() {
         assert_eq!(
-            quoted_fields(b"1,\"\",,\"a,\"\"b\"\"\",x\r\n", b',', b'"'),
+            quoted_fields(b"1,\"\",,\"a,\"\"b\"\"\",x\r\n", b',', b'"', None),
             vec![false, true, false, true, false]
         );
         assert_eq!(
-            quoted_fields(b"\"multi\nline\";z", b';', b'"'),
+            quoted_fields(b"\"multi\nline\";z", b';', b'"', None),
             vec![true, false]
         );
-        assert_eq!(quoted_fields(b"", b',', b'"'), vec![false]);
+        assert_eq!(quoted_fields(b"", b',', b'"', None), vec![false]);
+        // An escaped quote does not end its field.
+        assert_eq!(
+            quoted_fields(b"1,\"say \\\"hi\\\", ok\",x\n", b',', b'"', Some(b'\\')),
+            vec![false, true, false]
+        );
     }
 
     /// One field as it would be written: quoted (any text, quotes doubled) or bare (no
@@ -240,7 +250,7 @@ mod tests {
                 .from_reader(&raw[..]);
             let mut record = csv::ByteRecord::new();
             proptest::prop_assert!(reader.read_byte_record(&mut record).unwrap());
-            let found = quoted_fields(&raw, delimiter, b'"');
+            let found = quoted_fields(&raw, delimiter, b'"', None);
             proptest::prop_assert_eq!(found.len(), record.len(), "{:?}", String::from_utf8_lossy(&raw));
             let expected: Vec<bool> = fields.iter().map(|(q, _)| *q).collect();
             proptest::prop_assert_eq!(found, expected);

@@ -24,6 +24,8 @@ enum State {
     Quoted,
     /// In a quoted field, just after a quote: a second one is an escaped quote.
     QuoteSeen,
+    /// In a quoted field, just after the escape character: the next byte is the field's.
+    Escaped,
 }
 
 /// The byte stream with whitespace before opening quotes removed.
@@ -31,6 +33,7 @@ pub(crate) struct TrimBeforeQuote<R> {
     inner: R,
     delimiter: u8,
     quote: u8,
+    escape: Option<u8>,
     state: State,
     held: Vec<u8>,
     read: Box<[u8]>,
@@ -40,11 +43,12 @@ pub(crate) struct TrimBeforeQuote<R> {
 }
 
 impl<R> TrimBeforeQuote<R> {
-    pub(crate) fn new(inner: R, delimiter: u8, quote: u8) -> Self {
+    pub(crate) fn new(inner: R, delimiter: u8, quote: u8, escape: Option<u8>) -> Self {
         Self {
             inner,
             delimiter,
             quote,
+            escape,
             state: State::FieldStart,
             held: Vec::new(),
             read: vec![0; 64 * 1024].into_boxed_slice(),
@@ -61,7 +65,14 @@ impl<R> TrimBeforeQuote<R> {
             State::Quoted => {
                 if b == self.quote {
                     self.state = State::QuoteSeen;
+                } else if Some(b) == self.escape {
+                    self.state = State::Escaped;
                 }
+                self.out.push(b);
+                return;
+            }
+            State::Escaped => {
+                self.state = State::Quoted;
                 self.out.push(b);
                 return;
             }
@@ -142,7 +153,7 @@ mod tests {
             .collect();
         let reader = tokio_util::io::StreamReader::new(futures::stream::iter(chunks));
         let mut out = Vec::new();
-        TrimBeforeQuote::new(reader, b',', b'"')
+        TrimBeforeQuote::new(reader, b',', b'"', Some(b'\\'))
             .read_to_end(&mut out)
             .await
             .unwrap();
@@ -151,7 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn whitespace_before_an_opening_quote_goes_and_nothing_else_changes() {
-        let cases: [(&[u8], &[u8]); 6] = [
+        let cases: [(&[u8], &[u8]); 7] = [
             (
                 b"1, \"Zo\xc3\xab\" , K\xc3\xb6ln\n",
                 b"1,\"Zo\xc3\xab\" , K\xc3\xb6ln\n",
@@ -163,6 +174,8 @@ mod tests {
                 b"\" a \"\" , b\", x\"y,\"z\"\n",
             ),
             (b"a, b , c\n", b"a, b , c\n"),
+            // An escaped quote does not end its field: the spaces after it are the field's.
+            (b" \"a\\\", b\", \"c\"\n", b"\"a\\\", b\",\"c\"\n"),
             (b"a,  ", b"a,  "),
             (b"", b""),
         ];

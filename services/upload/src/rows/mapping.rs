@@ -158,6 +158,15 @@ mod tests {
         assert_eq!(normalize(" E-Mail (work) "), "e_mail_work");
         assert_eq!(normalize("Straße"), "straße");
         assert_eq!(normalize("B "), "b");
+        // Decomposed (as macOS writes it) and composed are the same name.
+        assert_eq!(normalize("Gro\u{308}ße"), "größe");
+        let (cols, _) = resolve(
+            &s(&["Gro\u{308}ße"]),
+            &table(&["größe"]),
+            &Mapping::default(),
+        )
+        .unwrap();
+        assert_eq!(cols, [Some("größe".to_owned())]);
     }
 
     #[test]
