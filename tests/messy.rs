@@ -657,6 +657,79 @@ async fn create_true_makes_date_and_number_columns_of_a_bank_export() {
     sink.stop().await;
 }
 
+/// Postal codes keep their leading zeros (a number would drop them: `text`), times of day are
+/// `time`, and a `timestamp` column the first rows made widens for a late value that is no
+/// timestamp, as a bigint one does (the catalog names it `timestamp without time zone`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_true_keeps_leading_zeros_reads_times_and_widens_a_late_timestamp() {
+    let (db, upload, sink) = stack("create-zeros", "").await;
+    let http = reqwest::Client::new();
+    let mut body = String::from("zip,start,at\n");
+    for i in 1..=2100 {
+        let at = if i == 2050 {
+            "n/a".to_owned()
+        } else {
+            format!("2024-03-01 10:{:02}:00", i % 60)
+        };
+        body.push_str(&format!("{:05},{:02}:30,{at}\n", 1000 + i, 6 + i % 12));
+    }
+    let (status, acc) = post_import(
+        &http,
+        &upload.url(""),
+        "table=offices&create=true",
+        body,
+        &[("content-type", "text/csv")],
+    )
+    .await;
+    assert_eq!(status, 202, "{acc}");
+    assert_eq!(
+        acc["read_as"]["created"],
+        "CREATE TABLE \"public\".\"offices\" (\"zip\" text, \"start\" time, \"at\" timestamp)"
+    );
+    let rec = wait_final(
+        &upload,
+        acc["import_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        (
+            rec["status"].as_str(),
+            rec["rows_written"].as_i64(),
+            rec["rows_write_rejected"].as_i64()
+        ),
+        (Some("completed"), Some(2100), Some(0)),
+        "{rec}"
+    );
+    let widened =
+        "ALTER TABLE \"public\".\"offices\" ALTER COLUMN \"at\" TYPE text USING \"at\"::text::text";
+    assert_eq!(
+        rec["read_as"]["widened"],
+        serde_json::json!([widened]),
+        "{rec}"
+    );
+    let first: (String, String, String) =
+        sqlx::query_as("SELECT zip, start::text, at FROM offices ORDER BY zip LIMIT 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        first,
+        (
+            "01001".to_owned(),
+            "07:30:00".to_owned(),
+            "2024-03-01 10:01:00".to_owned()
+        )
+    );
+    let late: String = sqlx::query_scalar("SELECT at FROM offices WHERE zip = '03050'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(late, "n/a");
+    upload.stop().await;
+    sink.stop().await;
+}
+
 /// Headers as spreadsheets and macOS exports write them never refuse a file `create=true`
 /// makes a table for: a repeated name is numbered, an empty one (and the trailing delimiter's)
 /// is `column_N`, a name written decomposed (`o` and a combining mark) is the composed one

@@ -1,11 +1,13 @@
 //! Column types inferred from a sample of a file's rows, for `create=true` and `csvbus
 //! infer`: the narrowest of bigint, numeric, double precision, boolean, date, timestamp,
-//! timestamptz and uuid that every non-empty value of the column fits, else text. Empty values
+//! timestamptz, time and uuid that every non-empty value of the column fits, else text. A
+//! number written with a leading zero (`01234`, a postal code or an account number) is text:
+//! as a number it would lose its zeros. Empty values
 //! are NULL and say nothing; a column empty in the whole sample is text. Dates and timestamps
 //! are recognized as people write them (`31/12/2024`, `12/31/24 10:00`, `31.12.2024`): a
 //! column is a date when one order of day, month and year reads every value.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 
 use crate::catalog::{quote_ident, TableName};
 use crate::dates::{self, DateOrder};
@@ -21,12 +23,13 @@ pub enum SqlType {
     Date,
     Timestamp,
     Timestamptz,
+    Time,
     Uuid,
     Text,
 }
 
 /// In order of preference: the first one a column's values all fit is its type.
-const ORDER: [SqlType; 8] = [
+const ORDER: [SqlType; 9] = [
     SqlType::Boolean,
     SqlType::Bigint,
     SqlType::Numeric,
@@ -34,12 +37,20 @@ const ORDER: [SqlType; 8] = [
     SqlType::Date,
     SqlType::Timestamp,
     SqlType::Timestamptz,
+    SqlType::Time,
     SqlType::Uuid,
 ];
 
 impl SqlType {
-    /// The type of a column `create=true` made, from its name in the catalog.
+    /// The type of a column `create=true` made, from its name in the catalog (as
+    /// `format_type` prints it: `timestamp without time zone` for `timestamp`).
     pub fn from_sql(name: &str) -> Option<Self> {
+        let name = match name {
+            "timestamp without time zone" => "timestamp",
+            "timestamp with time zone" => "timestamptz",
+            "time without time zone" => "time",
+            n => n,
+        };
         ORDER
             .into_iter()
             .chain([Self::Text])
@@ -86,6 +97,7 @@ impl SqlType {
             Self::Date => "date",
             Self::Timestamp => "timestamp",
             Self::Timestamptz => "timestamptz",
+            Self::Time => "time",
             Self::Uuid => "uuid",
             Self::Text => "text",
         }
@@ -99,9 +111,10 @@ impl SqlType {
                 v.to_ascii_lowercase().as_str(),
                 "true" | "false" | "t" | "f" | "yes" | "no"
             ),
+            _ if self.is_number() && leading_zero(v) => false,
             Self::Bigint => v.parse::<i64>().is_ok(),
             Self::Numeric => is_decimal(v),
-            Self::Double => is_decimal(v) || (v.parse::<f64>().is_ok() && v.contains(['e', 'E'])),
+            Self::Double => is_decimal(v) || exponent(v) || non_finite(v),
             Self::Date => NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok(),
             Self::Timestamp => {
                 Self::Date.fits(v)
@@ -119,10 +132,44 @@ impl SqlType {
                         .iter()
                         .any(|f| DateTime::parse_from_str(v, f).is_ok())
             }
+            // `08:30`, `18:05:30`, `07:00:00.250`, as timesheets and timetables write them.
+            Self::Time => ["%H:%M:%S%.f", "%H:%M"]
+                .iter()
+                .any(|f| NaiveTime::parse_from_str(v, f).is_ok()),
             Self::Uuid => v.len() == 36 && uuid::Uuid::try_parse(v).is_ok(),
             Self::Text => true,
         }
     }
+
+    fn is_number(self) -> bool {
+        matches!(self, Self::Bigint | Self::Numeric | Self::Double)
+    }
+}
+
+/// `1e3`, `-2.5E-4`: a number with an exponent that `double precision` holds (Postgres
+/// refuses `1e999` and `1e-999` as out of range, where Rust reads infinity or zero).
+fn exponent(v: &str) -> bool {
+    let Some((mantissa, _)) = v.split_once(['e', 'E']) else {
+        return false;
+    };
+    v.parse::<f64>().is_ok_and(|x| {
+        x.is_finite() && (x != 0.0 || !mantissa.bytes().any(|b| matches!(b, b'1'..=b'9')))
+    })
+}
+
+/// `NaN`, `inf`, `-Infinity`: the values beside numbers that `double precision` reads (numpy
+/// and R write them).
+fn non_finite(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "nan" | "inf" | "+inf" | "-inf" | "infinity" | "+infinity" | "-infinity"
+    )
+}
+
+/// `01234`, `-007`: a zero before another digit, which a number would drop.
+fn leading_zero(v: &str) -> bool {
+    let digits = v.strip_prefix(['-', '+']).unwrap_or(v).as_bytes();
+    matches!(digits, [b'0', d, ..] if d.is_ascii_digit())
 }
 
 /// `123`, `-1.5`, `.5`: digits with at most one point, no exponent.
@@ -141,7 +188,7 @@ fn is_decimal(v: &str) -> bool {
 #[derive(Debug, Clone, Copy)]
 struct Possible {
     /// Which of [`ORDER`] every value so far fits.
-    fits: [bool; 8],
+    fits: [bool; 9],
     /// Whether any value came.
     seen: bool,
     /// Date and timestamp, per date order ([`DATE_ORDERS`]): every value so far is one when
@@ -206,7 +253,7 @@ pub struct Inference {
 impl Inference {
     pub fn new(columns: usize) -> Self {
         let fresh = Possible {
-            fits: [true; 8],
+            fits: [true; 9],
             seen: false,
             dates: [[true; 3]; 2],
             numbers: [[true; 2]; 2],
@@ -403,6 +450,35 @@ mod tests {
                 "text"
             ]
         );
+    }
+
+    #[test]
+    fn leading_zeros_stay_text_and_times_of_day_are_times() {
+        let got = infer(&[
+            &["01234", "0", "0.5", "08:30", "-007"],
+            &["10001", "12", "-0.25", "18:05:30", "5"],
+        ]);
+        assert_eq!(got, ["text", "bigint", "numeric", "time", "text"]);
+        assert!(!SqlType::Bigint.fits("00"));
+        assert!(SqlType::Double.fits("0e5"));
+        // What Postgres' double precision reads beside numbers, and what it refuses.
+        assert_eq!(
+            infer(&[&["1.5", "1e3"], &["NaN", "-Infinity"], &["inf", "2E-3"]]),
+            ["double precision", "double precision"]
+        );
+        assert!(!SqlType::Double.fits("1e999") && !SqlType::Double.fits("1e-999"));
+        assert!(!SqlType::Double.fits("nan1"));
+        assert!(!SqlType::Time.fits("25:00"));
+        // A created column's type as the catalog prints it.
+        for (catalog, t) in [
+            ("timestamp without time zone", SqlType::Timestamp),
+            ("timestamp with time zone", SqlType::Timestamptz),
+            ("time without time zone", SqlType::Time),
+            ("double precision", SqlType::Double),
+            ("bigint", SqlType::Bigint),
+        ] {
+            assert_eq!(SqlType::from_sql(catalog), Some(t), "{catalog}");
+        }
     }
 
     #[test]
