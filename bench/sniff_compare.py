@@ -178,7 +178,7 @@ class Upload:
             f"WHERE attrelid = 'public.{table}'::regclass AND attnum > 0 "
             "AND NOT attisdropped ORDER BY attnum")
         short = {"timestamp without time zone": "timestamp",
-                 "timestamp with time zone": "timestamptz"}
+                 "timestamp with time zone": "timestamptz", "time without time zone": "time"}
         return dialect, [short.get(t, t) for t in types.splitlines()], rows
 
 

@@ -108,6 +108,16 @@ fn cases() -> Vec<Case> {
             read_as: json!({"dateformat": "dmy"}),
         },
         Case {
+            // Comment lines before the header, one of them split by commas like the header:
+            // the rows confirm the real header, so both comment lines are a preamble.
+            file: "comment-lines.csv",
+            query: "",
+            table: "(time timestamp, temp numeric, rh int)",
+            rows: &["2024-03-01T10:00:00|21.5|40", "2024-03-01T10:30:00|21.7|41"],
+            rejected_lines: &[],
+            read_as: json!({"skip_lines": 2, "skip_lines_detected": true}),
+        },
+        Case {
             file: "single-quote.csv",
             query: "",
             table: T3,

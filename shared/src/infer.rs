@@ -122,12 +122,21 @@ impl SqlType {
                         "%Y-%m-%d %H:%M:%S%.f",
                         "%Y-%m-%dT%H:%M:%S%.f",
                         "%Y-%m-%d %H:%M",
+                        // As HTML's datetime-local and many loggers write it.
+                        "%Y-%m-%dT%H:%M",
                     ]
                     .iter()
                     .any(|f| NaiveDateTime::parse_from_str(v, f).is_ok())
             }
             Self::Timestamptz => {
-                DateTime::parse_from_rfc3339(v).is_ok()
+                // `… 10:00:00 UTC`: a zone Postgres reads by name (a `timestamp` column would
+                // drop it).
+                let named = [" UTC", " GMT"]
+                    .iter()
+                    .find_map(|z| v.strip_suffix(z))
+                    .is_some_and(|t| !Self::Date.fits(t) && Self::Timestamp.fits(t));
+                named
+                    || DateTime::parse_from_rfc3339(v).is_ok()
                     || ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z"]
                         .iter()
                         .any(|f| DateTime::parse_from_str(v, f).is_ok())
@@ -468,6 +477,11 @@ mod tests {
         );
         assert!(!SqlType::Double.fits("1e999") && !SqlType::Double.fits("1e-999"));
         assert!(!SqlType::Double.fits("nan1"));
+        assert_eq!(
+            infer(&[&["2024-03-01T10:00", "2024-03-01 10:00:00 UTC"]]),
+            ["timestamp", "timestamptz"]
+        );
+        assert!(!SqlType::Timestamptz.fits("2024-03-01 UTC"));
         assert!(!SqlType::Time.fits("25:00"));
         // A created column's type as the catalog prints it.
         for (catalog, t) in [

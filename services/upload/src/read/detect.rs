@@ -82,18 +82,24 @@ impl Score {
         let split: Vec<usize> = counts.iter().copied().filter(|c| *c > 1).collect();
         let (fields, _) = most_common(&split)?;
         // The header must agree: a one-column file whose values hold a delimiter is not split
-        // by it. Records before a header that is clearly one (see `names_over`) are a preamble.
+        // by it. Records before a header that is clearly one (see `names_over`) are a preamble
+        // — a comment line that splits like the header (`# site: roof, units: degC`) as well.
         let first = counts.iter().position(|c| *c == fields)?;
+        let first = if first == 0 {
+            0
+        } else {
+            (first..=MAX_PREAMBLE.min(counts.len() - 1)).find(|&at| {
+                preamble
+                    && counts[at] == fields
+                    && names_over(&records[at].0, records[at + 1..].iter().map(|r| &r.0))
+            })?
+        };
         let after = &counts[first..];
         // From the header on, it is the most common count of all (as without a preamble).
         if most_common(after)?.0 != fields {
             return None;
         }
-        let header_ok = first == 0
-            || (preamble
-                && first <= MAX_PREAMBLE
-                && names_over(&records[first].0, records[first + 1..].iter().map(|r| &r.0)));
-        header_ok.then(|| Self {
+        Some(Self {
             delimiter,
             quote,
             escape,
@@ -403,6 +409,11 @@ mod tests {
         assert_eq!(pre("A\nA\nA\nc0,c1\n0,0\n").preamble_lines, 3);
         // Not asked (skip_lines= given, or no header): no preamble, and ; no longer fits.
         assert_eq!(d(file).preamble_lines, 0);
+        // A comment line that splits like the header is no header: the rows do not confirm it.
+        let log = "# exported by tool 2.3\n# site: roof, units: degC, %RH\ntime,temp,rh\n\
+                   2024-03-01T10:00,21.5,40\n2024-03-01T10:30,21.7,41\n";
+        let p = pre(log);
+        assert_eq!((p.delimiter, p.preamble_lines), (Delimiter::COMMA, 2));
     }
 
     /// A value as files hold them: numbers, dates, words, and text with any candidate
