@@ -226,6 +226,24 @@ async fn an_upload_service_killed_right_after_its_202_lost_no_row() {
     );
 }
 
+/// The sink runs with two malloc arenas (`csvbus_shared::malloc`: a lower peak RSS at the same
+/// speed) unless the operator set `MALLOC_ARENA_MAX`; it re-executes itself to get them, and
+/// still starts and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_runs_with_two_malloc_arenas_unless_told_otherwise() {
+    csvbus_tests::init_logs();
+    let db = TestDb::new().await;
+    let mut e = env(&db, &unique("arenas"));
+    e.set("CSVBUS_SINK_GROUP", unique("g"));
+    for (given, runs_with) in [(None, "2"), (Some("4"), "4")] {
+        let extra: Vec<(&str, &str)> = given.map(|v| ("MALLOC_ARENA_MAX", v)).into_iter().collect();
+        let mut sink = Proc::sink(&e, &extra);
+        sink.ready(Duration::from_secs(60)).await;
+        assert_eq!(sink.environ("MALLOC_ARENA_MAX").as_deref(), Some(runs_with));
+        sink.stop().await;
+    }
+}
+
 #[test]
 fn service_binaries_answer_help_and_version_instead_of_starting() {
     for bin in ["csvbus-upload", "csvbus-sink"] {

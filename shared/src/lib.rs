@@ -33,6 +33,7 @@ pub mod health;
 pub mod imports;
 pub mod infer;
 pub mod kafka;
+pub mod malloc;
 pub mod message;
 pub mod modes;
 pub mod numbers;

@@ -152,6 +152,17 @@ impl Proc {
         );
     }
 
+    /// The value of `name` in the process' environment as it runs (after any re-execution).
+    pub fn environ(&self, name: &str) -> Option<String> {
+        let pid = self.child.id().expect("process running");
+        let all = std::fs::read(format!("/proc/{pid}/environ")).expect("proc environ");
+        all.split(|b| *b == 0).find_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+    }
+
     /// Peak resident memory of the process so far (the kernel's `VmHWM`), in bytes.
     pub fn peak_rss(&self) -> u64 {
         let pid = self.child.id().expect("process running");

@@ -5,6 +5,7 @@ use csvbus_sink::SinkConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    csvbus_shared::malloc::two_arenas();
     csvbus_shared::usage::handle(
         "csvbus-sink",
         "The csvbus sink: rows from the topic into their PostgreSQL tables, exactly once.",
