@@ -326,6 +326,33 @@ async fn an_append_import_cut_off_and_retried_with_its_key_lands_exactly_once() 
     assert_nums_exact(&db, 50_000).await;
 }
 
+/// A complete atomic import is moved in when the sink writes its last rows, not at the
+/// finalizer's next look (an hour away here): the sink starts after the upload ended, looks
+/// once at its start (nothing complete yet), and only its writes can tell it to look again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atomic_import_moves_in_as_soon_as_its_last_rows_are_written() {
+    let (db, mut e) = stack(NUMS).await;
+    e.set("CSVBUS_SINK_FINALIZE_INTERVAL_MS", "3600000");
+    let mut upload = spawn_upload(&e).await;
+    upload.ready().await;
+    let body500 = reqwest::Body::wrap_stream(nums_csv(1, 500));
+    let (status, body) = post(&upload, "table=nums&mode=atomic", None, body500).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "produced", "{body}");
+    let mut sink = spawn_sink(&e).await;
+    sink.ready().await;
+    let rec = wait_ended(
+        &upload,
+        body["import_id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_nums_exact(&db, 500).await;
+    upload.stop().await;
+    sink.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_atomic_import_is_seen_whole_or_not_at_all() {
     seen_whole_or_not_at_all("atomic", 40_001).await;

@@ -95,6 +95,7 @@ pub async fn sink_writer(
         signer: None,
         copy_format: crate::sink_config().copy_format,
         key_conflicts: Default::default(),
+        staged: Default::default(),
     };
     let sem = Arc::new(Semaphore::new(concurrency));
     let stop = CancellationToken::new();

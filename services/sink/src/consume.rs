@@ -87,6 +87,7 @@ pub async fn run(
     pool: PgPool,
     consumer: Arc<SinkConsumer>,
     health: &GroupHealth,
+    staged: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let mut feed = Feed::start(consumer, config.common.signer());
@@ -105,6 +106,7 @@ pub async fn run(
         signer: config.common.signer(),
         copy_format: config.copy_format,
         key_conflicts: KeyConflicts::default(),
+        staged,
     };
     let flush_every = config
         .linger

@@ -104,10 +104,12 @@ pub async fn run(
         };
         tokio::spawn(assign::claims::run(claimer, http_stop.clone()))
     });
+    let staged = Arc::new(tokio::sync::Notify::new());
     let finalizer = tokio::spawn(finalize::run(
         pool.clone(),
         config.finalize_interval,
         config.move_timeout,
+        staged.clone(),
         http_stop.clone(),
     ));
     // Senders hold a connection while a receiver answers: a pool of their own, so that a slow
@@ -139,7 +141,7 @@ pub async fn run(
                 .await
         }
     });
-    consume::run(&config, pool, consumer, &health, shutdown).await;
+    consume::run(&config, pool, consumer, &health, staged, shutdown).await;
     http_stop.cancel();
     let _ = watcher.await;
     if let Some(claimer) = claimer {

@@ -11,24 +11,34 @@
 
 pub(crate) mod move_rows;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use csvbus_shared::catalog::TableName;
 use csvbus_shared::imports::{self, Stage};
 use csvbus_shared::modes::drop_staging;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use move_rows::{insert_all, Moved, Refused};
 
-/// Looks for complete imports every `every` and moves them, until `stop`.
-pub async fn run(pool: PgPool, every: Duration, timeout: Duration, stop: CancellationToken) {
+/// Looks for complete imports every `every`, and when `staged` is told that rows of a staged
+/// import were written (the last of them completes it), and moves them, until `stop`.
+pub async fn run(
+    pool: PgPool,
+    every: Duration,
+    timeout: Duration,
+    staged: Arc<Notify>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+            _ = staged.notified() => {}
         }
         let ready = match imports::sink::ready_to_move(&pool).await {
             Ok(ids) => ids,

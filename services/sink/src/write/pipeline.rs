@@ -159,6 +159,7 @@ async fn attempt(
         locked.fire();
         let outcome = book(&mut tx, key, first.offset, rows).await?;
         tx.commit().await?;
+        settings.committed(&now);
         return Ok(Attempt::Committed(outcome));
     };
     tracing::debug!(partition, why, "pipelined batch rolled back");

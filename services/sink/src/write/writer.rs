@@ -12,7 +12,7 @@
 //! fails twice, every row is rejected with the error: no input can hold a partition.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use csvbus_shared::db;
@@ -24,11 +24,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::CopyFormat;
 use crate::fetch::record::Record;
 use crate::positions::offsets::{self, Key, Start};
+use crate::write::batch::Target;
 use crate::write::copy::Mode;
 use crate::write::decode::Decoded;
 use crate::write::how::KeyConflicts;
 use crate::write::pipeline::Signal;
 use crate::write::rows::{book, write_rows};
+use crate::write::ByImport;
 use crate::write::{targets, transaction};
 
 /// What one committed batch did.
@@ -96,6 +98,18 @@ pub struct Settings {
     pub copy_format: CopyFormat,
     /// Upsert and skip imports known to meet keys already in their tables.
     pub key_conflicts: KeyConflicts,
+    /// Told when a batch with rows of an atomic or replace import commits: the finalizer looks
+    /// for complete imports at once instead of at its next tick.
+    pub staged: Arc<tokio::sync::Notify>,
+}
+
+impl Settings {
+    /// After a commit of rows for `targets`: tells the finalizer when any is staged.
+    pub(crate) fn committed(&self, targets: &ByImport<Target>) {
+        if targets.values().any(|t| t.mode.staged()) {
+            self.staged.notify_one();
+        }
+    }
 }
 
 /// Writes `batch`, retrying as the failure policy says until it commits; `None` when `stop`
@@ -198,5 +212,6 @@ async fn write_once(
     let rows = write_rows(&mut tx, settings, batch, first_new, &targets, mode, false).await?;
     let outcome = book(&mut tx, key, stored, rows).await?;
     tx.commit().await?;
+    settings.committed(&targets);
     Ok(outcome)
 }
