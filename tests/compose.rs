@@ -43,11 +43,15 @@ fn code_names() -> BTreeSet<String> {
         "shared/src/webhook.rs",
         "services/upload/src/config.rs",
         "services/sink/src/config.rs",
+        "shared/src/malloc.rs",
     ] {
         for lit in read(file).split('"').skip(1).step_by(2) {
             let is_name = lit.len() > 3
                 && lit.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-                && (lit.starts_with("CSVBUS_") || lit.contains("_URL") || lit.contains("KAFKA"));
+                && (lit.starts_with("CSVBUS_")
+                    || lit.starts_with("MALLOC_")
+                    || lit.contains("_URL")
+                    || lit.contains("KAFKA"));
             if is_name {
                 names.insert(lit.to_owned());
             }
