@@ -740,6 +740,49 @@ async fn create_true_keeps_leading_zeros_reads_times_and_widens_a_late_timestamp
     sink.stop().await;
 }
 
+/// A US spreadsheet's 12-hour timestamps (`3/1/2024 10:00 AM`) make a `timestamp` column
+/// with `create=true` (they were text) and land as meant: 12:30 AM is half past midnight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_true_reads_twelve_hour_timestamps() {
+    let (db, upload, sink) = stack("create-ampm", "").await;
+    let http = reqwest::Client::new();
+    let body = "id,at\n1,3/1/2024 10:00 AM\n2,12/31/2024 1:05:09 PM\n3,1/15/2024 12:30 AM\n";
+    let (status, acc) = post_import(
+        &http,
+        &upload.url(""),
+        "table=visits&create=true",
+        body,
+        &[("content-type", "text/csv")],
+    )
+    .await;
+    assert_eq!(status, 202, "{acc}");
+    assert_eq!(
+        acc["read_as"]["created"],
+        "CREATE TABLE \"public\".\"visits\" (\"id\" bigint, \"at\" timestamp)"
+    );
+    let rec = wait_final(
+        &upload,
+        acc["import_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 3, "{rec}");
+    let at: Vec<String> = sqlx::query_scalar("SELECT at::text FROM visits ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        at,
+        [
+            "2024-03-01 10:00:00",
+            "2024-12-31 13:05:09",
+            "2024-01-15 00:30:00"
+        ]
+    );
+    upload.stop().await;
+    sink.stop().await;
+}
+
 /// Headers as spreadsheets and macOS exports write them never refuse a file `create=true`
 /// makes a table for: a repeated name is numbered, an empty one (and the trailing delimiter's)
 /// is `column_N`, a name written decomposed (`o` and a combining mark) is the composed one

@@ -124,6 +124,10 @@ impl SqlType {
                         "%Y-%m-%d %H:%M",
                         // As HTML's datetime-local and many loggers write it.
                         "%Y-%m-%dT%H:%M",
+                        // A 12-hour clock, as US spreadsheets write it (`3/1/2024 1:05 PM`,
+                        // its date rewritten to ISO first).
+                        "%Y-%m-%d %I:%M %p",
+                        "%Y-%m-%d %I:%M:%S %p",
                     ]
                     .iter()
                     .any(|f| NaiveDateTime::parse_from_str(v, f).is_ok())
@@ -482,6 +486,11 @@ mod tests {
             ["timestamp", "timestamptz"]
         );
         assert!(!SqlType::Timestamptz.fits("2024-03-01 UTC"));
+        assert_eq!(
+            infer(&[&["3/1/2024 10:00 AM"], &["12/31/2024 1:05:09 pm"]]),
+            ["timestamp"]
+        );
+        assert!(!SqlType::Timestamp.fits("2024-03-01 13:00 PM"));
         assert!(!SqlType::Time.fits("25:00"));
         // A created column's type as the catalog prints it.
         for (catalog, t) in [
