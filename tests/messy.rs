@@ -612,36 +612,42 @@ async fn an_atomic_import_widens_its_staging_table_with_its_new_table() {
     sink.stop().await;
 }
 
+/// Sends `body` (text/csv) with `query`, a `create=true` import; checks the 202 and that it
+/// created the table with `created`; waits for the import. The 202's answer and the final
+/// record.
+async fn create(
+    upload: &Upload,
+    query: &str,
+    body: impl Into<reqwest::Body>,
+    created: &str,
+) -> (Value, Value) {
+    let http = reqwest::Client::new();
+    let csv = [("content-type", "text/csv")];
+    let (status, acc) = post_import(&http, &upload.url(""), query, body, &csv).await;
+    assert_eq!(status, 202, "{acc}");
+    assert_eq!(acc["read_as"]["created"], created, "{acc}");
+    let id = acc["import_id"].as_str().unwrap();
+    let rec = wait_final(upload, id, Duration::from_secs(60)).await;
+    (acc, rec)
+}
+
 /// A bank export's day-first dates and decimal commas make `date`, `timestamp` and `numeric`
 /// columns with `create=true` (they were `text`), and land as the file means them: 01/02/2024
 /// is 1 February, 1.234,00 is 1234.00.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_true_makes_date_and_number_columns_of_a_bank_export() {
     let (db, upload, sink) = stack("create-dates", "").await;
-    let http = reqwest::Client::new();
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/messy/dates-create.csv");
     let body = std::fs::read(file).unwrap();
-    let (status, acc) = post_import(
-        &http,
-        &upload.url(""),
+    let (acc, rec) = create(
+        &upload,
         "table=statement&create=true&delimiter=auto",
         body,
-        &[("content-type", "text/csv")],
+        "CREATE TABLE \"public\".\"statement\" (\"date\" date, \"amount\" numeric, \"booked_at\" timestamp)",
     )
     .await;
-    assert_eq!(status, 202, "{acc}");
-    assert_eq!(
-        acc["read_as"]["created"],
-        "CREATE TABLE \"public\".\"statement\" (\"date\" date, \"amount\" numeric, \"booked_at\" timestamp)"
-    );
     assert_eq!(acc["read_as"]["dateformat"], "dmy", "{acc}");
     assert_eq!(acc["read_as"]["decimal"], ",", "{acc}");
-    let rec = wait_final(
-        &upload,
-        acc["import_id"].as_str().unwrap(),
-        Duration::from_secs(60),
-    )
-    .await;
     assert_eq!(
         (rec["status"].as_str(), rec["rows_written"].as_i64()),
         (Some("completed"), Some(3)),
@@ -673,7 +679,6 @@ async fn create_true_makes_date_and_number_columns_of_a_bank_export() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_true_keeps_leading_zeros_reads_times_and_widens_a_late_timestamp() {
     let (db, upload, sink) = stack("create-zeros", "").await;
-    let http = reqwest::Client::new();
     let mut body = String::from("zip,start,at\n");
     for i in 1..=2100 {
         let at = if i == 2050 {
@@ -683,23 +688,11 @@ async fn create_true_keeps_leading_zeros_reads_times_and_widens_a_late_timestamp
         };
         body.push_str(&format!("{:05},{:02}:30,{at}\n", 1000 + i, 6 + i % 12));
     }
-    let (status, acc) = post_import(
-        &http,
-        &upload.url(""),
+    let (_, rec) = create(
+        &upload,
         "table=offices&create=true",
         body,
-        &[("content-type", "text/csv")],
-    )
-    .await;
-    assert_eq!(status, 202, "{acc}");
-    assert_eq!(
-        acc["read_as"]["created"],
-        "CREATE TABLE \"public\".\"offices\" (\"zip\" text, \"start\" time, \"at\" timestamp)"
-    );
-    let rec = wait_final(
-        &upload,
-        acc["import_id"].as_str().unwrap(),
-        Duration::from_secs(60),
+        "CREATE TABLE \"public\".\"offices\" (\"zip\" text, \"start\" time, \"at\" timestamp)",
     )
     .await;
     assert_eq!(
@@ -745,25 +738,12 @@ async fn create_true_keeps_leading_zeros_reads_times_and_widens_a_late_timestamp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_true_reads_twelve_hour_timestamps() {
     let (db, upload, sink) = stack("create-ampm", "").await;
-    let http = reqwest::Client::new();
     let body = "id,at\n1,3/1/2024 10:00 AM\n2,12/31/2024 1:05:09 PM\n3,1/15/2024 12:30 AM\n";
-    let (status, acc) = post_import(
-        &http,
-        &upload.url(""),
+    let (_, rec) = create(
+        &upload,
         "table=visits&create=true",
         body,
-        &[("content-type", "text/csv")],
-    )
-    .await;
-    assert_eq!(status, 202, "{acc}");
-    assert_eq!(
-        acc["read_as"]["created"],
-        "CREATE TABLE \"public\".\"visits\" (\"id\" bigint, \"at\" timestamp)"
-    );
-    let rec = wait_final(
-        &upload,
-        acc["import_id"].as_str().unwrap(),
-        Duration::from_secs(60),
+        "CREATE TABLE \"public\".\"visits\" (\"id\" bigint, \"at\" timestamp)",
     )
     .await;
     assert_eq!(rec["rows_written"], 3, "{rec}");
@@ -790,23 +770,15 @@ async fn create_true_reads_twelve_hour_timestamps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_true_names_repeated_empty_and_decomposed_header_names() {
     let (db, upload, sink) = stack("create-names", "").await;
-    let http = reqwest::Client::new();
     let body = "a,a,,Gro\u{308}ße,Größe,\n1,2,x,3,4,\n5,6,y,7,8,z\n";
-    let (status, acc) = post_import(
-        &http,
-        &upload.url(""),
+    let (acc, rec) = create(
+        &upload,
         "table=names&create=true",
         body,
-        &[("content-type", "text/csv")],
-    )
-    .await;
-    assert_eq!(status, 202, "{acc}");
-    assert_eq!(
-        acc["read_as"]["created"],
         "CREATE TABLE \"public\".\"names\" (\"a\" bigint, \"a_2\" bigint, \"column_3\" text, \
          \"größe\" bigint, \"größe_2\" bigint, \"column_6\" text)",
-        "{acc}"
-    );
+    )
+    .await;
     let mapping = acc["read_as"]["mapping"].as_array().unwrap();
     for (field, column) in [
         ("a", "a_2"),
@@ -817,12 +789,6 @@ async fn create_true_names_repeated_empty_and_decomposed_header_names() {
         let m = serde_json::json!({"field": field, "column": column});
         assert!(mapping.contains(&m), "{m} in {mapping:?}");
     }
-    let rec = wait_final(
-        &upload,
-        acc["import_id"].as_str().unwrap(),
-        Duration::from_secs(60),
-    )
-    .await;
     assert_eq!(
         (rec["status"].as_str(), rec["rows_written"].as_i64()),
         (Some("completed"), Some(2)),
