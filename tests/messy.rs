@@ -956,3 +956,68 @@ async fn wide_repeated_and_long_headers_create_a_table_or_get_a_clear_422() {
     );
     upload.stop().await;
 }
+
+/// A bank statement whose rows end with a comma its header lacks (as Chase writes them): the
+/// delimiter is still found, every row lands, the empty field past the last column is dropped
+/// and `read_as` says so; a row whose field past the header holds something is still rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_ending_with_a_delimiter_the_header_lacks_land() {
+    let ddl = "CREATE TABLE statement (details text, posted date, amount numeric, slip text)";
+    let (db, upload, sink) = stack("trailing", ddl).await;
+    let body = "Details,Posting Date,Amount,Check or Slip #\n\
+                DEBIT,03/01/2024,-23.45,,\n\
+                CREDIT,03/15/2024,1200.00,,\n\
+                DEBIT,03/16/2024,-5.00,1043,\n\
+                DEBIT,03/17/2024,-7.00,,oops\n";
+    let http = reqwest::Client::new();
+    let csv = [("content-type", "text/csv")];
+    let query = "table=statement&columns=details,posted,amount,slip&dateformat=mdy";
+    let (status, acc) = post_import(&http, &upload.url(""), query, body, &csv).await;
+    assert_eq!(status, 202, "{acc}");
+    assert_eq!(acc["read_as"]["delimiter"], ",", "{acc}");
+    let notes = acc["read_as"]["notes"].to_string();
+    assert!(notes.contains("empty field after the last column"), "{acc}");
+    let id = acc["import_id"].as_str().unwrap();
+    let rec = wait_final(&upload, id, Duration::from_secs(60)).await;
+    assert_eq!(
+        (rec["rows_written"].as_i64(), rec["rows_rejected"].as_i64()),
+        (Some(3), Some(1)),
+        "{rec}"
+    );
+    let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT details, posted::text, amount::text, slip FROM statement ORDER BY posted",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let row = |d: &str, p: &str, a: &str, s: Option<&str>| {
+        (
+            d.to_owned(),
+            p.to_owned(),
+            a.to_owned(),
+            s.map(str::to_owned),
+        )
+    };
+    assert_eq!(
+        rows,
+        [
+            row("DEBIT", "2024-03-01", "-23.45", None),
+            row("CREDIT", "2024-03-15", "1200.00", None),
+            row("DEBIT", "2024-03-16", "-5.00", Some("1043")),
+        ]
+    );
+    let rejected: Vec<(i64, String)> =
+        sqlx::query_as("SELECT line, reason FROM csvbus.rejected_rows WHERE import_id = $1::uuid")
+            .bind(id)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].0, 5);
+    assert!(
+        rejected[0].1.contains("expected 4 fields, found 5"),
+        "{rejected:?}"
+    );
+    upload.stop().await;
+    sink.stop().await;
+}

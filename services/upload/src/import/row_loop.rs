@@ -120,6 +120,7 @@ pub async fn read_header(records: &mut Records<Input>, max_body: u64) -> Result<
         )
         .at_line(span.line));
     }
+    records.is_header();
     Ok(())
 }
 

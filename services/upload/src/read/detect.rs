@@ -50,6 +50,9 @@ pub struct Detected {
     pub preamble_lines: u64,
     /// `Some` when the sample did not decide the delimiter (then `,`), with why.
     pub doubt: Option<String>,
+    /// Rows of the sample end with a delimiter the header does not have (`a,b` over `1,2,`):
+    /// an empty field after the last column, which the reader drops ([`crate::read::parse`]).
+    pub trailing: bool,
 }
 
 /// How well one (delimiter, quote) splits the sample.
@@ -65,6 +68,8 @@ struct Score {
     fields: usize,
     /// Where the header starts (0 without a preamble).
     header_at: usize,
+    /// Rows end with an empty field past the header's last (see [`Detected::trailing`]).
+    trailing: bool,
 }
 
 impl Score {
@@ -76,7 +81,7 @@ impl Score {
         preamble: bool,
     ) -> Option<Self> {
         let records = read_records(sample, delimiter.byte(), (quote, escape), complete);
-        let counts: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
+        let (counts, trailing) = field_counts(&records);
         // Of the records this candidate splits: lines it does not split (a preamble longer
         // than the rows in a small file, say) do not decide the count.
         let split: Vec<usize> = counts.iter().copied().filter(|c| *c > 1).collect();
@@ -107,6 +112,7 @@ impl Score {
             records: after.len(),
             fields,
             header_at: if first == 0 { 0 } else { records[first].1 },
+            trailing: trailing && first == 0,
         })
     }
 
@@ -171,6 +177,7 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
         preamble_bytes: 0,
         preamble_lines: 0,
         doubt: ask.delimiter.is_none().then_some(doubt),
+        trailing: false,
     };
     match scores.as_slice() {
         [] => fallback(
@@ -187,6 +194,7 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
             preamble_bytes: best.header_at,
             preamble_lines: lines::lines_in(&sample[..best.header_at]),
             doubt: None,
+            trailing: best.trailing,
         },
     }
 }
@@ -278,6 +286,31 @@ fn read_records(
         records.pop();
     }
     records
+}
+
+/// Whether most rows of `sample` end with an empty field past the header's last, read with
+/// delimiter `d` (see [`Detected::trailing`]).
+pub fn trailing(sample: &[u8], d: Delimiter, quote: (u8, Option<u8>), complete: bool) -> bool {
+    field_counts(&read_records(sample, d.byte(), quote, complete)).1
+}
+
+/// Each record's field count; when most rows end with an empty field past the first
+/// record's last (a delimiter the header lacks, as some banks write them), that field counted
+/// out, and `true`.
+fn field_counts(records: &[(ByteRecord, usize)]) -> (Vec<usize>, bool) {
+    let counts: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
+    let width = counts.first().copied().unwrap_or(0);
+    let past = |r: &ByteRecord| r.len() == width + 1 && r.get(width) == Some(b"");
+    let rows = records.len().saturating_sub(1);
+    let ending = records.iter().skip(1).filter(|(r, _)| past(r)).count();
+    if width < 2 || ending * 2 <= rows {
+        return (counts, false);
+    }
+    let counts = records
+        .iter()
+        .map(|(r, _)| if past(r) { width } else { r.len() })
+        .collect();
+    (counts, true)
 }
 
 /// The most common value and how often it appears.
@@ -489,6 +522,25 @@ mod tests {
             proptest::prop_assert_eq!(found.delimiter, delimiter, "{}", text);
             proptest::prop_assert_eq!(found.preamble_lines, lines, "{}", text);
         }
+    }
+
+    #[test]
+    fn rows_that_end_with_a_delimiter_the_header_lacks_split_like_the_header() {
+        // As a US bank writes its statements: every row ends with a comma.
+        let bank =
+            "Details,Posting Date,Amount,Check\nDEBIT,03/01/2024,-2.50,,\nCREDIT,03/02/2024,9,,\n";
+        let p = pre(bank);
+        assert_eq!(
+            (p.delimiter, p.preamble_lines, p.doubt),
+            (Delimiter::COMMA, 0, None)
+        );
+        assert!(p.trailing);
+        // A field past the header that holds something is no trailing delimiter.
+        assert!(!pre("a,b\n1,2,3\n4,5,6\n").trailing);
+        // Nor is a header that ends with one too (its empty name is a column).
+        assert!(!pre("a,b,\n1,2,\n3,4,\n").trailing);
+        // Nor a few such rows among many that are not.
+        assert!(!pre("a,b\n1,2,\n3,4\n5,6\n7,8\n").trailing);
     }
 
     #[test]

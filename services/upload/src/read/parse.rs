@@ -128,6 +128,9 @@ pub struct Records<R> {
     delimiter: u8,
     quote: u8,
     escape: Option<u8>,
+    /// The header's field count, once read: a row with one field more whose last is empty
+    /// (a delimiter the header lacks, `a,b` over `1,2,`) is read without that field.
+    width: Option<usize>,
     /// The record last read by [`Records::next`].
     pub record: ByteRecord,
 }
@@ -158,6 +161,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             delimiter,
             quote,
             escape: dialect.escape,
+            width: None,
             record: ByteRecord::new(),
         }
     }
@@ -166,6 +170,12 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
     pub async fn next(&mut self) -> Result<Option<Span>, csv_async::Error> {
         if !self.reader.read_byte_record(&mut self.record).await? {
             return Ok(None);
+        }
+        match self.width {
+            Some(w) if self.record.len() == w + 1 && self.record.get(w) == Some(b"") => {
+                self.record.truncate(w);
+            }
+            _ => {}
         }
         let end = self.reader.position().byte();
         let lines = &mut self.lines;
@@ -176,6 +186,12 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
         let start = self.prev_end + lead as u64;
         self.prev_end = end;
         Ok(Some(Span { line, start, end }))
+    }
+
+    /// The record last read is the header: rows with an empty field past its last are read
+    /// without it.
+    pub fn is_header(&mut self) {
+        self.width = Some(self.record.len());
     }
 
     /// Done with the current record: its bytes may leave the window.

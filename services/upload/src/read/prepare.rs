@@ -176,6 +176,12 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
             "quotes escaped with {e} inside quoted fields: read with escape={e} (escape=none reads {e} as text)"
         ));
     }
+    if found.trailing {
+        notes.push(
+            "rows end with a delimiter the header does not have: the empty field after the last column is dropped"
+                .to_owned(),
+        );
+    }
     let skip = skip + found.preamble_bytes;
     let skip_lines = given + preamble;
     let input = sniff::skip(input, skip);
@@ -225,6 +231,12 @@ fn decide(head: &[u8], complete: bool, o: &ReadOptions) -> detect::Detected {
                 Some(given) => given.0,
                 None => detect::backslash_escapes(looked, delimiter, quote).then_some(b'\\'),
             };
+            let trailing = detect::trailing(
+                looked,
+                delimiter,
+                (quote, escape),
+                complete && looked.len() == head.len(),
+            );
             detect::Detected {
                 delimiter,
                 quote,
@@ -232,6 +244,7 @@ fn decide(head: &[u8], complete: bool, o: &ReadOptions) -> detect::Detected {
                 preamble_bytes: 0,
                 preamble_lines: 0,
                 doubt: None,
+                trailing,
             }
         }
         _ => detect::detect(looked, complete && looked.len() == head.len(), ask),
