@@ -1021,3 +1021,33 @@ async fn rows_ending_with_a_delimiter_the_header_lacks_land() {
     upload.stop().await;
     sink.stop().await;
 }
+
+/// A US spreadsheet's grouped thousands (`"1,234"` units beside `"12,345.50"` revenue): once
+/// the file's numbers settle the decimal point, `create=true` makes both columns numbers (the
+/// units were `text`) and the rows land as meant, 1,234 as 1234.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_true_reads_grouped_thousands_once_the_point_is_settled() {
+    let (db, upload, sink) = stack("create-thousands", "").await;
+    let body = "Region,Units,Revenue\nNorth,\"1,234\",\"12,345.50\"\nSouth,56,3.00\n";
+    let (acc, rec) = create(
+        &upload,
+        "table=sales&create=true",
+        body,
+        "CREATE TABLE \"public\".\"sales\" (\"region\" text, \"units\" bigint, \"revenue\" numeric)",
+    )
+    .await;
+    assert_eq!(acc["read_as"]["decimal"], ".", "{acc}");
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    let rows: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT region, units, revenue::text FROM sales ORDER BY region")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let row = |r: &str, u: i64, v: &str| (r.to_owned(), u, v.to_owned());
+    assert_eq!(
+        rows,
+        [row("North", 1234, "12345.50"), row("South", 56, "3.00")]
+    );
+    upload.stop().await;
+    sink.stop().await;
+}

@@ -65,7 +65,7 @@ impl SqlType {
             Self::Date | Self::Timestamp => {
                 dates::to_iso(v, order).is_ok_and(|iso| self.fits(&iso))
             }
-            Self::Numeric | Self::Double => {
+            Self::Bigint | Self::Numeric | Self::Double => {
                 numbers::to_plain(v, mark, true).is_ok_and(|p| self.fits(&p))
             }
             _ => self.fits(v),
@@ -154,7 +154,8 @@ impl SqlType {
         }
     }
 
-    fn is_number(self) -> bool {
+    /// An integer or decimal type.
+    pub fn is_number(self) -> bool {
         matches!(self, Self::Bigint | Self::Numeric | Self::Double)
     }
 }
@@ -211,7 +212,15 @@ struct Possible {
     /// read with that mark (`1,5` only with a comma; `1,234`, which the marks read as two
     /// different numbers, with neither).
     numbers: [[bool; 2]; 2],
+    /// Per decimal mark, bigint, numeric and double: every value so far is one when read
+    /// with that mark once the file has settled it (`1,234` is 1234 when the point is).
+    grouped: [[bool; 3]; 2],
+    /// Per decimal mark: a value of this column that only it reads (`12,345.50`: the point).
+    settles: [bool; 2],
 }
+
+/// The number types, as [`Possible::grouped`] holds them.
+const NUMBERS: [SqlType; 3] = [SqlType::Bigint, SqlType::Numeric, SqlType::Double];
 
 /// The orders a column of dates may be written in; the upload reads them in the order the
 /// file's first rows settle ([`crate::dates`]).
@@ -223,6 +232,15 @@ const MARKS: [DecimalMark; 2] = [DecimalMark::Point, DecimalMark::Comma];
 impl Possible {
     fn observe(&mut self, v: &str) {
         self.seen = true;
+        for (m, mark) in MARKS.into_iter().enumerate() {
+            let plain = numbers::to_plain(v.trim(), mark, true);
+            for (ok, t) in self.grouped[m].iter_mut().zip(NUMBERS) {
+                *ok = *ok && plain.as_ref().is_ok_and(|p| t.fits(p));
+            }
+        }
+        if let numbers::Hint::Settles(m) = numbers::hint(v) {
+            self.settles[m as usize] = true;
+        }
         for (i, t) in ORDER.iter().enumerate() {
             self.fits[i] = match t {
                 SqlType::Date | SqlType::Timestamp => {
@@ -270,6 +288,8 @@ impl Inference {
             seen: false,
             dates: [[true; 3]; 2],
             numbers: [[true; 2]; 2],
+            grouped: [[true; 3]; 2],
+            settles: [false; 2],
         };
         Self {
             possible: vec![fresh; columns],
@@ -287,18 +307,50 @@ impl Inference {
         }
     }
 
+    /// Per column, the narrowest type every value fits; when the file's number columns settle
+    /// the decimal mark, numbers are typed as the upload then reads them
+    /// ([`crate::numbers::decide`]): `1,234` is a number (1234) once the point is settled,
+    /// `1.234` an integer once the comma is.
     pub fn types(&self) -> Vec<SqlType> {
+        let types: Vec<SqlType> = self.possible.iter().map(Possible::narrowest).collect();
+        let settles = |m: usize| {
+            self.possible
+                .iter()
+                .zip(&types)
+                .any(|(p, t)| t.is_number() && p.settles[m])
+        };
+        let mark = match (settles(0), settles(1)) {
+            (true, false) => 0,
+            (false, true) => 1,
+            _ => return types,
+        };
         self.possible
             .iter()
-            .map(|p| match p.seen {
-                false => SqlType::Text,
-                true => ORDER
-                    .iter()
-                    .zip(p.fits)
-                    .find(|(_, ok)| *ok)
-                    .map_or(SqlType::Text, |(t, _)| *t),
+            .zip(types)
+            .map(|(p, t)| match (t, p.seen) {
+                (SqlType::Text | SqlType::Bigint | SqlType::Numeric | SqlType::Double, true) => {
+                    NUMBERS
+                        .into_iter()
+                        .zip(p.grouped[mark])
+                        .find(|(_, ok)| *ok)
+                        .map_or(t, |(n, _)| n)
+                }
+                _ => t,
             })
             .collect()
+    }
+}
+
+impl Possible {
+    fn narrowest(&self) -> SqlType {
+        match self.seen {
+            false => SqlType::Text,
+            true => ORDER
+                .iter()
+                .zip(self.fits)
+                .find(|(_, ok)| *ok)
+                .map_or(SqlType::Text, |(t, _)| *t),
+        }
     }
 }
 
@@ -541,6 +593,21 @@ mod tests {
             got,
             ["numeric", "numeric", "numeric", "text", "numeric"],
             "1,234 reads as two different numbers: text, not a guess"
+        );
+    }
+
+    #[test]
+    fn grouped_thousands_are_numbers_once_the_file_settles_its_decimal_mark() {
+        // A US spreadsheet: 12,345.50 only reads with a point, so 1,234 units are 1234.
+        let us = infer(&[&["1,234", "12,345.50", "x"], &["56", "3", "y"]]);
+        assert_eq!(us, ["bigint", "numeric", "text"]);
+        // A German one: 1.234,5 settles the comma, so 1.234 is 1234.
+        let de = infer(&[&["1.234", "1.234,5"], &["2.000", "7"]]);
+        assert_eq!(de, ["bigint", "numeric"]);
+        // A text column that happens to hold a settling value settles nothing.
+        assert_eq!(
+            infer(&[&["1,234", "v 2.5"], &["5", "12.5"]]),
+            ["text", "text"]
         );
     }
 

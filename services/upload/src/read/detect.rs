@@ -199,33 +199,54 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
     }
 }
 
-/// Whether `header` reads as column names over the records after it: no name empty or a
-/// number, and at least one column whose values all have a type (a number, a date…) named by
-/// text that does not.
+/// Whether `header` reads as column names over the records after it: no name empty (but a
+/// last one, a trailing delimiter's) or a number (but a year, as wide tables name their
+/// columns: `Country Name,2015,2016`), some name text, and at least one column whose values
+/// all have a type (a number, a date…) named by text that does not — or by a year while its
+/// values are numbers that are not all years.
 fn names_over<'r>(header: &ByteRecord, rows: impl Iterator<Item = &'r ByteRecord>) -> bool {
     let Some(names) = header
         .iter()
-        .map(|f| std::str::from_utf8(f).ok())
+        .map(|f| std::str::from_utf8(f).ok().map(str::trim))
         .collect::<Option<Vec<&str>>>()
     else {
         return false;
     };
-    let numeric = [SqlType::Bigint, SqlType::Numeric, SqlType::Double];
-    if names
-        .iter()
-        .any(|n| n.trim().is_empty() || numeric.iter().any(|t| t.fits(n)))
-    {
+    let last = names.len().saturating_sub(1);
+    let numeric = |v: &str| {
+        [SqlType::Bigint, SqlType::Numeric, SqlType::Double]
+            .iter()
+            .any(|t| t.fits(v))
+    };
+    let bad = |(i, n): (usize, &&str)| (n.is_empty() && i != last) || (numeric(n) && !year(n));
+    if names.iter().enumerate().any(bad) || !names.iter().any(|n| !n.is_empty() && !year(n)) {
         return false;
     }
+    let rows: Vec<&ByteRecord> = rows.collect();
     let mut types = Inference::new(names.len());
-    for r in rows {
+    for r in &rows {
         types.observe(r.iter().map(|f| std::str::from_utf8(f).ok()));
     }
+    // A year over numbers some of which are no years: a period, not a value of its column.
+    let years_over_numbers = |i: usize| {
+        rows.iter()
+            .filter_map(|r| r.get(i).and_then(|v| std::str::from_utf8(v).ok()))
+            .any(|v| numeric(v) && !year(v))
+    };
     types.rows > 0
         && names
             .iter()
             .zip(types.types())
-            .any(|(n, t)| t != SqlType::Text && !t.fits(n))
+            .enumerate()
+            .any(|(i, (n, t))| {
+                (t != SqlType::Text && !t.fits(n))
+                    || (year(n) && t.is_number() && years_over_numbers(i))
+            })
+}
+
+/// A four-digit year, 1800 to 2199.
+fn year(v: &str) -> bool {
+    v.len() == 4 && v.parse::<u16>().is_ok_and(|y| (1800..2200).contains(&y))
 }
 
 /// The escapes tried with delimiter `d` and quote `q`: the one given; else none, and `\`
@@ -522,6 +543,27 @@ mod tests {
             proptest::prop_assert_eq!(found.delimiter, delimiter, "{}", text);
             proptest::prop_assert_eq!(found.preamble_lines, lines, "{}", text);
         }
+    }
+
+    #[test]
+    fn a_header_that_names_years_over_numbers_ends_a_preamble() {
+        // As the World Bank writes its indicators: two lines of metadata with blank lines
+        // between, every line ending with a comma.
+        let wb = "\"Data Source\",\"WDI\",\n\n\"Last Updated Date\",\"2024-03-28\",\n\n\
+                  \"Country Name\",\"Code\",\"2015\",\"2016\",\n\
+                  \"Aruba\",\"ABW\",\"104257\",\"104874\",\n\
+                  \"Angola\",\"AGO\",\"28127721\",\"\",\n";
+        let p = pre(wb);
+        assert_eq!((p.delimiter, p.preamble_lines), (Delimiter::COMMA, 4));
+        assert!(wb[p.preamble_bytes..].starts_with("\"Country Name\""));
+        // A row of years over years is no header: nothing tells it from the rows.
+        assert_eq!(
+            pre("Title\nCity,1999,2001\nParis,2004,2010\n").preamble_lines,
+            0
+        );
+        // Nor are numbers that are no years, nor years alone.
+        assert_eq!(pre("Title\nx,12,13\ny,140,150\n").preamble_lines, 0);
+        assert_eq!(pre("Title\n2015,2016\n140,150\n").preamble_lines, 0);
     }
 
     #[test]
