@@ -58,6 +58,7 @@ DECIMAL_COMMA = {
     "statement-de.csv", "statement-pipe.csv", "statement-preamble.csv",
     "municipalities-semicolon.csv", "erp-export.csv", "excel-de-semicolon.csv",
     "dates-create.csv", "decimal-comma.csv", "statement-de-short-year.csv",
+    "sparkasse-camt.csv", "data-gouv-fr.csv",
 }
 CSVBUS_OPTS = {
     "no-header.csv": {"header": "false", "columns": "id,name,note"},
