@@ -1051,3 +1051,49 @@ async fn create_true_reads_grouped_thousands_once_the_point_is_settled() {
     upload.stop().await;
     sink.stop().await;
 }
+
+/// The World Bank's indicator CSV: a BOM, two lines of metadata with blank lines between,
+/// years as column names, every line ending with a comma, a missing number written `""`. The
+/// preamble is found, the years name `bigint` columns, and `""` is NULL in them (it was a
+/// rejected row: `""` is no bigint) while it stays an empty string in a text column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_bank_indicator_file_lands_with_its_missing_numbers_null() {
+    let (db, upload, sink) = stack("create-wb", "").await;
+    let body = "\u{feff}\"Data Source\",\"World Development Indicators\",\n\n\
+                \"Last Updated Date\",\"2024-03-28\",\n\n\
+                \"Country Name\",\"Country Code\",\"2015\",\"2016\",\n\
+                \"Aruba\",\"ABW\",\"104257\",\"104874\",\n\
+                \"Not classified\",\"\",\"\",\"\",\n";
+    let (acc, rec) = create(
+        &upload,
+        "table=population&create=true",
+        body,
+        "CREATE TABLE \"public\".\"population\" (\"country_name\" text, \"country_code\" text, \"2015\" bigint, \"2016\" bigint, \"column_5\" text)",
+    )
+    .await;
+    assert_eq!(acc["read_as"]["skip_lines"], 4, "{acc}");
+    assert_eq!(
+        (
+            rec["rows_written"].as_i64(),
+            rec["rows_write_rejected"].as_i64()
+        ),
+        (Some(2), Some(0)),
+        "{rec}"
+    );
+    let rows: Vec<(String, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT country_name, country_code, \"2015\", \"2016\" FROM population ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let row = |n: &str, c: &str, a: Option<i64>, b: Option<i64>| (n.to_owned(), c.to_owned(), a, b);
+    assert_eq!(
+        rows,
+        [
+            row("Aruba", "ABW", Some(104257), Some(104874)),
+            row("Not classified", "", None, None)
+        ]
+    );
+    upload.stop().await;
+    sink.stop().await;
+}

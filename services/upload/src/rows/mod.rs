@@ -43,7 +43,20 @@ pub struct Header {
     dates: Vec<bool>,
     /// Per written column, whether it takes numbers csvbus rewrites to plain digits.
     numbers: Vec<bool>,
+    /// Per written column, whether its type has no empty value (numbers, dates, booleans,
+    /// uuids, times): a quoted empty field (`""`, as the World Bank writes a missing number)
+    /// is NULL there, as an unquoted one is (unless `null=` names another text); in a text
+    /// column it stays an empty string.
+    no_empty: Vec<bool>,
     encoder: RowEncoder,
+}
+
+/// Whether a column of `type_name` has no empty value (`''` is no number, date, boolean…).
+fn has_no_empty_value(type_name: &str) -> bool {
+    numbers::is_number_type(type_name)
+        || dates::is_date_type(type_name)
+        || type_name.starts_with("time")
+        || matches!(type_name, "boolean" | "uuid" | "interval")
 }
 
 /// Why a header record is refused (always at line 1).
@@ -133,6 +146,7 @@ pub fn check_names(
     Ok(Header {
         dates: typed(dates::is_date_type),
         numbers: typed(numbers::is_number_type),
+        no_empty: typed(has_no_empty_value),
         columns,
         key_index,
         keep: targets.iter().map(Option::is_some).collect(),
@@ -212,6 +226,7 @@ impl Header {
     pub fn column_is(&mut self, n: usize, type_name: &str) {
         self.dates[n] = dates::is_date_type(type_name);
         self.numbers[n] = numbers::is_number_type(type_name);
+        self.no_empty[n] = has_no_empty_value(type_name);
     }
 
     /// The field of the file that goes to column `name`.
@@ -251,12 +266,13 @@ impl Header {
                 let column = &self.columns[values.len()];
                 format!("invalid UTF-8 in field {} ({column})", i + 1)
             })?;
-            let null = s == null_text && {
-                let q = quoted_fields
-                    .get_or_insert_with(|| quoted.take().map(|f| f()).unwrap_or_default());
-                !q.get(i).copied().unwrap_or(false)
-            };
             let n = values.len();
+            let null = (s.is_empty() && null_text.is_empty() && self.no_empty[n])
+                || s == null_text && {
+                    let q = quoted_fields
+                        .get_or_insert_with(|| quoted.take().map(|f| f()).unwrap_or_default());
+                    !q.get(i).copied().unwrap_or(false)
+                };
             let rewritten = match (null, self.dates[n], self.numbers[n]) {
                 (true, ..) => None,
                 (false, true, _) => Some(dates::to_iso(s, opts.dates)),
@@ -359,6 +375,32 @@ mod tests {
         let bad = ByteRecord::from(vec![&b"ok"[..], &b"\xff"[..]]);
         let e = h.encode(&bad, &opts, Vec::new, &mut out).unwrap_err();
         assert!(e.contains("invalid UTF-8 in field 2"), "{e}");
+    }
+
+    #[test]
+    fn a_quoted_empty_field_is_null_where_the_type_has_no_empty_value() {
+        let mut table = [
+            col("n", false, false),
+            col("d", false, false),
+            col("t", false, false),
+        ];
+        table[0].type_name = "bigint".into();
+        table[1].type_name = "date".into();
+        let h = check_header(&rec(&["n", "d", "t"]), &table, None, &Mapping::default()).unwrap();
+        let mut out = Vec::new();
+        let opts = ValueOptions::default();
+        let all_quoted = || vec![true, true, true];
+        h.encode(&rec(&["", "", ""]), &opts, all_quoted, &mut out)
+            .unwrap();
+        assert_eq!(out, br#"{"n":null,"d":null,"t":""}"#);
+        // With null= another text, an empty field is no NULL anywhere: Postgres says why.
+        let told = ValueOptions {
+            null: Some("NA".into()),
+            ..ValueOptions::default()
+        };
+        h.encode(&rec(&["", "NA", ""]), &told, all_quoted, &mut out)
+            .unwrap();
+        assert_eq!(out, br#"{"n":"","d":"NA","t":""}"#);
     }
 
     #[test]
