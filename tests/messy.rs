@@ -1097,3 +1097,37 @@ async fn a_world_bank_indicator_file_lands_with_its_missing_numbers_null() {
     upload.stop().await;
     sink.stop().await;
 }
+
+/// Dates with month names as Jira (`01/Mar/24 9:05 AM`), Oracle (`02-MAR-24`) and US reports
+/// (`Mar 31, 2024`) write them make `timestamp` and `date` columns with `create=true` (they were
+/// `text`) and land as written, rewritten to ISO on the stream like the numeric ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_true_reads_dates_with_month_names() {
+    let (db, upload, sink) = stack("month-names", "").await;
+    let body = "Issue key,Created,Due\n\
+                PROJ-1,01/Mar/24 9:05 AM,02-MAR-24\n\
+                PROJ-2,15/Mar/24 2:12 PM,\"Mar 31, 2024\"\n";
+    let (_, rec) = create(
+        &upload,
+        "table=issues&create=true",
+        body,
+        "CREATE TABLE \"public\".\"issues\" (\"issue_key\" text, \"created\" timestamp, \"due\" date)",
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT issue_key, created::text, due::text FROM issues ORDER BY 1")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let row = |k: &str, c: &str, d: &str| (k.to_owned(), c.to_owned(), d.to_owned());
+    assert_eq!(
+        rows,
+        [
+            row("PROJ-1", "2024-03-01 09:05:00", "2024-03-02"),
+            row("PROJ-2", "2024-03-15 14:12:00", "2024-03-31")
+        ]
+    );
+    upload.stop().await;
+    sink.stop().await;
+}

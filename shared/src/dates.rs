@@ -128,6 +128,9 @@ pub fn hint(v: &str) -> Hint {
 /// `v` with its date in ISO order (`2024-12-31`, then the rest as written), read in `order`;
 /// borrowed when there is nothing to rewrite. `Err` says why it is not a date in that order.
 pub fn to_iso(v: &str, order: DateOrder) -> Result<Cow<'_, str>, String> {
+    if let Some(n) = named(v) {
+        return n.iso(v, order);
+    }
     let Some(p) = parts(v) else {
         return Ok(Cow::Borrowed(v));
     };
@@ -142,19 +145,7 @@ pub fn to_iso(v: &str, order: DateOrder) -> Result<Cow<'_, str>, String> {
         (_, DateOrder::Mdy) => (c, a, b),
         (_, DateOrder::Ymd) => (a, b, c),
     };
-    let year = match y.len() {
-        4 => num(y),
-        // Two-digit years: 00–69 are 2000–2069, 70–99 are 1970–1999.
-        2 => match num(y) {
-            n @ 0..=69 => 2000 + n,
-            n => 1900 + n,
-        },
-        _ => {
-            return Err(format!(
-                "{v:?} is not a date: the year must have 2 or 4 digits"
-            ))
-        }
-    };
+    let year = year(v, y)?;
     let (month, day) = (num(m), num(d));
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || m.len() > 2 || d.len() > 2 {
         return Err(format!(
@@ -167,6 +158,116 @@ pub fn to_iso(v: &str, order: DateOrder) -> Result<Cow<'_, str>, String> {
         "{year:04}-{month:02}-{day:02}{}",
         p.rest
     )))
+}
+
+/// The year `y` of date `v`: four digits, or two — 00–69 are 2000–2069, 70–99 1970–1999.
+fn year(v: &str, y: &str) -> Result<u32, String> {
+    match y.len() {
+        4 => Ok(num(y)),
+        2 => Ok(match num(y) {
+            n @ 0..=69 => 2000 + n,
+            n => 1900 + n,
+        }),
+        _ => Err(format!(
+            "{v:?} is not a date: the year must have 2 or 4 digits"
+        )),
+    }
+}
+
+/// A date written with its month's English name: `01-Mar-2024`, `01/Mar/24` (Jira), `01-MAR-24`
+/// (Oracle), `1 March 2024`, `Mar 1, 2024`. Rewritten like the others, so that `create=true`
+/// types a column of them and the year rules are csvbus' own.
+struct Named<'a> {
+    /// The numbers before and after the month (`Mar 1, 2024`: none before).
+    first: &'a str,
+    month: u32,
+    last: &'a str,
+    rest: &'a str,
+}
+
+/// The month `name` is (`Mar`, `MAR`, `March`, `Sept`).
+fn month_number(name: &str) -> Option<u32> {
+    const NAMES: [&str; 12] = [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
+    let n = name.to_ascii_lowercase();
+    let n = if n == "sept" { "sep".to_owned() } else { n };
+    NAMES
+        .iter()
+        .position(|full| *full == n || (n.len() == 3 && full.starts_with(&n)))
+        .map(|i| i as u32 + 1)
+}
+
+/// The date with a month name at the start of `v`, if it is one.
+fn named(v: &str) -> Option<Named<'_>> {
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    let letters = |s: &str| s.bytes().take_while(u8::is_ascii_alphabetic).count();
+    let ends = |rest: &str| rest.is_empty() || rest.starts_with([' ', 'T']);
+    let n = digits(v);
+    if (1..=4).contains(&n) {
+        // 01-Mar-2024, 01/Mar/24, 1 March 2024: one separator on both sides of the name.
+        let sep = v[n..]
+            .chars()
+            .next()
+            .filter(|c| matches!(c, '-' | '/' | '.' | ' '))?;
+        let after = &v[n + 1..];
+        let m = letters(after);
+        let tail = after[m..].strip_prefix(sep)?;
+        let y = digits(tail);
+        let named = Named {
+            first: &v[..n],
+            month: month_number(&after[..m])?,
+            last: &tail[..y],
+            rest: &tail[y..],
+        };
+        return ((1..=4).contains(&y) && ends(named.rest)).then_some(named);
+    }
+    // Mar 1, 2024 and March 1 2024.
+    let m = letters(v);
+    let after = v[m..].strip_prefix(' ')?;
+    let d = digits(after);
+    let tail = after[d..].strip_prefix(',').unwrap_or(&after[d..]);
+    let tail = tail.strip_prefix(' ')?;
+    let y = digits(tail);
+    let named = Named {
+        first: &after[..d],
+        month: month_number(&v[..m])?,
+        last: &tail[..y],
+        rest: &tail[y..],
+    };
+    ((1..=2).contains(&d) && y == 4 && ends(named.rest)).then_some(named)
+}
+
+impl Named<'_> {
+    /// In ISO order: a four-digit number is the year; of two two-digit ones the day comes
+    /// first (`01-Mar-24`), unless the file is read year first (`dateformat=ymd`).
+    fn iso<'v>(&self, v: &'v str, order: DateOrder) -> Result<Cow<'v, str>, String> {
+        let year_first = self.first.len() == 4
+            || (order == DateOrder::Ymd && self.first.len() <= 2 && self.last.len() <= 2);
+        let (y, d) = match year_first {
+            true => (self.first, self.last),
+            false => (self.last, self.first),
+        };
+        let (year, day) = (year(v, y)?, num(d));
+        if !(1..=31).contains(&day) || d.len() > 2 {
+            return Err(format!("{v:?} is not a date: no day {d:?}"));
+        }
+        Ok(Cow::Owned(format!(
+            "{year:04}-{:02}-{day:02}{}",
+            self.month, self.rest
+        )))
+    }
 }
 
 /// The order the sample's date values settle, and what to say about it.
@@ -274,6 +375,38 @@ pub fn is_date_type(type_name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_with_month_names_are_rewritten_whatever_the_order() {
+        let iso = |v: &str, o: DateOrder| to_iso(v, o).map(|c| c.into_owned());
+        for o in [DateOrder::Dmy, DateOrder::Mdy] {
+            assert_eq!(iso("01-Mar-2024", o).unwrap(), "2024-03-01");
+            assert_eq!(iso("01/Mar/24 9:05 AM", o).unwrap(), "2024-03-01 9:05 AM");
+            assert_eq!(iso("31-DEC-99", o).unwrap(), "1999-12-31");
+            assert_eq!(iso("1 March 2024", o).unwrap(), "2024-03-01");
+            assert_eq!(iso("Mar 1, 2024", o).unwrap(), "2024-03-01");
+            assert_eq!(
+                iso("September 30 2024 10:00", o).unwrap(),
+                "2024-09-30 10:00"
+            );
+            assert_eq!(iso("2024-Sept-03", o).unwrap(), "2024-09-03");
+        }
+        // Two two-digit numbers: the day first, unless the file is read year first.
+        assert_eq!(iso("24-Mar-01", DateOrder::Ymd).unwrap(), "2024-03-01");
+        assert!(iso("32-Mar-2024", DateOrder::Dmy).is_err());
+        assert!(iso("01-Mar-202", DateOrder::Dmy).is_err());
+        // Words that are no month, and month names in other text, are left alone.
+        for v in [
+            "01-Foo-2024",
+            "May 2024",
+            "Mayday 1, 2024",
+            "3 apples 2024",
+            "Mar 1st, 2024",
+        ] {
+            assert_eq!(iso(v, DateOrder::Dmy).unwrap(), v);
+        }
+        assert_eq!(hint("01-Mar-2024"), Hint::None);
+    }
 
     #[test]
     fn dates_are_rewritten_in_the_order_given() {
