@@ -376,6 +376,30 @@ pub fn is_date_type(type_name: &str) -> bool {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any text is read without a panic; a date with a month name, in any of the ways it is
+        /// written, comes out as the one ISO date.
+        #[test]
+        fn month_names_read_back_as_the_date_written(
+            y in 1970u32..2070, m in 1u32..=12, d in 1u32..=28, form in 0usize..5,
+            junk in "[0-9A-Za-z ,./:-]{0,16}",
+        ) {
+            let _ = to_iso(&junk, DateOrder::Dmy);
+            let name = chrono::NaiveDate::from_ymd_opt(y as i32, m, 1).unwrap();
+            let (short, long) = (name.format("%b").to_string(), name.format("%B").to_string());
+            let v = match form {
+                0 => format!("{d:02}-{short}-{y}"),
+                1 => format!("{d}/{}/{:02} 9:05 AM", short.to_uppercase(), y % 100),
+                2 => format!("{d} {long} {y}"),
+                3 => format!("{short} {d}, {y}"),
+                _ => format!("{y}-{short}-{d:02}T10:00"),
+            };
+            let rest = match form { 1 => " 9:05 AM", 4 => "T10:00", _ => "" };
+            let got = to_iso(&v, DateOrder::Mdy).unwrap();
+            proptest::prop_assert_eq!(got, format!("{y:04}-{m:02}-{d:02}{rest}"));
+        }
+    }
+
     #[test]
     fn dates_with_month_names_are_rewritten_whatever_the_order() {
         let iso = |v: &str, o: DateOrder| to_iso(v, o).map(|c| c.into_owned());
