@@ -1131,3 +1131,43 @@ async fn create_true_reads_dates_with_month_names() {
     upload.stop().await;
     sink.stop().await;
 }
+
+/// A US Census table's second header row (labels under the variable codes) makes every
+/// column `text` with `create=true`: the answer says so and names `skip_lines=1`, which reads
+/// the labels as the header and types the numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_header_row_is_pointed_out_with_the_option_that_reads_it() {
+    let (db, upload, sink) = stack("second-header", "").await;
+    let body = "\"GEO_ID\",\"NAME\",\"B01001_001E\",\"B19013_001E\"\n\
+                \"Geography\",\"Geographic Area Name\",\"Estimate!!Total:\",\"Estimate!!Median income\"\n\
+                \"0400000US01\",\"Alabama\",\"5028092\",\"59609\"\n\
+                \"0400000US02\",\"Alaska\",\"734821\",\"86370\"\n";
+    let (acc, _) = create(
+        &upload,
+        "table=acs&create=true",
+        body,
+        "CREATE TABLE \"public\".\"acs\" (\"geo_id\" text, \"name\" text, \"b01001_001e\" text, \"b19013_001e\" text)",
+    )
+    .await;
+    let notes = acc["read_as"]["notes"].to_string();
+    assert!(
+        notes.contains("line 2 looks like a second header row")
+            && notes.contains("b01001_001e (else bigint)")
+            && notes.contains("skip_lines=1"),
+        "{acc}"
+    );
+    let (_, rec) = create(
+        &upload,
+        "table=acs_labels&create=true&skip_lines=1",
+        body,
+        "CREATE TABLE \"public\".\"acs_labels\" (\"geography\" text, \"geographic_area_name\" text, \"estimate_total\" bigint, \"estimate_median_income\" bigint)",
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    let total: i64 = db
+        .count("SELECT sum(estimate_total)::int8 FROM acs_labels")
+        .await;
+    assert_eq!(total, 5028092 + 734821);
+    upload.stop().await;
+    sink.stop().await;
+}

@@ -37,8 +37,10 @@ pub async fn infer(
     let names = opts.mapping.names.as_deref();
     let new = infer_table(table, &sample, complete, &p.dialect, opts.header, names)
         .map_err(|e| e.to_string())?;
+    let mut read_as = p.read_as;
+    read_as.notes.extend(new.notes);
     Ok(Inferred {
-        read_as: p.read_as,
+        read_as,
         ddl: new.ddl,
         columns: new.columns,
         rows_sampled: new.rows,

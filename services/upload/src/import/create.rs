@@ -10,7 +10,7 @@ use csvbus_shared::read_as::ReadAs;
 use crate::error::ApiError;
 use crate::import::start::Plan;
 use crate::rows::mapping::Mapping;
-use csvbus_shared::infer::{self, Inference};
+use csvbus_shared::infer::{self, Inference, SqlType};
 
 use crate::read::parse::Dialect;
 use crate::rows::HeaderError;
@@ -32,6 +32,8 @@ pub struct NewTable {
     pub rows: usize,
     /// The fields' names as the file (or `columns=`) gives them.
     pub header: Vec<String>,
+    /// What the sample showed that the reader should know (a second header row).
+    pub notes: Vec<String>,
 }
 
 /// Infers `table` from `sample` (the body's start after skipped lines, UTF-8; `complete`: the
@@ -47,6 +49,7 @@ pub fn infer_table(
 ) -> Result<NewTable, HeaderError> {
     let mut reader = dialect.sample_reader(sample);
     let mut records = reader.byte_records();
+    let has_header = header;
     let first = match header {
         true => Some(
             records
@@ -83,16 +86,43 @@ pub fn infer_table(
     if !complete || rows.len() > SAMPLE_ROWS {
         rows.pop();
     }
-    for r in &rows {
-        let values = r
-            .iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(v, _)| std::str::from_utf8(v).ok());
-        inference.observe(values);
-    }
+    let observe = |inference: &mut Inference, rows: &[csv::ByteRecord]| {
+        for r in rows {
+            let values = r
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(v, _)| std::str::from_utf8(v).ok());
+            inference.observe(values);
+        }
+    };
+    observe(&mut inference, &rows);
     let names = infer::column_names(&kept);
     let types = inference.types();
+    // A second header row (labels under codes, as the US Census writes them) makes text of
+    // columns whose values below it are numbers or dates: said, with the option that reads it
+    // as the header.
+    let mut notes = Vec::new();
+    if has_header && rows.len() >= 3 {
+        let mut rest = Inference::new(kept.len());
+        observe(&mut rest, &rows[1..]);
+        let typed: Vec<String> = names
+            .iter()
+            .zip(types.iter().zip(rest.types()))
+            .filter(|(_, (with, without))| **with == SqlType::Text && *without != SqlType::Text)
+            .map(|(n, (_, t))| format!("{n} (else {})", t.sql()))
+            .collect();
+        if typed.len() >= 2 {
+            notes.push(format!(
+                "line {} looks like a second header row: it alone makes text of {}{}; \
+                 skip_lines={} reads it as the header instead",
+                dialect.first_line + 1,
+                typed[..typed.len().min(3)].join(", "),
+                if typed.len() > 3 { ", …" } else { "" },
+                dialect.first_line,
+            ));
+        }
+    }
     let mut created = names.iter();
     let field_names = keep
         .iter()
@@ -117,6 +147,7 @@ pub fn infer_table(
         field_names,
         rows: rows.len(),
         header,
+        notes,
     })
 }
 
@@ -143,6 +174,7 @@ pub(crate) fn shape(
             "column types inferred from the first {} rows",
             file.rows
         ));
+        read_as.notes.extend(file.notes);
         read_as.created = Some(file.ddl);
         return Ok(());
     }
@@ -193,6 +225,26 @@ pub fn added_columns(
 mod tests {
     use super::*;
     use csvbus_shared::read_as::Delimiter;
+
+    #[test]
+    fn a_second_header_row_is_said_and_a_first_row_of_values_is_not() {
+        let t = TableName::parse("new", "public").unwrap();
+        let d = Dialect::plain(Delimiter::COMMA);
+        let census = b"id,a,b\nId,Total,Median\n1,5,7\n2,6,8\n";
+        let nt = infer_table(&t, census, true, &d, true, None).unwrap();
+        assert_eq!(nt.notes.len(), 1, "{:?}", nt.notes);
+        assert!(nt.notes[0].contains("a (else bigint), b (else bigint)"));
+        // One text value in row 1 is a value, not a header.
+        let one = b"id,a,b\n1,n/a,7\n2,6,8\n3,6,9\n";
+        assert!(infer_table(&t, one, true, &d, true, None)
+            .unwrap()
+            .notes
+            .is_empty());
+        // Without a header there is nothing to be second to.
+        let names = ["x".to_owned(), "y".to_owned(), "z".to_owned()];
+        let unnamed = infer_table(&t, census, true, &d, false, Some(&names)).unwrap();
+        assert!(unnamed.notes.is_empty());
+    }
 
     #[test]
     fn the_table_comes_from_the_header_and_the_first_rows() {
