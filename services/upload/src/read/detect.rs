@@ -316,15 +316,22 @@ pub fn trailing(sample: &[u8], d: Delimiter, quote: (u8, Option<u8>), complete: 
 }
 
 /// Each record's field count; when most rows end with an empty field past the first
-/// record's last (a delimiter the header lacks, as some banks write them), that field counted
-/// out, and `true`.
+/// record's last (a delimiter the header lacks, as some banks write them) and none has a value
+/// there, that field counted out, and `true`.
 fn field_counts(records: &[(ByteRecord, usize)]) -> (Vec<usize>, bool) {
     let counts: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
     let width = counts.first().copied().unwrap_or(0);
     let past = |r: &ByteRecord| r.len() == width + 1 && r.get(width) == Some(b"");
     let rows = records.len().saturating_sub(1);
     let ending = records.iter().skip(1).filter(|(r, _)| past(r)).count();
-    if width < 2 || ending * 2 <= rows {
+    // Every record one field longer must end empty: one that does not (a header under a
+    // two-field title line, a row with a value there) says the first record is no header.
+    let longer = records
+        .iter()
+        .skip(1)
+        .filter(|(r, _)| r.len() == width + 1)
+        .count();
+    if width < 2 || ending * 2 <= rows || longer > ending {
         return (counts, false);
     }
     let counts = records
@@ -581,6 +588,14 @@ mod tests {
         assert!(!pre("a,b\n1,2,3\n4,5,6\n").trailing);
         // Nor is a header that ends with one too (its empty name is a column).
         assert!(!pre("a,b,\n1,2,\n3,4,\n").trailing);
+        // Nor rows after a two-field title whose last column is mostly empty: the header
+        // under the title has a name there.
+        let titled = pre("Sales report, 2024\nid,name,note\n1,Ann,\n2,Bob,\n3,Cy,\n4,Dee,x\n");
+        assert!(!titled.trailing);
+        assert_eq!(
+            (titled.preamble_lines, titled.delimiter),
+            (1, Delimiter::COMMA)
+        );
         // Nor a few such rows among many that are not.
         assert!(!pre("a,b\n1,2,\n3,4\n5,6\n7,8\n").trailing);
     }
