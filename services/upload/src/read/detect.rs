@@ -81,7 +81,26 @@ impl Score {
         preamble: bool,
     ) -> Option<Self> {
         let records = read_records(sample, delimiter.byte(), (quote, escape), complete);
-        let (counts, trailing) = field_counts(&records);
+        let plain: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
+        let candidate = (delimiter, quote, escape, preamble);
+        // Rows counted without an empty field past the header's only when the plain counts
+        // find no header: a title line over rows whose last column is mostly empty keeps its
+        // real header.
+        Self::scored(&records, &plain, candidate, false).or_else(|| {
+            let (counts, trailing) = field_counts(&records);
+            trailing
+                .then(|| Self::scored(&records, &counts, candidate, true))
+                .flatten()
+        })
+    }
+
+    /// The score of `records` whose field counts are `counts`.
+    fn scored(
+        records: &[(ByteRecord, usize)],
+        counts: &[usize],
+        (delimiter, quote, escape, preamble): (Delimiter, u8, Option<u8>, bool),
+        trailing: bool,
+    ) -> Option<Self> {
         // Of the records this candidate splits: lines it does not split (a preamble longer
         // than the rows in a small file, say) do not decide the count.
         let split: Vec<usize> = counts.iter().copied().filter(|c| *c > 1).collect();
@@ -316,22 +335,15 @@ pub fn trailing(sample: &[u8], d: Delimiter, quote: (u8, Option<u8>), complete: 
 }
 
 /// Each record's field count; when most rows end with an empty field past the first
-/// record's last (a delimiter the header lacks, as some banks write them) and none has a value
-/// there, that field counted out, and `true`.
+/// record's last (a delimiter the header lacks, as some banks write them), that field counted
+/// out, and `true`.
 fn field_counts(records: &[(ByteRecord, usize)]) -> (Vec<usize>, bool) {
     let counts: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
     let width = counts.first().copied().unwrap_or(0);
     let past = |r: &ByteRecord| r.len() == width + 1 && r.get(width) == Some(b"");
     let rows = records.len().saturating_sub(1);
     let ending = records.iter().skip(1).filter(|(r, _)| past(r)).count();
-    // Every record one field longer must end empty: one that does not (a header under a
-    // two-field title line, a row with a value there) says the first record is no header.
-    let longer = records
-        .iter()
-        .skip(1)
-        .filter(|(r, _)| r.len() == width + 1)
-        .count();
-    if width < 2 || ending * 2 <= rows || longer > ending {
+    if width < 2 || ending * 2 <= rows {
         return (counts, false);
     }
     let counts = records
