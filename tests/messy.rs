@@ -1171,3 +1171,62 @@ async fn a_second_header_row_is_pointed_out_with_the_option_that_reads_it() {
     upload.stop().await;
     sink.stop().await;
 }
+
+/// A file without a header (a database dump, as TPC-DS' `web_page` is written): its first
+/// line has the types of the rows below it, so with `create=true` and no `header=` it is the
+/// first row, not the column names — said in `read_as`. `header=true` reads it as the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_without_a_header_lands_every_row_with_create_true() {
+    let (db, upload, sink) = stack("headerless", "").await;
+    let body = "1|AAAAAAAABAAAAAAA|1997-09-03||2450810|welcome\n\
+                2|AAAAAAAACAAAAAAA|1997-09-03|2000-09-02|2450814|protected\n\
+                3|AAAAAAAACAAAAAAA|2000-09-03||2450814|feedback\n";
+    let (acc, rec) = create(
+        &upload,
+        "table=web_page&create=true",
+        body,
+        "CREATE TABLE \"public\".\"web_page\" (\"column_1\" bigint, \"column_2\" text, \"column_3\" date, \"column_4\" date, \"column_5\" bigint, \"column_6\" text)",
+    )
+    .await;
+    assert_eq!(acc["read_as"]["header"], false, "{acc}");
+    assert!(
+        acc["read_as"]["notes"]
+            .to_string()
+            .contains("line 1 reads as data, not as a header"),
+        "{acc}"
+    );
+    assert_eq!(rec["rows_written"], 3, "{rec}");
+    let first: String = sqlx::query_scalar("SELECT column_6 FROM web_page WHERE column_1 = 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(first, "welcome");
+    // One line of values is a row too; a header alone stays a header.
+    let (_, rec) = create(
+        &upload,
+        "table=one_row&create=true",
+        "1,StreetA\n",
+        "CREATE TABLE \"public\".\"one_row\" (\"column_1\" bigint, \"column_2\" text)",
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 1, "{rec}");
+    create(
+        &upload,
+        "table=names_only&create=true",
+        "id,name\n",
+        "CREATE TABLE \"public\".\"names_only\" (\"id\" text, \"name\" text)",
+    )
+    .await;
+    // Asked for, the first line is the header.
+    let (acc, rec) = create(
+        &upload,
+        "table=as_asked&create=true&header=true",
+        body,
+        "CREATE TABLE \"public\".\"as_asked\" (\"1\" bigint, \"aaaaaaaabaaaaaaa\" text, \"1997_09_03\" date, \"column_4\" date, \"2450810\" bigint, \"welcome\" text)",
+    )
+    .await;
+    assert_eq!(acc["read_as"]["header"], true, "{acc}");
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    upload.stop().await;
+    sink.stop().await;
+}

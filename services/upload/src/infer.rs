@@ -35,9 +35,21 @@ pub async fn infer(
         .map_err(|e| e.message)?;
     let (sample, complete) = p.sample.unwrap_or_default();
     let names = opts.mapping.names.as_deref();
-    let new = infer_table(table, &sample, complete, &p.dialect, opts.header, names)
-        .map_err(|e| e.to_string())?;
+    let new = infer_table(
+        table,
+        &sample,
+        complete,
+        &p.dialect,
+        opts.first_record(),
+        names,
+    )
+    .map_err(|e| e.to_string())?;
     let mut read_as = p.read_as;
+    if new.first_is_data {
+        read_as.header = false;
+        let note = crate::import::create::first_is_data_note(p.dialect.first_line);
+        read_as.notes.push(note);
+    }
     read_as.notes.extend(new.notes);
     Ok(Inferred {
         read_as,

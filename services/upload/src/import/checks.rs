@@ -183,6 +183,7 @@ pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOption
         skip_lines: q.skip_lines.map(|n| n.min(MAX_SKIP_LINES)),
         trim: q.trim.unwrap_or(false),
         header,
+        header_given: q.header.is_some(),
         mapping: Mapping {
             names,
             ignore_extra,

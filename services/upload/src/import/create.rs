@@ -12,7 +12,9 @@ use crate::import::start::Plan;
 use crate::rows::mapping::Mapping;
 use csvbus_shared::infer::{self, Inference, SqlType};
 
+use crate::read::detect;
 use crate::read::parse::Dialect;
+use crate::read::prepare::FirstRecord;
 use crate::rows::HeaderError;
 
 /// Bytes of the body the types are inferred from (at most).
@@ -34,6 +36,9 @@ pub struct NewTable {
     pub header: Vec<String>,
     /// What the sample showed that the reader should know (a second header row).
     pub notes: Vec<String>,
+    /// No header was asked for and the first record reads as data ([`FirstRecord::Detect`]):
+    /// it is a row, and the columns are `column_1`, `column_2`…
+    pub first_is_data: bool,
 }
 
 /// Infers `table` from `sample` (the body's start after skipped lines, UTF-8; `complete`: the
@@ -44,22 +49,45 @@ pub fn infer_table(
     sample: &[u8],
     complete: bool,
     dialect: &Dialect,
-    header: bool,
+    first: FirstRecord,
     names: Option<&[String]>,
 ) -> Result<NewTable, HeaderError> {
     let mut reader = dialect.sample_reader(sample);
     let mut records = reader.byte_records();
-    let has_header = header;
-    let first = match header {
-        true => Some(
+    let mut head = match first {
+        FirstRecord::Data => None,
+        _ => Some(
             records
                 .next()
                 .and_then(Result::ok)
                 .ok_or(HeaderError::Empty)?,
         ),
-        false => None,
     };
-    let header: Vec<String> = match (names, first) {
+    let mut rows: Vec<csv::ByteRecord> = records
+        .take(SAMPLE_ROWS + 1)
+        .filter_map(Result::ok)
+        .collect();
+    // A record cut by the end of the sample says nothing.
+    if !complete || rows.len() > SAMPLE_ROWS {
+        rows.pop();
+    }
+    // No header was asked for and the first record reads as data: it is a row, and the
+    // columns are named `column_N`.
+    let first_is_data = first == FirstRecord::Detect
+        && head
+            .as_ref()
+            .is_some_and(|h| detect::first_record_is_data(h, &rows));
+    if first_is_data {
+        let data = head.take().unwrap_or_default();
+        let unnamed = vec![String::new(); data.len()];
+        rows.insert(0, data);
+        rows.truncate(SAMPLE_ROWS);
+        return with_names(table, dialect, rows, &unnamed, false).map(|mut t| {
+            t.first_is_data = true;
+            t
+        });
+    }
+    let header: Vec<String> = match (names, head) {
         (Some(n), _) => n.to_vec(),
         (None, Some(first)) => first
             .iter()
@@ -72,20 +100,24 @@ pub fn infer_table(
             .collect::<Result<_, _>>()?,
         (None, None) => return Err(HeaderError::Empty),
     };
+    with_names(table, dialect, rows, &header, first != FirstRecord::Data)
+}
+
+/// The table for fields named `header` (`-`: left out) over the sampled `rows`; `has_header`:
+/// a header record came before them (a second one is looked for).
+fn with_names(
+    table: &TableName,
+    dialect: &Dialect,
+    rows: Vec<csv::ByteRecord>,
+    header: &[String],
+    has_header: bool,
+) -> Result<NewTable, HeaderError> {
     if header.len() > infer::MAX_COLUMNS {
         return Err(HeaderError::TooManyColumns(header.len()));
     }
     let keep: Vec<bool> = header.iter().map(|h| h != "-").collect();
     let kept: Vec<String> = header.iter().filter(|h| *h != "-").cloned().collect();
     let mut inference = Inference::new(kept.len());
-    let mut rows: Vec<csv::ByteRecord> = records
-        .take(SAMPLE_ROWS + 1)
-        .filter_map(Result::ok)
-        .collect();
-    // A record cut by the end of the sample says nothing.
-    if !complete || rows.len() > SAMPLE_ROWS {
-        rows.pop();
-    }
     let observe = |inference: &mut Inference, rows: &[csv::ByteRecord]| {
         for r in rows {
             let values = r
@@ -146,8 +178,9 @@ pub fn infer_table(
         ddl: infer::create_table(table, &names, &types),
         field_names,
         rows: rows.len(),
-        header,
+        header: header.to_vec(),
         notes,
+        first_is_data: false,
     })
 }
 
@@ -164,12 +197,23 @@ pub(crate) fn shape(
     if !plan.create && plan.q.evolve.is_none() {
         return Ok(());
     }
-    let (header, names) = (plan.read.header, plan.read.mapping.names.as_deref());
-    let file = infer_table(&plan.table.0, sample, complete, dialect, header, names)?;
+    // Only a table made from the file may find its first record is data: an existing
+    // table's columns say what a header must be.
+    let first = match plan.read.first_record() {
+        FirstRecord::Detect if !plan.create => FirstRecord::Header,
+        first => first,
+    };
+    let names = plan.read.mapping.names.as_deref();
+    let file = infer_table(&plan.table.0, sample, complete, dialect, first, names)?;
     if plan.create {
         plan.table.1 = file.columns;
         // The fields go to the columns made for them, whatever the header calls them.
         plan.read.mapping.names = Some(file.field_names);
+        if file.first_is_data {
+            plan.read.header = false;
+            read_as.header = false;
+            read_as.notes.push(first_is_data_note(dialect.first_line));
+        }
         read_as.notes.push(format!(
             "column types inferred from the first {} rows",
             file.rows
@@ -183,6 +227,15 @@ pub(crate) fn shape(
         read_as.added.push(ddl);
     }
     Ok(())
+}
+
+/// Why a file without `header=` was read without a header.
+pub fn first_is_data_note(line: u64) -> String {
+    format!(
+        "line {line} reads as data, not as a header: its values have the types of the rows \
+         below it (numbers, dates…), so it is the first row and the columns are named \
+         column_1, column_2…; header=true reads it as the header"
+    )
 }
 
 /// `evolve=add_columns`: the columns of `new` (the file, inferred as a table) whose fields
@@ -231,18 +284,18 @@ mod tests {
         let t = TableName::parse("new", "public").unwrap();
         let d = Dialect::plain(Delimiter::COMMA);
         let census = b"id,a,b\nId,Total,Median\n1,5,7\n2,6,8\n";
-        let nt = infer_table(&t, census, true, &d, true, None).unwrap();
+        let nt = infer_table(&t, census, true, &d, FirstRecord::Header, None).unwrap();
         assert_eq!(nt.notes.len(), 1, "{:?}", nt.notes);
         assert!(nt.notes[0].contains("a (else bigint), b (else bigint)"));
         // One text value in row 1 is a value, not a header.
         let one = b"id,a,b\n1,n/a,7\n2,6,8\n3,6,9\n";
-        assert!(infer_table(&t, one, true, &d, true, None)
+        assert!(infer_table(&t, one, true, &d, FirstRecord::Header, None)
             .unwrap()
             .notes
             .is_empty());
         // Without a header there is nothing to be second to.
         let names = ["x".to_owned(), "y".to_owned(), "z".to_owned()];
-        let unnamed = infer_table(&t, census, true, &d, false, Some(&names)).unwrap();
+        let unnamed = infer_table(&t, census, true, &d, FirstRecord::Data, Some(&names)).unwrap();
         assert!(unnamed.notes.is_empty());
     }
 
@@ -251,7 +304,7 @@ mod tests {
         let t = TableName::parse("new", "public").unwrap();
         let sample = b"Id;Full Name;Paid\n1;Ann;yes\n2;Bob;no\n3;Cy;ma";
         let d = Dialect::plain(Delimiter::SEMICOLON);
-        let nt = infer_table(&t, sample, false, &d, true, None).unwrap();
+        let nt = infer_table(&t, sample, false, &d, FirstRecord::Header, None).unwrap();
         assert_eq!(nt.rows, 2, "the cut last record is left out");
         assert_eq!(
             nt.ddl,
@@ -263,7 +316,7 @@ mod tests {
             b"1,x,2026-01-01\n",
             true,
             &Dialect::plain(Delimiter::COMMA),
-            false,
+            FirstRecord::Data,
             Some(&names),
         )
         .unwrap();
@@ -272,7 +325,7 @@ mod tests {
             r#"CREATE TABLE "public"."new" ("n" bigint, "when" date)"#
         );
         assert!(matches!(
-            infer_table(&t, b"", true, &d, true, None),
+            infer_table(&t, b"", true, &d, FirstRecord::Header, None),
             Err(HeaderError::Empty)
         ));
     }

@@ -287,8 +287,13 @@ async fn run_upload(
         &body::Limits::of(cfg),
         bytes_read.clone(),
     ));
-    if let Some(first) = plan.resume.as_ref().and_then(|r| r.read_as.as_ref()) {
-        plan.read.same_as(first);
+    if let Some(r) = plan.resume.as_ref() {
+        if let Some(first) = r.read_as.as_ref() {
+            plan.read.same_as(first);
+        }
+        if !plan.read.header && plan.read.mapping.names.is_none() {
+            plan.read.mapping.names = Some(r.columns.clone());
+        }
     }
     let decides = |t: &str| {
         (plan.read.dateformat.is_none() && csvbus_shared::dates::is_date_type(t))

@@ -263,6 +263,48 @@ fn names_over<'r>(header: &ByteRecord, rows: impl Iterator<Item = &'r ByteRecord
             })
 }
 
+/// Whether `first`, the record a header would be, reads as data with the `rows` after it (a
+/// file without a header, as database dumps and many feeds are written): it changes no
+/// column's type, and at least one of its values sits in a typed column (a number, a date…) —
+/// a header's names are text over typed values, or empty. Not when a year names a column of
+/// numbers that are not all years (`Country,2015` over `France,12.5`: a header). With no
+/// rows, `first` alone decides: data when any value is typed.
+pub(crate) fn first_record_is_data(first: &ByteRecord, rows: &[ByteRecord]) -> bool {
+    let Some(values) = first
+        .iter()
+        .map(|f| std::str::from_utf8(f).ok().map(str::trim))
+        .collect::<Option<Vec<&str>>>()
+    else {
+        return false;
+    };
+    let mut below = Inference::new(values.len());
+    for r in rows {
+        below.observe(r.iter().map(|f| std::str::from_utf8(f).ok()));
+    }
+    let mut with = below.clone();
+    with.observe(values.iter().copied().map(Some));
+    let (types, typed_with) = (below.types(), with.types());
+    if rows.is_empty() {
+        return typed_with.iter().any(|t| *t != SqlType::Text);
+    }
+    let numeric = |v: &str| SqlType::Double.fits(v) || SqlType::Bigint.fits(v);
+    let years_over_numbers = |i: usize| {
+        rows.iter()
+            .filter_map(|r| r.get(i).and_then(|v| std::str::from_utf8(v).ok()))
+            .any(|v| numeric(v) && !year(v.trim()))
+    };
+    let typed_value = values
+        .iter()
+        .zip(&types)
+        .any(|(v, t)| !v.is_empty() && *t != SqlType::Text);
+    let year_names = values
+        .iter()
+        .zip(&types)
+        .enumerate()
+        .any(|(i, (v, t))| year(v) && t.is_number() && years_over_numbers(i));
+    types == typed_with && typed_value && !year_names
+}
+
 /// A four-digit year, 1800 to 2199.
 fn year(v: &str) -> bool {
     v.len() == 4 && v.parse::<u16>().is_ok_and(|y| (1800..2200).contains(&y))
@@ -530,6 +572,41 @@ mod tests {
         }
         out.extend(w.into_inner().unwrap());
         out
+    }
+
+    fn records(text: &str) -> Vec<ByteRecord> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes())
+            .byte_records()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn a_first_record_with_the_types_of_the_rows_is_data() {
+        let is_data = |text: &str| {
+            let r = records(text);
+            first_record_is_data(&r[0], &r[1..])
+        };
+        // Dumps and feeds without a header.
+        assert!(is_data("1,AAAB,1997-09-03\n2,AAAC,1997-09-04\n"));
+        assert!(is_data("123,TEST4,text1\n\"345\",TEST4,text2\n"));
+        assert!(is_data("1,StreetA\n"));
+        assert!(is_data("100000.5\n300000.2\n50\n"));
+        // Names over values, names alone, names over text.
+        assert!(!is_data("id,name\n1,Ann\n2,Bob\n"));
+        assert!(!is_data("id,name\n"));
+        assert!(!is_data("a,b\nx,y\n"));
+        // A name empty where the rows have numbers, and text elsewhere: no typed value.
+        assert!(!is_data(",name\n1,Ann\n"));
+        // Years naming columns of numbers (the World Bank's indicators): a header.
+        assert!(!is_data("Country,2015,2016\nFrance,12.5,13.1\n"));
+        // ...but a year in a column of years is a value.
+        assert!(is_data("2015,a\n2016,b\n"));
+        // One value that breaks its column's type: a header.
+        assert!(!is_data("1,x\n2024-01-01,y\n2024-01-02,z\n"));
     }
 
     proptest::proptest! {

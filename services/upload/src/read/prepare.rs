@@ -34,6 +34,9 @@ pub struct ReadOptions {
     pub trim: bool,
     /// The first record names the columns (`header=false`: `columns=` does).
     pub header: bool,
+    /// `header=` was given. Without it, a table `create=true` makes may find the first record
+    /// is data ([`FirstRecord::Detect`]).
+    pub header_given: bool,
     pub mapping: Mapping,
     /// Bytes of the start of the body to keep for [`Prepared::sample`] (`create=true`: the
     /// rows column types are inferred from); 0: none.
@@ -70,6 +73,35 @@ impl ReadOptions {
             self.encoding_given = true;
         }
         self.skip_lines = self.skip_lines.or(Some(first.skip_lines));
+        // A first record that was read as data is data again (the caller names the fields
+        // as they were named then).
+        if !first.header && !self.header_given {
+            self.header = false;
+        }
+    }
+}
+
+/// What the first record (after skipped lines) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstRecord {
+    /// The header: given (`header=true`), or the fields are named by `columns=`.
+    Header,
+    /// Data (`header=false`).
+    Data,
+    /// The header, unless it reads as data with the rows after it (no `header=`, no `columns=`).
+    Detect,
+}
+
+impl ReadOptions {
+    pub fn first_record(&self) -> FirstRecord {
+        match (
+            self.header,
+            self.header_given || self.mapping.names.is_some(),
+        ) {
+            (false, _) => FirstRecord::Data,
+            (true, true) => FirstRecord::Header,
+            (true, false) => FirstRecord::Detect,
+        }
     }
 }
 
@@ -84,6 +116,7 @@ impl Default for ReadOptions {
             skip_lines: None,
             trim: false,
             header: true,
+            header_given: false,
             mapping: Mapping::default(),
             keep_sample: 0,
             dateformat: None,
