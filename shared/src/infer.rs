@@ -111,7 +111,7 @@ impl SqlType {
                 v.to_ascii_lowercase().as_str(),
                 "true" | "false" | "t" | "f" | "yes" | "no"
             ),
-            _ if self.is_number() && leading_zero(v) => false,
+            _ if self.is_number() && (leading_zero(v) || phone_number(v)) => false,
             Self::Bigint => v.parse::<i64>().is_ok(),
             Self::Numeric => is_decimal(v),
             Self::Double => is_decimal(v) || exponent(v) || non_finite(v),
@@ -178,6 +178,13 @@ fn non_finite(v: &str) -> bool {
         v.to_ascii_lowercase().as_str(),
         "nan" | "inf" | "+inf" | "-inf" | "infinity" | "+infinity" | "-infinity"
     )
+}
+
+/// `+318855443322`: a plus and 8 to 15 digits, a phone number as E.164 writes it, whose plus
+/// a number would drop (a signed reading is shorter, `+3`, or has a point, `+12.5`).
+fn phone_number(v: &str) -> bool {
+    v.strip_prefix('+')
+        .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `01234`, `-007`: a zero before another digit, which a number would drop.
@@ -525,6 +532,11 @@ mod tests {
         ]);
         assert_eq!(got, ["text", "bigint", "numeric", "time", "text"]);
         assert!(!SqlType::Bigint.fits("00"));
+        // A phone number keeps its plus; a signed number is a number.
+        assert_eq!(
+            infer(&[&["+318855443322", "+3"], &["+12233445567", "+12.5"]]),
+            ["text", "numeric"]
+        );
         assert!(SqlType::Double.fits("0e5"));
         // What Postgres' double precision reads beside numbers, and what it refuses.
         assert_eq!(
