@@ -1230,3 +1230,56 @@ async fn a_file_without_a_header_lands_every_row_with_create_true() {
     upload.stop().await;
     sink.stop().await;
 }
+
+/// Comment lines between the rows (`#`, as sensor logs and hand-kept files write them) are
+/// skipped, not rejected rows, and counted in the import's notes with their lines; a line
+/// that starts with `#` but splits into the header's fields is a row (`#red` is a value).
+/// `comment=none` reads them as rows (here: rejected, one field of two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comment_lines_between_the_rows_are_skipped_and_counted() {
+    let (db, upload, sink) = stack("comments", "").await;
+    let body = "tag,n\n# exported by sensor v2\n#red,10\nblue,20\n# end of log\n";
+    let (acc, rec) = create(
+        &upload,
+        "table=tags&create=true",
+        body,
+        "CREATE TABLE \"public\".\"tags\" (\"tag\" text, \"n\" bigint)",
+    )
+    .await;
+    assert_eq!(acc["read_as"]["comment"], "#", "{acc}");
+    assert_eq!(
+        (
+            rec["status"].as_str(),
+            rec["rows_written"].as_i64(),
+            rec["rows_rejected"].as_i64()
+        ),
+        (Some("completed"), Some(2), Some(0)),
+        "{rec}"
+    );
+    assert!(
+        rec["read_as"]["notes"]
+            .to_string()
+            .contains("2 comment line(s) starting with # skipped, not rows: line 2, 5"),
+        "{rec}"
+    );
+    let tags: Vec<String> = sqlx::query_scalar("SELECT tag FROM tags ORDER BY n")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(tags, ["#red", "blue"]);
+    let (acc, rec) = create(
+        &upload,
+        "table=tags_asis&create=true&comment=none",
+        body,
+        "CREATE TABLE \"public\".\"tags_asis\" (\"tag\" text, \"n\" bigint)",
+    )
+    .await;
+    assert!(acc["read_as"].get("comment").is_none(), "{acc}");
+    assert_eq!(
+        (rec["rows_written"].as_i64(), rec["rows_rejected"].as_i64()),
+        (Some(2), Some(2)),
+        "{rec}"
+    );
+    upload.stop().await;
+    sink.stop().await;
+}

@@ -35,6 +35,11 @@ pub struct ReadAs {
     pub header: bool,
     /// Whitespace around fields was dropped (`trim=true`).
     pub trim: bool,
+    /// The character that starts a comment line (a line starting with it that does not split
+    /// into the header's fields is skipped): given (`comment=`) or detected (`#`, see
+    /// `notes`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     /// The file's columns that were matched to a differently-named table column, or dropped.
     pub mapping: Vec<ColumnMapping>,
     /// What detection was unsure of, and what it did about it.

@@ -63,6 +63,14 @@ pub struct ReadArgs {
     /// The first record is data, not a header: name the fields with --columns.
     #[arg(long, requires = "columns")]
     pub no_header: bool,
+    /// The first record is the header, even where it reads as data [service default, for a
+    /// table --create makes: a first record with the types of the rows below it is data].
+    #[arg(long, conflicts_with = "no_header")]
+    pub header: bool,
+    /// The character that starts a comment line, or `none` [service default: # when the
+    /// first lines have such a line between the rows].
+    #[arg(long)]
+    pub comment: Option<String>,
     /// A table column (or `-` to drop the field) per field of the file, comma-separated.
     #[arg(long)]
     pub columns: Option<String>,
@@ -70,7 +78,7 @@ pub struct ReadArgs {
 
 impl ReadArgs {
     /// The query parameters these options set (`None`: left to the service's default).
-    pub fn pairs(&self) -> [(&'static str, Option<String>); 10] {
+    pub fn pairs(&self) -> [(&'static str, Option<String>); 11] {
         [
             ("delimiter", self.delimiter.clone()),
             ("quote", self.quote.map(String::from)),
@@ -80,7 +88,11 @@ impl ReadArgs {
             ("dateformat", self.dateformat.clone()),
             ("decimal", self.decimal.clone()),
             ("trim", self.trim.then(|| "true".to_owned())),
-            ("header", self.no_header.then(|| "false".to_owned())),
+            (
+                "header",
+                (self.no_header || self.header).then(|| self.header.to_string()),
+            ),
+            ("comment", self.comment.clone()),
             ("columns", self.columns.clone()),
         ]
     }

@@ -171,7 +171,8 @@ pub(crate) trait QueryOption: Sized {
 }
 
 /// The error codes of [`QueryOption`]s.
-pub(crate) const OPTION_CODES: [&str; 8] = [
+pub(crate) const OPTION_CODES: [&str; 9] = [
+    "invalid_comment",
     "invalid_mode",
     "invalid_escape",
     "invalid_delimiter",
@@ -264,7 +265,7 @@ mod tests {
 
     #[test]
     fn every_typed_option_answers_with_a_code_the_rejection_knows() {
-        use crate::read::parse::{Quote, Quotes};
+        use crate::read::parse::{Comment, Quote, Quotes};
         use crate::read::transcode::GivenEncoding;
         use crate::rows::mapping::ExtraColumns;
         for code in [
@@ -275,6 +276,7 @@ mod tests {
             GivenEncoding::INVALID,
             Quote::INVALID,
             Quotes::INVALID,
+            Comment::INVALID,
             ExtraColumns::INVALID,
         ] {
             assert!(OPTION_CODES.contains(&code), "{code}");

@@ -194,6 +194,21 @@ pub async fn record_widened(
     Ok(())
 }
 
+/// What the upload found while reading the body (`note`): appended to its `read_as.notes`.
+pub async fn record_note(pool: &PgPool, id: Uuid, note: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE csvbus.imports
+            SET read_as = jsonb_set(coalesce(read_as, '{}'::jsonb), '{notes}',
+                                    coalesce(read_as->'notes', '[]'::jsonb) || to_jsonb($2::text))
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(note)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Saves the digest of the import's body as decoded ([`ImportRecord`] does not show it): a
 /// repeat under its Idempotency-Key is compared with it.
 pub async fn save_body_digest(pool: &PgPool, id: Uuid, digest: &str) -> Result<(), sqlx::Error> {

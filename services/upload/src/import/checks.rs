@@ -192,6 +192,7 @@ pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOption
         dateformat: q.dateformat,
         decimal: q.decimal,
         value_sample: false,
+        comment: q.comment,
     })
 }
 

@@ -108,10 +108,13 @@ pub fn infer_table(
 fn with_names(
     table: &TableName,
     dialect: &Dialect,
-    rows: Vec<csv::ByteRecord>,
+    mut rows: Vec<csv::ByteRecord>,
     header: &[String],
     has_header: bool,
 ) -> Result<NewTable, HeaderError> {
+    // A record of another width is a rejected row (a comment line, a short row): its values
+    // type nothing.
+    rows.retain(|r| detect::has_width(r, header.len()));
     if header.len() > infer::MAX_COLUMNS {
         return Err(HeaderError::TooManyColumns(header.len()));
     }
@@ -328,5 +331,17 @@ mod tests {
             infer_table(&t, b"", true, &d, FirstRecord::Header, None),
             Err(HeaderError::Empty)
         ));
+        // A comment line between the rows, and a short row, are rejected rows: they type
+        // nothing (x stays bigint).
+        let sample = b"x,y,z\n1,2,3\n# comment\n4,5\n6,7,8,\n";
+        let d = Dialect::plain(Delimiter::COMMA);
+        let nt = infer_table(&t, sample, true, &d, FirstRecord::Header, None).unwrap();
+        assert_eq!(
+            (nt.rows, nt.ddl.as_str()),
+            (
+                2,
+                r#"CREATE TABLE "public"."new" ("x" bigint, "y" bigint, "z" bigint)"#
+            )
+        );
     }
 }

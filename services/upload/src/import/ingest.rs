@@ -385,6 +385,13 @@ async fn run_upload(
     let (outcome, widened) =
         produce_all(&app, &plan, &header, &progress, &mut records, id, &start).await;
     read_as.widened.extend(widened);
+    let comments = dialect.comment.and_then(|c| records.comments.note(c));
+    if let Some(note) = comments {
+        if let Err(e) = csvbus_shared::imports::upload::record_note(&app.pool, id, &note).await {
+            tracing::warn!(error = %e, "the comment lines' note was not saved");
+        }
+        read_as.notes.push(note);
+    }
     let ended = Ended {
         id,
         read_as,

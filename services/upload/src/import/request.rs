@@ -7,7 +7,7 @@ use csvbus_shared::modes::ImportMode;
 use csvbus_shared::numbers::DecimalMark;
 use csvbus_shared::read_as::{Delimiter, ReadAs};
 
-use crate::read::parse::{Escape, Quote, Quotes};
+use crate::read::parse::{Comment, Escape, Quote, Quotes};
 use crate::read::transcode::GivenEncoding;
 use crate::rows::mapping::{Evolve, ExtraColumns};
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,12 @@ pub struct UploadQuery {
     #[param(value_type = Option<String>, pattern = "^(lenient)?$")]
     #[serde(default, deserialize_with = "crate::error::typed")]
     pub quotes: Option<Quotes>,
+    /// The character that starts a comment line, or `none`: a line starting with it that does
+    /// not split into the header's fields is skipped, not a row. Default: `#` when the first
+    /// lines have such a line between the rows (`read_as.comment`, `notes`).
+    #[param(value_type = Option<String>, pattern = r"^(none|[!-/:-@\[-`{-~])?$")]
+    #[serde(default, deserialize_with = "crate::error::typed")]
+    pub comment: Option<Comment>,
     /// `utf-8` (default), `auto`, `windows-1252`, `latin1`, `utf-16` (`utf-16le`), `utf-16be`.
     #[param(value_type = Option<String>, pattern = r"^(auto|utf-?8|windows-1252|cp1252|latin-?1|iso-8859-1|utf-?16(le|be)?)?$")]
     #[serde(default, deserialize_with = "crate::error::typed")]

@@ -277,8 +277,9 @@ pub(crate) fn first_record_is_data(first: &ByteRecord, rows: &[ByteRecord]) -> b
     else {
         return false;
     };
+    let rows: Vec<&ByteRecord> = rows.iter().filter(|r| has_width(r, values.len())).collect();
     let mut below = Inference::new(values.len());
-    for r in rows {
+    for r in &rows {
         below.observe(r.iter().map(|f| std::str::from_utf8(f).ok()));
     }
     let mut with = below.clone();
@@ -303,6 +304,33 @@ pub(crate) fn first_record_is_data(first: &ByteRecord, rows: &[ByteRecord]) -> b
         .enumerate()
         .any(|(i, (v, t))| year(v) && t.is_number() && years_over_numbers(i));
     types == typed_with && typed_value && !year_names
+}
+
+/// How many records after the first (the header) of `head`, read as `dialect`, are lines that
+/// start with `c` and do not have the header's width: comment lines between the rows.
+pub(crate) fn comment_lines(head: &[u8], dialect: &crate::read::parse::Dialect, c: u8) -> usize {
+    let mut records = dialect.sample_reader(head).into_byte_records();
+    let Some(Ok(header)) = records.next() else {
+        return 0;
+    };
+    records
+        .filter_map(Result::ok)
+        .filter(|r| {
+            let at = r.position().map_or(0, |p| p.byte() as usize);
+            first_byte(&head[at.min(head.len())..]) == Some(c) && !has_width(r, header.len())
+        })
+        .count()
+}
+
+/// The first byte of a record's text, past the blank lines before it.
+pub(crate) fn first_byte(raw: &[u8]) -> Option<u8> {
+    raw.iter().copied().find(|b| !matches!(b, b'\r' | b'\n'))
+}
+
+/// Whether `record` is read as a row of `width` fields: it has that many, or one more that is
+/// empty (a trailing delimiter the header lacks); any other record is a rejected row.
+pub(crate) fn has_width(record: &ByteRecord, width: usize) -> bool {
+    record.len() == width || (record.len() == width + 1 && record.get(width) == Some(b""))
 }
 
 /// A four-digit year, 1800 to 2199.
@@ -582,6 +610,16 @@ mod tests {
             .byte_records()
             .map(Result::unwrap)
             .collect()
+    }
+
+    #[test]
+    fn comment_lines_are_lines_that_start_with_the_character_and_split_otherwise() {
+        let d = crate::read::parse::Dialect::plain(Delimiter::COMMA);
+        let n = |text: &str| comment_lines(text.as_bytes(), &d, b'#');
+        assert_eq!(n("a,b\n1,2\n\n# note\n3,4\n#x,5\n# two, fields\n#end"), 2);
+        // The header itself, a value with # inside and a row starting with # are no comments.
+        assert_eq!(n("#a\n1\n"), 0);
+        assert_eq!(n("a,b\n1,x # y\n#2,3\n"), 0);
     }
 
     #[test]

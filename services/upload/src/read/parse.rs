@@ -57,6 +57,31 @@ impl crate::error::QueryOption for Escape {
     }
 }
 
+/// `comment=`: the character that starts a comment line (a line starting with it that does
+/// not split into the header's fields is skipped, not a row), or `none`. Not given: `#` when
+/// the first lines have such a line between the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Comment(pub Option<u8>);
+
+impl Comment {
+    /// What is looked for when `comment=` is not given.
+    pub const DETECTED: u8 = b'#';
+}
+
+impl crate::error::QueryOption for Comment {
+    const INVALID: &'static str = "invalid_comment";
+    fn from_query(s: &str) -> Result<Option<Self>, String> {
+        match s.as_bytes() {
+            [] => Ok(None),
+            b"none" => Ok(Some(Self(None))),
+            [b] if b.is_ascii_punctuation() => Ok(Some(Self(Some(*b)))),
+            _ => Err(format!(
+                "comment={s:?}: use one ASCII punctuation character, such as #, or none"
+            )),
+        }
+    }
+}
+
 /// `quotes=`: how a quote inside an unquoted field is read; `lenient` (kept as text) is the
 /// only way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +114,9 @@ pub struct Dialect {
     pub trim: bool,
     /// The line the input's first byte is on (preamble lines were skipped before it).
     pub first_line: u64,
+    /// A line starting with this character that does not split into the header's fields is
+    /// a comment: skipped, not a row (`comment=`).
+    pub comment: Option<u8>,
 }
 
 impl Dialect {
@@ -99,6 +127,7 @@ impl Dialect {
             escape: None,
             trim: false,
             first_line: 1,
+            comment: None,
         }
     }
 
@@ -131,8 +160,38 @@ pub struct Records<R> {
     /// The header's field count, once read: a row with one field more whose last is empty
     /// (a delimiter the header lacks, `a,b` over `1,2,`) is read without that field.
     width: Option<usize>,
+    comment: Option<u8>,
+    /// The comment lines skipped.
+    pub comments: Comments,
     /// The record last read by [`Records::next`].
     pub record: ByteRecord,
+}
+
+/// The comment lines an upload skipped: how many, and the first few.
+#[derive(Debug, Clone, Default)]
+pub struct Comments {
+    pub count: u64,
+    pub first_lines: Vec<u64>,
+}
+
+impl Comments {
+    /// What `read_as.notes` says of them (`None`: there were none).
+    pub fn note(&self, c: u8) -> Option<String> {
+        let lines: Vec<String> = self.first_lines.iter().map(u64::to_string).collect();
+        (self.count > 0).then(|| {
+            format!(
+                "{} comment line(s) starting with {} skipped, not rows: line {}{}",
+                self.count,
+                c as char,
+                lines.join(", "),
+                if self.count > lines.len() as u64 {
+                    ", …"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
 }
 
 impl<R: AsyncRead + Unpin + Send> Records<R> {
@@ -162,30 +221,58 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             quote,
             escape: dialect.escape,
             width: None,
+            comment: dialect.comment,
+            comments: Comments::default(),
             record: ByteRecord::new(),
         }
     }
 
     /// Reads the next record into [`Records::record`]; `None` at the end of the input.
+    /// Comment lines are skipped ([`Dialect::comment`]).
     pub async fn next(&mut self) -> Result<Option<Span>, csv_async::Error> {
-        if !self.reader.read_byte_record(&mut self.record).await? {
-            return Ok(None);
-        }
-        match self.width {
-            Some(w) if self.record.len() == w + 1 && self.record.get(w) == Some(b"") => {
-                self.record.truncate(w);
+        loop {
+            if !self.reader.read_byte_record(&mut self.record).await? {
+                return Ok(None);
             }
-            _ => {}
+            match self.width {
+                Some(w) if self.record.len() == w + 1 && self.record.get(w) == Some(b"") => {
+                    self.record.truncate(w);
+                }
+                _ => {}
+            }
+            let end = self.reader.position().byte();
+            let lines = &mut self.lines;
+            let (line, lead) = self
+                .tap
+                .scan(self.prev_end, end, |b| lines.record(b))
+                .unwrap_or((0, 0));
+            let start = self.prev_end + lead as u64;
+            self.prev_end = end;
+            let span = Span { line, start, end };
+            if !self.is_comment(span) {
+                return Ok(Some(span));
+            }
+            if self.comments.first_lines.len() < 5 {
+                self.comments.first_lines.push(line);
+            }
+            self.comments.count += 1;
+            self.done();
         }
-        let end = self.reader.position().byte();
-        let lines = &mut self.lines;
-        let (line, lead) = self
-            .tap
-            .scan(self.prev_end, end, |b| lines.record(b))
-            .unwrap_or((0, 0));
-        let start = self.prev_end + lead as u64;
-        self.prev_end = end;
-        Ok(Some(Span { line, start, end }))
+    }
+
+    /// Whether the record at `span` is a comment line: after the header, a line that starts
+    /// with the comment character and does not have the header's fields.
+    fn is_comment(&self, span: Span) -> bool {
+        let (Some(c), Some(w)) = (self.comment, self.width) else {
+            return false;
+        };
+        self.record.len() != w
+            && self
+                .tap
+                .scan(span.start, span.end, |raw| {
+                    crate::read::detect::first_byte(raw) == Some(c)
+                })
+                .unwrap_or(false)
     }
 
     /// The record last read is the header: rows with an empty field past its last are read

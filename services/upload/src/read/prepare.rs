@@ -10,7 +10,7 @@ use csvbus_shared::read_as::{Delimiter, ReadAs};
 use crate::error::ApiError;
 use crate::read::detect::{self, Ask};
 use crate::read::lines;
-use crate::read::parse::{Dialect, Escape};
+use crate::read::parse::{Comment, Dialect, Escape};
 use crate::read::sniff::{self, Input, SAMPLE_BYTES};
 use crate::read::transcode::{self, TextEncoding};
 use crate::rows::mapping::Mapping;
@@ -47,6 +47,8 @@ pub struct ReadOptions {
     pub decimal: Option<DecimalMark>,
     /// Return the bytes looked at (whatever has arrived, not waited for) as the sample.
     pub value_sample: bool,
+    /// `comment=`: `None` detects `#`.
+    pub comment: Option<Comment>,
 }
 
 impl ReadOptions {
@@ -73,6 +75,11 @@ impl ReadOptions {
             self.encoding_given = true;
         }
         self.skip_lines = self.skip_lines.or(Some(first.skip_lines));
+        if self.comment.is_none() {
+            self.comment = Some(Comment(
+                first.comment.as_ref().and_then(|c| c.bytes().next()),
+            ));
+        }
         // A first record that was read as data is data again (the caller names the fields
         // as they were named then).
         if !first.header && !self.header_given {
@@ -122,6 +129,7 @@ impl Default for ReadOptions {
             dateformat: None,
             decimal: None,
             value_sample: false,
+            comment: None,
         }
     }
 }
@@ -219,16 +227,19 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
     let skip_lines = given + preamble;
     let input = sniff::skip(input, skip);
     let kept = (o.keep_sample > 0 || o.value_sample).then(|| (sample[skip..].to_vec(), complete));
+    let mut dialect = Dialect {
+        delimiter,
+        quote,
+        escape,
+        trim: o.trim,
+        first_line: skip_lines + 1,
+        comment: None,
+    };
+    dialect.comment = comment(o, &sample[skip..], &dialect, &mut notes);
     Ok(Prepared {
         sample: kept,
         input,
-        dialect: Dialect {
-            delimiter,
-            quote,
-            escape,
-            trim: o.trim,
-            first_line: skip_lines + 1,
-        },
+        dialect,
         read_as: ReadAs {
             delimiter,
             delimiter_detected: o.delimiter.is_none(),
@@ -241,9 +252,31 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
             skip_lines_detected: preamble > 0,
             header: o.header,
             trim: o.trim,
+            comment: dialect.comment.map(|c| (c as char).to_string()),
             notes,
             ..ReadAs::default()
         },
+    })
+}
+
+/// The comment character: given (`comment=`), or `#` when the first lines (`head`, after
+/// the preamble) have a line between the rows that starts with it and does not split like
+/// the header (said in `notes`). Only a file with a header has comment lines.
+fn comment(o: &ReadOptions, head: &[u8], dialect: &Dialect, notes: &mut Vec<String>) -> Option<u8> {
+    if !o.header {
+        return None;
+    }
+    if let Some(Comment(given)) = o.comment {
+        return given;
+    }
+    let c = Comment::DETECTED;
+    let n = detect::comment_lines(head, dialect, c);
+    (n > 0).then(|| {
+        let c = c as char;
+        notes.push(format!(
+            "lines starting with {c} that do not split like the header are comments ({n} in the first lines): skipped, not rows; comment=none reads them as rows"
+        ));
+        Comment::DETECTED
     })
 }
 
