@@ -1233,12 +1233,13 @@ async fn a_file_without_a_header_lands_every_row_with_create_true() {
 
 /// Comment lines between the rows (`#`, as sensor logs and hand-kept files write them) are
 /// skipped, not rejected rows, and counted in the import's notes with their lines; a line
-/// that starts with `#` but splits into the header's fields is a row (`#red` is a value).
-/// `comment=none` reads them as rows (here: rejected, one field of two).
+/// that starts with `#` but splits into the header's fields is a row (`#red` is a value),
+/// unless a space follows the `#` (`# 20,7`). `comment=none` reads them as rows (here: two
+/// rejected, one field of two, and `# 20` a value).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn comment_lines_between_the_rows_are_skipped_and_counted() {
     let (db, upload, sink) = stack("comments", "").await;
-    let body = "tag,n\n# exported by sensor v2\n#red,10\nblue,20\n# end of log\n";
+    let body = "tag,n\n# exported by sensor v2\n#red,10\n# 20,7\nblue,20\n#end\n";
     let (acc, rec) = create(
         &upload,
         "table=tags&create=true",
@@ -1259,7 +1260,7 @@ async fn comment_lines_between_the_rows_are_skipped_and_counted() {
     assert!(
         rec["read_as"]["notes"]
             .to_string()
-            .contains("2 comment line(s) starting with # skipped, not rows: line 2, 5"),
+            .contains("3 comment line(s) starting with # skipped, not rows: line 2, 4, 6"),
         "{rec}"
     );
     let tags: Vec<String> = sqlx::query_scalar("SELECT tag FROM tags ORDER BY n")
@@ -1277,7 +1278,7 @@ async fn comment_lines_between_the_rows_are_skipped_and_counted() {
     assert!(acc["read_as"].get("comment").is_none(), "{acc}");
     assert_eq!(
         (rec["rows_written"].as_i64(), rec["rows_rejected"].as_i64()),
-        (Some(2), Some(2)),
+        (Some(3), Some(2)),
         "{rec}"
     );
     upload.stop().await;

@@ -306,8 +306,8 @@ pub(crate) fn first_record_is_data(first: &ByteRecord, rows: &[ByteRecord]) -> b
     types == typed_with && typed_value && !year_names
 }
 
-/// How many records after the first (the header) of `head`, read as `dialect`, are lines that
-/// start with `c` and do not have the header's width: comment lines between the rows.
+/// How many records after the first (the header) of `head`, read as `dialect`, are comment
+/// lines ([`is_comment_line`]).
 pub(crate) fn comment_lines(head: &[u8], dialect: &crate::read::parse::Dialect, c: u8) -> usize {
     let mut records = dialect.sample_reader(head).into_byte_records();
     let Some(Ok(header)) = records.next() else {
@@ -317,14 +317,21 @@ pub(crate) fn comment_lines(head: &[u8], dialect: &crate::read::parse::Dialect, 
         .filter_map(Result::ok)
         .filter(|r| {
             let at = r.position().map_or(0, |p| p.byte() as usize);
-            first_byte(&head[at.min(head.len())..]) == Some(c) && !has_width(r, header.len())
+            is_comment_line(&head[at.min(head.len())..], c, has_width(r, header.len()))
         })
         .count()
 }
 
-/// The first byte of a record's text, past the blank lines before it.
-pub(crate) fn first_byte(raw: &[u8]) -> Option<u8> {
-    raw.iter().copied().find(|b| !matches!(b, b'\r' | b'\n'))
+/// Whether a record whose text is `raw` (from its start, blank lines before it included) is a
+/// comment line after the header (`row_shaped`: it has the header's fields): it starts with
+/// `c`, and `c` is followed by a space (`# 20;7`) or the record is not row-shaped
+/// (`#red,10` is a row; `# note` and `#end` are not).
+pub(crate) fn is_comment_line(raw: &[u8], c: u8, row_shaped: bool) -> bool {
+    let mut text = raw
+        .iter()
+        .copied()
+        .skip_while(|b| matches!(b, b'\r' | b'\n'));
+    text.next() == Some(c) && (matches!(text.next(), Some(b' ' | b'\t')) || !row_shaped)
 }
 
 /// Whether `record` is read as a row of `width` fields: it has that many, or one more that is
@@ -616,7 +623,7 @@ mod tests {
     fn comment_lines_are_lines_that_start_with_the_character_and_split_otherwise() {
         let d = crate::read::parse::Dialect::plain(Delimiter::COMMA);
         let n = |text: &str| comment_lines(text.as_bytes(), &d, b'#');
-        assert_eq!(n("a,b\n1,2\n\n# note\n3,4\n#x,5\n# two, fields\n#end"), 2);
+        assert_eq!(n("a,b\n1,2\n\n# note\n3,4\n#x,5\n# two, fields\n#end"), 3);
         // The header itself, a value with # inside and a row starting with # are no comments.
         assert_eq!(n("#a\n1\n"), 0);
         assert_eq!(n("a,b\n1,x # y\n#2,3\n"), 0);

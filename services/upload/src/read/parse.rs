@@ -260,19 +260,17 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
         }
     }
 
-    /// Whether the record at `span` is a comment line: after the header, a line that starts
-    /// with the comment character and does not have the header's fields.
+    /// Whether the record at `span` is a comment line, once the header is read
+    /// ([`crate::read::detect::is_comment_line`]).
     fn is_comment(&self, span: Span) -> bool {
         let (Some(c), Some(w)) = (self.comment, self.width) else {
             return false;
         };
-        self.record.len() != w
-            && self
-                .tap
-                .scan(span.start, span.end, |raw| {
-                    crate::read::detect::first_byte(raw) == Some(c)
-                })
-                .unwrap_or(false)
+        self.tap
+            .scan(span.start, span.end, |raw| {
+                crate::read::detect::is_comment_line(raw, c, self.record.len() == w)
+            })
+            .unwrap_or(false)
     }
 
     /// The record last read is the header: rows with an empty field past its last are read
