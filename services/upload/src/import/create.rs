@@ -71,6 +71,13 @@ pub fn infer_table(
     if !complete || rows.len() > SAMPLE_ROWS {
         rows.pop();
     }
+    // A comment line is no row (one of another width is left out with the short rows).
+    if let Some(c) = dialect.comment {
+        rows.retain(|r| {
+            let at = r.position().map_or(0, |p| p.byte() as usize);
+            !detect::is_comment_line(&sample[at.min(sample.len())..], c, true)
+        });
+    }
     // No header was asked for and the first record reads as data: it is a row, and the
     // columns are named `column_N`.
     let first_is_data = first == FirstRecord::Detect
@@ -331,10 +338,13 @@ mod tests {
             infer_table(&t, b"", true, &d, FirstRecord::Header, None),
             Err(HeaderError::Empty)
         ));
-        // A comment line between the rows, and a short row, are rejected rows: they type
-        // nothing (x stays bigint).
-        let sample = b"x,y,z\n1,2,3\n# comment\n4,5\n6,7,8,\n";
-        let d = Dialect::plain(Delimiter::COMMA);
+        // A comment line between the rows, and a short row, are no rows: they type nothing
+        // (x stays bigint).
+        let sample = b"x,y,z\n1,2,3\n# comment\n# 4,5,6\n4,5\n6,7,8,\n";
+        let d = Dialect {
+            comment: Some(b'#'),
+            ..Dialect::plain(Delimiter::COMMA)
+        };
         let nt = infer_table(&t, sample, true, &d, FirstRecord::Header, None).unwrap();
         assert_eq!(
             (nt.rows, nt.ddl.as_str()),
