@@ -133,9 +133,9 @@ impl SqlType {
                     .any(|f| NaiveDateTime::parse_from_str(v, f).is_ok())
             }
             Self::Timestamptz => {
-                // `… 10:00:00 UTC`: a zone Postgres reads by name (a `timestamp` column would
-                // drop it).
-                let named = [" UTC", " GMT"]
+                // `… 10:00:00 UTC`, `… EST`: a zone Postgres reads by name (a `timestamp`
+                // column would drop it). Not `CST`: US Central to Postgres, China to others.
+                let named = ZONE_NAMES
                     .iter()
                     .find_map(|z| v.strip_suffix(z))
                     .is_some_and(|t| !Self::Date.fits(t) && Self::Timestamp.fits(t));
@@ -179,6 +179,12 @@ fn non_finite(v: &str) -> bool {
         "nan" | "inf" | "+inf" | "-inf" | "infinity" | "+infinity" | "-infinity"
     )
 }
+
+/// Time zone abbreviations Postgres' `Default` set reads, and no other zone writes alike.
+const ZONE_NAMES: [&str; 16] = [
+    " UTC", " GMT", " EST", " EDT", " CDT", " MST", " MDT", " PST", " PDT", " AKST", " AKDT",
+    " HST", " WET", " CET", " CEST", " EET",
+];
 
 /// `+318855443322`: a plus and 8 to 15 digits, a phone number as E.164 writes it, whose plus
 /// a number would drop (a signed reading is shorter, `+3`, or has a point, `+12.5`).
@@ -550,6 +556,15 @@ mod tests {
             ["timestamp", "timestamptz"]
         );
         assert!(!SqlType::Timestamptz.fits("2024-03-01 UTC"));
+        // US and European zone names, as exports write them; CST is ambiguous.
+        assert_eq!(
+            infer(&[
+                &["2021-05-25 04:55:03.382494 EST"],
+                &["2021-05-25 04:55:03 CEST"]
+            ]),
+            ["timestamptz"]
+        );
+        assert!(!SqlType::Timestamptz.fits("2021-05-25 04:55:03 CST"));
         assert_eq!(
             infer(&[&["3/1/2024 10:00 AM"], &["12/31/2024 1:05:09 pm"]]),
             ["timestamp"]
