@@ -433,6 +433,7 @@ async fn what_cannot_be_read_as_asked_is_refused_before_any_row() {
         ("table=t&quotes=strict", "id\n1\n", 400, "invalid_query"),
         ("table=t&quote=ab", "id\n1\n", 400, "invalid_quote"),
         ("table=t&escape=ab", "id\n1\n", 400, "invalid_escape"),
+        ("table=t&comment=ab", "id\n1\n", 400, "invalid_comment"),
         (
             "table=t&extra_columns=maybe",
             "id\n1\n",
@@ -461,6 +462,14 @@ async fn what_cannot_be_read_as_asked_is_refused_before_any_row() {
             "{query}: {answer}"
         );
     }
+    // A file without a header into an existing table: no name on line 1 is a column, and
+    // the answer says how to read it as a row.
+    let (_, answer) = post_import(&http, base, "table=t", "1,Ann,x\n2,Bob,y\n", &[]).await;
+    assert_eq!(
+        answer["message"],
+        "the table has no column \"1\", nor any other name on line 1: if the file has no header, header=false&columns=id,name,note reads line 1 as a row",
+        "{answer}"
+    );
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM csvbus.imports")
         .fetch_one(&db.pool)
         .await

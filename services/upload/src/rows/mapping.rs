@@ -65,6 +65,25 @@ pub struct Mapping {
 /// did not go to a column of their own name.
 pub type Resolved = (Vec<Option<String>>, Vec<ColumnMapping>);
 
+/// Whether no name of `fields` is a column of `table`.
+fn no_name_matches(fields: &[String], table: &[Column]) -> bool {
+    fields.iter().all(|f| matches!(find(f, table), Ok(None)))
+}
+
+/// The `columns=` that would name `n` fields after `table`'s writable columns (in its order,
+/// when it has `n`; else a placeholder).
+fn columns_for(n: usize, table: &[Column]) -> String {
+    let writable: Vec<&str> = table
+        .iter()
+        .filter(|c| !c.generated)
+        .map(|c| c.name.as_str())
+        .collect();
+    match writable.len() == n {
+        true => writable.join(","),
+        false => format!("<{n} column names>"),
+    }
+}
+
 /// Resolves the file's `fields` (the header's names; without a header, `columns=`) against
 /// `table`.
 pub fn resolve(fields: &[String], table: &[Column], m: &Mapping) -> Result<Resolved, HeaderError> {
@@ -74,6 +93,10 @@ pub fn resolve(fields: &[String], table: &[Column], m: &Mapping) -> Result<Resol
         }
         Some(n) => n,
         None => fields,
+    };
+    let unknown = |name: &String| match m.names.is_none() && no_name_matches(fields, table) {
+        true => HeaderError::NoNameMatches(name.clone(), columns_for(fields.len(), table)),
+        false => HeaderError::UnknownColumn(name.clone()),
     };
     let mut out = Vec::with_capacity(fields.len());
     let mut report = Vec::new();
@@ -92,7 +115,7 @@ pub fn resolve(fields: &[String], table: &[Column], m: &Mapping) -> Result<Resol
                 Some(c) if c.generated => return Err(HeaderError::Generated(c.name.clone())),
                 Some(c) => Some(c.name.clone()),
                 None if m.ignore_extra => None,
-                None => return Err(HeaderError::UnknownColumn(name.clone())),
+                None => return Err(unknown(name)),
             }
         };
         if let Some(t) = &target {
