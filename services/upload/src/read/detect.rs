@@ -266,9 +266,10 @@ fn names_over<'r>(header: &ByteRecord, rows: impl Iterator<Item = &'r ByteRecord
 /// Whether `first`, the record a header would be, reads as data with the `rows` after it (a
 /// file without a header, as database dumps and many feeds are written): it changes no
 /// column's type, and at least one of its values sits in a typed column (a number, a date…) —
-/// a header's names are text over typed values, or empty. Not when a year names a column of
-/// numbers that are not all years (`Country,2015` over `France,12.5`: a header). With no
-/// rows, `first` alone decides: data when any value is typed.
+/// a header's names are text over typed values, or empty. Not when its typed values are all
+/// years over numbers that are not all years (`Country,2015` over `France,12.5`: a header;
+/// `France,2015,12.5` over `Spain,12.1,13.0` is data). With no rows, `first` alone decides:
+/// data when any value is typed.
 pub(crate) fn first_record_is_data(first: &ByteRecord, rows: &[ByteRecord]) -> bool {
     let Some(values) = first
         .iter()
@@ -298,11 +299,13 @@ pub(crate) fn first_record_is_data(first: &ByteRecord, rows: &[ByteRecord]) -> b
         .iter()
         .zip(&types)
         .any(|(v, t)| !v.is_empty() && *t != SqlType::Text);
+    // Every typed value a year over numbers that are not: the years name the columns.
     let year_names = values
         .iter()
         .zip(&types)
         .enumerate()
-        .any(|(i, (v, t))| year(v) && t.is_number() && years_over_numbers(i));
+        .filter(|(_, (v, t))| !v.is_empty() && **t != SqlType::Text)
+        .all(|(i, (v, t))| year(v) && t.is_number() && years_over_numbers(i));
     types == typed_with && typed_value && !year_names
 }
 
@@ -648,8 +651,9 @@ mod tests {
         assert!(!is_data(",name\n1,Ann\n"));
         // Years naming columns of numbers (the World Bank's indicators): a header.
         assert!(!is_data("Country,2015,2016\nFrance,12.5,13.1\n"));
-        // ...but a year in a column of years is a value.
+        // ...but a year in a column of years is a value, and so is one beside other numbers.
         assert!(is_data("2015,a\n2016,b\n"));
+        assert!(is_data("France,2015,12.5\nSpain,12.1,13.0\n"));
         // One value that breaks its column's type: a header.
         assert!(!is_data("1,x\n2024-01-01,y\n2024-01-02,z\n"));
     }
@@ -666,6 +670,33 @@ mod tests {
             let f = file(&[], &rows, columns, delimiter);
             let found = detect(&f, true, Ask { preamble: true, ..Ask::default() });
             proptest::prop_assert_eq!(found.preamble_lines, 0, "{}", String::from_utf8_lossy(&f));
+        }
+
+        /// Names over rows are never read as data, whatever the rows hold; rows whose
+        /// columns each hold one kind of value (the first a number) are data from the first.
+        #[test]
+        fn names_are_a_header_and_a_first_row_of_values_is_data(
+            columns in 2usize..6,
+            rows in proptest::collection::vec(proptest::collection::vec(value(true), 6), 1..40),
+            kinds in proptest::collection::vec(0u8..4, 6),
+            seeds in proptest::collection::vec(proptest::collection::vec(0u32..100_000, 6), 1..40),
+        ) {
+            let f = file(&[], &rows, columns, Delimiter::COMMA);
+            let recs = records(std::str::from_utf8(&f).unwrap());
+            proptest::prop_assert!(!first_record_is_data(&recs[0], &recs[1..]));
+            let kind = |k: u8, s: u32| match k {
+                0 => s.to_string(),
+                1 => format!("{}.{:02}", s / 100, s % 100),
+                2 => format!("20{:02}-{:02}-{:02}", s % 30, 1 + s % 12, 1 + s % 28),
+                _ => format!("w{s}"),
+            };
+            let rows: Vec<Vec<String>> = seeds
+                .iter()
+                .map(|r| r.iter().zip(&kinds).map(|(s, k)| kind(*k, *s)).collect())
+                .collect();
+            let f = file(&[], &rows, columns, Delimiter::COMMA);
+            let recs = records(std::str::from_utf8(&f).unwrap());
+            proptest::prop_assert!(first_record_is_data(&recs[1], &recs[2..]));
         }
 
         /// Text lines (or blank ones) before a header are found, line for line, with the
