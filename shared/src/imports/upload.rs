@@ -181,30 +181,41 @@ pub async fn record_widened(
     id: Uuid,
     statement: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE csvbus.imports
-            SET read_as = jsonb_set(coalesce(read_as, '{}'::jsonb), '{widened}',
-                                    coalesce(read_as->'widened', '[]'::jsonb) || to_jsonb($2::text))
-          WHERE id = $1",
-    )
-    .bind(id)
-    .bind(statement)
-    .execute(conn)
-    .await?;
-    Ok(())
+    append_to_read_as(conn, id, ReadAsList::Widened, statement).await
 }
 
 /// What the upload found while reading the body (`note`): appended to its `read_as.notes`.
 pub async fn record_note(pool: &PgPool, id: Uuid, note: &str) -> Result<(), sqlx::Error> {
+    append_to_read_as(pool, id, ReadAsList::Notes, note).await
+}
+
+/// A list of an import's `read_as` that grows while it is read.
+#[derive(Debug, Clone, Copy)]
+enum ReadAsList {
+    Widened,
+    Notes,
+}
+
+async fn append_to_read_as<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    id: Uuid,
+    list: ReadAsList,
+    text: &str,
+) -> Result<(), sqlx::Error> {
+    let key = match list {
+        ReadAsList::Widened => "widened",
+        ReadAsList::Notes => "notes",
+    };
     sqlx::query(
         "UPDATE csvbus.imports
-            SET read_as = jsonb_set(coalesce(read_as, '{}'::jsonb), '{notes}',
-                                    coalesce(read_as->'notes', '[]'::jsonb) || to_jsonb($2::text))
+            SET read_as = jsonb_set(coalesce(read_as, '{}'::jsonb), ARRAY[$3::text],
+                                    coalesce(read_as->$3, '[]'::jsonb) || to_jsonb($2::text))
           WHERE id = $1",
     )
     .bind(id)
-    .bind(note)
-    .execute(pool)
+    .bind(text)
+    .bind(key)
+    .execute(db)
     .await?;
     Ok(())
 }
