@@ -266,6 +266,10 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
         let (Some(c), Some(w)) = (self.comment, self.width) else {
             return false;
         };
+        // A line that starts with it starts its first field with it: most rows stop here.
+        if self.record.get(0).and_then(<[u8]>::first) != Some(&c) {
+            return false;
+        }
         self.tap
             .scan(span.start, span.end, |raw| {
                 crate::read::detect::is_comment_line(raw, c, self.record.len() == w)
