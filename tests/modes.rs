@@ -494,3 +494,60 @@ async fn a_column_named_like_csvbus_own_is_an_ordinary_column_in_every_mode() {
     let (s, v) = post(&upload, "table=odd", None, "id\n1\n".into()).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
 }
+
+/// A file without a header (`create=true` read its first line as a row), cut off and retried
+/// under its key, is read without a header again: the retry resumes the import, and every
+/// row lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_headerless_import_cut_off_and_retried_resumes_without_a_header() {
+    let (db, e) = stack("SELECT 1").await;
+    let upload = spawn_upload(&e).await;
+    let _sink = spawn_sink(&e).await;
+    let key = unique("key");
+    let headerless = |n: u64| nums_csv(1, n).skip(1);
+    let url = upload.url("/v1/imports?table=dump&create=true");
+    let first = {
+        let (url, key) = (url.clone(), key.clone());
+        let body = reqwest::Body::wrap_stream(headerless(20_000).chain(futures::stream::pending()));
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("idempotency-key", key)
+                .body(body)
+                .send()
+                .await
+        })
+    };
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM dump")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while rows().await < 5_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows never reached the table"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.abort();
+    let full = || reqwest::Body::wrap_stream(headerless(30_000));
+    let within = Duration::from_secs(60);
+    let (v, _) = post_keyed_until_accepted(&url, &key, full, &[409], within).await;
+    assert!(v["resumed_from_line"].as_u64().unwrap() > 1, "{v}");
+    assert_eq!(v["read_as"]["header"], false, "{v}");
+    let rec = wait_done(&upload, &v["import_id"]).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    let (n, distinct, min, max): (i64, i64, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT column_1), min(column_1), max(column_1) FROM dump",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (n, distinct, min, max),
+        (30_000, 30_000, Some(1), Some(30_000))
+    );
+}
