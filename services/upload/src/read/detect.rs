@@ -224,34 +224,16 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
 /// all have a type (a number, a date…) named by text that does not — or by a year while its
 /// values are numbers that are not all years.
 fn names_over<'r>(header: &ByteRecord, rows: impl Iterator<Item = &'r ByteRecord>) -> bool {
-    let Some(names) = header
-        .iter()
-        .map(|f| std::str::from_utf8(f).ok().map(str::trim))
-        .collect::<Option<Vec<&str>>>()
-    else {
+    let Some(names) = trimmed_fields(header) else {
         return false;
     };
     let last = names.len().saturating_sub(1);
-    let numeric = |v: &str| {
-        [SqlType::Bigint, SqlType::Numeric, SqlType::Double]
-            .iter()
-            .any(|t| t.fits(v))
-    };
     let bad = |(i, n): (usize, &&str)| (n.is_empty() && i != last) || (numeric(n) && !year(n));
     if names.iter().enumerate().any(bad) || !names.iter().any(|n| !n.is_empty() && !year(n)) {
         return false;
     }
     let rows: Vec<&ByteRecord> = rows.collect();
-    let mut types = Inference::new(names.len());
-    for r in &rows {
-        types.observe(r.iter().map(|f| std::str::from_utf8(f).ok()));
-    }
-    // A year over numbers some of which are no years: a period, not a value of its column.
-    let years_over_numbers = |i: usize| {
-        rows.iter()
-            .filter_map(|r| r.get(i).and_then(|v| std::str::from_utf8(v).ok()))
-            .any(|v| numeric(v) && !year(v))
-    };
+    let types = inferred(names.len(), &rows);
     types.rows > 0
         && names
             .iter()
@@ -259,7 +241,7 @@ fn names_over<'r>(header: &ByteRecord, rows: impl Iterator<Item = &'r ByteRecord
             .enumerate()
             .any(|(i, (n, t))| {
                 (t != SqlType::Text && !t.fits(n))
-                    || (year(n) && t.is_number() && years_over_numbers(i))
+                    || (year(n) && t.is_number() && years_over_numbers(&rows, i))
             })
 }
 
@@ -271,30 +253,17 @@ fn names_over<'r>(header: &ByteRecord, rows: impl Iterator<Item = &'r ByteRecord
 /// `France,2015,12.5` over `Spain,12.1,13.0` is data). With no rows, `first` alone decides:
 /// data when any value is typed.
 pub(crate) fn first_record_is_data(first: &ByteRecord, rows: &[ByteRecord]) -> bool {
-    let Some(values) = first
-        .iter()
-        .map(|f| std::str::from_utf8(f).ok().map(str::trim))
-        .collect::<Option<Vec<&str>>>()
-    else {
+    let Some(values) = trimmed_fields(first) else {
         return false;
     };
     let rows: Vec<&ByteRecord> = rows.iter().filter(|r| has_width(r, values.len())).collect();
-    let mut below = Inference::new(values.len());
-    for r in &rows {
-        below.observe(r.iter().map(|f| std::str::from_utf8(f).ok()));
-    }
+    let below = inferred(values.len(), &rows);
     let mut with = below.clone();
     with.observe(values.iter().copied().map(Some));
     let (types, typed_with) = (below.types(), with.types());
     if rows.is_empty() {
         return typed_with.iter().any(|t| *t != SqlType::Text);
     }
-    let numeric = |v: &str| SqlType::Double.fits(v) || SqlType::Bigint.fits(v);
-    let years_over_numbers = |i: usize| {
-        rows.iter()
-            .filter_map(|r| r.get(i).and_then(|v| std::str::from_utf8(v).ok()))
-            .any(|v| numeric(v) && !year(v.trim()))
-    };
     let typed_value = values
         .iter()
         .zip(&types)
@@ -305,7 +274,7 @@ pub(crate) fn first_record_is_data(first: &ByteRecord, rows: &[ByteRecord]) -> b
         .zip(&types)
         .enumerate()
         .filter(|(_, (v, t))| !v.is_empty() && **t != SqlType::Text)
-        .all(|(i, (v, t))| year(v) && t.is_number() && years_over_numbers(i));
+        .all(|(i, (v, t))| year(v) && t.is_number() && years_over_numbers(&rows, i));
     types == typed_with && typed_value && !year_names
 }
 
@@ -341,6 +310,36 @@ pub(crate) fn is_comment_line(raw: &[u8], c: u8, row_shaped: bool) -> bool {
 /// empty (a trailing delimiter the header lacks); any other record is a rejected row.
 pub(crate) fn has_width(record: &ByteRecord, width: usize) -> bool {
     record.len() == width || (record.len() == width + 1 && record.get(width) == Some(b""))
+}
+
+/// The record's fields, trimmed (`None`: one is not UTF-8).
+fn trimmed_fields(record: &ByteRecord) -> Option<Vec<&str>> {
+    record
+        .iter()
+        .map(|f| std::str::from_utf8(f).ok().map(str::trim))
+        .collect()
+}
+
+/// The types `rows` give `width` columns.
+fn inferred(width: usize, rows: &[&ByteRecord]) -> Inference {
+    let mut types = Inference::new(width);
+    for r in rows {
+        types.observe(r.iter().map(|f| std::str::from_utf8(f).ok()));
+    }
+    types
+}
+
+/// Whether column `i` of `rows` has a number that is no year: a year naming it is a period,
+/// not one of its values.
+fn years_over_numbers(rows: &[&ByteRecord], i: usize) -> bool {
+    rows.iter()
+        .filter_map(|r| r.get(i).and_then(|v| std::str::from_utf8(v).ok()))
+        .any(|v| numeric(v) && !year(v.trim()))
+}
+
+/// A number of any type (`numeric`'s forms are `double precision`'s too).
+fn numeric(v: &str) -> bool {
+    SqlType::Bigint.fits(v) || SqlType::Double.fits(v)
 }
 
 /// A four-digit year, 1800 to 2199.
