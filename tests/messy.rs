@@ -1240,6 +1240,52 @@ async fn a_file_without_a_header_lands_every_row_with_create_true() {
     sink.stop().await;
 }
 
+/// R's `write.table` writes a header one field short: each row starts with its row name.
+/// Read as R and pandas read it, that first field is a column without a name (`column_1`),
+/// and every row lands — not one text column under `,` (as before: no delimiter split the
+/// header like the rows). A quoted line break after the last delimiter of each row (`;"` +
+/// newline + `"`) is a blank field past the header: dropped like an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_named_before_the_header_s_first_column_land_under_an_unnamed_column() {
+    let (db, upload, sink) = stack("rownames", "").await;
+    let body = "\"x\";\"x\";\"Valid?\";\"CompTime\"\n\
+                \"Org\";0;1;TRUE;60.006952047348\n\
+                \"Org_kmax_kmin\";1;1;FALSE;12.5\n\
+                \"Dim.  1\";0;0;TRUE;7\n";
+    let (acc, rec) = create(
+        &upload,
+        "table=r_results&create=true",
+        body,
+        "CREATE TABLE \"public\".\"r_results\" (\"column_1\" text, \"x\" bigint, \"x_2\" bigint, \"valid\" boolean, \"comptime\" numeric)",
+    )
+    .await;
+    assert_eq!(acc["read_as"]["delimiter"], ";", "{acc}");
+    assert!(
+        acc["read_as"]["notes"].to_string().contains("row name"),
+        "{acc}"
+    );
+    assert_eq!(rec["rows_written"], 3, "{rec}");
+    let named: (String, i64, bool) =
+        sqlx::query_as("SELECT column_1, x_2, valid FROM r_results WHERE x = 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(named, ("Org_kmax_kmin".to_owned(), 1, false));
+    let infos = "\"Problem Name\";\"Total time limit\";\"Status\"\n\
+                 \"OR30x100\";\"1440\";\"OPTIMAL\";\"\n\"\n\
+                 \"OR30x250\";\"600\";\"TIME_LIMIT\";\"\n\"\n";
+    let (_, rec) = create(
+        &upload,
+        "table=infos&create=true",
+        infos,
+        "CREATE TABLE \"public\".\"infos\" (\"problem_name\" text, \"total_time_limit\" bigint, \"status\" text)",
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    upload.stop().await;
+    sink.stop().await;
+}
+
 /// Comment lines between the rows (`#`, as sensor logs and hand-kept files write them) are
 /// skipped, not rejected rows, and counted in the import's notes with their lines; a line
 /// that starts with `#` but splits into the header's fields is a row (`#red` is a value),

@@ -56,12 +56,14 @@ pub fn infer_table(
     let mut records = reader.byte_records();
     let mut head = match first {
         FirstRecord::Data => None,
-        _ => Some(
-            records
+        _ => {
+            let mut head = records
                 .next()
                 .and_then(Result::ok)
-                .ok_or(HeaderError::Empty)?,
-        ),
+                .ok_or(HeaderError::Empty)?;
+            dialect.name_row_names(&mut head);
+            Some(head)
+        }
     };
     let mut rows: Vec<csv::ByteRecord> = records
         .take(SAMPLE_ROWS + 1)
@@ -81,6 +83,7 @@ pub fn infer_table(
     // No header was asked for and the first record reads as data: it is a row, and the
     // columns are named `column_N`.
     let first_is_data = first == FirstRecord::Detect
+        && !dialect.row_names
         && head
             .as_ref()
             .is_some_and(|h| detect::first_record_is_data(h, &rows));

@@ -50,9 +50,22 @@ pub struct Detected {
     pub preamble_lines: u64,
     /// `Some` when the sample did not decide the delimiter (then `,`), with why.
     pub doubt: Option<String>,
-    /// Rows of the sample end with a delimiter the header does not have (`a,b` over `1,2,`):
-    /// an empty field after the last column, which the reader drops ([`crate::read::parse`]).
-    pub trailing: bool,
+    /// A field the rows have and the header does not name.
+    pub unnamed: Unnamed,
+}
+
+/// A field the rows of the sample have past the header's: one more in most rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unnamed {
+    #[default]
+    None,
+    /// After the last column, empty or blank (`a,b` over `1,2,`, as some banks write them, or
+    /// a quoted line break): the reader drops it ([`past_header`]).
+    Trailing,
+    /// Before the first: each row starts with a label the header does not name (R's
+    /// `write.table` writes row names so: `"x","y"` over `"1",3,4`). The header is read with
+    /// an empty first name ([`crate::read::parse::Dialect::row_names`]).
+    RowNames,
 }
 
 /// How well one (delimiter, quote) splits the sample.
@@ -68,8 +81,8 @@ struct Score {
     fields: usize,
     /// Where the header starts (0 without a preamble).
     header_at: usize,
-    /// Rows end with an empty field past the header's last (see [`Detected::trailing`]).
-    trailing: bool,
+    /// A field the rows have and the header does not name.
+    unnamed: Unnamed,
 }
 
 impl Score {
@@ -83,13 +96,13 @@ impl Score {
         let records = read_records(sample, delimiter.byte(), (quote, escape), complete);
         let plain: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
         let candidate = (delimiter, quote, escape, preamble);
-        // Rows counted without an empty field past the header's only when the plain counts
-        // find no header: a title line over rows whose last column is mostly empty keeps its
-        // real header.
-        Self::scored(&records, &plain, candidate, false).or_else(|| {
-            let (counts, trailing) = field_counts(&records);
-            trailing
-                .then(|| Self::scored(&records, &counts, candidate, true))
+        // Rows counted with a field the header does not name only when the plain counts find
+        // no header: a title line over rows whose last column is mostly empty keeps its real
+        // header.
+        Self::scored(&records, &plain, candidate, Unnamed::None).or_else(|| {
+            let (counts, unnamed) = field_counts(&records);
+            (unnamed != Unnamed::None)
+                .then(|| Self::scored(&records, &counts, candidate, unnamed))
                 .flatten()
         })
     }
@@ -99,7 +112,7 @@ impl Score {
         records: &[(ByteRecord, usize)],
         counts: &[usize],
         (delimiter, quote, escape, preamble): (Delimiter, u8, Option<u8>, bool),
-        trailing: bool,
+        unnamed: Unnamed,
     ) -> Option<Self> {
         // Of the records this candidate splits: lines it does not split (a preamble longer
         // than the rows in a small file, say) do not decide the count.
@@ -131,7 +144,7 @@ impl Score {
             records: after.len(),
             fields,
             header_at: if first == 0 { 0 } else { records[first].1 },
-            trailing: trailing && first == 0,
+            unnamed: if first == 0 { unnamed } else { Unnamed::None },
         })
     }
 
@@ -196,7 +209,7 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
         preamble_bytes: 0,
         preamble_lines: 0,
         doubt: ask.delimiter.is_none().then_some(doubt),
-        trailing: false,
+        unnamed: Unnamed::None,
     };
     match scores.as_slice() {
         [] => fallback(
@@ -213,7 +226,7 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
             preamble_bytes: best.header_at,
             preamble_lines: lines::lines_in(&sample[..best.header_at]),
             doubt: None,
-            trailing: best.trailing,
+            unnamed: best.unnamed,
         },
     }
 }
@@ -282,9 +295,10 @@ pub(crate) fn first_record_is_data(first: &ByteRecord, rows: &[ByteRecord]) -> b
 /// lines ([`is_comment_line`]).
 pub(crate) fn comment_lines(head: &[u8], dialect: &crate::read::parse::Dialect, c: u8) -> usize {
     let mut records = dialect.sample_reader(head).into_byte_records();
-    let Some(Ok(header)) = records.next() else {
+    let Some(Ok(mut header)) = records.next() else {
         return 0;
     };
+    dialect.name_row_names(&mut header);
     records
         .filter_map(Result::ok)
         .filter(|r| {
@@ -306,10 +320,22 @@ pub(crate) fn is_comment_line(raw: &[u8], c: u8, row_shaped: bool) -> bool {
     text.next() == Some(c) && (matches!(text.next(), Some(b' ' | b'\t')) || !row_shaped)
 }
 
-/// Whether `record` is read as a row of `width` fields: it has that many, or one more that is
-/// empty (a trailing delimiter the header lacks); any other record is a rejected row.
+/// Whether `record` is read as a row of `width` fields: it has that many, or one more past
+/// the header ([`past_header`]); any other record is a rejected row.
 pub(crate) fn has_width(record: &ByteRecord, width: usize) -> bool {
-    record.len() == width || (record.len() == width + 1 && record.get(width) == Some(b""))
+    record.len() == width || past_header(record, width)
+}
+
+/// Whether `record` has one field more than a header of `width` fields, empty or blank (a
+/// delimiter the header lacks, `a,b` over `1,2,`, or a quoted line break after it): read
+/// without it.
+pub(crate) fn past_header(record: &ByteRecord, width: usize) -> bool {
+    record.len() == width + 1 && record.get(width).is_some_and(blank)
+}
+
+/// Whether a field is empty or whitespace only.
+pub(crate) fn blank(field: &[u8]) -> bool {
+    field.iter().all(u8::is_ascii_whitespace)
 }
 
 /// The record's fields, trimmed (`None`: one is not UTF-8).
@@ -407,29 +433,47 @@ fn read_records(
     records
 }
 
-/// Whether most rows of `sample` end with an empty field past the header's last, read with
-/// delimiter `d` (see [`Detected::trailing`]).
-pub fn trailing(sample: &[u8], d: Delimiter, quote: (u8, Option<u8>), complete: bool) -> bool {
+/// The field most rows of `sample`, read with delimiter `d`, have and the header does not
+/// name (see [`Unnamed`]).
+pub fn unnamed(sample: &[u8], d: Delimiter, quote: (u8, Option<u8>), complete: bool) -> Unnamed {
     field_counts(&read_records(sample, d.byte(), quote, complete)).1
 }
 
-/// Each record's field count; when most rows end with an empty field past the first
-/// record's last (a delimiter the header lacks, as some banks write them), that field counted
-/// out, and `true`.
-fn field_counts(records: &[(ByteRecord, usize)]) -> (Vec<usize>, bool) {
-    let counts: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
-    let width = counts.first().copied().unwrap_or(0);
-    let past = |r: &ByteRecord| r.len() == width + 1 && r.get(width) == Some(b"");
-    let rows = records.len().saturating_sub(1);
-    let ending = records.iter().skip(1).filter(|(r, _)| past(r)).count();
-    if width < 2 || ending * 2 <= rows {
-        return (counts, false);
+/// Each record's field count, and the field most rows have past the first record's (the
+/// header's): counted out when it is past its last column ([`past_header`]), counted in for
+/// the header when it is a row name before its first.
+fn field_counts(records: &[(ByteRecord, usize)]) -> (Vec<usize>, Unnamed) {
+    let mut counts: Vec<usize> = records.iter().map(|(r, _)| r.len()).collect();
+    let (Some((header, _)), Some(rows)) = (records.first(), records.get(1..)) else {
+        return (counts, Unnamed::None);
+    };
+    let width = header.len();
+    let most = |f: &dyn Fn(&ByteRecord) -> bool| {
+        rows.iter().filter(|(r, _)| f(r)).count() * 2 > rows.len()
+    };
+    if width < 2 {
+        return (counts, Unnamed::None);
     }
-    let counts = records
+    if most(&|r| past_header(r, width)) {
+        for (c, (r, _)) in counts.iter_mut().zip(records) {
+            if past_header(r, width) {
+                *c = width;
+            }
+        }
+        return (counts, Unnamed::Trailing);
+    }
+    let longer = |r: &ByteRecord| r.len() == width + 1;
+    // The header names the fields after each row's first.
+    let named: Vec<ByteRecord> = rows
         .iter()
-        .map(|(r, _)| if past(r) { width } else { r.len() })
+        .filter(|(r, _)| longer(r))
+        .map(|(r, _)| r.iter().skip(1).collect())
         .collect();
-    (counts, true)
+    if most(&longer) && names_over(header, named.iter()) {
+        counts[0] = width + 1;
+        return (counts, Unnamed::RowNames);
+    }
+    (counts, Unnamed::None)
 }
 
 /// The most common value and how often it appears.
@@ -747,21 +791,42 @@ mod tests {
             (p.delimiter, p.preamble_lines, p.doubt),
             (Delimiter::COMMA, 0, None)
         );
-        assert!(p.trailing);
-        // A field past the header that holds something is no trailing delimiter.
-        assert!(!pre("a,b\n1,2,3\n4,5,6\n").trailing);
-        // Nor is a header that ends with one too (its empty name is a column).
-        assert!(!pre("a,b,\n1,2,\n3,4,\n").trailing);
+        assert_eq!(p.unnamed, Unnamed::Trailing);
+        // A blank field there (a quoted line break) is read so as well.
+        assert_eq!(
+            pre("a;b\n\"x\";2;\"\n\"\n\"y\";3;\"\n\"\n").unnamed,
+            Unnamed::Trailing
+        );
+        // A header that ends with one too has a column there (its empty name).
+        assert_eq!(pre("a,b,\n1,2,\n3,4,\n").unnamed, Unnamed::None);
         // Nor rows after a two-field title whose last column is mostly empty: the header
         // under the title has a name there.
         let titled = pre("Sales report, 2024\nid,name,note\n1,Ann,\n2,Bob,\n3,Cy,\n4,Dee,x\n");
-        assert!(!titled.trailing);
+        assert_eq!(titled.unnamed, Unnamed::None);
         assert_eq!(
             (titled.preamble_lines, titled.delimiter),
             (1, Delimiter::COMMA)
         );
         // Nor a few such rows among many that are not.
-        assert!(!pre("a,b\n1,2,\n3,4\n5,6\n7,8\n").trailing);
+        assert_eq!(pre("a,b\n1,2,\n3,4\n5,6\n7,8\n").unnamed, Unnamed::None);
+    }
+
+    #[test]
+    fn rows_with_a_field_before_the_header_s_first_have_row_names() {
+        // R's write.table: a header of names over rows that start with a label.
+        let r = pre("\"x\";\"y\";\"ok\"\n\"Org\";0;1;TRUE\n\"Hyp\";1;1;FALSE\n\"Cg\";0;0;TRUE\n");
+        assert_eq!(
+            (r.delimiter, r.preamble_lines, r.unnamed),
+            (Delimiter::SEMICOLON, 0, Unnamed::RowNames)
+        );
+        // As R and pandas read a header one field short.
+        assert_eq!(pre("a,b\n1,2,3\n4,5,6\n").unnamed, Unnamed::RowNames);
+        // Not when the header does not read as names over the rest of the rows.
+        assert_eq!(pre("1,2\nx,3,4\ny,5,6\n").unnamed, Unnamed::None);
+        // Nor over a one-field header (a single column of unquoted 1,234).
+        assert_eq!(pre("n\n1,234\n5,678\n").unnamed, Unnamed::None);
+        // Nor when only some rows are longer.
+        assert_eq!(pre("a,b\n1,2,3\n4,5\n6,7\n").unnamed, Unnamed::None);
     }
 
     #[test]

@@ -117,6 +117,10 @@ pub struct Dialect {
     /// A line starting with this character that does not split into the header's fields is
     /// a comment: skipped, not a row (`comment=`).
     pub comment: Option<u8>,
+    /// The header names one field fewer than the rows have, from their second on: the rows'
+    /// first field is a row name ([`crate::read::detect::Unnamed::RowNames`]), the header is
+    /// read with an empty first name.
+    pub row_names: bool,
 }
 
 impl Dialect {
@@ -128,6 +132,19 @@ impl Dialect {
             trim: false,
             first_line: 1,
             comment: None,
+            row_names: false,
+        }
+    }
+
+    /// Reads `record`, the header, as this dialect does: with an empty first name for the
+    /// rows' row names.
+    pub fn name_row_names<R>(&self, record: &mut R)
+    where
+        for<'r> &'r R: IntoIterator<Item = &'r [u8]>,
+        R: for<'r> FromIterator<&'r [u8]>,
+    {
+        if self.row_names {
+            *record = std::iter::once(&b""[..]).chain(&*record).collect();
         }
     }
 
@@ -157,9 +174,10 @@ pub struct Records<R> {
     delimiter: u8,
     quote: u8,
     escape: Option<u8>,
-    /// The header's field count, once read: a row with one field more whose last is empty
-    /// (a delimiter the header lacks, `a,b` over `1,2,`) is read without that field.
+    /// The header's field count, once read: a row with one field more whose last is empty or
+    /// blank (a delimiter the header lacks, `a,b` over `1,2,`) is read without that field.
     width: Option<usize>,
+    dialect: Dialect,
     comment: Option<u8>,
     /// The comment lines skipped.
     pub comments: Comments,
@@ -221,6 +239,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             quote,
             escape: dialect.escape,
             width: None,
+            dialect,
             comment: dialect.comment,
             comments: Comments::default(),
             record: ByteRecord::new(),
@@ -234,8 +253,12 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             if !self.reader.read_byte_record(&mut self.record).await? {
                 return Ok(None);
             }
+            // Per row: the length is compared first.
             match self.width {
-                Some(w) if self.record.len() == w + 1 && self.record.get(w) == Some(b"") => {
+                Some(w)
+                    if self.record.len() == w + 1
+                        && self.record.get(w).is_some_and(crate::read::detect::blank) =>
+                {
                     self.record.truncate(w);
                 }
                 _ => {}
@@ -277,9 +300,11 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             .unwrap_or(false)
     }
 
-    /// The record last read is the header: rows with an empty field past its last are read
+    /// The record last read is the header: read with an empty first name when the rows have
+    /// row names ([`Dialect::row_names`]); rows with an empty field past its last are read
     /// without it.
     pub fn is_header(&mut self) {
+        self.dialect.name_row_names(&mut self.record);
         self.width = Some(self.record.len());
     }
 

@@ -8,7 +8,7 @@ use csvbus_shared::numbers::DecimalMark;
 use csvbus_shared::read_as::{Delimiter, ReadAs};
 
 use crate::error::ApiError;
-use crate::read::detect::{self, Ask};
+use crate::read::detect::{self, Ask, Unnamed};
 use crate::read::lines;
 use crate::read::parse::{Comment, Dialect, Escape};
 use crate::read::sniff::{self, Input, SAMPLE_BYTES};
@@ -217,11 +217,16 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
             "quotes escaped with {e} inside quoted fields: read with escape={e} (escape=none reads {e} as text)"
         ));
     }
-    if found.trailing {
-        notes.push(
+    match found.unnamed {
+        Unnamed::None => {}
+        Unnamed::Trailing => notes.push(
             "rows end with a delimiter the header does not have: the empty field after the last column is dropped"
                 .to_owned(),
-        );
+        ),
+        Unnamed::RowNames => notes.push(
+            "the header names one field fewer than the rows have: each row's first field is a row name (as R writes them), read as a first column without a name"
+                .to_owned(),
+        ),
     }
     let skip = skip + found.preamble_bytes;
     let skip_lines = given + preamble;
@@ -234,6 +239,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         trim: o.trim,
         first_line: skip_lines + 1,
         comment: None,
+        row_names: found.unnamed == Unnamed::RowNames,
     };
     dialect.comment = comment(o, &sample[skip..], &dialect, &mut notes);
     Ok(Prepared {
@@ -297,7 +303,7 @@ fn decide(head: &[u8], complete: bool, o: &ReadOptions) -> detect::Detected {
                 Some(given) => given.0,
                 None => detect::backslash_escapes(looked, delimiter, quote).then_some(b'\\'),
             };
-            let trailing = detect::trailing(
+            let unnamed = detect::unnamed(
                 looked,
                 delimiter,
                 (quote, escape),
@@ -310,7 +316,7 @@ fn decide(head: &[u8], complete: bool, o: &ReadOptions) -> detect::Detected {
                 preamble_bytes: 0,
                 preamble_lines: 0,
                 doubt: None,
-                trailing,
+                unnamed,
             }
         }
         _ => detect::detect(looked, complete && looked.len() == head.len(), ask),
