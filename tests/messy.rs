@@ -1240,6 +1240,38 @@ async fn a_file_without_a_header_lands_every_row_with_create_true() {
     sink.stop().await;
 }
 
+/// A spreadsheet saved as CSV, as UK councils publish their spending: a title and an empty
+/// line padded with delimiters to the table's width, then a header padded with empty names.
+/// The title was the header (one column named after it, every column `text`, the real header
+/// a row): now both lines are a detected preamble and the header's columns are typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spreadsheet_title_padded_to_the_table_s_width_is_a_preamble() {
+    let (db, upload, sink) = stack("titled", "").await;
+    let body = "Invoices over £250 paid in June 2015,,,,,\n\
+                ,,,,,\n\
+                Directorate,Paid Date,Supplier Name,Total,,\n\
+                Adults,02/06/2015,ORCHARD CARE HOME,2170.88,,\n\
+                Children,13/06/2015,ZURICH MUNICIPAL,911.6,,\n";
+    let (acc, rec) = create(
+        &upload,
+        "table=invoices&create=true",
+        body,
+        "CREATE TABLE \"public\".\"invoices\" (\"directorate\" text, \"paid_date\" date, \"supplier_name\" text, \"total\" numeric, \"column_5\" text, \"column_6\" text)",
+    )
+    .await;
+    assert_eq!(acc["read_as"]["skip_lines"], 2, "{acc}");
+    assert_eq!(acc["read_as"]["skip_lines_detected"], true, "{acc}");
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    let paid: String =
+        sqlx::query_scalar("SELECT paid_date::text FROM invoices WHERE total = 911.6")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(paid, "2015-06-13");
+    upload.stop().await;
+    sink.stop().await;
+}
+
 /// R's `write.table` writes a header one field short: each row starts with its row name.
 /// Read as R and pandas read it, that first field is a column without a name (`column_1`),
 /// and every row lands — not one text column under `,` (as before: no delimiter split the
@@ -1271,6 +1303,28 @@ async fn rows_named_before_the_header_s_first_column_land_under_an_unnamed_colum
             .await
             .unwrap();
     assert_eq!(named, ("Org_kmax_kmin".to_owned(), 1, false));
+    // Into an existing table the unnamed field is named or left out with columns=.
+    db.exec("CREATE TABLE scores (x int, x2 int, valid boolean, comptime numeric)")
+        .await;
+    let http = reqwest::Client::new();
+    let (status, refused) = post_import(&http, &upload.url(""), "table=scores", body, &[]).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("header field 1 has no name")),
+        "{refused}"
+    );
+    let query = "table=scores&columns=-,x,x2,valid,comptime";
+    let (status, acc) = post_import(&http, &upload.url(""), query, body, &[]).await;
+    assert_eq!(status, 202, "{acc}");
+    let rec = wait_final(
+        &upload,
+        acc["import_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 3, "{rec}");
     let infos = "\"Problem Name\";\"Total time limit\";\"Status\"\n\
                  \"OR30x100\";\"1440\";\"OPTIMAL\";\"\n\"\n\
                  \"OR30x250\";\"600\";\"TIME_LIMIT\";\"\n\"\n";

@@ -27,7 +27,7 @@ const QUOTES: [u8; 2] = [b'"', b'\''];
 const RECORDS: usize = 200;
 
 /// The most records a detected preamble may have.
-const MAX_PREAMBLE: usize = 20;
+const MAX_PREAMBLE: usize = 50;
 
 /// What is to be detected: the delimiter and quote when not given, the preamble when asked.
 #[derive(Debug, Clone, Copy, Default)]
@@ -121,15 +121,25 @@ impl Score {
         // The header must agree: a one-column file whose values hold a delimiter is not split
         // by it. Records before a header that is clearly one (see `names_over`) are a preamble
         // — a comment line that splits like the header (`# site: roof, units: degC`) as well.
+        // A first record of the rows' width that holds one value at most is a title a
+        // spreadsheet padded to that width (`Invoices over £250,,,,` then `,,,,`): the
+        // header is looked for after it and the records like it.
         let first = counts.iter().position(|c| *c == fields)?;
-        let first = if first == 0 {
+        let titled = preamble && first == 0 && title_like(&records[0].0);
+        let first = if first == 0 && !titled {
             0
         } else {
-            (first..=MAX_PREAMBLE.min(counts.len() - 1)).find(|&at| {
+            let header = (first.max(1)..=MAX_PREAMBLE.min(counts.len() - 1)).find(|&at| {
                 preamble
                     && counts[at] == fields
+                    && (!titled || records[..at].iter().all(|r| title_like(&r.0)))
                     && names_over(&records[at].0, records[at + 1..].iter().map(|r| &r.0))
-            })?
+            });
+            match header {
+                Some(at) => at,
+                None if titled => 0,
+                None => return None,
+            }
         };
         let after = &counts[first..];
         // From the header on, it is the most common count of all (as without a preamble).
@@ -231,17 +241,17 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
     }
 }
 
-/// Whether `header` reads as column names over the records after it: no name empty (but a
-/// last one, a trailing delimiter's) or a number (but a year, as wide tables name their
-/// columns: `Country Name,2015,2016`), some name text, and at least one column whose values
-/// all have a type (a number, a date…) named by text that does not — or by a year while its
-/// values are numbers that are not all years.
+/// Whether `header` reads as column names over the records after it: no name empty (but
+/// the last ones, a trailing delimiter's or a spreadsheet's padding) or a number (but a year,
+/// as wide tables name their columns: `Country Name,2015,2016`), some name text, and at least
+/// one column whose values all have a type (a number, a date…) named by text that does not —
+/// or by a year while its values are numbers that are not all years.
 fn names_over<'r>(header: &ByteRecord, rows: impl Iterator<Item = &'r ByteRecord>) -> bool {
     let Some(names) = trimmed_fields(header) else {
         return false;
     };
-    let last = names.len().saturating_sub(1);
-    let bad = |(i, n): (usize, &&str)| (n.is_empty() && i != last) || (numeric(n) && !year(n));
+    let named = names.iter().rposition(|n| !n.is_empty()).unwrap_or(0);
+    let bad = |(i, n): (usize, &&str)| (n.is_empty() && i < named) || (numeric(n) && !year(n));
     if names.iter().enumerate().any(bad) || !names.iter().any(|n| !n.is_empty() && !year(n)) {
         return false;
     }
@@ -331,6 +341,11 @@ pub(crate) fn has_width(record: &ByteRecord, width: usize) -> bool {
 /// without it.
 pub(crate) fn past_header(record: &ByteRecord, width: usize) -> bool {
     record.len() == width + 1 && record.get(width).is_some_and(blank)
+}
+
+/// Whether `record` holds one value at most (a title line padded with delimiters, or none).
+fn title_like(record: &ByteRecord) -> bool {
+    record.iter().filter(|f| !blank(f)).count() <= 1
 }
 
 /// Whether a field is empty or whitespace only.
@@ -610,6 +625,18 @@ mod tests {
                    2024-03-01T10:00,21.5,40\n2024-03-01T10:30,21.7,41\n";
         let p = pre(log);
         assert_eq!((p.delimiter, p.preamble_lines), (Delimiter::COMMA, 2));
+        // A spreadsheet's title padded to the table's width, a padded empty line, and a
+        // header padded with empty names (as UK councils publish their spending).
+        let council = "Invoices over £250 paid in June 2015,,,,,\n,,,,,\n\
+                       Directorate,Paid Date,Supplier,Total,,\n\
+                       Adults,02/06/2015,ORCHARD CARE,2170.88,,\n\
+                       Children,03/06/2015,ZURICH,911.6,,\n";
+        let p = pre(council);
+        assert_eq!((p.delimiter, p.preamble_lines), (Delimiter::COMMA, 2));
+        // Without a header after it the title line stays the first record.
+        assert_eq!(pre("Title,,\n,,\nx,y,z\nu,v,w\n").preamble_lines, 0);
+        // A one-name header stays when no record after it reads as names.
+        assert_eq!(pre("id,,\n1,,\n2,,\nx,y,3\n").preamble_lines, 0);
     }
 
     /// A value as files hold them: numbers, dates, words, and text with any candidate

@@ -94,9 +94,14 @@ pub fn resolve(fields: &[String], table: &[Column], m: &Mapping) -> Result<Resol
         Some(n) => n,
         None => fields,
     };
-    let unknown = |name: &String| match m.names.is_none() && no_name_matches(fields, table) {
-        true => HeaderError::NoNameMatches(name.clone(), columns_for(fields.len(), table)),
-        false => HeaderError::UnknownColumn(name.clone()),
+    let unknown = |i: usize, name: &String| {
+        if m.names.is_none() && no_name_matches(fields, table) {
+            HeaderError::NoNameMatches(name.clone(), columns_for(fields.len(), table))
+        } else if name.is_empty() {
+            HeaderError::Unnamed(i + 1)
+        } else {
+            HeaderError::UnknownColumn(name.clone())
+        }
     };
     let mut out = Vec::with_capacity(fields.len());
     let mut report = Vec::new();
@@ -115,7 +120,7 @@ pub fn resolve(fields: &[String], table: &[Column], m: &Mapping) -> Result<Resol
                 Some(c) if c.generated => return Err(HeaderError::Generated(c.name.clone())),
                 Some(c) => Some(c.name.clone()),
                 None if m.ignore_extra => None,
-                None => return Err(unknown(name)),
+                None => return Err(unknown(i, name)),
             }
         };
         if let Some(t) = &target {
@@ -271,5 +276,10 @@ mod tests {
             resolve(&s(&["id", "ID"]), &t, &Mapping::default()),
             Err(HeaderError::Duplicate(c)) if c == "id"
         ));
+        // An empty name (row names) is asked to be named or left out.
+        assert_eq!(
+            resolve(&s(&["", "id"]), &t, &Mapping::default()).unwrap_err(),
+            HeaderError::Unnamed(1)
+        );
     }
 }

@@ -70,6 +70,9 @@ pub enum HeaderError {
     Duplicate(String),
     #[error("the table has no column {0:?}")]
     UnknownColumn(String),
+    /// An empty name in the header (row names, a padded header) into an existing table.
+    #[error("header field {0} has no name: name it, or leave it out with -, in columns= (columns=-,… leaves out a first field of row names)")]
+    Unnamed(usize),
     /// No name of the header is a column: likely a file without a header.
     #[error("the table has no column {0:?}, nor any other name on line 1: if the file has no header, header=false&columns={1} reads line 1 as a row")]
     NoNameMatches(String, String),
@@ -94,7 +97,7 @@ impl HeaderError {
             Self::NotUtf8(_) => "invalid_header",
             Self::Empty => "missing_header",
             Self::Duplicate(_) => "duplicate_column",
-            Self::UnknownColumn(_) | Self::NoNameMatches(..) => "unknown_column",
+            Self::UnknownColumn(_) | Self::Unnamed(_) | Self::NoNameMatches(..) => "unknown_column",
             Self::Generated(_) => "generated_column",
             Self::MissingColumns(_) => "missing_column",
             Self::UnknownKey(_) => "unknown_key_column",
