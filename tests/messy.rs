@@ -1272,6 +1272,37 @@ async fn a_spreadsheet_title_padded_to_the_table_s_width_is_a_preamble() {
     sink.stop().await;
 }
 
+/// Lines of text over a dump without a header (a description, blank lines, more text, then
+/// the rows, as DuckDB's `17738.csv`): the lines were a header of one column and every row was
+/// rejected (no preamble rule applied without a clear header after it). Now they are a
+/// preamble, and with `create=true` the first row is read as data: every row lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_of_text_over_rows_without_a_header_are_a_preamble() {
+    let (db, upload, sink) = stack("described", "").await;
+    let body = "Station readings, exported by hand\ndescription\n\nunits: mm\n\n\
+                1001,Riverside,12.5,2024-03-01\n\
+                1002,Phila,0,2024-03-01\n\
+                1003,SomeTown,3.25,2024-03-02\n";
+    let (acc, rec) = create(
+        &upload,
+        "table=readings&create=true",
+        body,
+        "CREATE TABLE \"public\".\"readings\" (\"column_1\" bigint, \"column_2\" text, \"column_3\" numeric, \"column_4\" date)",
+    )
+    .await;
+    assert_eq!(acc["read_as"]["skip_lines"], 5, "{acc}");
+    assert_eq!(acc["read_as"]["header"], false, "{acc}");
+    assert_eq!(rec["rows_written"], 3, "{rec}");
+    assert_eq!(rec["rows_rejected"], 0, "{rec}");
+    let first: String = sqlx::query_scalar("SELECT column_2 FROM readings WHERE column_1 = 1001")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(first, "Riverside");
+    upload.stop().await;
+    sink.stop().await;
+}
+
 /// R's `write.table` writes a header one field short: each row starts with its row name.
 /// Read as R and pandas read it, that first field is a column without a name (`column_1`),
 /// and every row lands — not one text column under `,` (as before: no delimiter split the

@@ -138,6 +138,7 @@ impl Score {
             match header {
                 Some(at) => at,
                 None if titled => 0,
+                None if preamble && text_before_rows(records, first, fields) => first,
                 None => return None,
             }
         };
@@ -343,6 +344,28 @@ pub(crate) fn past_header(record: &ByteRecord, width: usize) -> bool {
     record.len() == width + 1 && record.get(width).is_some_and(blank)
 }
 
+/// Whether the records before `first` are two or more lines of text, each split into fewer
+/// fields than the rows and none a number, date or other typed value (a description over a
+/// dump, `17738.csv` of DuckDB's tests): a preamble, though no clear header follows it — the
+/// import decides whether the record at `first` is a header or data
+/// ([`first_record_is_data`]). One such line may be a one-column file's header over values
+/// that hold the delimiter (`name` over `A;B`): it stays the header. Short rows of values
+/// (`1,2` over `3,4,5`) are rows, not a preamble.
+fn text_before_rows(records: &[(ByteRecord, usize)], first: usize, fields: usize) -> bool {
+    let text = |r: &ByteRecord| {
+        r.len() < fields && inferred(r.len(), &[r]).types().iter().all(|t| *t == SqlType::Text)
+    };
+    (2..=MAX_PREAMBLE).contains(&first) && records[..first].iter().all(|r| text(&r.0))
+}
+
+/// How many columns of `rows` have a type (a number, a date…), missing values left out.
+fn typed(rows: &[ByteRecord]) -> usize {
+    let width = rows.first().map_or(0, ByteRecord::len);
+    let rows: Vec<&ByteRecord> = rows.iter().collect();
+    let types = inferred(width, &rows).types();
+    types.iter().filter(|t| **t != SqlType::Text).count()
+}
+
 /// Whether `record` holds one value at most (a title line padded with delimiters, or none).
 fn title_like(record: &ByteRecord) -> bool {
     record.iter().filter(|f| !blank(f)).count() <= 1
@@ -361,11 +384,19 @@ fn trimmed_fields(record: &ByteRecord) -> Option<Vec<&str>> {
         .collect()
 }
 
-/// The types `rows` give `width` columns.
+/// Values that say a value is missing (`NA` as R writes it, Excel's `#N/A`): they say nothing
+/// of what is a header.
+const MISSING: [&str; 7] = ["NA", "N/A", "n/a", "#N/A", "NULL", "null", "-"];
+
+/// The types `rows` give `width` columns, a missing value ([`MISSING`]) counted as empty.
 fn inferred(width: usize, rows: &[&ByteRecord]) -> Inference {
     let mut types = Inference::new(width);
     for r in rows {
-        types.observe(r.iter().map(|f| std::str::from_utf8(f).ok()));
+        types.observe(r.iter().map(|f| {
+            std::str::from_utf8(f)
+                .ok()
+                .map(|v| if MISSING.contains(&v.trim()) { "" } else { v })
+        }));
     }
     types
 }
@@ -478,13 +509,15 @@ fn field_counts(records: &[(ByteRecord, usize)]) -> (Vec<usize>, Unnamed) {
         return (counts, Unnamed::Trailing);
     }
     let longer = |r: &ByteRecord| r.len() == width + 1;
-    // The header names the fields after each row's first.
-    let named: Vec<ByteRecord> = rows
+    // The header names the fields after each row's first, and that reading types more of its
+    // columns than the one where it names the first fields (`id,name,lat,lon` over
+    // `1,x,0,0,extra` has no row names).
+    let (after, before): (Vec<ByteRecord>, Vec<ByteRecord>) = rows
         .iter()
         .filter(|(r, _)| longer(r))
-        .map(|(r, _)| r.iter().skip(1).collect())
-        .collect();
-    if most(&longer) && names_over(header, named.iter()) {
+        .map(|(r, _)| (r.iter().skip(1).collect(), r.iter().take(width).collect()))
+        .unzip();
+    if most(&longer) && names_over(header, after.iter()) && typed(&after) > typed(&before) {
         counts[0] = width + 1;
         return (counts, Unnamed::RowNames);
     }
@@ -633,6 +666,17 @@ mod tests {
                        Children,03/06/2015,ZURICH,911.6,,\n";
         let p = pre(council);
         assert_eq!((p.delimiter, p.preamble_lines), (Delimiter::COMMA, 2));
+        // Lines of text over rows without a clear header (DuckDB's 17738.csv): the rows
+        // start after them (whether the first is data, the import decides).
+        let described = "some text\ndescription\n\nxyz\n\n1,Doe,120 Jefferson St.,NJ,2.5\n\
+                         2,McGinnis,220 hobo Av.,PA,3\n3,Tyler,7452 Terrace,SD,4.25\n";
+        let p = pre(described);
+        assert!(described[p.preamble_bytes..].starts_with("1,Doe"), "{p:?}");
+        assert_eq!((p.delimiter, p.preamble_lines), (Delimiter::COMMA, 5));
+        let text = "about\nus\nx,y\nu,v\nw,z\n";
+        assert!(text[pre(text).preamble_bytes..].starts_with("x,y"));
+        // Not short rows of values before them.
+        assert_eq!(pre("1,2\n3,4\n1,2,3\n4,5,6\n").preamble_lines, 0);
         // Without a header after it the title line stays the first record.
         assert_eq!(pre("Title,,\n,,\nx,y,z\nu,v,w\n").preamble_lines, 0);
         // A one-name header stays when no record after it reads as names.
@@ -846,8 +890,15 @@ mod tests {
             (r.delimiter, r.preamble_lines, r.unnamed),
             (Delimiter::SEMICOLON, 0, Unnamed::RowNames)
         );
-        // As R and pandas read a header one field short.
-        assert_eq!(pre("a,b\n1,2,3\n4,5,6\n").unnamed, Unnamed::RowNames);
+        // Read either way, as many columns have a type: no row names (the rows are rejected).
+        assert_eq!(pre("a,b\n1,2,3\n4,5,6\n").unnamed, Unnamed::None);
+        // Nor when the header fits the first fields better (an extra field at the end).
+        assert_eq!(pre("id,name,lat,lon\n1,name,0,0,value\n").unnamed, Unnamed::None);
+        // R writes a missing value NA: it says nothing of the header.
+        assert_eq!(
+            pre("x;y\nOrg;0;1.5\nHyp;1;NA\nNA;NA;NA\n").unnamed,
+            Unnamed::RowNames
+        );
         // Not when the header does not read as names over the rest of the rows.
         assert_eq!(pre("1,2\nx,3,4\ny,5,6\n").unnamed, Unnamed::None);
         // Nor over a one-field header (a single column of unquoted 1,234).
