@@ -1272,6 +1272,46 @@ async fn a_spreadsheet_title_padded_to_the_table_s_width_is_a_preamble() {
     sink.stop().await;
 }
 
+/// Two exports concatenated with their headers (`cat jan.csv feb.csv`, Pollock's
+/// multi-table files): the second header, quoted or not, was a row — its `DATE` widened the
+/// date column to text. Now a line with the header's fields is skipped, not a row, and the
+/// import's notes say which lines; the columns keep their types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_that_repeats_the_header_is_skipped_and_said() {
+    let (db, upload, sink) = stack("repeated", "").await;
+    let body = "DATE,Qty,\"Price\"\n2018-01-28,2,74.69\n2018-01-29,0,29.81\n\
+                \n\
+                DATE, Qty ,Price\n2018-02-01,1,80.08\n";
+    let (acc, rec) = create(
+        &upload,
+        "table=sales&create=true",
+        body,
+        "CREATE TABLE \"public\".\"sales\" (\"date\" date, \"qty\" bigint, \"price\" numeric)",
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 3, "{rec}");
+    assert_eq!(rec["rows_rejected"], 0, "{rec}");
+    assert!(
+        rec["read_as"]["notes"]
+            .to_string()
+            .contains("1 line(s) repeating the header skipped, not rows: line 5"),
+        "{rec}"
+    );
+    assert!(
+        rec["read_as"]["widened"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{acc}"
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sales WHERE date >= '2018-01-28'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    upload.stop().await;
+    sink.stop().await;
+}
+
 /// Lines of text over a dump without a header (a description, blank lines, more text, then
 /// the rows, as DuckDB's `17738.csv`): the lines were a header of one column and every row was
 /// rejected (no preamble rule applied without a clear header after it). Now they are a

@@ -80,6 +80,10 @@ pub fn infer_table(
             !detect::is_comment_line(&sample[at.min(sample.len())..], c, true)
         });
     }
+    // A line that repeats the header is skipped by the reader: it types nothing.
+    if let Some(h) = &head {
+        rows.retain(|r| !detect::same_fields(h, r));
+    }
     // No header was asked for and the first record reads as data: it is a row, and the
     // columns are named `column_N`.
     let first_is_data = first == FirstRecord::Detect

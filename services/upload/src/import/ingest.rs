@@ -385,10 +385,15 @@ async fn run_upload(
     let (outcome, widened) =
         produce_all(&app, &plan, &header, &progress, &mut records, id, &start).await;
     read_as.widened.extend(widened);
-    let comments = dialect.comment.and_then(|c| records.comments.note(c));
-    if let Some(note) = comments {
+    let comments = dialect
+        .comment
+        .and_then(|c| records.comments.comment_note(c));
+    for note in comments
+        .into_iter()
+        .chain(records.repeated_headers.header_note())
+    {
         if let Err(e) = csvbus_shared::imports::upload::record_note(&app.pool, id, &note).await {
-            tracing::warn!(error = %e, "the comment lines' note was not saved");
+            tracing::warn!(error = %e, "a note on skipped lines was not saved");
         }
         read_as.notes.push(note);
     }

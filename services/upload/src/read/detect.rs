@@ -353,7 +353,11 @@ pub(crate) fn past_header(record: &ByteRecord, width: usize) -> bool {
 /// (`1,2` over `3,4,5`) are rows, not a preamble.
 fn text_before_rows(records: &[(ByteRecord, usize)], first: usize, fields: usize) -> bool {
     let text = |r: &ByteRecord| {
-        r.len() < fields && inferred(r.len(), &[r]).types().iter().all(|t| *t == SqlType::Text)
+        r.len() < fields
+            && inferred(r.len(), &[r])
+                .types()
+                .iter()
+                .all(|t| *t == SqlType::Text)
     };
     (2..=MAX_PREAMBLE).contains(&first) && records[..first].iter().all(|r| text(&r.0))
 }
@@ -369,6 +373,22 @@ fn typed(rows: &[ByteRecord]) -> usize {
 /// Whether `record` holds one value at most (a title line padded with delimiters, or none).
 fn title_like(record: &ByteRecord) -> bool {
     record.iter().filter(|f| !blank(f)).count() <= 1
+}
+
+/// Whether two records have the same fields, whitespace around them aside (a header and a
+/// line that repeats it).
+pub(crate) fn same_fields<'a, 'b>(
+    a: impl IntoIterator<Item = &'a [u8]>,
+    b: impl IntoIterator<Item = &'b [u8]>,
+) -> bool {
+    let (mut a, mut b) = (a.into_iter(), b.into_iter());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x.trim_ascii() == y.trim_ascii() => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Whether a field is empty or whitespace only.
@@ -893,7 +913,10 @@ mod tests {
         // Read either way, as many columns have a type: no row names (the rows are rejected).
         assert_eq!(pre("a,b\n1,2,3\n4,5,6\n").unnamed, Unnamed::None);
         // Nor when the header fits the first fields better (an extra field at the end).
-        assert_eq!(pre("id,name,lat,lon\n1,name,0,0,value\n").unnamed, Unnamed::None);
+        assert_eq!(
+            pre("id,name,lat,lon\n1,name,0,0,value\n").unnamed,
+            Unnamed::None
+        );
         // R writes a missing value NA: it says nothing of the header.
         assert_eq!(
             pre("x;y\nOrg;0;1.5\nHyp;1;NA\nNA;NA;NA\n").unnamed,

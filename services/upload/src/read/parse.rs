@@ -180,27 +180,41 @@ pub struct Records<R> {
     dialect: Dialect,
     comment: Option<u8>,
     /// The comment lines skipped.
-    pub comments: Comments,
+    pub comments: Skipped,
+    /// The header as read, once read: a later record with the same fields repeats it (files
+    /// concatenated with their headers) and is skipped, not a row.
+    header: Option<ByteRecord>,
+    /// The lines that repeated the header.
+    pub repeated_headers: Skipped,
     /// The record last read by [`Records::next`].
     pub record: ByteRecord,
 }
 
-/// The comment lines an upload skipped: how many, and the first few.
+/// Lines an upload skipped (comment lines, repeated headers): how many, and the first few.
 #[derive(Debug, Clone, Default)]
-pub struct Comments {
+pub struct Skipped {
     pub count: u64,
     pub first_lines: Vec<u64>,
 }
 
-impl Comments {
-    /// What `read_as.notes` says of them (`None`: there were none).
-    pub fn note(&self, c: u8) -> Option<String> {
+impl Skipped {
+    /// The first lines kept.
+    const SHOWN: usize = 5;
+
+    fn add(&mut self, line: u64) {
+        if self.first_lines.len() < Self::SHOWN {
+            self.first_lines.push(line);
+        }
+        self.count += 1;
+    }
+
+    /// What `read_as.notes` says of them, `what` naming them (`None`: there were none).
+    pub fn note(&self, what: &str) -> Option<String> {
         let lines: Vec<String> = self.first_lines.iter().map(u64::to_string).collect();
         (self.count > 0).then(|| {
             format!(
-                "{} comment line(s) starting with {} skipped, not rows: line {}{}",
+                "{} {what} skipped, not rows: line {}{}",
                 self.count,
-                c as char,
                 lines.join(", "),
                 if self.count > lines.len() as u64 {
                     ", …"
@@ -209,6 +223,16 @@ impl Comments {
                 }
             )
         })
+    }
+
+    /// The note on skipped comment lines starting with `c`.
+    pub fn comment_note(&self, c: u8) -> Option<String> {
+        self.note(&format!("comment line(s) starting with {}", c as char))
+    }
+
+    /// The note on skipped lines that repeat the header.
+    pub fn header_note(&self) -> Option<String> {
+        self.note("line(s) repeating the header")
     }
 }
 
@@ -241,7 +265,9 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             width: None,
             dialect,
             comment: dialect.comment,
-            comments: Comments::default(),
+            comments: Skipped::default(),
+            header: None,
+            repeated_headers: Skipped::default(),
             record: ByteRecord::new(),
         }
     }
@@ -272,13 +298,13 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             let start = self.prev_end + lead as u64;
             self.prev_end = end;
             let span = Span { line, start, end };
-            if !self.is_comment(span) {
+            if self.is_comment(span) {
+                self.comments.add(line);
+            } else if self.repeats_header() {
+                self.repeated_headers.add(line);
+            } else {
                 return Ok(Some(span));
             }
-            if self.comments.first_lines.len() < 5 {
-                self.comments.first_lines.push(line);
-            }
-            self.comments.count += 1;
             self.done();
         }
     }
@@ -300,10 +326,19 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             .unwrap_or(false)
     }
 
+    /// Whether the record last read has the header's fields (whitespace around them aside).
+    /// Per row: most stop at the field count or the first field.
+    fn repeats_header(&self) -> bool {
+        self.header.as_ref().is_some_and(|h| {
+            h.len() == self.record.len() && crate::read::detect::same_fields(h, &self.record)
+        })
+    }
+
     /// The record last read is the header: read with an empty first name when the rows have
     /// row names ([`Dialect::row_names`]); rows with an empty field past its last are read
-    /// without it.
+    /// without it, and a record with its fields is skipped.
     pub fn is_header(&mut self) {
+        self.header = Some(self.record.clone());
         self.dialect.name_row_names(&mut self.record);
         self.width = Some(self.record.len());
     }
