@@ -252,7 +252,9 @@ fn names_over<'r>(header: &ByteRecord, rows: impl Iterator<Item = &'r ByteRecord
         return false;
     };
     let named = names.iter().rposition(|n| !n.is_empty()).unwrap_or(0);
-    let bad = |(i, n): (usize, &&str)| (n.is_empty() && i < named) || (numeric(n) && !year(n));
+    let bad = |(i, n): (usize, &&str)| {
+        (n.is_empty() && i < named) || (numeric(n) && !year(n)) || MISSING.contains(n)
+    };
     if names.iter().enumerate().any(bad) || !names.iter().any(|n| !n.is_empty() && !year(n)) {
         return false;
     }
@@ -793,8 +795,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// A file that starts with its header never loses it to a preamble, whatever its
-        /// values hold.
+        /// A file that starts with its header never loses it to a preamble, nor gets a
+        /// field the header does not name, whatever its values hold.
         #[test]
         fn a_header_on_the_first_line_is_never_skipped(
             columns in 2usize..6,
@@ -804,6 +806,7 @@ mod tests {
             let f = file(&[], &rows, columns, delimiter);
             let found = detect(&f, true, Ask { preamble: true, ..Ask::default() });
             proptest::prop_assert_eq!(found.preamble_lines, 0, "{}", String::from_utf8_lossy(&f));
+            proptest::prop_assert_eq!(found.unnamed, Unnamed::None, "{}", String::from_utf8_lossy(&f));
         }
 
         /// Names over rows are never read as data, whatever the rows hold; rows whose
@@ -917,10 +920,16 @@ mod tests {
             pre("id,name,lat,lon\n1,name,0,0,value\n").unnamed,
             Unnamed::None
         );
-        // R writes a missing value NA: it says nothing of the header.
+        // R writes a missing value NA: it says nothing of the header, and a row with one
+        // is no header either.
         assert_eq!(
             pre("x;y\nOrg;0;1.5\nHyp;1;NA\nNA;NA;NA\n").unnamed,
             Unnamed::RowNames
+        );
+        let na_first = pre("\"x\";\"y\"\n\"Org\";NA;NA\n\"Hyp\";1;3\n\"Cg\";2;4.5\n");
+        assert_eq!(
+            (na_first.preamble_lines, na_first.unnamed),
+            (0, Unnamed::RowNames)
         );
         // Not when the header does not read as names over the rest of the rows.
         assert_eq!(pre("1,2\nx,3,4\ny,5,6\n").unnamed, Unnamed::None);
