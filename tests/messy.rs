@@ -1347,7 +1347,8 @@ async fn lines_of_text_over_rows_without_a_header_are_a_preamble() {
 /// Read as R and pandas read it, that first field is a column without a name (`column_1`),
 /// and every row lands — not one text column under `,` (as before: no delimiter split the
 /// header like the rows). A quoted line break after the last delimiter of each row (`;"` +
-/// newline + `"`) is a blank field past the header: dropped like an empty one.
+/// newline + `"`) is a blank field past the header: dropped like an empty one. A header that
+/// ends with an empty name its rows lack is read without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_named_before_the_header_s_first_column_land_under_an_unnamed_column() {
     let (db, upload, sink) = stack("rownames", "").await;
@@ -1407,6 +1408,24 @@ async fn rows_named_before_the_header_s_first_column_land_under_an_unnamed_colum
     )
     .await;
     assert_eq!(rec["rows_written"], 2, "{rec}");
+    // The other way round: a header that ends with a delimiter its rows lack (instrument
+    // exports). Its empty last name made a fourth column and every row was rejected
+    // (`expected 4 fields, found 3`), the import "completed" with nothing written.
+    let (acc, rec) = create(
+        &upload,
+        "table=padded&create=true",
+        "time,temp,rh,\n10:00,21.5,40\n10:30,21.7,41\n",
+        "CREATE TABLE \"public\".\"padded\" (\"time\" time, \"temp\" numeric, \"rh\" bigint)",
+    )
+    .await;
+    assert!(
+        acc["read_as"]["notes"]
+            .to_string()
+            .contains("ends with empty names"),
+        "{acc}"
+    );
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    assert_eq!(rec["rows_rejected"], 0, "{rec}");
     upload.stop().await;
     sink.stop().await;
 }

@@ -12,7 +12,7 @@ use crate::import::start::Plan;
 use crate::rows::mapping::Mapping;
 use csvbus_shared::infer::{self, Inference, SqlType};
 
-use crate::read::detect;
+use crate::read::detect::{self, Unnamed};
 use crate::read::parse::Dialect;
 use crate::read::prepare::FirstRecord;
 use crate::rows::HeaderError;
@@ -61,7 +61,7 @@ pub fn infer_table(
                 .next()
                 .and_then(Result::ok)
                 .ok_or(HeaderError::Empty)?;
-            dialect.name_row_names(&mut head);
+            dialect.read_header(&mut head);
             Some(head)
         }
     };
@@ -87,7 +87,7 @@ pub fn infer_table(
     // No header was asked for and the first record reads as data: it is a row, and the
     // columns are named `column_N`.
     let first_is_data = first == FirstRecord::Detect
-        && !dialect.row_names
+        && dialect.unnamed != Unnamed::RowNames
         && head
             .as_ref()
             .is_some_and(|h| detect::first_record_is_data(h, &rows));

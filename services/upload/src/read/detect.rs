@@ -64,8 +64,12 @@ pub enum Unnamed {
     Trailing,
     /// Before the first: each row starts with a label the header does not name (R's
     /// `write.table` writes row names so: `"x","y"` over `"1",3,4`). The header is read with
-    /// an empty first name ([`crate::read::parse::Dialect::row_names`]).
+    /// an empty first name ([`crate::read::parse::Dialect::read_header`]).
     RowNames,
+    /// Not a field the rows have but names the header has: it ends with empty names the
+    /// rows lack (`a,b,` over `1,2`, a delimiter the rows do not end with). The header is
+    /// read without them.
+    PaddedHeader,
 }
 
 /// How well one (delimiter, quote) splits the sample.
@@ -311,7 +315,7 @@ pub(crate) fn comment_lines(head: &[u8], dialect: &crate::read::parse::Dialect, 
     let Some(Ok(mut header)) = records.next() else {
         return 0;
     };
-    dialect.name_row_names(&mut header);
+    dialect.read_header(&mut header);
     records
         .filter_map(Result::ok)
         .filter(|r| {
@@ -529,6 +533,12 @@ fn field_counts(records: &[(ByteRecord, usize)]) -> (Vec<usize>, Unnamed) {
             }
         }
         return (counts, Unnamed::Trailing);
+    }
+    // The header's empty names at its end, when most rows stop before them.
+    let named = header.iter().rposition(|f| !blank(f)).map_or(0, |i| i + 1);
+    if named > 1 && named < width && most(&|r| r.len() == named) {
+        counts[0] = named;
+        return (counts, Unnamed::PaddedHeader);
     }
     let longer = |r: &ByteRecord| r.len() == width + 1;
     // The header names the fields after each row's first, and that reading types more of its
@@ -893,6 +903,17 @@ mod tests {
         );
         // A header that ends with one too has a column there (its empty name).
         assert_eq!(pre("a,b,\n1,2,\n3,4,\n").unnamed, Unnamed::None);
+        // A header that ends with empty names the rows do not have is read without them.
+        let padded = pre("a,b,\n1,2\n3,4\n");
+        assert_eq!(
+            (padded.delimiter, padded.unnamed),
+            (Delimiter::COMMA, Unnamed::PaddedHeader)
+        );
+        assert_eq!(
+            pre("id,name,,,\n1,Ann\n2,Bob\n").unnamed,
+            Unnamed::PaddedHeader
+        );
+        assert_eq!(pre("a,b,\n1,2\n3,4,\n5,6,\n").unnamed, Unnamed::None);
         // Nor rows after a two-field title whose last column is mostly empty: the header
         // under the title has a name there.
         let titled = pre("Sales report, 2024\nid,name,note\n1,Ann,\n2,Bob,\n3,Cy,\n4,Dee,x\n");

@@ -9,6 +9,7 @@ use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord, Trim};
 use csvbus_shared::read_as::Delimiter;
 use tokio::io::AsyncRead;
 
+use crate::read::detect::{blank, Unnamed};
 use crate::read::lines::Lines;
 use crate::read::tap::{quoted_fields, Tap, TapReader};
 
@@ -117,10 +118,9 @@ pub struct Dialect {
     /// A line starting with this character that does not split into the header's fields is
     /// a comment: skipped, not a row (`comment=`).
     pub comment: Option<u8>,
-    /// The header names one field fewer than the rows have, from their second on: the rows'
-    /// first field is a row name ([`crate::read::detect::Unnamed::RowNames`]), the header is
-    /// read with an empty first name.
-    pub row_names: bool,
+    /// How the header's fields and the rows' differ ([`Unnamed`]): with row names the header
+    /// is read with an empty first name; padded with empty names the rows lack, without them.
+    pub unnamed: Unnamed,
 }
 
 impl Dialect {
@@ -132,19 +132,27 @@ impl Dialect {
             trim: false,
             first_line: 1,
             comment: None,
-            row_names: false,
+            unnamed: Unnamed::None,
         }
     }
 
     /// Reads `record`, the header, as this dialect does: with an empty first name for the
-    /// rows' row names.
-    pub fn name_row_names<R>(&self, record: &mut R)
+    /// rows' row names, without the empty names at its end the rows do not have.
+    pub fn read_header<R>(&self, record: &mut R)
     where
         for<'r> &'r R: IntoIterator<Item = &'r [u8]>,
         R: for<'r> FromIterator<&'r [u8]>,
     {
-        if self.row_names {
-            *record = std::iter::once(&b""[..]).chain(&*record).collect();
+        match self.unnamed {
+            Unnamed::RowNames => {
+                *record = std::iter::once(&b""[..]).chain(&*record).collect();
+            }
+            Unnamed::PaddedHeader => {
+                let fields: Vec<&[u8]> = (&*record).into_iter().collect();
+                let named = fields.iter().rposition(|f| !blank(f)).map_or(0, |i| i + 1);
+                *record = fields[..named].iter().copied().collect();
+            }
+            Unnamed::None | Unnamed::Trailing => {}
         }
     }
 
@@ -339,7 +347,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
     /// without it, and a record with its fields is skipped.
     pub fn is_header(&mut self) {
         self.header = Some(self.record.clone());
-        self.dialect.name_row_names(&mut self.record);
+        self.dialect.read_header(&mut self.record);
         self.width = Some(self.record.len());
     }
 

@@ -227,6 +227,10 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
             "the header names one field fewer than the rows have: each row's first field is a row name (as R writes them), read as a first column without a name"
                 .to_owned(),
         ),
+        Unnamed::PaddedHeader => notes.push(
+            "the header ends with empty names the rows do not have (a delimiter the rows do not end with): read without them"
+                .to_owned(),
+        ),
     }
     let skip = skip + found.preamble_bytes;
     let skip_lines = given + preamble;
@@ -239,7 +243,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         trim: o.trim,
         first_line: skip_lines + 1,
         comment: None,
-        row_names: found.unnamed == Unnamed::RowNames,
+        unnamed: found.unnamed,
     };
     dialect.comment = comment(o, &sample[skip..], &dialect, &mut notes);
     Ok(Prepared {
