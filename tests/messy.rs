@@ -470,10 +470,7 @@ async fn what_cannot_be_read_as_asked_is_refused_before_any_row() {
         "the table has no column \"1\", nor any other name on line 1: if the file has no header, header=false&columns=id,name,note reads line 1 as a row",
         "{answer}"
     );
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM csvbus.imports")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let n = db.count("SELECT count(*) FROM csvbus.imports").await;
     assert_eq!(n, 0, "nothing was recorded");
     upload.stop().await;
 }
@@ -552,25 +549,17 @@ async fn create_true_makes_the_table_from_the_file_and_widens_what_breaks_its_ty
         serde_json::json!([widened]),
         "{rec}"
     );
-    let breaks: String = sqlx::query_scalar("SELECT breaks FROM created WHERE id = 2001")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let breaks = db.text("SELECT breaks FROM created WHERE id = 2001").await;
     assert_eq!(breaks, "oops");
     // Every written row holds exactly the file's values.
-    let exact: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM created WHERE
+    let exact = db.count("SELECT count(*) FROM created WHERE
             price = (id || '.' || lpad((id % 100)::text, 2, '0'))::numeric
             AND ratio = (id || 'e-3')::float8 AND ok = (id % 2 = 0)
             AND day = date '2026-01-01' + id::int
             AND at = (date '2026-01-01' + id::int) + make_interval(hours => 10, mins => (id % 60)::int)
             AND at_tz = ((date '2026-01-01' + id::int) || 'T10:00:00+01:00')::timestamptz
             AND uid = ('00000000-0000-4000-8000-' || lpad(id::text, 12, '0'))::uuid
-            AND note = 'n' || id AND empty IS NULL AND breaks = (id * 7)::text",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+            AND note = 'n' || id AND empty IS NULL AND breaks = (id * 7)::text").await;
     assert_eq!(exact, 2099);
     upload.stop().await;
     sink.stop().await;
@@ -612,10 +601,7 @@ async fn an_atomic_import_widens_its_staging_table_with_its_new_table() {
         Some(1),
         "{rec}"
     );
-    let v: String = sqlx::query_scalar("SELECT v FROM grown WHERE id = 2050")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let v = db.text("SELECT v FROM grown WHERE id = 2050").await;
     assert_eq!(v, "n/a");
     upload.stop().await;
     sink.stop().await;
@@ -733,10 +719,7 @@ async fn create_true_keeps_leading_zeros_reads_times_and_widens_a_late_timestamp
             "2024-03-01 10:01:00".to_owned()
         )
     );
-    let late: String = sqlx::query_scalar("SELECT at FROM offices WHERE zip = '03050'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let late = db.text("SELECT at FROM offices WHERE zip = '03050'").await;
     assert_eq!(late, "n/a");
     upload.stop().await;
     sink.stop().await;
@@ -849,12 +832,9 @@ async fn evolve_add_columns_adds_what_the_file_has_and_the_table_lacks() {
         Some(3),
         "{p}"
     );
-    let columns: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'crm'",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let columns = db
+        .count("SELECT count(*) FROM information_schema.columns WHERE table_name = 'crm'")
+        .await;
     assert_eq!(columns, 2, "a preview adds nothing");
 
     let (status, acc) = post_import(&http, &base, "table=crm&evolve=add_columns", body, &[]).await;
@@ -931,12 +911,9 @@ async fn wide_repeated_and_long_headers_create_a_table_or_get_a_clear_422() {
     )
     .await;
     assert_eq!(status, 202, "1,600 repeated names make 1,600 columns: {v}");
-    let columns: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'wide'",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let columns = db
+        .count("SELECT count(*) FROM information_schema.columns WHERE table_name = 'wide'")
+        .await;
     assert_eq!(columns, 1600);
 
     // Names longer than Postgres keeps: cut by csvbus, so the table is found again.
@@ -1205,10 +1182,9 @@ async fn a_file_without_a_header_lands_every_row_with_create_true() {
         "{acc}"
     );
     assert_eq!(rec["rows_written"], 3, "{rec}");
-    let first: String = sqlx::query_scalar("SELECT column_6 FROM web_page WHERE column_1 = 1")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let first = db
+        .text("SELECT column_6 FROM web_page WHERE column_1 = 1")
+        .await;
     assert_eq!(first, "welcome");
     // One line of values is a row too; a header alone stays a header.
     let (_, rec) = create(
@@ -1240,34 +1216,50 @@ async fn a_file_without_a_header_lands_every_row_with_create_true() {
     sink.stop().await;
 }
 
-/// A spreadsheet saved as CSV, as UK councils publish their spending: a title and an empty
-/// line padded with delimiters to the table's width, then a header padded with empty names.
-/// The title was the header (one column named after it, every column `text`, the real header
-/// a row): now both lines are a detected preamble and the header's columns are typed.
+/// Lines before the table that are no rows, each detected as a preamble with `create=true`
+/// and the table's types kept:
+/// - a spreadsheet saved as CSV, as UK councils publish their spending: a title and an empty
+///   line padded with delimiters to the table's width, then a header padded with empty names
+///   (the title was the header: one column named after it, every column `text`);
+/// - lines of text over a dump without a header (a description, blank lines, more text, as
+///   DuckDB's `17738.csv`): the first line was the header and every row rejected; now the
+///   first row after them is read as data and every row lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spreadsheet_title_padded_to_the_table_s_width_is_a_preamble() {
-    let (db, upload, sink) = stack("titled", "").await;
-    let body = "Invoices over £250 paid in June 2015,,,,,\n\
-                ,,,,,\n\
-                Directorate,Paid Date,Supplier Name,Total,,\n\
-                Adults,02/06/2015,ORCHARD CARE HOME,2170.88,,\n\
-                Children,13/06/2015,ZURICH MUNICIPAL,911.6,,\n";
-    let (acc, rec) = create(
-        &upload,
-        "table=invoices&create=true",
-        body,
-        "CREATE TABLE \"public\".\"invoices\" (\"directorate\" text, \"paid_date\" date, \"supplier_name\" text, \"total\" numeric, \"column_5\" text, \"column_6\" text)",
-    )
-    .await;
-    assert_eq!(acc["read_as"]["skip_lines"], 2, "{acc}");
-    assert_eq!(acc["read_as"]["skip_lines_detected"], true, "{acc}");
-    assert_eq!(rec["rows_written"], 2, "{rec}");
-    let paid: String =
-        sqlx::query_scalar("SELECT paid_date::text FROM invoices WHERE total = 911.6")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    assert_eq!(paid, "2015-06-13");
+async fn lines_before_the_table_are_a_preamble() {
+    let (db, upload, sink) = stack("preambles", "").await;
+    let cases = [
+        (
+            "invoices",
+            "Invoices over £250 paid in June 2015,,,,,\n,,,,,\n\
+             Directorate,Paid Date,Supplier Name,Total,,\n\
+             Adults,02/06/2015,ORCHARD CARE HOME,2170.88,,\n\
+             Children,13/06/2015,ZURICH MUNICIPAL,911.6,,\n",
+            "(\"directorate\" text, \"paid_date\" date, \"supplier_name\" text, \"total\" numeric, \"column_5\" text, \"column_6\" text)",
+            (2, true, 2),
+            ("SELECT paid_date::text FROM invoices WHERE total = 911.6", "2015-06-13"),
+        ),
+        (
+            "readings",
+            "Station readings, exported by hand\ndescription\n\nunits: mm\n\n\
+             1001,Riverside,12.5,2024-03-01\n\
+             1002,Phila,0,2024-03-01\n\
+             1003,SomeTown,3.25,2024-03-02\n",
+            "(\"column_1\" bigint, \"column_2\" text, \"column_3\" numeric, \"column_4\" date)",
+            (5, false, 3),
+            ("SELECT column_2 FROM readings WHERE column_1 = 1001", "Riverside"),
+        ),
+    ];
+    for (table, body, columns, (skipped, header, rows), (sql, value)) in cases {
+        let created = format!("CREATE TABLE \"public\".\"{table}\" {columns}");
+        let query = format!("table={table}&create=true");
+        let (acc, rec) = create(&upload, &query, body, &created).await;
+        assert_eq!(acc["read_as"]["skip_lines"], skipped, "{acc}");
+        assert_eq!(acc["read_as"]["skip_lines_detected"], true, "{acc}");
+        assert_eq!(acc["read_as"]["header"], header, "{acc}");
+        assert_eq!(rec["rows_written"], rows, "{rec}");
+        assert_eq!(rec["rows_rejected"], 0, "{rec}");
+        assert_eq!(db.text(sql).await, value);
+    }
     upload.stop().await;
     sink.stop().await;
 }
@@ -1303,42 +1295,10 @@ async fn a_line_that_repeats_the_header_is_skipped_and_said() {
             .is_none_or(Vec::is_empty),
         "{acc}"
     );
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sales WHERE date >= '2018-01-28'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let n = db
+        .count("SELECT count(*) FROM sales WHERE date >= '2018-01-28'")
+        .await;
     assert_eq!(n, 3);
-    upload.stop().await;
-    sink.stop().await;
-}
-
-/// Lines of text over a dump without a header (a description, blank lines, more text, then
-/// the rows, as DuckDB's `17738.csv`): the lines were a header of one column and every row was
-/// rejected (no preamble rule applied without a clear header after it). Now they are a
-/// preamble, and with `create=true` the first row is read as data: every row lands.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lines_of_text_over_rows_without_a_header_are_a_preamble() {
-    let (db, upload, sink) = stack("described", "").await;
-    let body = "Station readings, exported by hand\ndescription\n\nunits: mm\n\n\
-                1001,Riverside,12.5,2024-03-01\n\
-                1002,Phila,0,2024-03-01\n\
-                1003,SomeTown,3.25,2024-03-02\n";
-    let (acc, rec) = create(
-        &upload,
-        "table=readings&create=true",
-        body,
-        "CREATE TABLE \"public\".\"readings\" (\"column_1\" bigint, \"column_2\" text, \"column_3\" numeric, \"column_4\" date)",
-    )
-    .await;
-    assert_eq!(acc["read_as"]["skip_lines"], 5, "{acc}");
-    assert_eq!(acc["read_as"]["header"], false, "{acc}");
-    assert_eq!(rec["rows_written"], 3, "{rec}");
-    assert_eq!(rec["rows_rejected"], 0, "{rec}");
-    let first: String = sqlx::query_scalar("SELECT column_2 FROM readings WHERE column_1 = 1001")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(first, "Riverside");
     upload.stop().await;
     sink.stop().await;
 }

@@ -124,6 +124,14 @@ impl TestDb {
             .expect("test query")
     }
 
+    /// The one text value `sql` selects.
+    pub async fn text(&self, sql: &str) -> String {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("test query")
+    }
+
     /// The lines of the rows `import` (its id as text) had rejected, in order.
     pub async fn rejected_lines(&self, import: &str) -> Vec<i64> {
         sqlx::query_scalar(
