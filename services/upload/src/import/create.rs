@@ -81,7 +81,7 @@ pub fn infer_table(
         });
     }
     // A line that repeats the header is skipped by the reader: it types nothing.
-    if let Some(h) = &head {
+    if let Some(h) = head.as_ref().filter(|_| dialect.skip_repeated_header) {
         rows.retain(|r| !detect::same_fields(h, r));
     }
     // No header was asked for and the first record reads as data: it is a row, and the

@@ -325,6 +325,21 @@ pub(crate) fn comment_lines(head: &[u8], dialect: &crate::read::parse::Dialect, 
         .count()
 }
 
+/// Whether the first record of `head`, read as `dialect`, is clearly a header over the
+/// records after it ([`names_over`]), records that repeat it aside.
+pub(crate) fn clear_header(head: &[u8], dialect: &crate::read::parse::Dialect) -> bool {
+    let mut records = dialect.sample_reader(head).into_byte_records();
+    let Some(Ok(header)) = records.next() else {
+        return false;
+    };
+    let rows: Vec<ByteRecord> = records
+        .take(RECORDS)
+        .filter_map(Result::ok)
+        .filter(|r| !same_fields(&header, r))
+        .collect();
+    names_over(&header, rows.iter())
+}
+
 /// Whether a record whose text is `raw` (from its start, blank lines before it included) is a
 /// comment line after the header (`row_shaped`: it has the header's fields): it starts with
 /// `c`, and `c` is followed by a space (`# 20;7`) or the record is not row-shaped

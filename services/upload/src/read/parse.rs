@@ -121,6 +121,10 @@ pub struct Dialect {
     /// How the header's fields and the rows' differ ([`Unnamed`]): with row names the header
     /// is read with an empty first name; padded with empty names the rows lack, without them.
     pub unnamed: Unnamed,
+    /// The header is clearly one (names over typed values): a later line with its fields
+    /// repeats it and is skipped, not a row. Not so for a header of text over text
+    /// (`happy` over `sad`, `happy`): a value may equal a name.
+    pub skip_repeated_header: bool,
 }
 
 impl Dialect {
@@ -133,6 +137,7 @@ impl Dialect {
             first_line: 1,
             comment: None,
             unnamed: Unnamed::None,
+            skip_repeated_header: false,
         }
     }
 
@@ -346,7 +351,9 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
     /// row names ([`Dialect::row_names`]); rows with an empty field past its last are read
     /// without it, and a record with its fields is skipped.
     pub fn is_header(&mut self) {
-        self.header = Some(self.record.clone());
+        if self.dialect.skip_repeated_header {
+            self.header = Some(self.record.clone());
+        }
         self.dialect.read_header(&mut self.record);
         self.width = Some(self.record.len());
     }

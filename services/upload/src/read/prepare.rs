@@ -244,8 +244,10 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         first_line: skip_lines + 1,
         comment: None,
         unnamed: found.unnamed,
+        skip_repeated_header: false,
     };
     dialect.comment = comment(o, &sample[skip..], &dialect, &mut notes);
+    dialect.skip_repeated_header = o.header && detect::clear_header(&sample[skip..], &dialect);
     Ok(Prepared {
         sample: kept,
         input,
