@@ -1319,7 +1319,8 @@ async fn a_line_that_repeats_the_header_is_skipped_and_said() {
 /// and every row lands — not one text column under `,` (as before: no delimiter split the
 /// header like the rows). A quoted line break after the last delimiter of each row (`;"` +
 /// newline + `"`) is a blank field past the header: dropped like an empty one. A header that
-/// ends with an empty name its rows lack is read without it.
+/// ends with an empty name its rows lack is read without it. R's `NA` that alone makes a
+/// column text is said, with `null=NA`, which types it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_named_before_the_header_s_first_column_land_under_an_unnamed_column() {
     let (db, upload, sink) = stack("rownames", "").await;
@@ -1346,6 +1347,35 @@ async fn rows_named_before_the_header_s_first_column_land_under_an_unnamed_colum
             .await
             .unwrap();
     assert_eq!(named, ("Org_kmax_kmin".to_owned(), 1, false));
+    // R writes a missing value NA: a column it alone makes text is said, with null=NA, which
+    // types it and lands NA as NULL.
+    let missing = "\"x\";\"CompTime\"\n\"Org\";0;NA\n\"Hyp\";1;12.5\n\"Cg\";NA;7\n";
+    let (acc, _) = create(
+        &upload,
+        "table=r_na&create=true",
+        missing,
+        "CREATE TABLE \"public\".\"r_na\" (\"column_1\" text, \"x\" text, \"comptime\" text)",
+    )
+    .await;
+    assert!(
+        acc["read_as"]["notes"].to_string().contains(
+            "NA alone makes text of x (else bigint), comptime (else numeric); null=NA reads it as NULL"
+        ),
+        "{acc}"
+    );
+    let (_, rec) = create(
+        &upload,
+        "table=r_null&create=true&null=NA",
+        missing,
+        "CREATE TABLE \"public\".\"r_null\" (\"column_1\" text, \"x\" bigint, \"comptime\" numeric)",
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 3, "{rec}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM r_null WHERE x IS NULL OR comptime IS NULL")
+            .await,
+        2
+    );
     // Into an existing table the unnamed field is named or left out with columns=.
     db.exec("CREATE TABLE scores (x int, x2 int, valid boolean, comptime numeric)")
         .await;

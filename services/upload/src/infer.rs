@@ -7,7 +7,7 @@ use csvbus_shared::read_as::ReadAs;
 use tokio::io::AsyncRead;
 
 use crate::import::checks::read_options;
-use crate::import::create::{infer_table, SAMPLE_BYTES};
+use crate::import::create::{infer_table, Fields, SAMPLE_BYTES};
 use crate::import::request::UploadQuery;
 use crate::read::prepare::prepare;
 
@@ -35,15 +35,13 @@ pub async fn infer(
         .map_err(|e| e.message)?;
     let (sample, complete) = p.sample.unwrap_or_default();
     let names = opts.mapping.names.as_deref();
-    let new = infer_table(
-        table,
-        &sample,
-        complete,
-        &p.dialect,
-        opts.first_record(),
+    let fields = Fields {
+        first: opts.first_record(),
         names,
-    )
-    .map_err(|e| e.to_string())?;
+        null: query.null.as_deref(),
+    };
+    let new =
+        infer_table(table, &sample, complete, &p.dialect, fields).map_err(|e| e.to_string())?;
     let mut read_as = p.read_as;
     if new.first_is_data {
         read_as.header = false;

@@ -41,17 +41,28 @@ pub struct NewTable {
     pub first_is_data: bool,
 }
 
+/// What the query says of the fields, for [`infer_table`].
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    /// Whether the first record is the header.
+    pub first: FirstRecord,
+    /// The fields' names from `columns=` (over the header's, if there is one), `-` for a
+    /// field to leave out.
+    pub names: Option<&'a [String]>,
+    /// `null=`: the text read as NULL, which types nothing.
+    pub null: Option<&'a str>,
+}
+
 /// Infers `table` from `sample` (the body's start after skipped lines, UTF-8; `complete`: the
-/// whole body). `names`: the fields' names from `columns=` (over the header's, if there is
-/// one), `-` for a field to leave out.
+/// whole body) and what the query says of its `fields`.
 pub fn infer_table(
     table: &TableName,
     sample: &[u8],
     complete: bool,
     dialect: &Dialect,
-    first: FirstRecord,
-    names: Option<&[String]>,
+    fields: Fields<'_>,
 ) -> Result<NewTable, HeaderError> {
+    let Fields { first, names, null } = fields;
     let mut reader = dialect.sample_reader(sample);
     let mut records = reader.byte_records();
     let mut head = match first {
@@ -96,7 +107,7 @@ pub fn infer_table(
         let unnamed = vec![String::new(); data.len()];
         rows.insert(0, data);
         rows.truncate(SAMPLE_ROWS);
-        return with_names(table, dialect, rows, &unnamed, false).map(|mut t| {
+        return with_names(table, dialect, rows, &unnamed, (false, null)).map(|mut t| {
             t.first_is_data = true;
             t
         });
@@ -114,17 +125,19 @@ pub fn infer_table(
             .collect::<Result<_, _>>()?,
         (None, None) => return Err(HeaderError::Empty),
     };
-    with_names(table, dialect, rows, &header, first != FirstRecord::Data)
+    let has_header = first != FirstRecord::Data;
+    with_names(table, dialect, rows, &header, (has_header, null))
 }
 
 /// The table for fields named `header` (`-`: left out) over the sampled `rows`; `has_header`:
-/// a header record came before them (a second one is looked for).
+/// a header record came before them (a second one is looked for); `null`: the text read as
+/// NULL (without one, a column that a missing-value marker alone makes text is said).
 fn with_names(
     table: &TableName,
     dialect: &Dialect,
     mut rows: Vec<csv::ByteRecord>,
     header: &[String],
-    has_header: bool,
+    (has_header, null): (bool, Option<&str>),
 ) -> Result<NewTable, HeaderError> {
     // A record of another width is a rejected row (a comment line, a short row): its values
     // type nothing.
@@ -135,16 +148,25 @@ fn with_names(
     let keep: Vec<bool> = header.iter().map(|h| h != "-").collect();
     let kept: Vec<String> = header.iter().filter(|h| *h != "-").cloned().collect();
     let mut inference = Inference::new(kept.len());
-    let observe = |inference: &mut Inference, rows: &[csv::ByteRecord]| {
+    let observe_as = |null: Option<&str>, inference: &mut Inference, rows: &[csv::ByteRecord]| {
         for r in rows {
             let values = r
                 .iter()
                 .zip(&keep)
                 .filter(|(_, k)| **k)
-                .map(|(v, _)| std::str::from_utf8(v).ok());
+                .map(|(v, _)| std::str::from_utf8(v).ok())
+                .map(|v| {
+                    if v.is_some() && v == null {
+                        Some("")
+                    } else {
+                        v
+                    }
+                });
             inference.observe(values);
         }
     };
+    let observe =
+        |inference: &mut Inference, rows: &[csv::ByteRecord]| observe_as(null, inference, rows);
     observe(&mut inference, &rows);
     let names = infer::column_names(&kept);
     let types = inference.types();
@@ -171,6 +193,14 @@ fn with_names(
                 dialect.first_line,
             ));
         }
+    }
+    if null.is_none() {
+        let typed = |marker: &str| {
+            let mut i = Inference::new(kept.len());
+            observe_as(Some(marker), &mut i, &rows);
+            i.types()
+        };
+        notes.extend(missing_marker_note(&names, &types, typed));
     }
     let mut created = names.iter();
     let field_names = keep
@@ -201,6 +231,35 @@ fn with_names(
     })
 }
 
+/// The note on columns a missing-value marker alone makes text (R's `NA`, Excel's `#N/A`):
+/// the marker that types the most of them when read as NULL (`typed(marker)`: the types
+/// then), and `null=` that does so. `None` when no marker does.
+fn missing_marker_note(
+    names: &[String],
+    types: &[SqlType],
+    typed: impl Fn(&str) -> Vec<SqlType>,
+) -> Option<String> {
+    let gained = |marker: &&str| -> Vec<String> {
+        names
+            .iter()
+            .zip(types.iter().zip(typed(marker)))
+            .filter(|(_, (with, without))| **with == SqlType::Text && *without != SqlType::Text)
+            .map(|(n, (_, t))| format!("{n} (else {})", t.sql()))
+            .collect()
+    };
+    let (marker, columns) = detect::MISSING
+        .iter()
+        .map(|m| (m, gained(m)))
+        .max_by_key(|(_, c)| c.len())?;
+    (!columns.is_empty()).then(|| {
+        format!(
+            "{marker} alone makes text of {}{}; null={marker} reads it as NULL and types them",
+            columns[..columns.len().min(3)].join(", "),
+            if columns.len() > 3 { ", …" } else { "" },
+        )
+    })
+}
+
 /// Shapes the table from the body's first bytes: the table `create=true` makes (its columns,
 /// its `CREATE TABLE`, the fields' names), or the columns `evolve=add_columns` adds; recorded
 /// in `read_as`. Nothing runs yet: the statements run with the import's record.
@@ -221,7 +280,12 @@ pub(crate) fn shape(
         first => first,
     };
     let names = plan.read.mapping.names.as_deref();
-    let file = infer_table(&plan.table.0, sample, complete, dialect, first, names)?;
+    let fields = Fields {
+        first,
+        names,
+        null: plan.q.null.as_deref(),
+    };
+    let file = infer_table(&plan.table.0, sample, complete, dialect, fields)?;
     if plan.create {
         plan.table.1 = file.columns;
         // The fields go to the columns made for them, whatever the header calls them.
@@ -296,23 +360,47 @@ mod tests {
     use super::*;
     use csvbus_shared::read_as::Delimiter;
 
+    fn fields(first: FirstRecord, names: Option<&[String]>) -> Fields<'_> {
+        Fields {
+            first,
+            names,
+            null: None,
+        }
+    }
+
     #[test]
     fn a_second_header_row_is_said_and_a_first_row_of_values_is_not() {
         let t = TableName::parse("new", "public").unwrap();
         let d = Dialect::plain(Delimiter::COMMA);
         let census = b"id,a,b\nId,Total,Median\n1,5,7\n2,6,8\n";
-        let nt = infer_table(&t, census, true, &d, FirstRecord::Header, None).unwrap();
+        let nt = infer_table(&t, census, true, &d, fields(FirstRecord::Header, None)).unwrap();
         assert_eq!(nt.notes.len(), 1, "{:?}", nt.notes);
         assert!(nt.notes[0].contains("a (else bigint), b (else bigint)"));
-        // One text value in row 1 is a value, not a header.
+        // One text value in row 1 is a value, not a header; a missing-value marker is said,
+        // with the null= that types its column.
         let one = b"id,a,b\n1,n/a,7\n2,6,8\n3,6,9\n";
-        assert!(infer_table(&t, one, true, &d, FirstRecord::Header, None)
-            .unwrap()
-            .notes
-            .is_empty());
+        let nt = infer_table(&t, one, true, &d, fields(FirstRecord::Header, None)).unwrap();
+        assert_eq!(
+            nt.notes,
+            ["n/a alone makes text of a (else bigint); null=n/a reads it as NULL and types them"]
+        );
+        let told = Fields {
+            null: Some("n/a"),
+            ..fields(FirstRecord::Header, None)
+        };
+        let nt = infer_table(&t, one, true, &d, told).unwrap();
+        assert!(nt.notes.is_empty(), "{:?}", nt.notes);
+        assert!(nt.ddl.contains("\"a\" bigint"), "{}", nt.ddl);
         // Without a header there is nothing to be second to.
         let names = ["x".to_owned(), "y".to_owned(), "z".to_owned()];
-        let unnamed = infer_table(&t, census, true, &d, FirstRecord::Data, Some(&names)).unwrap();
+        let unnamed = infer_table(
+            &t,
+            census,
+            true,
+            &d,
+            fields(FirstRecord::Data, Some(&names)),
+        )
+        .unwrap();
         assert!(unnamed.notes.is_empty());
     }
 
@@ -321,7 +409,7 @@ mod tests {
         let t = TableName::parse("new", "public").unwrap();
         let sample = b"Id;Full Name;Paid\n1;Ann;yes\n2;Bob;no\n3;Cy;ma";
         let d = Dialect::plain(Delimiter::SEMICOLON);
-        let nt = infer_table(&t, sample, false, &d, FirstRecord::Header, None).unwrap();
+        let nt = infer_table(&t, sample, false, &d, fields(FirstRecord::Header, None)).unwrap();
         assert_eq!(nt.rows, 2, "the cut last record is left out");
         assert_eq!(
             nt.ddl,
@@ -333,8 +421,7 @@ mod tests {
             b"1,x,2026-01-01\n",
             true,
             &Dialect::plain(Delimiter::COMMA),
-            FirstRecord::Data,
-            Some(&names),
+            fields(FirstRecord::Data, Some(&names)),
         )
         .unwrap();
         assert_eq!(
@@ -342,7 +429,7 @@ mod tests {
             r#"CREATE TABLE "public"."new" ("n" bigint, "when" date)"#
         );
         assert!(matches!(
-            infer_table(&t, b"", true, &d, FirstRecord::Header, None),
+            infer_table(&t, b"", true, &d, fields(FirstRecord::Header, None)),
             Err(HeaderError::Empty)
         ));
         // A comment line between the rows, and a short row, are no rows: they type nothing
@@ -352,7 +439,7 @@ mod tests {
             comment: Some(b'#'),
             ..Dialect::plain(Delimiter::COMMA)
         };
-        let nt = infer_table(&t, sample, true, &d, FirstRecord::Header, None).unwrap();
+        let nt = infer_table(&t, sample, true, &d, fields(FirstRecord::Header, None)).unwrap();
         assert_eq!(
             (nt.rows, nt.ddl.as_str()),
             (

@@ -427,7 +427,7 @@ fn trimmed_fields(record: &ByteRecord) -> Option<Vec<&str>> {
 
 /// Values that say a value is missing (`NA` as R writes it, Excel's `#N/A`): they say nothing
 /// of what is a header.
-const MISSING: [&str; 7] = ["NA", "N/A", "n/a", "#N/A", "NULL", "null", "-"];
+pub(crate) const MISSING: [&str; 7] = ["NA", "N/A", "n/a", "#N/A", "NULL", "null", "-"];
 
 /// The types `rows` give `width` columns, a missing value ([`MISSING`]) counted as empty.
 fn inferred(width: usize, rows: &[&ByteRecord]) -> Inference {
