@@ -12,7 +12,8 @@ use crate::import::start::Plan;
 use crate::rows::mapping::Mapping;
 use csvbus_shared::infer::{self, Inference, SqlType};
 
-use crate::read::detect::{self, Unnamed};
+use crate::read::detect::Unnamed;
+use crate::read::header;
 use crate::read::parse::Dialect;
 use crate::read::prepare::FirstRecord;
 use crate::rows::HeaderError;
@@ -88,12 +89,12 @@ pub fn infer_table(
     if let Some(c) = dialect.comment {
         rows.retain(|r| {
             let at = r.position().map_or(0, |p| p.byte() as usize);
-            !detect::is_comment_line(&sample[at.min(sample.len())..], c, true)
+            !header::is_comment_line(&sample[at.min(sample.len())..], c, true)
         });
     }
     // A line that repeats the header is skipped by the reader: it types nothing.
     if let Some(h) = head.as_ref().filter(|_| dialect.skip_repeated_header) {
-        rows.retain(|r| !detect::same_fields(h, r));
+        rows.retain(|r| !header::same_fields(h, r));
     }
     // No header was asked for and the first record reads as data: it is a row, and the
     // columns are named `column_N`.
@@ -101,7 +102,7 @@ pub fn infer_table(
         && dialect.unnamed != Unnamed::RowNames
         && head
             .as_ref()
-            .is_some_and(|h| detect::first_record_is_data(h, &rows));
+            .is_some_and(|h| header::first_record_is_data(h, &rows));
     if first_is_data {
         let data = head.take().unwrap_or_default();
         let unnamed = vec![String::new(); data.len()];
@@ -141,7 +142,7 @@ fn with_names(
 ) -> Result<NewTable, HeaderError> {
     // A record of another width is a rejected row (a comment line, a short row): its values
     // type nothing.
-    rows.retain(|r| detect::has_width(r, header.len()));
+    rows.retain(|r| header::has_width(r, header.len()));
     if header.len() > infer::MAX_COLUMNS {
         return Err(HeaderError::TooManyColumns(header.len()));
     }
@@ -247,7 +248,7 @@ fn missing_marker_note(
             .map(|(n, (_, t))| format!("{n} (else {})", t.sql()))
             .collect()
     };
-    let (marker, columns) = detect::MISSING
+    let (marker, columns) = header::MISSING
         .iter()
         .map(|m| (m, gained(m)))
         .max_by_key(|(_, c)| c.len())?;

@@ -1,6 +1,7 @@
 //! Bytes into CSV records: what the body is ([`media`]), the body as a capped, counted,
 //! decompressed stream ([`body`], digested by [`body_digest`]), its encoding, preamble and
-//! dialect decided from the first bytes ([`prepare`], [`sniff`], [`detect`]) and turned into
+//! dialect decided from the first bytes ([`prepare`], [`sniff`], [`detect`], what a header is:
+//! [`header`]) and turned into
 //! UTF-8 ([`transcode`]), then the records with their line numbers ([`lines`]) and raw text
 //! ([`tap`]) as the CSV reader finds them ([`parse`]); with `trim=true`, whitespace before an
 //! opening quote is dropped first ([`trim`]).
@@ -8,6 +9,7 @@
 pub(crate) mod body;
 pub(crate) mod body_digest;
 pub(crate) mod detect;
+pub(crate) mod header;
 pub(crate) mod lines;
 pub(crate) mod media;
 pub(crate) mod parse;

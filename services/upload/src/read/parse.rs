@@ -9,7 +9,8 @@ use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord, Trim};
 use csvbus_shared::read_as::Delimiter;
 use tokio::io::AsyncRead;
 
-use crate::read::detect::{blank, Unnamed};
+use crate::read::detect::Unnamed;
+use crate::read::header::blank;
 use crate::read::lines::Lines;
 use crate::read::tap::{quoted_fields, Tap, TapReader};
 
@@ -296,7 +297,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             match self.width {
                 Some(w)
                     if self.record.len() == w + 1
-                        && self.record.get(w).is_some_and(crate::read::detect::blank) =>
+                        && self.record.get(w).is_some_and(crate::read::header::blank) =>
                 {
                     self.record.truncate(w);
                 }
@@ -323,7 +324,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
     }
 
     /// Whether the record at `span` is a comment line, once the header is read
-    /// ([`crate::read::detect::is_comment_line`]).
+    /// ([`crate::read::header::is_comment_line`]).
     fn is_comment(&self, span: Span) -> bool {
         let (Some(c), Some(w)) = (self.comment, self.width) else {
             return false;
@@ -334,7 +335,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
         }
         self.tap
             .scan(span.start, span.end, |raw| {
-                crate::read::detect::is_comment_line(raw, c, self.record.len() == w)
+                crate::read::header::is_comment_line(raw, c, self.record.len() == w)
             })
             .unwrap_or(false)
     }
@@ -343,7 +344,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
     /// Per row: most stop at the field count or the first field.
     fn repeats_header(&self) -> bool {
         self.header.as_ref().is_some_and(|h| {
-            h.len() == self.record.len() && crate::read::detect::same_fields(h, &self.record)
+            h.len() == self.record.len() && crate::read::header::same_fields(h, &self.record)
         })
     }
 

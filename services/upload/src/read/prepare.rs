@@ -9,6 +9,7 @@ use csvbus_shared::read_as::{Delimiter, ReadAs};
 
 use crate::error::ApiError;
 use crate::read::detect::{self, Ask, Unnamed};
+use crate::read::header;
 use crate::read::lines;
 use crate::read::parse::{Comment, Dialect, Escape};
 use crate::read::sniff::{self, Input, SAMPLE_BYTES};
@@ -247,7 +248,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         skip_repeated_header: false,
     };
     dialect.comment = comment(o, &sample[skip..], &dialect, &mut notes);
-    dialect.skip_repeated_header = o.header && detect::clear_header(&sample[skip..], &dialect);
+    dialect.skip_repeated_header = o.header && header::clear_header(&sample[skip..], &dialect);
     Ok(Prepared {
         sample: kept,
         input,
@@ -282,7 +283,7 @@ fn comment(o: &ReadOptions, head: &[u8], dialect: &Dialect, notes: &mut Vec<Stri
         return given;
     }
     let c = Comment::DETECTED;
-    let n = detect::comment_lines(head, dialect, c);
+    let n = header::comment_lines(head, dialect, c);
     (n > 0).then(|| {
         let c = c as char;
         notes.push(format!(
