@@ -12,8 +12,7 @@ use crate::import::start::Plan;
 use crate::rows::mapping::Mapping;
 use csvbus_shared::infer::{self, Inference, SqlType};
 
-use crate::read::detect::Unnamed;
-use crate::read::header;
+use crate::read::header::{self, Unnamed};
 use crate::read::parse::Dialect;
 use crate::read::prepare::FirstRecord;
 use crate::rows::HeaderError;

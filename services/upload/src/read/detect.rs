@@ -7,7 +7,7 @@ use csvbus_shared::infer::SqlType;
 
 use csvbus_shared::read_as::Delimiter;
 
-use crate::read::header::{blank, inferred, names_over, past_header, typed};
+use crate::read::header::{blank, inferred, names_over, past_header, typed, Unnamed};
 use crate::read::lines;
 use crate::read::parse::Escape;
 
@@ -53,24 +53,6 @@ pub struct Detected {
     pub doubt: Option<String>,
     /// A field the rows have and the header does not name.
     pub unnamed: Unnamed,
-}
-
-/// A field the rows of the sample have past the header's: one more in most rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Unnamed {
-    #[default]
-    None,
-    /// After the last column, empty or blank (`a,b` over `1,2,`, as some banks write them, or
-    /// a quoted line break): the reader drops it ([`past_header`]).
-    Trailing,
-    /// Before the first: each row starts with a label the header does not name (R's
-    /// `write.table` writes row names so: `"x","y"` over `"1",3,4`). The header is read with
-    /// an empty first name ([`crate::read::parse::Dialect::read_header`]).
-    RowNames,
-    /// Not a field the rows have but names the header has: it ends with empty names the
-    /// rows lack (`a,b,` over `1,2`, a delimiter the rows do not end with). The header is
-    /// read without them.
-    PaddedHeader,
 }
 
 /// How well one (delimiter, quote) splits the sample.
@@ -395,9 +377,10 @@ fn most_common(counts: &[usize]) -> Option<(usize, usize)> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::read::header::first_record_is_data;
+    use crate::read::header::tests::records;
 
     fn d(s: &str) -> Detected {
         detect(s.as_bytes(), true, Ask::default())
@@ -582,16 +565,6 @@ pub(crate) mod tests {
         }
         out.extend(w.into_inner().unwrap());
         out
-    }
-
-    pub(crate) fn records(text: &str) -> Vec<ByteRecord> {
-        csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(text.as_bytes())
-            .byte_records()
-            .map(Result::unwrap)
-            .collect()
     }
 
     proptest::proptest! {

@@ -1,11 +1,30 @@
 //! What a header is, and which lines after it are no rows: a record that reads as column
 //! names over the rows below it (or as data, in a file without a header), the fields a row
 //! may have past the header's, comment lines, and lines that repeat the header. Used by
-//! detection ([`crate::read::detect`]), the reader ([`crate::read::parse`]) and `create=true`'s
-//! inference.
+//! detection ([`crate::read::detect`]), the reader ([`crate::read::parse`]), what is decided
+//! from the first bytes ([`crate::read::prepare`]) and `create=true`'s inference; it uses none
+//! of them.
 
 use csv::ByteRecord;
 use csvbus_shared::infer::{Inference, SqlType};
+
+/// A field the rows of the sample have past the header's: one more in most rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unnamed {
+    #[default]
+    None,
+    /// After the last column, empty or blank (`a,b` over `1,2,`, as some banks write them, or
+    /// a quoted line break): the reader drops it ([`past_header`]).
+    Trailing,
+    /// Before the first: each row starts with a label the header does not name (R's
+    /// `write.table` writes row names so: `"x","y"` over `"1",3,4`). The header is read with
+    /// an empty first name (`Dialect::read_header` of the reader).
+    RowNames,
+    /// Not a field the rows have but names the header has: it ends with empty names the
+    /// rows lack (`a,b,` over `1,2`, a delimiter the rows do not end with). The header is
+    /// read without them.
+    PaddedHeader,
+}
 
 /// Whether `header` reads as column names over the records after it: no name empty (but
 /// the last ones, a trailing delimiter's or a spreadsheet's padding) or a number (but a year,
@@ -70,38 +89,6 @@ pub(crate) fn first_record_is_data(first: &ByteRecord, rows: &[ByteRecord]) -> b
         .filter(|(_, (v, t))| !v.is_empty() && **t != SqlType::Text)
         .all(|(i, (v, t))| year(v) && t.is_number() && years_over_numbers(&rows, i));
     types == typed_with && typed_value && !year_names
-}
-
-/// How many records after the first (the header) of `head`, read as `dialect`, are comment
-/// lines ([`is_comment_line`]).
-pub(crate) fn comment_lines(head: &[u8], dialect: &crate::read::parse::Dialect, c: u8) -> usize {
-    let mut records = dialect.sample_reader(head).into_byte_records();
-    let Some(Ok(mut header)) = records.next() else {
-        return 0;
-    };
-    dialect.read_header(&mut header);
-    records
-        .filter_map(Result::ok)
-        .filter(|r| {
-            let at = r.position().map_or(0, |p| p.byte() as usize);
-            is_comment_line(&head[at.min(head.len())..], c, has_width(r, header.len()))
-        })
-        .count()
-}
-
-/// Whether the first record of `head`, read as `dialect`, is clearly a header over the
-/// records after it ([`names_over`]), records that repeat it aside.
-pub(crate) fn clear_header(head: &[u8], dialect: &crate::read::parse::Dialect) -> bool {
-    let mut records = dialect.sample_reader(head).into_byte_records();
-    let Some(Ok(header)) = records.next() else {
-        return false;
-    };
-    let rows: Vec<ByteRecord> = records
-        .take(crate::read::detect::RECORDS)
-        .filter_map(Result::ok)
-        .filter(|r| !same_fields(&header, r))
-        .collect();
-    names_over(&header, rows.iter())
 }
 
 /// Whether a record whose text is `raw` (from its start, blank lines before it included) is a
@@ -202,19 +189,18 @@ fn year(v: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::read::detect::tests::records;
-    use csvbus_shared::read_as::Delimiter;
 
-    #[test]
-    fn comment_lines_are_lines_that_start_with_the_character_and_split_otherwise() {
-        let d = crate::read::parse::Dialect::plain(Delimiter::COMMA);
-        let n = |text: &str| comment_lines(text.as_bytes(), &d, b'#');
-        assert_eq!(n("a,b\n1,2\n\n# note\n3,4\n#x,5\n# two, fields\n#end"), 3);
-        // The header itself, a value with # inside and a row starting with # are no comments.
-        assert_eq!(n("#a\n1\n"), 0);
-        assert_eq!(n("a,b\n1,x # y\n#2,3\n"), 0);
+    /// The records of `text`, read as a CSV file without a header.
+    pub(crate) fn records(text: &str) -> Vec<ByteRecord> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes())
+            .byte_records()
+            .map(Result::unwrap)
+            .collect()
     }
 
     #[test]

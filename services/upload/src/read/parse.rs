@@ -9,8 +9,7 @@ use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord, Trim};
 use csvbus_shared::read_as::Delimiter;
 use tokio::io::AsyncRead;
 
-use crate::read::detect::Unnamed;
-use crate::read::header::blank;
+use crate::read::header::{blank, Unnamed};
 use crate::read::lines::Lines;
 use crate::read::tap::{quoted_fields, Tap, TapReader};
 
@@ -185,14 +184,10 @@ pub struct Records<R> {
     tap: Tap,
     lines: Lines,
     prev_end: u64,
-    delimiter: u8,
-    quote: u8,
-    escape: Option<u8>,
     /// The header's field count, once read: a row with one field more whose last is empty or
     /// blank (a delimiter the header lacks, `a,b` over `1,2,`) is read without that field.
     width: Option<usize>,
     dialect: Dialect,
-    comment: Option<u8>,
     /// The comment lines skipped.
     pub comments: Skipped,
     /// The header as read, once read: a later record with the same fields repeats it (files
@@ -267,18 +262,13 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             .has_headers(false)
             .flexible(true)
             .create_reader(input);
-        let (delimiter, quote) = (dialect.delimiter.byte(), dialect.quote);
         Self {
             reader,
             tap,
             lines: Lines::starting_at(dialect.first_line),
             prev_end: 0,
-            delimiter,
-            quote,
-            escape: dialect.escape,
             width: None,
             dialect,
-            comment: dialect.comment,
             comments: Skipped::default(),
             header: None,
             repeated_headers: Skipped::default(),
@@ -326,7 +316,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
     /// Whether the record at `span` is a comment line, once the header is read
     /// ([`crate::read::header::is_comment_line`]).
     fn is_comment(&self, span: Span) -> bool {
-        let (Some(c), Some(w)) = (self.comment, self.width) else {
+        let (Some(c), Some(w)) = (self.dialect.comment, self.width) else {
             return false;
         };
         // A line that starts with it starts its first field with it: most rows stop here.
@@ -371,7 +361,7 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             && self
                 .tap
                 .scan(span.start, span.end, |b| {
-                    open_quote(b, self.quote, self.escape)
+                    open_quote(b, self.dialect.quote, self.dialect.escape)
                 })
                 .unwrap_or(false)
     }
@@ -380,7 +370,8 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
     pub fn quoted(&self, span: Span) -> Vec<bool> {
         self.tap
             .scan(span.start, span.end, |raw| {
-                quoted_fields(raw, self.delimiter, self.quote, self.escape)
+                let d = &self.dialect;
+                quoted_fields(raw, d.delimiter.byte(), d.quote, d.escape)
             })
             .unwrap_or_default()
     }

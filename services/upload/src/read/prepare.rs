@@ -8,8 +8,8 @@ use csvbus_shared::numbers::DecimalMark;
 use csvbus_shared::read_as::{Delimiter, ReadAs};
 
 use crate::error::ApiError;
-use crate::read::detect::{self, Ask, Unnamed};
-use crate::read::header;
+use crate::read::detect::{self, Ask};
+use crate::read::header::{self, Unnamed};
 use crate::read::lines;
 use crate::read::parse::{Comment, Dialect, Escape};
 use crate::read::sniff::{self, Input, SAMPLE_BYTES};
@@ -248,7 +248,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         skip_repeated_header: false,
     };
     dialect.comment = comment(o, &sample[skip..], &dialect, &mut notes);
-    dialect.skip_repeated_header = o.header && header::clear_header(&sample[skip..], &dialect);
+    dialect.skip_repeated_header = o.header && clear_header(&sample[skip..], &dialect);
     Ok(Prepared {
         sample: kept,
         input,
@@ -283,7 +283,7 @@ fn comment(o: &ReadOptions, head: &[u8], dialect: &Dialect, notes: &mut Vec<Stri
         return given;
     }
     let c = Comment::DETECTED;
-    let n = header::comment_lines(head, dialect, c);
+    let n = comment_lines(head, dialect, c);
     (n > 0).then(|| {
         let c = c as char;
         notes.push(format!(
@@ -291,6 +291,42 @@ fn comment(o: &ReadOptions, head: &[u8], dialect: &Dialect, notes: &mut Vec<Stri
         ));
         Comment::DETECTED
     })
+}
+
+/// How many records after the first (the header) of `head`, read as `dialect`, are comment
+/// lines ([`header::is_comment_line`]).
+fn comment_lines(head: &[u8], dialect: &Dialect, c: u8) -> usize {
+    let mut records = dialect.sample_reader(head).into_byte_records();
+    let Some(Ok(mut header)) = records.next() else {
+        return 0;
+    };
+    dialect.read_header(&mut header);
+    records
+        .filter_map(Result::ok)
+        .filter(|r| {
+            let at = r.position().map_or(0, |p| p.byte() as usize);
+            header::is_comment_line(
+                &head[at.min(head.len())..],
+                c,
+                header::has_width(r, header.len()),
+            )
+        })
+        .count()
+}
+
+/// Whether the first record of `head`, read as `dialect`, is clearly a header over the
+/// records after it ([`header::names_over`]), records that repeat it aside.
+fn clear_header(head: &[u8], dialect: &Dialect) -> bool {
+    let mut records = dialect.sample_reader(head).into_byte_records();
+    let Some(Ok(header)) = records.next() else {
+        return false;
+    };
+    let rows: Vec<csv::ByteRecord> = records
+        .take(detect::RECORDS)
+        .filter_map(Result::ok)
+        .filter(|r| !header::same_fields(&header, r))
+        .collect();
+    header::names_over(&header, rows.iter())
 }
 
 /// The dialect and the preamble: as given, or detected in `head` (the sample after the lines
@@ -344,6 +380,16 @@ mod tests {
     }
 
     const FILE: &[u8] = b"Export of 2026-11-25\nid;name\n1;Ann\n2;Bob\n";
+
+    #[test]
+    fn comment_lines_are_lines_that_start_with_the_character_and_split_otherwise() {
+        let d = Dialect::plain(Delimiter::COMMA);
+        let n = |text: &str| comment_lines(text.as_bytes(), &d, b'#');
+        assert_eq!(n("a,b\n1,2\n\n# note\n3,4\n#x,5\n# two, fields\n#end"), 3);
+        // The header itself, a value with # inside and a row starting with # are no comments.
+        assert_eq!(n("#a\n1\n"), 0);
+        assert_eq!(n("a,b\n1,x # y\n#2,3\n"), 0);
+    }
 
     #[tokio::test]
     async fn a_detected_preamble_is_skipped_and_lines_keep_their_numbers() {
