@@ -1314,6 +1314,52 @@ async fn a_line_that_repeats_the_header_is_skipped_and_said() {
     sink.stop().await;
 }
 
+/// A dump of titles where `"` is a title's first character (Wikipedia's `"Weird_Al"_…`, a
+/// title that is `"` alone): read with `"` as the quote, that field ran over the line break
+/// and the lines after it became part of one value, silently. Detection reads the quotes as
+/// text, says so, and every line is its row; `quote=none` asks for it, `quote="` reads them
+/// as quotes (and the line is one value, as asked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_that_would_swallow_lines_are_read_as_text() {
+    let (db, upload, sink) = stack("noquote", "").await;
+    let body = "page_namespace\tpage_title\n0\t!\n0\t\"\n0\t\"!\"\n0\t\"\"\n\
+                0\t\"(It)_Feels_So_Good\"\n0\t\"...And_Into_the_Fire!\"_(lit._\"Gyumao\")\n0\tZ\n";
+    let created =
+        "CREATE TABLE \"public\".\"titles\" (\"page_namespace\" bigint, \"page_title\" text)";
+    let (acc, rec) = create(&upload, "table=titles&create=true", body, created).await;
+    assert_eq!(rec["rows_written"], 7, "{rec}");
+    assert_eq!(acc["read_as"]["quote"], "none", "{acc}");
+    assert!(
+        acc["read_as"]["notes"]
+            .to_string()
+            .contains("read as text, not as a quote"),
+        "{acc}"
+    );
+    let titles = db
+        .text("SELECT string_agg(page_title, ' ' ORDER BY page_title) FROM titles")
+        .await;
+    assert_eq!(
+        titles,
+        "! \" \"!\" \"\" \"(It)_Feels_So_Good\" \"...And_Into_the_Fire!\"_(lit._\"Gyumao\") Z"
+    );
+    // Given: `quote=none` on a comma file whose sizes hold `"`.
+    let (acc, rec) = create(
+        &upload,
+        "table=sizes&create=true&quote=none",
+        "id,size\n1,12\"\n2,\"3\" bolt\n",
+        "CREATE TABLE \"public\".\"sizes\" (\"id\" bigint, \"size\" text)",
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    assert_eq!(acc["read_as"]["quote"], "none", "{acc}");
+    let sizes = db
+        .text("SELECT string_agg(size, '|' ORDER BY id) FROM sizes")
+        .await;
+    assert_eq!(sizes, "12\"|\"3\" bolt");
+    upload.stop().await;
+    sink.stop().await;
+}
+
 /// R's `write.table` writes a header one field short: each row starts with its row name.
 /// Read as R and pandas read it, that first field is a column without a name (`column_1`),
 /// and every row lands — not one text column under `,` (as before: no delimiter split the

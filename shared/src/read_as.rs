@@ -11,7 +11,8 @@ pub struct ReadAs {
     pub delimiter: Delimiter,
     /// Chosen by `delimiter=auto` (the default) from the first lines.
     pub delimiter_detected: bool,
-    /// The quote character: `"`, or `'` (detected with the delimiter, or given).
+    /// The quote character: `"`, `'`, or `none` (quotes read as text), detected with the
+    /// delimiter or given.
     #[serde(default)]
     pub quote: String,
     /// The character that escapes a quote inside a quoted field (`\`), given (`escape=`) or

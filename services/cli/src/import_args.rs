@@ -35,9 +35,10 @@ pub struct ReadArgs {
     /// among , ; tab |].
     #[arg(long, value_parser = delimiter_arg)]
     pub delimiter: Option<String>,
-    /// Quote character [service default: ", or ' when detected with the delimiter].
+    /// Quote character, or `none` (quotes are text) [service default: ", or ' or none when
+    /// detected with the delimiter].
     #[arg(long)]
-    pub quote: Option<char>,
+    pub quote: Option<String>,
     /// The character that escapes a quote inside a quoted field (`\`), or `none` [service
     /// default: `\` when the first lines escape quotes with it, else none].
     #[arg(long)]
@@ -81,7 +82,7 @@ impl ReadArgs {
     pub fn pairs(&self) -> [(&'static str, Option<String>); 11] {
         [
             ("delimiter", self.delimiter.clone()),
-            ("quote", self.quote.map(String::from)),
+            ("quote", self.quote.clone()),
             ("escape", self.escape.clone()),
             ("encoding", self.encoding.clone()),
             ("skip_lines", self.skip_lines.map(|n| n.to_string())),

@@ -11,7 +11,6 @@ use crate::error::ApiError;
 use crate::import::ingest::UploadQuery;
 use crate::read::body::Encoding;
 use crate::read::media;
-use crate::read::parse::Quote;
 use crate::read::prepare::ReadOptions;
 use crate::read::transcode::{GivenEncoding, TextEncoding};
 use crate::rows::mapping::{ExtraColumns, Mapping};
@@ -173,10 +172,9 @@ pub fn read_options(q: &UploadQuery, charset: Option<&str>) -> Result<ReadOption
         ));
     }
     let ignore_extra = q.extra_columns == Some(ExtraColumns::Ignore);
-    let quote = q.quote.map(|Quote(q)| q);
     Ok(ReadOptions {
         delimiter: q.delimiter,
-        quote,
+        quote: q.quote,
         escape: q.escape,
         encoding,
         encoding_given: given.is_some() || charset.is_some(),

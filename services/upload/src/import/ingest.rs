@@ -311,16 +311,15 @@ async fn run_upload(
     if let Some((sample, complete)) = &prepared.sample {
         crate::import::create::shape(&mut plan, sample, *complete, &dialect, &mut read_as)?;
     }
-    let input: crate::read::sniff::Input = if dialect.trim {
-        let (delimiter, quote) = (dialect.delimiter.byte(), dialect.quote);
-        Box::pin(TrimBeforeQuote::new(
+    // Without a quote, the CSV reader's own trim is all there is to do.
+    let input: crate::read::sniff::Input = match dialect.quote.filter(|_| dialect.trim) {
+        Some(quote) => Box::pin(TrimBeforeQuote::new(
             prepared.input,
-            delimiter,
+            dialect.delimiter.byte(),
             quote,
             dialect.escape,
-        ))
-    } else {
-        prepared.input
+        )),
+        None => prepared.input,
     };
     let mut records = Records::with(
         input,

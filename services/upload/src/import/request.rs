@@ -27,9 +27,11 @@ pub struct UploadQuery {
     #[param(value_type = Option<String>, pattern = r#"^([\x00-\x09\x0B\x0C\x0E-\x21\x23-\x7F]|tab|\\t|auto)?$"#)]
     #[serde(default, deserialize_with = "crate::error::typed")]
     pub delimiter: Option<Delimiter>,
-    /// The quote character (default `"`; with `delimiter=auto`, `'` when the first lines hold
-    /// one and it splits them more consistently).
-    #[param(value_type = Option<String>, pattern = r"^[\x00-\x09\x0B\x0C\x0E-\x7F]?$")]
+    /// The quote character, or `none` (quotes are text). Default `"`; with `delimiter=auto`,
+    /// `'` when the first lines hold one and it splits them more consistently, none when `"`
+    /// splits them less consistently or runs a field over a line break into more text (said
+    /// in `read_as.notes`).
+    #[param(value_type = Option<String>, pattern = r"^([\x00-\x09\x0B\x0C\x0E-\x7F]|none)?$")]
     #[serde(default, deserialize_with = "crate::error::typed")]
     pub quote: Option<Quote>,
     /// The character that escapes a quote inside a quoted field (`\`, as MySQL and PHP write

@@ -9,7 +9,8 @@ use csvbus_shared::read_as::Delimiter;
 
 use crate::read::header::{blank, inferred, names_over, past_header, typed, Unnamed};
 use crate::read::lines;
-use crate::read::parse::Escape;
+use crate::read::parse::{Escape, Quote};
+use crate::read::quotes::{escapes, swallows_lines, QUOTES};
 
 /// Delimiters `delimiter=auto` chooses from, in the order ties are broken.
 const CANDIDATES: [Delimiter; 4] = [
@@ -18,11 +19,6 @@ const CANDIDATES: [Delimiter; 4] = [
     Delimiter::TAB,
     Delimiter::PIPE,
 ];
-
-/// Quote characters tried, `"` first: `'` is chosen only when the sample holds one and it
-/// splits strictly more consistently (more fields is no reason: a quote that splits quoted
-/// fields apart makes more of them).
-const QUOTES: [u8; 2] = [b'"', b'\''];
 
 /// Records of the sample looked at per candidate.
 pub(crate) const RECORDS: usize = 200;
@@ -34,7 +30,7 @@ const MAX_PREAMBLE: usize = 50;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ask {
     pub delimiter: Option<Delimiter>,
-    pub quote: Option<u8>,
+    pub quote: Option<Quote>,
     pub escape: Option<Escape>,
     /// Look for lines before the header (no `skip_lines=` given, and the file has a header).
     pub preamble: bool,
@@ -44,7 +40,8 @@ pub struct Ask {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detected {
     pub delimiter: Delimiter,
-    pub quote: u8,
+    /// `None`: quotes are text.
+    pub quote: Option<u8>,
     pub escape: Option<u8>,
     /// Bytes and lines before the header: 0 unless a preamble was found.
     pub preamble_bytes: usize,
@@ -59,7 +56,7 @@ pub struct Detected {
 #[derive(Debug, Clone, Copy)]
 struct Score {
     delimiter: Delimiter,
-    quote: u8,
+    quote: Option<u8>,
     escape: Option<u8>,
     /// Records from the header on with the most common field count, of all of them.
     agree: usize,
@@ -76,7 +73,7 @@ impl Score {
     fn of(
         sample: &[u8],
         delimiter: Delimiter,
-        (quote, escape): (u8, Option<u8>),
+        (quote, escape): (Option<u8>, Option<u8>),
         complete: bool,
         preamble: bool,
     ) -> Option<Self> {
@@ -98,7 +95,7 @@ impl Score {
     fn scored(
         records: &[(ByteRecord, usize)],
         counts: &[usize],
-        (delimiter, quote, escape, preamble): (Delimiter, u8, Option<u8>, bool),
+        (delimiter, quote, escape, preamble): (Delimiter, Option<u8>, Option<u8>, bool),
         unnamed: Unnamed,
     ) -> Option<Self> {
         // Of the records this candidate splits: lines it does not split (a preamble longer
@@ -165,7 +162,7 @@ impl Score {
 /// was cut: `complete` false). Per candidate delimiter, the quote that splits best; then the
 /// best candidate: the share of records (from the header on) with the most common field
 /// count, which must be the header's and more than one; then the shorter preamble; then the
-/// field count. Ties between delimiters, and samples no candidate splits, fall back to `,`
+/// field count (quotes: see [`QUOTES`]). Ties between delimiters, and samples no candidate splits, fall back to `,`
 /// and `"` (or what was given) without a preamble.
 pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
     let delimiters = ask
@@ -173,11 +170,11 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
         .as_ref()
         .map_or(&CANDIDATES[..], std::slice::from_ref);
     // A quote character the sample does not hold is never chosen.
-    let quotes: Vec<u8> = match ask.quote {
-        Some(q) => vec![q],
+    let quotes: Vec<Option<u8>> = match ask.quote {
+        Some(Quote(q)) => vec![q],
         None => QUOTES
             .into_iter()
-            .filter(|q| *q == QUOTES[0] || sample.contains(q))
+            .filter(|q| q.is_none_or(|q| q == b'"' || sample.contains(&q)))
             .collect(),
     };
     let mut scores: Vec<Score> = delimiters
@@ -187,13 +184,20 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
                 .iter()
                 .flat_map(|q| escapes(sample, *d, *q, ask.escape).map(|e| (*q, e)))
                 .filter_map(|qe| Score::of(sample, *d, qe, complete, ask.preamble))
+                // Quotes as text only instead of a quote's reading: where no quote splits
+                // the sample (`"100,000"` alone on each line), its quotes are quoting.
+                .skip_while(|s| s.quote.is_none() && ask.quote.is_none())
                 .reduce(|best, s| {
                     // An escape is tried only where the sample shows one (see `escapes`):
                     // as consistent as without it, it is the reading that keeps `\"` whole.
                     let escaped = s.quote == best.quote && s.escape.is_some();
+                    let as_text = s.quote.is_none()
+                        && best
+                            .quote
+                            .is_some_and(|q| swallows_lines(sample, d.byte(), (q, best.escape)));
                     match s.consistency(&best) {
                         std::cmp::Ordering::Greater => s,
-                        std::cmp::Ordering::Equal if escaped => s,
+                        std::cmp::Ordering::Equal if escaped || as_text => s,
                         _ => best,
                     }
                 })
@@ -202,7 +206,7 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
     scores.sort_by(|a, b| b.cmp(a));
     let fallback = |doubt: String| Detected {
         delimiter: ask.delimiter.unwrap_or_default(),
-        quote: ask.quote.unwrap_or(b'"'),
+        quote: ask.quote.map_or(Some(b'"'), |q| q.0),
         escape: ask.escape.and_then(|e| e.0),
         preamble_bytes: 0,
         preamble_lines: 0,
@@ -252,38 +256,18 @@ fn title_like(record: &ByteRecord) -> bool {
     record.iter().filter(|f| !blank(f)).count() <= 1
 }
 
-/// The escapes tried with delimiter `d` and quote `q`: the one given; else none, and `\`
-/// too when the sample has a backslash before a quote that does not end the field there
-/// (`"say \"hi\""`: read with doubled quotes, that quote would end the field early).
-fn escapes(
-    sample: &[u8],
-    d: Delimiter,
-    q: u8,
-    given: Option<Escape>,
-) -> impl Iterator<Item = Option<u8>> {
-    let backslash = given.is_none() && backslash_escapes(sample, d, q);
-    let first = given.and_then(|e| e.0);
-    std::iter::once(first).chain(backslash.then_some(Some(b'\\')))
-}
-
-/// Whether `sample` has a backslash and quote `q` followed by more of a field.
-pub fn backslash_escapes(sample: &[u8], d: Delimiter, q: u8) -> bool {
-    sample
-        .windows(3)
-        .any(|w| w[0] == b'\\' && w[1] == q && !matches!(w[2], b'\r' | b'\n') && w[2] != d.byte())
-}
-
 /// The first [`RECORDS`] records of `sample` read with delimiter `d`, each with the byte
 /// where it starts.
 fn read_records(
     sample: &[u8],
     d: u8,
-    (quote, escape): (u8, Option<u8>),
+    (quote, escape): (Option<u8>, Option<u8>),
     complete: bool,
 ) -> Vec<(ByteRecord, usize)> {
     let mut r = csv::ReaderBuilder::new()
         .delimiter(d)
-        .quote(quote)
+        .quote(quote.unwrap_or(b'"'))
+        .quoting(quote.is_some())
         .escape(escape)
         .has_headers(false)
         .flexible(true)
@@ -314,7 +298,12 @@ fn read_records(
 
 /// The field most rows of `sample`, read with delimiter `d`, have and the header does not
 /// name (see [`Unnamed`]).
-pub fn unnamed(sample: &[u8], d: Delimiter, quote: (u8, Option<u8>), complete: bool) -> Unnamed {
+pub fn unnamed(
+    sample: &[u8],
+    d: Delimiter,
+    quote: (Option<u8>, Option<u8>),
+    complete: bool,
+) -> Unnamed {
     field_counts(&read_records(sample, d.byte(), quote, complete)).1
 }
 
@@ -408,51 +397,6 @@ mod tests {
             d("name;amount\nx;1,5\ny;2\nz;3,25\n").delimiter,
             Delimiter::SEMICOLON
         );
-    }
-
-    #[test]
-    fn single_quotes_are_found_only_when_they_split_better() {
-        let q = d("id,name\n1,'Smith, John'\n2,'Lee, Ann'\n");
-        assert_eq!((q.delimiter, q.quote), (Delimiter::COMMA, b'\''));
-        // Apostrophes in text are no quotes.
-        let a = d("id,name\n1,'90s hits\n2,it's\n");
-        assert_eq!((a.delimiter, a.quote), (Delimiter::COMMA, b'"'));
-        assert_eq!(d("a;b\n1;\"x;y\"\n").quote, b'"');
-    }
-
-    #[test]
-    fn a_quoted_delimiter_stays_in_its_field_whatever_else_splits_as_well() {
-        // One line: `'` would make four fields of it, all as consistent as `"`'s three.
-        let one = d("A,\"B,B\",C\n");
-        assert_eq!((one.delimiter, one.quote), (Delimiter::COMMA, b'"'));
-        // Every row quotes one comma: both quotes split every record alike.
-        let names = d("\"Last, First\",age\n\"Doe, Jane\",41\n\"Roe, Rick\",39\n");
-        assert_eq!((names.delimiter, names.quote), (Delimiter::COMMA, b'"'));
-        // No `'` in the sample: never the quote, even when a backslash-escaped quote makes `"`
-        // split one row unevenly.
-        let escaped = d("id,text\n10,\"He said \\\"hi\\\", ok\"\n11,plain\n12,\"unterminated\n");
-        assert_eq!((escaped.delimiter, escaped.quote), (Delimiter::COMMA, b'"'));
-    }
-
-    #[test]
-    fn a_backslash_before_a_quote_inside_a_field_is_an_escape() {
-        // As MySQL writes it: with doubled quotes only, `\"` would end the field early.
-        let mysql = d("id,title,price\n1,\"Widget \\\"1\\\", large\",0.99\n2,\"Widget 2\",2.49\n");
-        assert_eq!((mysql.quote, mysql.escape), (b'"', Some(b'\\')));
-        // Even where the fields split alike either way.
-        let alike = d("id,title\n1,\"say \\\"hi\\\"\"\n2,\"x\"\n");
-        assert_eq!(alike.escape, Some(b'\\'));
-        // A backslash that ends a field (a Windows folder) escapes nothing.
-        let path = d("id,dir\n1,\"C:\\temp\\\"\n2,\"D:\\\",x\n");
-        assert_eq!(path.escape, None);
-        assert_eq!(d("a,b\n1,\"x\"\"y\"\n").escape, None);
-        // escape=none is kept.
-        let none = Ask {
-            escape: Some(Escape(None)),
-            ..Ask::default()
-        };
-        let told = detect(b"id,t\n1,\"say \\\"hi\\\"\"\n", true, none);
-        assert_eq!(told.escape, None);
     }
 
     #[test]

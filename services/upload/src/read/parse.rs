@@ -21,18 +21,27 @@ pub struct Span {
     pub end: u64,
 }
 
-/// `quote=`: the quote character, one ASCII character other than a line break.
+/// `quote=`: the quote character, one ASCII character other than a line break, or `none`
+/// (quotes are text: a field ends at the next delimiter or line break, whatever it holds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quote(pub u8);
+pub struct Quote(pub Option<u8>);
+
+impl Quote {
+    /// How `read_as.quote` names a quote: the character, or `none`.
+    pub fn name(quote: Option<u8>) -> String {
+        quote.map_or_else(|| "none".to_owned(), |q| (q as char).to_string())
+    }
+}
 
 impl crate::error::QueryOption for Quote {
     const INVALID: &'static str = "invalid_quote";
     fn from_query(s: &str) -> Result<Option<Self>, String> {
         match s.as_bytes() {
             [] => Ok(None),
-            [b] if b.is_ascii() && !matches!(b, b'\n' | b'\r') => Ok(Some(Self(*b))),
+            b"none" => Ok(Some(Self(None))),
+            [b] if b.is_ascii() && !matches!(b, b'\n' | b'\r') => Ok(Some(Self(Some(*b)))),
             _ => Err(format!(
-                "quote={s:?}: use one ASCII character, such as ' or \""
+                "quote={s:?}: use one ASCII character, such as ' or \", or none"
             )),
         }
     }
@@ -108,7 +117,8 @@ impl crate::error::QueryOption for Quotes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dialect {
     pub delimiter: Delimiter,
-    pub quote: u8,
+    /// `None`: quotes are text (`quote=none`).
+    pub quote: Option<u8>,
     /// The character that escapes a quote (or itself) inside a quoted field.
     pub escape: Option<u8>,
     /// Whitespace around fields (and after a closing quote) is dropped.
@@ -131,7 +141,7 @@ impl Dialect {
     pub fn plain(delimiter: Delimiter) -> Self {
         Self {
             delimiter,
-            quote: b'"',
+            quote: Some(b'"'),
             escape: None,
             trim: false,
             first_line: 1,
@@ -165,7 +175,8 @@ impl Dialect {
     pub fn sample_reader<'s>(&self, sample: &'s [u8]) -> csv::Reader<&'s [u8]> {
         csv::ReaderBuilder::new()
             .delimiter(self.delimiter.byte())
-            .quote(self.quote)
+            .quote(self.quote.unwrap_or(b'"'))
+            .quoting(self.quote.is_some())
             .escape(self.escape)
             .trim(if self.trim {
                 csv::Trim::All
@@ -256,7 +267,8 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
         let (tap, input) = Tap::new(input, max_record, max_total);
         let reader = AsyncReaderBuilder::new()
             .delimiter(dialect.delimiter.byte())
-            .quote(dialect.quote)
+            .quote(dialect.quote.unwrap_or(b'"'))
+            .quoting(dialect.quote.is_some())
             .escape(dialect.escape)
             .trim(if dialect.trim { Trim::All } else { Trim::None })
             .has_headers(false)
@@ -361,7 +373,8 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
             && self
                 .tap
                 .scan(span.start, span.end, |b| {
-                    open_quote(b, self.dialect.quote, self.dialect.escape)
+                    let d = &self.dialect;
+                    d.quote.is_some_and(|q| open_quote(b, q, d.escape))
                 })
                 .unwrap_or(false)
     }
@@ -371,7 +384,10 @@ impl<R: AsyncRead + Unpin + Send> Records<R> {
         self.tap
             .scan(span.start, span.end, |raw| {
                 let d = &self.dialect;
-                quoted_fields(raw, d.delimiter.byte(), d.quote, d.escape)
+                match d.quote {
+                    Some(q) => quoted_fields(raw, d.delimiter.byte(), q, d.escape),
+                    None => Vec::new(),
+                }
             })
             .unwrap_or_default()
     }

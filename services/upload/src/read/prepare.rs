@@ -8,10 +8,12 @@ use csvbus_shared::numbers::DecimalMark;
 use csvbus_shared::read_as::{Delimiter, ReadAs};
 
 use crate::error::ApiError;
+use crate::error::QueryOption;
 use crate::read::detect::{self, Ask};
 use crate::read::header::{self, Unnamed};
 use crate::read::lines;
-use crate::read::parse::{Comment, Dialect, Escape};
+use crate::read::parse::{Comment, Dialect, Escape, Quote};
+use crate::read::quotes;
 use crate::read::sniff::{self, Input, SAMPLE_BYTES};
 use crate::read::transcode::{self, TextEncoding};
 use crate::rows::mapping::Mapping;
@@ -22,7 +24,7 @@ pub struct ReadOptions {
     /// `None`: detect (`delimiter=auto`, the default).
     pub delimiter: Option<Delimiter>,
     /// `None`: `"`, or detected with the delimiter.
-    pub quote: Option<u8>,
+    pub quote: Option<Quote>,
     /// `None`: detected with the delimiter (`\` where the first lines escape quotes with it).
     pub escape: Option<Escape>,
     /// `None`: detect (`encoding=auto`).
@@ -66,7 +68,7 @@ impl ReadOptions {
             self.decimal = first.decimal;
         }
         if self.quote.is_none() {
-            self.quote = first.quote.bytes().next();
+            self.quote = Quote::from_query(&first.quote).ok().flatten();
         }
         if self.escape.is_none() {
             self.escape = Some(Escape(first.escape.as_ref().and_then(|e| e.bytes().next())));
@@ -212,6 +214,12 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
     }
     notes.extend(found.doubt);
     let (delimiter, quote, escape) = (found.delimiter, found.quote, found.escape);
+    if quote.is_none() && o.quote.is_none() {
+        notes.push(
+            "\" read as text, not as a quote: as one it would run fields over line breaks, or split the first lines less consistently (quote=\" reads it as one)"
+                .to_owned(),
+        );
+    }
     if let (Some(e), None) = (escape, o.escape) {
         let e = e as char;
         notes.push(format!(
@@ -256,7 +264,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         read_as: ReadAs {
             delimiter,
             delimiter_detected: o.delimiter.is_none(),
-            quote: (quote as char).to_string(),
+            quote: Quote::name(quote),
             escape: escape.map(|e| (e as char).to_string()),
             line_break: lines::line_break(&sample[skip..]).to_owned(),
             encoding: encoding.name().to_owned(),
@@ -341,10 +349,12 @@ fn decide(head: &[u8], complete: bool, o: &ReadOptions) -> detect::Detected {
     let looked = &head[..head.len().min(SAMPLE_BYTES)];
     match ask.delimiter {
         Some(delimiter) if !ask.preamble => {
-            let quote = o.quote.unwrap_or(b'"');
+            let quote = o.quote.map_or(Some(b'"'), |q| q.0);
             let escape = match o.escape {
                 Some(given) => given.0,
-                None => detect::backslash_escapes(looked, delimiter, quote).then_some(b'\\'),
+                None => quote
+                    .is_some_and(|q| quotes::backslash_escapes(looked, delimiter, q))
+                    .then_some(b'\\'),
             };
             let unnamed = detect::unnamed(
                 looked,
@@ -427,7 +437,7 @@ mod tests {
         retry.same_as(&first);
         assert_eq!(
             (retry.delimiter, retry.quote, retry.skip_lines),
-            (Some(Delimiter::TAB), Some(b'\''), Some(3))
+            (Some(Delimiter::TAB), Some(Quote(Some(b'\''))), Some(3))
         );
         assert_eq!(retry.encoding, Some(TextEncoding::Windows1252));
         let mut told = ReadOptions {
