@@ -335,7 +335,9 @@ async fn killed_sinks_and_a_database_outage_leave_every_row_exactly_once() {
     upload.stop().await;
 }
 
-/// Waits for a backend, not one of `cut`, that waits on the lock `lock_pid` holds: a sink write.
+/// Waits for a backend, not one of `cut`, that waits on the lock `lock_pid` holds: a sink write
+/// (a client's: an autovacuum worker analysing the freshly written table may wait there too,
+/// and cutting it is no cut write).
 async fn waiting_writer(db: &TestDb, lock_pid: i32, cut: &[i32]) -> i32 {
     let found = std::sync::Mutex::new(None);
     csvbus_tests::eventually(
@@ -344,7 +346,8 @@ async fn waiting_writer(db: &TestDb, lock_pid: i32, cut: &[i32]) -> i32 {
         || async {
             let pid: Option<i32> = sqlx::query_scalar(
                 "SELECT pid FROM pg_stat_activity
-                  WHERE $1 = ANY(pg_blocking_pids(pid)) AND NOT pid = ANY($2) LIMIT 1",
+                  WHERE $1 = ANY(pg_blocking_pids(pid)) AND NOT pid = ANY($2)
+                    AND backend_type = 'client backend' LIMIT 1",
             )
             .bind(lock_pid)
             .bind(cut)
