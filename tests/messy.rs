@@ -1360,6 +1360,38 @@ async fn quotes_that_would_swallow_lines_are_read_as_text() {
     sink.stop().await;
 }
 
+/// A quote inside a quoted field that neither doubles it nor ends the field (DuckDB's
+/// `unescaped_quote.csv`): the CSV reader ended the field there and glued the rest on without
+/// the quote — `pedro pdet" holanda"` stored, silently — and a delimiter after it split the
+/// row. Read as its writer meant it, with a note naming the line; doubled quotes read as
+/// before. Where no later quote ends the field on its line (`"abc"def`), the quote ends it, as
+/// before: read as text, the field would run on into the next row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quote_inside_a_quoted_field_that_is_not_doubled_is_text() {
+    let (db, upload, sink) = stack("strayquote", "").await;
+    let body = "id;name\n1;\"pedro \"pdet\" holanda\"\n2;\"pedro \"pdet\" ho;landa\"\n\
+                3;\"say \"\"hi\"\"\"\n4;\"Lahr \"Vis Bus\"\"\n5;\"abc\"def\n6;plain\n";
+    let created = "CREATE TABLE \"public\".\"names\" (\"id\" bigint, \"name\" text)";
+    let (acc, rec) = create(&upload, "table=names&create=true", body, created).await;
+    assert_eq!(rec["rows_written"], 6, "{rec}");
+    assert_eq!(rec["rows_rejected"], 0, "{rec}");
+    assert!(
+        acc["read_as"]["notes"]
+            .to_string()
+            .contains("is read as text, not dropped (line 2:"),
+        "{acc}"
+    );
+    let names = db
+        .text("SELECT string_agg(name, '|' ORDER BY id) FROM names")
+        .await;
+    assert_eq!(
+        names,
+        "pedro \"pdet\" holanda|pedro \"pdet\" ho;landa|say \"hi\"|Lahr \"Vis Bus\"|abcdef|plain"
+    );
+    upload.stop().await;
+    sink.stop().await;
+}
+
 /// R's `write.table` writes a header one field short: each row starts with its row name.
 /// Read as R and pandas read it, that first field is a column without a name (`column_1`),
 /// and every row lands — not one text column under `,` (as before: no delimiter split the

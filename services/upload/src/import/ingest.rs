@@ -43,6 +43,7 @@ use crate::read::body_digest;
 use crate::read::media;
 use crate::read::parse::Records;
 use crate::read::prepare::prepare;
+use crate::read::requote::RequoteReader;
 use crate::read::trim::TrimBeforeQuote;
 use crate::rows::ValueOptions;
 use crate::App;
@@ -320,6 +321,15 @@ async fn run_upload(
             dialect.escape,
         )),
         None => prepared.input,
+    };
+    let input: crate::read::sniff::Input = match dialect.quote {
+        Some(quote) => Box::pin(RequoteReader::new(
+            input,
+            dialect.delimiter.byte(),
+            quote,
+            dialect.escape,
+        )),
+        None => input,
     };
     let mut records = Records::with(
         input,

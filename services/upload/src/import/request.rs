@@ -41,7 +41,8 @@ pub struct UploadQuery {
     #[serde(default, deserialize_with = "crate::error::typed")]
     pub escape: Option<Escape>,
     /// `lenient` (the default and only mode): a quote inside an unquoted field is kept as text
-    /// (`a,b"c,d` → `b"c`).
+    /// (`a,b"c,d` → `b"c`), and so is one inside a quoted field that neither doubles it nor
+    /// ends the field (`"a "b" c"` → `a "b" c`).
     #[param(value_type = Option<String>, pattern = "^(lenient)?$")]
     #[serde(default, deserialize_with = "crate::error::typed")]
     pub quotes: Option<Quotes>,

@@ -2,6 +2,8 @@
 //! the delimiter and quote under which its records most consistently have the same number of
 //! fields, and the lines before the header when it does not start the file.
 
+use std::borrow::Cow;
+
 use csv::ByteRecord;
 use csvbus_shared::infer::SqlType;
 
@@ -11,6 +13,7 @@ use crate::read::header::{blank, inferred, names_over, past_header, typed, Unnam
 use crate::read::lines;
 use crate::read::parse::{Escape, Quote};
 use crate::read::quotes::{escapes, swallows_lines, QUOTES};
+use crate::read::requote::requoted;
 
 /// Delimiters `delimiter=auto` chooses from, in the order ties are broken.
 const CANDIDATES: [Delimiter; 4] = [
@@ -256,14 +259,19 @@ fn title_like(record: &ByteRecord) -> bool {
     record.iter().filter(|f| !blank(f)).count() <= 1
 }
 
-/// The first [`RECORDS`] records of `sample` read with delimiter `d`, each with the byte
-/// where it starts.
+/// The first [`RECORDS`] records of `sample` read with delimiter `d` (quotes that are text
+/// kept, as the import reads them: [`requoted`]), each with the byte of `sample` where it
+/// starts.
 fn read_records(
     sample: &[u8],
     d: u8,
     (quote, escape): (Option<u8>, Option<u8>),
     complete: bool,
 ) -> Vec<(ByteRecord, usize)> {
+    let (read, added) = match quote {
+        Some(q) => requoted(sample, d, q, escape),
+        None => (Cow::Borrowed(sample), Vec::new()),
+    };
     let mut r = csv::ReaderBuilder::new()
         .delimiter(d)
         .quote(quote.unwrap_or(b'"'))
@@ -271,7 +279,7 @@ fn read_records(
         .escape(escape)
         .has_headers(false)
         .flexible(true)
-        .from_reader(sample);
+        .from_reader(&read[..]);
     let mut records = Vec::new();
     let mut rec = ByteRecord::new();
     let mut ended = 0;
@@ -280,9 +288,11 @@ fn read_records(
             Ok(true) => {
                 // A record's position can include the `\n` of the `\r\n` before it.
                 let mut start = rec.position().map_or(0, |p| p.byte() as usize);
-                while matches!(sample.get(start), Some(b'\r' | b'\n')) {
+                while matches!(read.get(start), Some(b'\r' | b'\n')) {
                     start += 1;
                 }
+                // Back to the sample's bytes: without the quotes added before it.
+                let start = start - added.partition_point(|a| *a < start);
                 records.push((rec.clone(), start));
                 ended = r.position().byte() as usize;
             }
@@ -290,7 +300,7 @@ fn read_records(
         }
     }
     // A record cut by the end of the sample says nothing.
-    if !complete && ended >= sample.len() && records.len() > 1 {
+    if !complete && ended >= read.len() && records.len() > 1 {
         records.pop();
     }
     records

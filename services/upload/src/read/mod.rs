@@ -15,6 +15,7 @@ pub(crate) mod media;
 pub(crate) mod parse;
 pub(crate) mod prepare;
 pub(crate) mod quotes;
+pub(crate) mod requote;
 pub(crate) mod sniff;
 pub(crate) mod tap;
 pub(crate) mod transcode;

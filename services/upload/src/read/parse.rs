@@ -5,12 +5,15 @@
 //! rejected row, which fields were quoted, and whether a final quote was left open are read
 //! from there, without copying.
 
+use std::borrow::Cow;
+
 use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord, Trim};
 use csvbus_shared::read_as::Delimiter;
 use tokio::io::AsyncRead;
 
 use crate::read::header::{blank, Unnamed};
 use crate::read::lines::Lines;
+use crate::read::requote::requoted;
 use crate::read::tap::{quoted_fields, Tap, TapReader};
 
 /// Where the current record is: its line and its bytes in the (decompressed) input.
@@ -92,8 +95,8 @@ impl crate::error::QueryOption for Comment {
     }
 }
 
-/// `quotes=`: how a quote inside an unquoted field is read; `lenient` (kept as text) is the
-/// only way.
+/// `quotes=`: how a quote inside an unquoted field, or inside a quoted one that neither
+/// doubles it nor ends the field, is read; `lenient` (kept as text) is the only way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quotes {
     Lenient,
@@ -171,8 +174,16 @@ impl Dialect {
         }
     }
 
-    /// A reader of the records of `sample` (bytes held in memory) as this dialect reads them.
-    pub fn sample_reader<'s>(&self, sample: &'s [u8]) -> csv::Reader<&'s [u8]> {
+    /// A reader of the records of `sample` (bytes held in memory) as this dialect reads them
+    /// (quotes that are text kept: [`requoted`]).
+    pub fn sample_reader<'s>(
+        &self,
+        sample: &'s [u8],
+    ) -> csv::Reader<std::io::Cursor<Cow<'s, [u8]>>> {
+        let sample = match self.quote {
+            Some(q) => requoted(sample, self.delimiter.byte(), q, self.escape).0,
+            None => Cow::Borrowed(sample),
+        };
         csv::ReaderBuilder::new()
             .delimiter(self.delimiter.byte())
             .quote(self.quote.unwrap_or(b'"'))
@@ -185,7 +196,7 @@ impl Dialect {
             })
             .has_headers(false)
             .flexible(true)
-            .from_reader(sample)
+            .from_reader(std::io::Cursor::new(sample))
     }
 }
 

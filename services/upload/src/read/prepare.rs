@@ -14,6 +14,7 @@ use crate::read::header::{self, Unnamed};
 use crate::read::lines;
 use crate::read::parse::{Comment, Dialect, Escape, Quote};
 use crate::read::quotes;
+use crate::read::requote::requoted;
 use crate::read::sniff::{self, Input, SAMPLE_BYTES};
 use crate::read::transcode::{self, TextEncoding};
 use crate::rows::mapping::Mapping;
@@ -255,6 +256,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         unnamed: found.unnamed,
         skip_repeated_header: false,
     };
+    notes.extend(text_quotes(&sample[skip..], &dialect));
     dialect.comment = comment(o, &sample[skip..], &dialect, &mut notes);
     dialect.skip_repeated_header = o.header && clear_header(&sample[skip..], &dialect);
     Ok(Prepared {
@@ -335,6 +337,19 @@ fn clear_header(head: &[u8], dialect: &Dialect) -> bool {
         .filter(|r| !header::same_fields(&header, r))
         .collect();
     header::names_over(&header, rows.iter())
+}
+
+/// The note for quotes inside quoted fields of `head` that neither double nor end them
+/// (`"pedro "pdet" holanda"`): read as text, as the line it names shows.
+fn text_quotes(head: &[u8], dialect: &Dialect) -> Option<String> {
+    let q = dialect.quote?;
+    let (_, added) = requoted(head, dialect.delimiter.byte(), q, dialect.escape);
+    let first = *added.first()?;
+    let line = dialect.first_line + lines::lines_in(&head[..first]);
+    let q = q as char;
+    Some(format!(
+        "a {q} inside a quoted field that neither doubles it nor ends the field is read as text, not dropped (line {line}: {q}a {q}b{q} c{q} is a {q}b{q} c)"
+    ))
 }
 
 /// The dialect and the preamble: as given, or detected in `head` (the sample after the lines

@@ -4,6 +4,7 @@
 use csvbus_shared::read_as::Delimiter;
 
 use crate::read::parse::Escape;
+use crate::read::requote::{after_quote, After};
 
 /// Quotes tried, `"` first: `'` is chosen only when the sample holds one and it splits
 /// strictly more consistently (more fields is no reason: a quote that splits quoted fields
@@ -34,10 +35,10 @@ pub fn backslash_escapes(sample: &[u8], d: Delimiter, q: u8) -> bool {
 }
 
 /// Whether reading `sample` with quote `q` (and `escape`) runs a quoted field over a line
-/// break and on past its closing quote into more text: `0<tab>"` then `0<tab>"!"` in a dump of
-/// titles, where a quote is a title's first character. Read so, lines vanish into a value;
-/// read with quotes as text, each line is its row. A quoted field still open where the sample
-/// ends is not this: a row left unterminated (rejected as such), or a sample cut short.
+/// break and holds a quote that is text in it ([`after_quote`]): `0<tab>"` then `0<tab>"!"` in
+/// a dump of titles, where a quote is a title's first character. Read so, lines vanish into a
+/// value; read with quotes as text, each line is its row. A quoted field still open where the
+/// sample ends is not this: a row left unterminated (rejected as such), or a sample cut short.
 pub(crate) fn swallows_lines(sample: &[u8], d: u8, (q, escape): (u8, Option<u8>)) -> bool {
     let (mut i, mut field_start) = (0, true);
     while i < sample.len() {
@@ -46,22 +47,29 @@ pub(crate) fn swallows_lines(sample: &[u8], d: u8, (q, escape): (u8, Option<u8>)
             i += 1;
             continue;
         }
-        let (mut j, mut line_break) = (i + 1, false);
+        let (mut j, mut line_break, mut text) = (i + 1, false, false);
         loop {
             match sample.get(j) {
                 None => return false,
                 Some(&c) if Some(c) == escape && c != q => j += 2,
-                Some(&c) if c == q && sample.get(j + 1) == Some(&q) => j += 2,
-                Some(&c) if c == q => break,
+                Some(&c) if c == q => {
+                    match after_quote(&sample[j + 1..], (d, q, escape.filter(|e| *e != q)), true) {
+                        After::Pair => j += 2,
+                        After::Ends => break,
+                        After::Text(closing) => {
+                            text = true;
+                            j += closing;
+                        }
+                        After::Unknown => unreachable!("the whole sample is at hand"),
+                    }
+                }
                 Some(&c) => {
                     line_break |= matches!(c, b'\n' | b'\r');
                     j += 1;
                 }
             }
         }
-        let after = sample.get(j + 1).copied();
-        let ends = after.is_none_or(|c| matches!(c, b'\n' | b'\r') || c == d);
-        if line_break && !ends {
+        if line_break && text {
             return true;
         }
         (i, field_start) = (j + 1, false);
