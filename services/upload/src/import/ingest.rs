@@ -40,10 +40,11 @@ use crate::import::source_name;
 use crate::import::start::{create, read_checked_header, replay, Plan};
 use crate::read::body::{self, Encoding};
 use crate::read::body_digest;
+use crate::read::filter::Filtered;
 use crate::read::media;
 use crate::read::parse::Records;
 use crate::read::prepare::prepare;
-use crate::read::requote::RequoteReader;
+use crate::read::requote::Requote;
 use crate::read::trim::TrimBeforeQuote;
 use crate::rows::ValueOptions;
 use crate::App;
@@ -313,22 +314,16 @@ async fn run_upload(
         crate::import::create::shape(&mut plan, sample, *complete, &dialect, &mut read_as)?;
     }
     // Without a quote, the CSV reader's own trim is all there is to do.
+    let (delimiter, escape) = (dialect.delimiter.byte(), dialect.escape);
     let input: crate::read::sniff::Input = match dialect.quote.filter(|_| dialect.trim) {
-        Some(quote) => Box::pin(TrimBeforeQuote::new(
+        Some(quote) => Box::pin(Filtered::new(
             prepared.input,
-            dialect.delimiter.byte(),
-            quote,
-            dialect.escape,
+            TrimBeforeQuote::new(delimiter, quote, escape),
         )),
         None => prepared.input,
     };
     let input: crate::read::sniff::Input = match dialect.quote {
-        Some(quote) => Box::pin(RequoteReader::new(
-            input,
-            dialect.delimiter.byte(),
-            quote,
-            dialect.escape,
-        )),
+        Some(quote) => Box::pin(Filtered::new(input, Requote::new(delimiter, quote, escape))),
         None => input,
     };
     let mut records = Records::with(

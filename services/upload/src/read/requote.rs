@@ -9,10 +9,8 @@
 //! count the same fields.
 
 use std::borrow::Cow;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use crate::read::filter::ByteFilter;
 
 /// Bytes after a quote looked through at most to see what it is (spaces up to the next field,
 /// or the rest of the line); past it, the quote ends its field, as the CSV reader reads it.
@@ -126,9 +124,11 @@ impl Requote {
     fn ends_field(&self, b: u8) -> bool {
         ends_field(b, self.delimiter)
     }
+}
 
-    /// Filters `input` into `out`, doubling the quotes that are text; `end`: no input follows.
-    pub(crate) fn feed(&mut self, input: &[u8], end: bool, out: &mut Vec<u8>) {
+impl ByteFilter for Requote {
+    /// Doubles the quotes that are text.
+    fn feed(&mut self, input: &[u8], end: bool, out: &mut Vec<u8>) {
         let joined;
         let input = if self.held.is_empty() {
             input
@@ -224,74 +224,13 @@ pub(crate) fn requoted(
     }
 }
 
-/// The byte stream with the quotes that are text doubled.
-pub(crate) struct RequoteReader<R> {
-    inner: R,
-    filter: Requote,
-    read: Box<[u8]>,
-    out: Vec<u8>,
-    at: usize,
-    ended: bool,
-}
-
-impl<R> RequoteReader<R> {
-    pub(crate) fn new(inner: R, delimiter: u8, quote: u8, escape: Option<u8>) -> Self {
-        Self {
-            inner,
-            filter: Requote::new(delimiter, quote, escape),
-            read: vec![0; 64 * 1024].into_boxed_slice(),
-            out: Vec::new(),
-            at: 0,
-            ended: false,
-        }
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for RequoteReader<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if this.at < this.out.len() {
-                let n = buf.remaining().min(this.out.len() - this.at);
-                buf.put_slice(&this.out[this.at..this.at + n]);
-                this.at += n;
-                return Poll::Ready(Ok(()));
-            }
-            if this.ended {
-                return Poll::Ready(Ok(()));
-            }
-            let mut chunk = ReadBuf::new(&mut this.read);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk))?;
-            let n = chunk.filled().len();
-            this.ended = n == 0;
-            this.out.clear();
-            this.at = 0;
-            this.filter.feed(&this.read[..n], n == 0, &mut this.out);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
 
     async fn filtered(input: &[u8], chunk: usize) -> Vec<u8> {
-        let chunks: Vec<std::io::Result<bytes::Bytes>> = input
-            .chunks(chunk)
-            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
-            .collect();
-        let reader = tokio_util::io::StreamReader::new(futures::stream::iter(chunks));
-        let mut out = Vec::new();
-        RequoteReader::new(reader, b';', b'"', Some(b'\\'))
-            .read_to_end(&mut out)
-            .await
-            .unwrap();
-        out
+        let requote = Requote::new(b';', b'"', Some(b'\\'));
+        crate::read::filter::filtered(requote, input, chunk).await
     }
 
     #[tokio::test]

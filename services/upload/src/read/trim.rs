@@ -4,10 +4,7 @@
 //! and tabs between a field's start and its opening quote as the bytes stream; nothing else
 //! changes, so line numbers stay the file's.
 
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-
-use tokio::io::{AsyncRead, ReadBuf};
+use crate::read::filter::ByteFilter;
 
 /// Whitespace held at a field's start at most; past it the field is taken as unquoted (memory
 /// stays bounded whatever the input).
@@ -28,38 +25,28 @@ enum State {
     Escaped,
 }
 
-/// The byte stream with whitespace before opening quotes removed.
-pub(crate) struct TrimBeforeQuote<R> {
-    inner: R,
+/// Whitespace before opening quotes removed from the bytes.
+pub(crate) struct TrimBeforeQuote {
     delimiter: u8,
     quote: u8,
     escape: Option<u8>,
     state: State,
     held: Vec<u8>,
-    read: Box<[u8]>,
-    out: Vec<u8>,
-    at: usize,
-    ended: bool,
 }
 
-impl<R> TrimBeforeQuote<R> {
-    pub(crate) fn new(inner: R, delimiter: u8, quote: u8, escape: Option<u8>) -> Self {
+impl TrimBeforeQuote {
+    pub(crate) fn new(delimiter: u8, quote: u8, escape: Option<u8>) -> Self {
         Self {
-            inner,
             delimiter,
             quote,
             escape,
             state: State::FieldStart,
             held: Vec::new(),
-            read: vec![0; 64 * 1024].into_boxed_slice(),
-            out: Vec::new(),
-            at: 0,
-            ended: false,
         }
     }
 
     /// Filters one byte into `out`.
-    fn step(&mut self, b: u8) {
+    fn step(&mut self, b: u8, out: &mut Vec<u8>) {
         let space = (b == b' ' || b == b'\t') && b != self.delimiter;
         match self.state {
             State::Quoted => {
@@ -68,17 +55,17 @@ impl<R> TrimBeforeQuote<R> {
                 } else if Some(b) == self.escape {
                     self.state = State::Escaped;
                 }
-                self.out.push(b);
+                out.push(b);
                 return;
             }
             State::Escaped => {
                 self.state = State::Quoted;
-                self.out.push(b);
+                out.push(b);
                 return;
             }
             State::QuoteSeen if b == self.quote => {
                 self.state = State::Quoted;
-                self.out.push(b);
+                out.push(b);
                 return;
             }
             State::QuoteSeen => self.state = State::Unquoted,
@@ -89,11 +76,11 @@ impl<R> TrimBeforeQuote<R> {
             State::FieldStart if b == self.quote => {
                 self.held.clear();
                 self.state = State::Quoted;
-                self.out.push(b);
+                out.push(b);
                 return;
             }
             State::FieldStart => {
-                self.out.append(&mut self.held);
+                out.append(&mut self.held);
                 self.state = State::Unquoted;
             }
             State::Unquoted => {}
@@ -101,42 +88,18 @@ impl<R> TrimBeforeQuote<R> {
         if b == self.delimiter || b == b'\n' || b == b'\r' {
             self.state = State::FieldStart;
         }
-        self.out.push(b);
+        out.push(b);
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for TrimBeforeQuote<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if this.at < this.out.len() {
-                let n = buf.remaining().min(this.out.len() - this.at);
-                buf.put_slice(&this.out[this.at..this.at + n]);
-                this.at += n;
-                return Poll::Ready(Ok(()));
-            }
-            if this.ended {
-                return Poll::Ready(Ok(()));
-            }
-            let mut chunk = ReadBuf::new(&mut this.read);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk))?;
-            let n = chunk.filled().len();
-            this.out.clear();
-            this.at = 0;
-            if n == 0 {
-                // Whitespace held at the very end is the file's.
-                this.ended = true;
-                this.out.append(&mut this.held);
-                continue;
-            }
-            for i in 0..n {
-                let b = this.read[i];
-                this.step(b);
-            }
+impl ByteFilter for TrimBeforeQuote {
+    fn feed(&mut self, input: &[u8], end: bool, out: &mut Vec<u8>) {
+        for &b in input {
+            self.step(b, out);
+        }
+        if end {
+            // Whitespace held at the very end is the file's.
+            out.append(&mut self.held);
         }
     }
 }
@@ -144,20 +107,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for TrimBeforeQuote<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
 
     async fn filtered(input: &[u8], chunk: usize) -> Vec<u8> {
-        let chunks: Vec<std::io::Result<bytes::Bytes>> = input
-            .chunks(chunk)
-            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
-            .collect();
-        let reader = tokio_util::io::StreamReader::new(futures::stream::iter(chunks));
-        let mut out = Vec::new();
-        TrimBeforeQuote::new(reader, b',', b'"', Some(b'\\'))
-            .read_to_end(&mut out)
-            .await
-            .unwrap();
-        out
+        let trim = TrimBeforeQuote::new(b',', b'"', Some(b'\\'));
+        crate::read::filter::filtered(trim, input, chunk).await
     }
 
     #[tokio::test]
