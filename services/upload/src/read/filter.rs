@@ -85,3 +85,22 @@ pub(crate) async fn filtered(
         .unwrap();
     out
 }
+
+/// Checks that `filter` (a fresh one per reading) turns each case's input into its output,
+/// however the input is cut into chunks.
+#[cfg(test)]
+pub(crate) async fn assert_filters<F: ByteFilter + Unpin>(
+    filter: impl Fn() -> F,
+    cases: &[(&[u8], &[u8])],
+) {
+    for (input, want) in cases {
+        for chunk in [1, 2, 3, 64] {
+            assert_eq!(
+                filtered(filter(), input, chunk).await,
+                *want,
+                "{:?} in chunks of {chunk}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}

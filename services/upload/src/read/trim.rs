@@ -132,16 +132,11 @@ mod tests {
             (b"a,  ", b"a,  "),
             (b"", b""),
         ];
-        for (input, want) in cases {
-            for chunk in [1, 2, 3, 64] {
-                assert_eq!(
-                    filtered(input, chunk).await,
-                    want,
-                    "{:?} in chunks of {chunk}",
-                    String::from_utf8_lossy(input)
-                );
-            }
-        }
+        crate::read::filter::assert_filters(
+            || TrimBeforeQuote::new(b',', b'"', Some(b'\\')),
+            &cases,
+        )
+        .await;
     }
 
     #[tokio::test]
