@@ -55,14 +55,17 @@ DUCKDB_OPTS = {
     "utf-16le.csv": {"encoding": "utf-16"},
     "utf-16le-broken.csv": {"encoding": "utf-16"},
 }
-# The formats of the files whose numbers or dates DuckDB's sniffer does not read (csvbus reads
-# them with nothing given): the decimal comma, thousands separators, day-first and other
-# dates and timestamps, as each file's writer writes them. The last types column tells
-# DuckDB these (decimal_separator, thousands, dateformat, timestampformat), as its user would
-# have to: the file's types as DuckDB reads them once told what they mean. Files that mix
-# formats on purpose (messy/dates-day-first.csv, decimal-comma.csv) have no one format to tell.
+# What DuckDB's sniffer does not detect in a file and csvbus does with nothing given, told to
+# DuckDB as its user would have to (the "told" columns: the file as DuckDB reads it once told
+# what it means). The formats of numbers and dates — the decimal comma, thousands separators,
+# day-first and other dates and timestamps, as each file's writer writes them
+# (decimal_separator, thousands, dateformat, timestampformat) — and the layout: comment lines
+# (comment), the lines before the header (skip, header). Files that mix formats on purpose
+# (messy/dates-day-first.csv, decimal-comma.csv) have no one format to tell; files DuckDB
+# cannot read whole however told (a short row, a footer, a second header, a row left open)
+# are told nothing.
 COMMA = {"decimal_separator": ","}
-FORMATS = {
+TOLD = {
     "statement-de.csv": COMMA, "statement-pipe.csv": COMMA, "statement-preamble.csv": COMMA,
     "municipalities-semicolon.csv": COMMA, "excel-de-semicolon.csv": COMMA,
     "statement-de-short-year.csv": {**COMMA, "dateformat": "%d.%m.%y"},
@@ -76,6 +79,10 @@ FORMATS = {
     "shopify-orders.csv": {"timestampformat": "%Y-%m-%d %H:%M:%S %z"},
     "excel-us-datetime.csv": {"timestampformat": "%-m/%-d/%Y %-H:%M"},
     "google-forms-responses.csv": {"timestampformat": "%-m/%-d/%Y %H:%M:%S"},
+    "comment-lines.csv": {"comment": "#"},
+    "sensor-log.csv": {"comment": "#"},
+    "council-spend-title.csv": {"skip": 2},
+    "worldbank-indicator.csv": {"skip": 4, "header": True},
     # DuckDB's own test files of these formats, told what DuckDB's tests tell it
     # (test/sql/copy/csv/test_dateformat.test, test_thousands_separator.test,
     # csv_decimal_separator.test at 044a04a): keyed by folder, their names are generic.
@@ -92,9 +99,16 @@ FORMATS = {
 }
 
 
-def formats(path: Path) -> dict | None:
-    """What DuckDB is told of `path`'s formats (FORMATS), if anything."""
-    return FORMATS.get(f"{path.parent.name}/{path.name}", FORMATS.get(path.name))
+def told(path: Path) -> dict | None:
+    """What DuckDB is told of `path` (TOLD), if anything."""
+    return TOLD.get(f"{path.parent.name}/{path.name}", TOLD.get(path.name))
+
+
+def literal(v: object) -> str:
+    """`v` as a DuckDB literal."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v) if isinstance(v, int) else f"'{v}'"
 CSVBUS_OPTS = {
     "no-header.csv": {"header": "false", "columns": "id,name,note"},
 }
@@ -139,11 +153,11 @@ def every_type(dir: Path) -> Path:
     return p
 
 
-def duck(path: Path, told: bool = False) -> tuple[str, list[str], int]:
+def duck(path: Path, tell: bool = False) -> tuple[str, list[str], int]:
     opts = dict(DUCKDB_OPTS.get(path.name, {}))
-    if told:
-        opts.update(formats(path) or {})
-    args = "".join(f", {k} = '{v}'" for k, v in opts.items())
+    if tell:
+        opts.update(told(path) or {})
+    args = "".join(f", {k} = {literal(v)}" for k, v in opts.items())
     (row,) = duckdb.sql(
         f"SELECT Delimiter, Quote, SkipRows, Columns FROM sniff_csv('{path}'{args})"
     ).fetchall()
@@ -220,11 +234,11 @@ class Upload:
 
 def compare(files: list[tuple[str, Path]], upload: Upload) -> dict[str, list[int]]:
     """Prints each file's comparison; returns per category [files both read, same rows and
-    columns, same type families, same type families once DuckDB is told the file's formats]."""
+    columns, same type families, and the same two once DuckDB is told what it does not detect]."""
     summary: dict[str, list[int]] = {}
     print(f"{'file':32} {'delimiter quote skip: duckdb / csvbus':40} rows×cols  types")
     for category, f in files:
-        s = summary.setdefault(category, [0, 0, 0, 0])
+        s = summary.setdefault(category, [0, 0, 0, 0, 0])
         name = f"{category}/{f.name}"
         try:
             dd, dt, dr = duck(f)
@@ -239,19 +253,25 @@ def compare(files: list[tuple[str, Path]], upload: Upload) -> dict[str, list[int
             continue
         shape = (dr, len(dt)) == (cr, len(ct))
         kinds = families(dt) == families(ct)
-        tt = duck(f, told=True)[1] if formats(f) else dt
-        told = families(tt) == families(ct)
+        try:
+            _, tt, tr = duck(f, tell=True) if told(f) else (dd, dt, dr)
+        except duckdb.Error as e:  # told, DuckDB cannot read it: a difference
+            tt, tr = [f"error: {str(e).splitlines()[0][:60]}"], -1
+        told_shape = (tr, len(tt)) == (cr, len(ct))
+        told_kinds = families(tt) == families(ct)
         s[0] += 1
         s[1] += shape
         s[2] += kinds
-        s[3] += told
+        s[3] += told_shape
+        s[4] += told_kinds
         marks = f"{'same' if shape else f'{dr}x{len(dt)} / {cr}x{len(ct)}':10} {'same' if kinds else 'DIFFERENT'}"
         print(f"{name:32} {dd + ' / ' + cd:40} {marks}")
-        if not kinds or not told:
+        if not kinds or not told_kinds or not shape:
             print(f"{'':32}   duckdb: {', '.join(dt)}")
-            if formats(f):
-                opts = ", ".join(f"{k}={v}" for k, v in formats(f).items())
-                print(f"{'':32}   duckdb told {opts}: {', '.join(tt)}{'' if told else ' (DIFFERENT)'}")
+            if told(f):
+                opts = ", ".join(f"{k}={v}" for k, v in told(f).items())
+                same = "" if told_shape and told_kinds else " (DIFFERENT)"
+                print(f"{'':32}   duckdb told {opts}: {tr}x{len(tt)}, {', '.join(tt)}{same}")
             print(f"{'':32}   csvbus: {', '.join(ct)}")
     return summary
 
@@ -272,14 +292,15 @@ def main() -> int:
         finally:
             upload.close()
     print()
-    print(f"{'category':14} {'files':>5} {'both read':>9} {'rows+cols':>9} {'types':>6} {'types, DuckDB told formats':>26}")
-    totals = [0, 0, 0, 0, 0]
+    print(f"{'category':14} {'files':>5} {'both read':>9} {'rows+cols':>9} {'types':>6}"
+          f" {'DuckDB told: rows+cols':>22} {'types':>6}")
+    totals = [0, 0, 0, 0, 0, 0]
     for category, counts in summary.items():
         n = sum(1 for c, _ in files if c == category)
-        print(f"{category:14} {n:5} {counts[0]:9} {counts[1]:9} {counts[2]:6} {counts[3]:29}")
+        print(f"{category:14} {n:5} {counts[0]:9} {counts[1]:9} {counts[2]:6} {counts[3]:22} {counts[4]:6}")
         for i, v in enumerate((n, *counts)):
             totals[i] += v
-    print(f"{'all':14} {totals[0]:5} {totals[1]:9} {totals[2]:9} {totals[3]:6} {totals[4]:29}")
+    print(f"{'all':14} {totals[0]:5} {totals[1]:9} {totals[2]:9} {totals[3]:6} {totals[4]:22} {totals[5]:6}")
     return 0
 
 
