@@ -298,6 +298,32 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// However the bytes are cut into chunks, the filter passes on the same bytes as when
+        /// it reads them whole: what it holds back between chunks is decided alike.
+        #[test]
+        fn chunks_change_nothing(
+            input in proptest::collection::vec(
+                proptest::sample::select(vec![b'"', b'"', b';', b'\n', b'\r', b' ', b'a', b'\\']),
+                0..80,
+            ),
+            cuts in proptest::collection::vec(1usize..9, 1..20),
+        ) {
+            let mut whole = Vec::new();
+            Requote::new(b';', b'"', Some(b'\\')).feed(&input, true, &mut whole);
+            let mut filter = Requote::new(b';', b'"', Some(b'\\'));
+            let (mut chunked, mut rest) = (Vec::new(), &input[..]);
+            for n in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, after) = rest.split_at((*n).min(rest.len()));
+                filter.feed(chunk, false, &mut chunked);
+                rest = after;
+            }
+            filter.feed(&[], true, &mut chunked);
+            proptest::prop_assert_eq!(chunked, whole, "{:?}", String::from_utf8_lossy(&input));
+        }
+
         /// What a CSV writer writes passes unchanged.
         #[test]
         fn written_csv_passes_unchanged(
