@@ -3,7 +3,9 @@
 //! The CSV reader would end the field at the second quote and glue the rest on without it
 //! (`pedro pdet" holanda"`): silently another value. This filter doubles such a quote as the
 //! bytes stream, so the reader keeps it. A quote ends its field when what follows it (after
-//! spaces or tabs) is the delimiter, a line break or the end of the input; two quotes are one.
+//! spaces or tabs) is the delimiter, a line break or the end of the input; two quotes are one;
+//! a quote followed by other text is text when a later quote on the same line ends the field
+//! (and so are the quotes between), else it ends the field as the reader has it ([`After`]).
 //! Only quotes are added: line numbers stay the file's (a rejected row's text shows such a
 //! quote doubled). Detection reads its sample through the same filter ([`requoted`]), so both
 //! count the same fields.
