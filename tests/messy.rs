@@ -727,8 +727,10 @@ async fn create_true_keeps_leading_zeros_reads_times_and_widens_a_late_timestamp
 
 /// A US spreadsheet's 12-hour timestamps (`3/1/2024 10:00 AM`) make a `timestamp` column
 /// with `create=true` (they were text) and land as meant: 12:30 AM is half past midnight.
+/// ISO 8601's short offset (`-08`) makes `timestamptz` (it was text); times with and without
+/// an offset in one column stay text, with a note saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_true_reads_twelve_hour_timestamps() {
+async fn create_true_reads_twelve_hour_timestamps_and_offsets() {
     let (db, upload, sink) = stack("create-ampm", "").await;
     let body = "id,at\n1,3/1/2024 10:00 AM\n2,12/31/2024 1:05:09 PM\n3,1/15/2024 12:30 AM\n";
     let (_, rec) = create(
@@ -750,6 +752,33 @@ async fn create_true_reads_twelve_hour_timestamps() {
             "2024-12-31 13:05:09",
             "2024-01-15 00:30:00"
         ]
+    );
+    // Offsets, the short ISO 8601 one too, make timestamptz; times with and without one in a
+    // column stay text, said (DuckDB's timestamp_timezone.csv).
+    let (_, rec) = create(
+        &upload,
+        "table=zoned&create=true",
+        "id,at\n1,2020-01-01T00:00:00-08\n2,2020-01-01T00:00:00Z\n",
+        "CREATE TABLE \"public\".\"zoned\" (\"id\" bigint, \"at\" timestamptz)",
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    let utc = db
+        .text("SELECT (at AT TIME ZONE 'UTC')::text FROM zoned WHERE id = 1")
+        .await;
+    assert_eq!(utc, "2020-01-01 08:00:00");
+    let (acc, _) = create(
+        &upload,
+        "table=mixed_zones&create=true",
+        "time,what\n2020-01-01T00:00:00,local\n2020-01-01T00:00:00-08,SF\n",
+        "CREATE TABLE \"public\".\"mixed_zones\" (\"time\" text, \"what\" text)",
+    )
+    .await;
+    assert!(
+        acc["read_as"]["notes"]
+            .to_string()
+            .contains("time mix times with and without a UTC offset: text"),
+        "{acc}"
     );
     upload.stop().await;
     sink.stop().await;

@@ -141,9 +141,14 @@ impl SqlType {
                     .is_some_and(|t| !Self::Date.fits(t) && Self::Timestamp.fits(t));
                 named
                     || DateTime::parse_from_rfc3339(v).is_ok()
-                    || ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z"]
-                        .iter()
-                        .any(|f| DateTime::parse_from_str(v, f).is_ok())
+                    // `-0500`, `-05:00`, and the short `-08` ISO 8601 allows (RFC 3339 does not).
+                    || [
+                        "%Y-%m-%d %H:%M:%S%.f%#z",
+                        "%Y-%m-%d %H:%M:%S%.f%:z",
+                        "%Y-%m-%dT%H:%M:%S%.f%#z",
+                    ]
+                    .iter()
+                    .any(|f| DateTime::parse_from_str(v, f).is_ok())
             }
             // `08:30`, `18:05:30`, `07:00:00.250`, as timesheets and timetables write them.
             Self::Time => ["%H:%M:%S%.f", "%H:%M"]
@@ -556,6 +561,8 @@ mod tests {
             ["timestamp", "timestamptz"]
         );
         assert!(!SqlType::Timestamptz.fits("2024-03-01 UTC"));
+        assert!(SqlType::Timestamptz.fits("2020-01-01T00:00:00-08"));
+        assert!(!SqlType::Timestamptz.fits("2020-01-01T00:00:00"));
         // US and European zone names, as exports write them; CST is ambiguous.
         assert_eq!(
             infer(&[

@@ -9,8 +9,9 @@ use csvbus_shared::read_as::ReadAs;
 
 use crate::error::ApiError;
 use crate::import::start::Plan;
+use crate::import::type_notes;
 use crate::rows::mapping::Mapping;
-use csvbus_shared::infer::{self, Inference, SqlType};
+use csvbus_shared::infer::{self, Inference};
 
 use crate::read::header::{self, Unnamed};
 use crate::read::parse::Dialect;
@@ -170,29 +171,16 @@ fn with_names(
     observe(&mut inference, &rows);
     let names = infer::column_names(&kept);
     let types = inference.types();
-    // A second header row (labels under codes, as the US Census writes them) makes text of
-    // columns whose values below it are numbers or dates: said, with the option that reads it
-    // as the header.
     let mut notes = Vec::new();
     if has_header && rows.len() >= 3 {
         let mut rest = Inference::new(kept.len());
         observe(&mut rest, &rows[1..]);
-        let typed: Vec<String> = names
-            .iter()
-            .zip(types.iter().zip(rest.types()))
-            .filter(|(_, (with, without))| **with == SqlType::Text && *without != SqlType::Text)
-            .map(|(n, (_, t))| format!("{n} (else {})", t.sql()))
-            .collect();
-        if typed.len() >= 2 {
-            notes.push(format!(
-                "line {} looks like a second header row: it alone makes text of {}{}; \
-                 skip_lines={} reads it as the header instead",
-                dialect.first_line + 1,
-                typed[..typed.len().min(3)].join(", "),
-                if typed.len() > 3 { ", …" } else { "" },
-                dialect.first_line,
-            ));
-        }
+        notes.extend(type_notes::second_header(
+            &names,
+            &types,
+            &rest.types(),
+            dialect.first_line,
+        ));
     }
     if null.is_none() {
         let typed = |marker: &str| {
@@ -200,8 +188,16 @@ fn with_names(
             observe_as(Some(marker), &mut i, &rows);
             i.types()
         };
-        notes.extend(missing_marker_note(&names, &types, typed));
+        notes.extend(type_notes::missing_marker(&names, &types, typed));
     }
+    let at: Vec<usize> = (0..keep.len()).filter(|i| keep[*i]).collect();
+    let values = |j: usize| {
+        let i = at[j];
+        rows.iter()
+            .filter_map(move |r| r.get(i))
+            .filter_map(|v| std::str::from_utf8(v).ok())
+    };
+    notes.extend(type_notes::mixed_zones(&names, &types, values));
     let mut created = names.iter();
     let field_names = keep
         .iter()
@@ -228,35 +224,6 @@ fn with_names(
         header: header.to_vec(),
         notes,
         first_is_data: false,
-    })
-}
-
-/// The note on columns a missing-value marker alone makes text (R's `NA`, Excel's `#N/A`):
-/// the marker that types the most of them when read as NULL (`typed(marker)`: the types
-/// then), and `null=` that does so. `None` when no marker does.
-fn missing_marker_note(
-    names: &[String],
-    types: &[SqlType],
-    typed: impl Fn(&str) -> Vec<SqlType>,
-) -> Option<String> {
-    let gained = |marker: &&str| -> Vec<String> {
-        names
-            .iter()
-            .zip(types.iter().zip(typed(marker)))
-            .filter(|(_, (with, without))| **with == SqlType::Text && *without != SqlType::Text)
-            .map(|(n, (_, t))| format!("{n} (else {})", t.sql()))
-            .collect()
-    };
-    let (marker, columns) = header::MISSING
-        .iter()
-        .map(|m| (m, gained(m)))
-        .max_by_key(|(_, c)| c.len())?;
-    (!columns.is_empty()).then(|| {
-        format!(
-            "{marker} alone makes text of {}{}; null={marker} reads it as NULL and types them",
-            columns[..columns.len().min(3)].join(", "),
-            if columns.len() > 3 { ", …" } else { "" },
-        )
     })
 }
 

@@ -19,4 +19,5 @@ pub(crate) mod request;
 pub(crate) mod row_loop;
 pub(crate) mod source_name;
 pub(crate) mod start;
+pub(crate) mod type_notes;
 pub(crate) mod widen;
