@@ -240,17 +240,11 @@ impl Session {
             topic: &c.topic,
             partition,
         };
-        let next = offsets::stored(&mut self.conn, key).await?;
-        let Some(next) = next else {
+        let Some(next) = offsets::stored(&mut self.conn, key).await? else {
             return Ok(Offset::Beginning);
         };
-        // A position past the log's end was left by an earlier incarnation of the topic (see
-        // [`crate::positions::stale`]); not every broker answers such a fetch with "out of range", so start
-        // from the beginning and let the writer find it stale.
-        match topic::high_watermark(&c.consumer, &c.topic, partition).await {
-            Some(high) if next > high => Ok(Offset::Beginning),
-            _ => Ok(Offset::Offset(next)),
-        }
+        let high = topic::high_watermark(&c.consumer, &c.topic, partition).await;
+        Ok(start_at(next, high))
     }
 
     /// Stops fetching everything held; the locks go with the session when it is dropped.
@@ -267,5 +261,34 @@ impl Session {
             }
             Err(e) => tracing::warn!(error = %e, "unassigning the held partitions failed"),
         }
+    }
+}
+
+/// Where fetching a partition starts, its stored position being `next` and its log's end
+/// `high` (`None`: the brokers did not say). A position past the log's end was left by an
+/// earlier incarnation of the topic (see [`crate::positions::stale`]); not every broker answers
+/// such a fetch with "out of range", so fetching starts from the beginning and the writer finds
+/// the position stale. When the end is not known — brokers just restarted, the topic perhaps
+/// recreated and refilling — the beginning too: fetching from `next` would pass over the new
+/// incarnation's records below it unseen, and the writer could not tell them from handled ones.
+fn start_at(next: i64, high: Option<i64>) -> Offset {
+    match high {
+        Some(high) if next <= high => Offset::Offset(next),
+        _ => Offset::Beginning,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetching_starts_at_the_stored_position_only_within_a_log_known_to_reach_it() {
+        assert_eq!(start_at(76, Some(100)), Offset::Offset(76));
+        assert_eq!(start_at(76, Some(76)), Offset::Offset(76));
+        assert_eq!(start_at(76, Some(30)), Offset::Beginning);
+        // The brokers did not answer (the restarted one of `broker_faults`): not past records
+        // never seen.
+        assert_eq!(start_at(76, None), Offset::Beginning);
     }
 }
