@@ -74,11 +74,14 @@ struct Stack {
     broker: Child,
     upload: Proc,
     sink: Proc,
+    /// The services' environment, to start a sink again.
+    env: csvbus_shared::config::Env,
 }
 
 /// A tansu of the test's own on a free port, a fresh database with `nums`, and the upload
-/// service and sink as release processes on `topic` (delivery timeout 4 s); `sink_env` on top.
-async fn stack(topic: &str, sink_env: &[(&str, &str)]) -> Stack {
+/// service and sink as release processes on `topic` (delivery timeout 4 s); `upload_env` and
+/// `sink_env` on top.
+async fn stack(topic: &str, upload_env: &[(&str, &str)], sink_env: &[(&str, &str)]) -> Stack {
     csvbus_tests::init_logs();
     let db = TestDb::new().await;
     db.exec(NUMS).await;
@@ -92,7 +95,7 @@ async fn stack(topic: &str, sink_env: &[(&str, &str)]) -> Stack {
     e.set("CSVBUS_SINK_GROUP", unique("g"));
     e.set("CSVBUS_SINK_LINGER_MS", "50");
     e.set("CSVBUS_DELIVERY_TIMEOUT_MS", "4000");
-    let mut upload = Proc::upload(&e, &[]);
+    let mut upload = Proc::upload(&e, upload_env);
     upload.ready(Duration::from_secs(60)).await;
     let mut sink = Proc::sink(&e, sink_env);
     sink.ready(Duration::from_secs(60)).await;
@@ -103,6 +106,7 @@ async fn stack(topic: &str, sink_env: &[(&str, &str)]) -> Stack {
         broker,
         upload,
         sink,
+        env: e,
     }
 }
 
@@ -140,7 +144,8 @@ async fn a_broker_frozen_mid_import_ends_exact_after_a_keyed_retry() {
         mut broker,
         upload,
         sink,
-    } = stack(&topic, &[]).await;
+        ..
+    } = stack(&topic, &[], &[]).await;
 
     let n = 200_000u64;
     let client = tokio::spawn(post_with_retries(
@@ -227,7 +232,8 @@ async fn broker_restarted_mid_import(sink_env: &[(&str, &str)]) {
         mut broker,
         upload,
         sink,
-    } = stack(&topic, sink_env).await;
+        ..
+    } = stack(&topic, &[], sink_env).await;
 
     // The client sends the first 30,000 rows, then waits (its request open) for the restart.
     let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
@@ -286,6 +292,70 @@ async fn broker_restarted_mid_import(sink_env: &[(&str, &str)]) {
     let rec = csvbus_tests::wait_final_at(&upload.url(""), id, Duration::from_secs(180)).await;
     assert_eq!(rec["status"], "completed", "{rec}\n{}", sink.log_tail());
     assert_nums_exact(&db, 60_000).await;
+    sink.stop().await;
+    upload.stop().await;
+    broker.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The sink is down while a broker without durable storage restarts and a new import refills the
+/// topic past the positions the sink stored: started again, the sink must not take the new log's
+/// records below its stored positions for the ones it wrote before (the high watermark is past
+/// them, so nothing but the records themselves tells the two logs apart). A record batch a message:
+/// tansu answers a fetch from the batch after the one holding the offset asked for, which would
+/// hide the defect by chance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_refilled_past_the_positions_while_the_sink_is_down_is_written_whole() {
+    let topic = unique("brefill");
+    let Stack {
+        db,
+        dir,
+        broker_addr,
+        mut broker,
+        upload,
+        sink,
+        env,
+    } = stack(&topic, &[("CSVBUS_PRODUCER_BATCH_BYTES", "1")], &[]).await;
+    let url = upload.url("/v1/imports?table=nums");
+    // About 10 runs of 1,024 lines: two or three records a partition.
+    let first = csvbus_tests::post_csv(&url, reqwest::Body::wrap_stream(nums_csv(1, 10_000))).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let rec = csvbus_tests::wait_final_at(
+        &upload.url(""),
+        first["import_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    sink.stop().await;
+
+    broker.kill().await.unwrap();
+    let mut broker = start_broker(&dir, broker_addr);
+    wait_listening(broker_addr).await;
+    csvbus_shared::kafka::ensure_topic(
+        &csvbus_shared::kafka::client_config(&broker_addr.to_string()),
+        &topic,
+        4,
+    )
+    .await
+    .unwrap();
+    // About 40 runs: ten records a partition, past every stored position.
+    let second = post_keyed_until_accepted(
+        &url,
+        &unique("key"),
+        || reqwest::Body::wrap_stream(nums_csv(10_001, 50_000)),
+        &[503],
+        Duration::from_secs(60),
+    )
+    .await
+    .0;
+    let mut sink = Proc::sink(&env, &[]);
+    sink.ready(Duration::from_secs(60)).await;
+    let id = second["import_id"].as_str().unwrap();
+    let rec = csvbus_tests::wait_final_at(&upload.url(""), id, Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "completed", "{rec}\n{}", sink.log_tail());
+    assert_nums_exact(&db, 50_000).await;
     sink.stop().await;
     upload.stop().await;
     broker.kill().await.unwrap();

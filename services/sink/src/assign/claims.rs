@@ -264,16 +264,26 @@ impl Session {
     }
 }
 
+/// Records fetched again before the stored position when a partition is taken: the first
+/// batch then holds records the sink wrote, for the writer to compare with what it stored.
+pub const LOOK_BACK: i64 = 16;
+
 /// Where fetching a partition starts, its stored position being `next` and its log's end
-/// `high` (`None`: the brokers did not say). A position past the log's end was left by an
-/// earlier incarnation of the topic (see [`crate::positions::stale`]); not every broker answers
-/// such a fetch with "out of range", so fetching starts from the beginning and the writer finds
-/// the position stale. When the end is not known — brokers just restarted, the topic perhaps
-/// recreated and refilling — the beginning too: fetching from `next` would pass over the new
-/// incarnation's records below it unseen, and the writer could not tell them from handled ones.
+/// `high` (`None`: the brokers did not say).
+///
+/// A few records before `next` ([`LOOK_BACK`]): a topic deleted and created again, or a broker
+/// without durable storage restarted, may have been refilled past `next` while nobody fetched
+/// it; only records below `next` can tell that log from the one the position was stored on
+/// ([`crate::positions::stale`]), so the first batch must hold some. (A broker that answers a
+/// fetch from the next whole record batch needs more than one.) They are skipped as written.
+///
+/// A position past the log's end was left by an earlier incarnation of the topic; not every
+/// broker answers such a fetch with "out of range", so fetching starts from the beginning and
+/// the writer finds the position stale. When the end is not known — brokers just restarted,
+/// the topic perhaps recreated and refilling — the beginning too.
 fn start_at(next: i64, high: Option<i64>) -> Offset {
     match high {
-        Some(high) if next <= high => Offset::Offset(next),
+        Some(high) if next <= high && next > LOOK_BACK => Offset::Offset(next - LOOK_BACK),
         _ => Offset::Beginning,
     }
 }
@@ -283,9 +293,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fetching_starts_at_the_stored_position_only_within_a_log_known_to_reach_it() {
-        assert_eq!(start_at(76, Some(100)), Offset::Offset(76));
-        assert_eq!(start_at(76, Some(76)), Offset::Offset(76));
+    fn fetching_starts_before_the_stored_position_only_within_a_log_known_to_reach_it() {
+        assert_eq!(start_at(76, Some(100)), Offset::Offset(76 - LOOK_BACK));
+        assert_eq!(start_at(76, Some(76)), Offset::Offset(76 - LOOK_BACK));
+        assert_eq!(start_at(LOOK_BACK, Some(76)), Offset::Beginning);
         assert_eq!(start_at(76, Some(30)), Offset::Beginning);
         // The brokers did not answer (the restarted one of `broker_faults`): not past records
         // never seen.
