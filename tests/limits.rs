@@ -157,3 +157,161 @@ async fn an_upload_still_reading_stops_when_the_sink_stops_its_import() {
     sink.stop().await;
     upload.stop().await;
 }
+
+/// Refusals dense enough for the sink to write the rest of a batch a row at a time inside
+/// Postgres (every third row refused): the import still stops at exactly `max_rejected + 1`
+/// refusals, the rows before the last of them written, none after it. One partition, so that
+/// "before" is the file's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dense_refusals_written_a_row_at_a_time_stop_exactly_at_max_rejected() {
+    let (db, mut e) = stack().await;
+    e.set("CSVBUS_TOPIC_PARTITIONS", "1");
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let body = format!("id,v\n{}", rows(1, 3_000, |i| i % 3 == 0));
+    let http = reqwest::Client::new();
+    let query = "table=checked&max_rejected=50";
+    let headers = [("content-type", "text/csv")];
+    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
+    assert!(
+        status == StatusCode::ACCEPTED || accepted["error"] == "too_many_rejected_rows",
+        "{status} {accepted}"
+    );
+    let id = accepted["import_id"].as_str().unwrap();
+    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    assert_eq!(rec["stopped"], true, "{rec}");
+    // The 51st refused row is id 153: the 102 good rows before it are written.
+    assert_eq!(rec["rows_write_rejected"], 51, "{rec}");
+    assert_eq!(rec["rows_written"], 102, "{rec}");
+    assert_eq!(db.count("SELECT count(*) FROM checked").await, 102);
+    assert_eq!(db.count("SELECT max(id)::bigint FROM checked").await, 152);
+    let reasons: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT line, reason FROM csvbus.rejected_rows WHERE import_id = $1::uuid ORDER BY line",
+    )
+    .bind(id)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let lines: Vec<i64> = reasons.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, (1..=51).map(|k| 3 * k + 1).collect::<Vec<i64>>());
+    for (line, reason) in &reasons {
+        assert!(
+            reason.contains("violates check constraint \"checked_v_check\"")
+                && reason.ends_with("(SQLSTATE 23514)"),
+            "line {line}: {reason}"
+        );
+    }
+    let metrics = reqwest::get(sink.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("csvbus_sink_copies_total{format=\"one_by_one\"}")),
+        "the rows after the second refusal went one by one"
+    );
+    sink.stop().await;
+    upload.stop().await;
+}
+
+/// Batches smaller than their import's allowance count their refusals without its lock, side
+/// by side; together they pass `max_rejected`, and the import still stops at exactly
+/// `max_rejected + 1` refusals: a batch that finds, under the lock, that the others spent what
+/// it counted on is written again the exact way. Four partitions' batches of 100 refused rows
+/// go through the sink's writer at once (the sink's fetching does not line them up so on
+/// demand) while the test holds the import's row, until at least two wait for it, each having
+/// counted its 100 against the 150 allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_counted_side_by_side_still_stop_exactly_at_max_rejected() {
+    use csvbus_sink::diagnostics::{write_with_retry, Batch, Record, RowMeta, Settings, Signal};
+    let (db, e) = stack().await;
+    let table = csvbus_shared::catalog::TableName::parse("checked", "public").unwrap();
+    let columns = ["id".to_owned(), "v".to_owned()];
+    let import = uuid::Uuid::now_v7();
+    let mut new = csvbus_shared::imports::NewImport::append(import, &table, &columns);
+    new.max_rejected = 150;
+    let mut conn = db.pool.acquire().await.unwrap();
+    csvbus_shared::imports::create(&mut conn, &new)
+        .await
+        .unwrap();
+    drop(conn);
+    let encoder = csvbus_shared::message::RowEncoder::new(&columns);
+    let shared = std::sync::Arc::new(table.clone());
+    let batch = |partition: i32| {
+        let records = (0..100)
+            .map(|i| {
+                let id = (partition * 100 + i + 1).to_string();
+                let mut payload = Vec::new();
+                encoder.encode(&mut payload, [Some(id.as_str()), Some("0")].into_iter());
+                Record {
+                    offset: i64::from(i),
+                    partition,
+                    meta: Some(RowMeta {
+                        import,
+                        line: i64::from(partition * 100 + i + 2),
+                        table: shared.clone(),
+                    }),
+                    payload: payload.into(),
+                    ..Record::default()
+                }
+            })
+            .collect();
+        Batch::new("limits-writer".into(), partition, records)
+    };
+    let config = csvbus_sink::SinkConfig::from_env(&e).unwrap();
+    let settings = Settings {
+        group_id: unique("writer"),
+        allowed_schemas: vec!["public".to_owned()],
+        max_attempts: config.max_attempts,
+        statement_timeout: config.statement_timeout,
+        signer: None,
+        copy_format: config.copy_format,
+        key_conflicts: Default::default(),
+        staged: Default::default(),
+    };
+    let mut hold = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM csvbus.imports WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(import)
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|p| {
+            let (pool, settings, batch) = (db.pool.clone(), settings.clone(), batch(p));
+            tokio::spawn(async move {
+                let stop = tokio_util::sync::CancellationToken::new();
+                write_with_retry(&pool, &settings, &batch, &stop, &Signal::default()).await
+            })
+        })
+        .collect();
+    let waiting = "SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND wait_event_type = 'Lock'
+                      AND query LIKE '%max_rejected - rows_rejected - rows_write_rejected%'";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while db.count(waiting).await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "two batches did not come to wait for the import's row"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hold.rollback().await.unwrap();
+    for w in writers {
+        assert!(w.await.unwrap().is_some());
+    }
+    let (rejected, stopped): (i64, bool) =
+        sqlx::query_as("SELECT rows_write_rejected, stopped FROM csvbus.imports WHERE id = $1")
+            .bind(import)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((rejected, stopped), (151, true));
+    assert_eq!(
+        db.count("SELECT count(*) FROM csvbus.rejected_rows").await,
+        151
+    );
+    assert_eq!(db.count("SELECT count(*) FROM checked").await, 0);
+}

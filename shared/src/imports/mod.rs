@@ -36,7 +36,8 @@ mod status;
 pub mod upload;
 
 pub use rejected::{
-    insert_rejected, storable_json, storable_text, Rejected, RejectedPage, RejectedRow, Stage,
+    insert_rejected, insert_rejected_many, storable_json, storable_text, Rejected, RejectedPage,
+    RejectedRow, Stage,
 };
 pub use sink::{add_written, Written};
 pub use status::{ImportStatus, Outcome};

@@ -43,7 +43,12 @@ pub const METRICS: &[MetricDoc] = &[
     MetricDoc::new(
         "csvbus_sink_copies_total",
         Counter,
-        "COPY statements of batch rows, by format: binary (every column's type and value encodable) or csv.",
+        "COPY statements of batch rows, by format: binary (every column's type and value encodable), csv, or one_by_one (the rest of a group after its second refused row, inserted a row at a time inside Postgres).",
+    ),
+    MetricDoc::new(
+        "csvbus_sink_allowance_rewrites_total",
+        Counter,
+        "Batches written again with their imports' rows locked: the refusals they counted without the lock passed what the imports had left of max_rejected.",
     ),
     MetricDoc::new(
         "csvbus_sink_pipelined_batches_total",

@@ -21,6 +21,15 @@ pub(crate) struct Refusal {
     pub failure: Failure,
 }
 
+/// What [`RangeWriter::write_each`] did with a range.
+#[derive(Debug)]
+pub(crate) struct OneByOne {
+    /// The rows refused, each with its place in the range (0-based), in order.
+    pub refused: Vec<(i64, Refusal)>,
+    /// How many rows from the range's start it went through (the others are not written).
+    pub through: i64,
+}
+
 /// What becomes of a refused range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -61,6 +70,17 @@ pub(crate) trait RangeWriter {
         }
     }
 
+    /// Writes `range` one row at a time inside Postgres ([`crate::write::each`]), when the
+    /// writer can, under the savepoint [`bisect`] holds. `None`: it cannot, and the range is
+    /// written by COPYs. It may stop after the refusal that spends the import's allowance.
+    async fn write_each(
+        &mut self,
+        _conn: &mut PgConnection,
+        _range: Range<i64>,
+    ) -> Result<Option<OneByOne>, sqlx::Error> {
+        Ok(None)
+    }
+
     /// `range` was written: `rows` rows.
     fn written(&mut self, range: Range<i64>, rows: u64);
 
@@ -81,8 +101,16 @@ enum Todo {
     /// past the next refusal instead of all the rest of the range (which Postgres reads and
     /// drops after the error): a refused row's cost does not grow with the batch.
     Rest(Range<i64>, i64),
+    /// The rows after the second row a COPY named as refused: refusals are dense, each would
+    /// cost a few round trips more; written a row at a time inside Postgres when the writer
+    /// can ([`RangeWriter::write_each`]), else as [`Todo::Rest`].
+    Each(Range<i64>, i64),
     Refused(Range<i64>, Refusal),
 }
+
+/// The rows COPYs named as refused in one [`bisect`] after which the rest of the range is
+/// written a row at a time ([`Todo::Each`]).
+const DENSE: u32 = 2;
 
 /// The least window of [`Todo::Rest`].
 const MIN_WINDOW: i64 = 32;
@@ -117,9 +145,25 @@ pub(crate) async fn bisect(
     // Whether the savepoint is set: after a written range, the next write's savepoint is taken
     // in the same round trip as the release (one statement fewer per refused row).
     let mut held = false;
+    // Rows COPYs named as refused so far.
+    let mut named_refusals = 0;
     while let Some(t) = todo.pop() {
         let r = match t {
-            Todo::Write(r) | Todo::Rest(r, _) if r.is_empty() => continue,
+            Todo::Write(r) | Todo::Rest(r, _) | Todo::Each(r, _) if r.is_empty() => continue,
+            Todo::Each(r, window) => {
+                if !held {
+                    sqlx::query("SAVEPOINT csvbus_rows")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                held = false;
+                match each(conn, r.clone(), w).await? {
+                    Each::Stopped => return Ok(()),
+                    Each::Done => {}
+                    Each::Cannot(rest) => todo.push(Todo::Rest(rest, window)),
+                }
+                continue;
+            }
             Todo::Write(r) => r,
             Todo::Rest(r, window) if r.end - r.start > window => {
                 todo.push(Todo::Rest(r.start + window..r.end, window * 2));
@@ -170,7 +214,11 @@ pub(crate) async fn bisect(
                 Some(bad) => {
                     // The next window: twice the rows this COPY got through.
                     let window = (2 * (bad + 1 - r.start)).max(MIN_WINDOW);
-                    todo.push(Todo::Rest(bad + 1..r.end, window));
+                    named_refusals += 1;
+                    todo.push(match named_refusals >= DENSE {
+                        true => Todo::Each(bad + 1..r.end, window),
+                        false => Todo::Rest(bad + 1..r.end, window),
+                    });
                     todo.push(Todo::Refused(bad..bad + 1, refusal));
                     todo.push(Todo::Write(r.start..bad));
                 }
@@ -186,6 +234,59 @@ pub(crate) async fn bisect(
         }
     }
     Ok(())
+}
+
+/// What became of a range given to [`RangeWriter::write_each`].
+enum Each {
+    /// Its rows are written or refused.
+    Done,
+    /// The import's allowance is spent: bisecting stops.
+    Stopped,
+    /// Nothing was written of these rows: write them by COPYs.
+    Cannot(Range<i64>),
+}
+
+/// Writes `r` through [`RangeWriter::write_each`] under the savepoint set for it, which is
+/// released (or, when the writer cannot or fails, rolled back); books its rows in file order.
+async fn each(
+    conn: &mut PgConnection,
+    r: Range<i64>,
+    w: &mut impl RangeWriter,
+) -> Result<Each, sqlx::Error> {
+    let done = match w.write_each(conn, r.clone()).await {
+        Ok(Some(done)) => done,
+        Ok(None) => {
+            conn.execute("RELEASE SAVEPOINT csvbus_rows").await?;
+            return Ok(Each::Cannot(r));
+        }
+        Err(e) if classify(&e) == Failure::Outage => return Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, "writing a row at a time failed: by COPY instead");
+            conn.execute("ROLLBACK TO SAVEPOINT csvbus_rows; RELEASE SAVEPOINT csvbus_rows")
+                .await?;
+            return Ok(Each::Cannot(r));
+        }
+    };
+    conn.execute("RELEASE SAVEPOINT csvbus_rows").await?;
+    let through = r.start + done.through.clamp(0, r.end - r.start);
+    let mut from = r.start;
+    for (at, refusal) in done.refused {
+        let bad = r.start + at;
+        if bad > from {
+            w.written(from..bad, (bad - from) as u64);
+        }
+        if w.refused(conn, bad..bad + 1, refusal).await? == Next::Stop {
+            return Ok(Each::Stopped);
+        }
+        from = bad + 1;
+    }
+    if through > from {
+        w.written(from..through, (through - from) as u64);
+    }
+    Ok(match through < r.end {
+        true => Each::Cannot(through..r.end),
+        false => Each::Done,
+    })
 }
 
 #[cfg(test)]

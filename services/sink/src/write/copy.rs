@@ -13,13 +13,14 @@ use std::ops::Range;
 use csvbus_shared::catalog::quote_ident;
 use csvbus_shared::failure::{classify, Failure};
 use csvbus_shared::imports::ImportStatus;
-use csvbus_shared::modes::ImportMode;
+use csvbus_shared::modes::{ImportMode, LINE_COLUMN};
 use sqlx::PgConnection;
 
 use crate::config::CopyFormat;
 use crate::write::batch::{Group, Reject};
 use crate::write::binary::{self, Codec};
-use crate::write::bisect::{bisect, Next, RangeWriter, Refusal};
+use crate::write::bisect::{bisect, Next, OneByOne, RangeWriter, Refusal};
+use crate::write::each::insert_each;
 use crate::write::how::{without_lines, Format, How, KeyConflicts};
 
 /// How errors of unknown meaning are treated.
@@ -49,9 +50,29 @@ pub struct Counts {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Allowance {
     pub left: Option<i64>,
-    /// Read under the lock, or not to be locked (a pipelined batch never refuses rows: it is
-    /// written again the ordinary way when it does).
+    /// Read under the lock, or not to be locked: a pipelined batch never refuses rows (it is
+    /// written again the ordinary way when it does), and an optimistic one is checked before
+    /// it books ([`crate::write::rows::Rows::over_allowance`]).
     pub settled: bool,
+}
+
+/// The import's refusals still allowed, read under its row lock (`-1`: it stopped; `None`: no
+/// bound). The lock is held to the transaction's end.
+pub(crate) async fn lock_allowance(
+    conn: &mut PgConnection,
+    import: uuid::Uuid,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT CASE WHEN stopped THEN -1
+                     WHEN status IN ($2, $3)
+                     THEN max_rejected - rows_rejected - rows_write_rejected END
+           FROM csvbus.imports WHERE id = $1 FOR NO KEY UPDATE",
+    )
+    .bind(import)
+    .bind(ImportStatus::Receiving)
+    .bind(ImportStatus::Produced)
+    .fetch_one(conn)
+    .await
 }
 
 /// Writes a group as its import's mode says; pushes refused rows onto `rejects`. Each refused
@@ -218,6 +239,43 @@ impl RangeWriter for GroupWriter<'_> {
         }
     }
 
+    async fn write_each(
+        &mut self,
+        conn: &mut PgConnection,
+        r: Range<i64>,
+    ) -> Result<Option<OneByOne>, sqlx::Error> {
+        // A plain COPY's rows only (upsert and skip move staged rows by one statement), and
+        // the allowance known: the loop stops at the refusal that spends it.
+        if !matches!(self.how, How::Copy(_)) || !self.allowance.settled {
+            return Ok(None);
+        }
+        let rows = &self.g.rows[r.start as usize..r.end as usize];
+        let bytes = &self.g.csv[rows[0].bytes.start..rows[rows.len() - 1].bytes.end];
+        let mut columns = self.g.columns.clone();
+        if matches!(self.g.mode, ImportMode::Atomic | ImportMode::Replace) {
+            columns.push(LINE_COLUMN.to_owned());
+        }
+        let limit = self.allowance.left.map(|a| a + 1);
+        let relation = self.how.relation(self.g);
+        let Some((refused, through)) = insert_each(conn, &relation, &columns, bytes, limit).await?
+        else {
+            return Ok(None);
+        };
+        let refused = refused
+            .into_iter()
+            .map(|x| {
+                (
+                    x.index,
+                    Refusal {
+                        message: x.message,
+                        failure: x.failure,
+                    },
+                )
+            })
+            .collect();
+        Ok(Some(OneByOne { refused, through }))
+    }
+
     fn written(&mut self, r: Range<i64>, n: u64) {
         let rows = (r.end - r.start) as u64;
         self.handled += rows;
@@ -287,17 +345,7 @@ impl GroupWriter<'_> {
         reason: &str,
     ) -> Result<Next, sqlx::Error> {
         if !self.allowance.settled {
-            let left: Option<i64> = sqlx::query_scalar(
-                "SELECT CASE WHEN stopped THEN -1
-                             WHEN status IN ($2, $3)
-                             THEN max_rejected - rows_rejected - rows_write_rejected END
-                   FROM csvbus.imports WHERE id = $1 FOR UPDATE",
-            )
-            .bind(self.g.import)
-            .bind(ImportStatus::Receiving)
-            .bind(ImportStatus::Produced)
-            .fetch_one(&mut *conn)
-            .await?;
+            let left = lock_allowance(conn, self.g.import).await?;
             *self.allowance = Allowance {
                 left,
                 settled: true,

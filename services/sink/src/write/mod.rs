@@ -5,7 +5,8 @@
 //! booked ([`rows`]); one batch in one transaction,
 //! retried by the failure policy ([`writer`]), with the imports it names ([`targets`]); COPY
 //! or staged `INSERT … ON CONFLICT` of a group ([`copy`]), refused rows found by bisection
-//! under savepoints ([`bisect`]); every write in the transaction [`transaction`] begins.
+//! under savepoints ([`bisect`]) or, where they are dense, a row at a time inside Postgres
+//! ([`each`]); every write in the transaction [`transaction`] begins.
 
 pub(crate) mod batch;
 pub(crate) mod binary;
@@ -13,6 +14,7 @@ pub(crate) mod bisect;
 pub(crate) mod copy;
 pub(crate) mod decode;
 pub(crate) mod dispatch;
+pub(crate) mod each;
 pub(crate) mod how;
 pub(crate) mod pipeline;
 pub(crate) mod rows;

@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use crate::positions::offsets;
 use crate::write::batch::Target;
 use crate::write::copy::Mode;
-use crate::write::rows::{book, write_rows};
+use crate::write::rows::{book, write_rows, Allowances};
 use crate::write::targets;
 use crate::write::transaction;
 use crate::write::writer::{record_metrics, Batch, Outcome, Settings};
@@ -130,7 +130,17 @@ async fn attempt(
         // reached it first would hold the other: written the ordinary way.
         return Ok(Attempt::Ordinary);
     }
-    let rows = write_rows(&mut tx, settings, batch, 0, &read, &Mode::Normal, true).await?;
+    let allowances = Allowances::AsRead;
+    let rows = write_rows(
+        &mut tx,
+        settings,
+        batch,
+        0,
+        &read,
+        &Mode::Normal,
+        allowances,
+    )
+    .await?;
     if rows.refused() > 0 {
         // Refusals count against the import's allowance under its row lock, which the batch
         // before needs to book: written the ordinary way.

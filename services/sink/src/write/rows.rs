@@ -12,8 +12,24 @@ use crate::fetch::record::Record;
 use crate::positions::handled;
 use crate::positions::offsets::{self, Key};
 use crate::write::batch::{sort, Dead, Reject, Sorted, Target};
-use crate::write::copy::{copy_group, Allowance, Mode};
+use crate::write::copy::{copy_group, lock_allowance, Allowance, Mode};
 use crate::write::writer::{Batch, Outcome, Settings};
+
+/// How a batch counts its refused rows against their imports' `max_rejected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Allowances {
+    /// Against the allowances as read with the batch's targets: a pipelined batch, which is
+    /// written again the ordinary way when it refuses any row.
+    AsRead,
+    /// An import whose allowance as read covers every row of the batch counts against that,
+    /// without its lock — partitions refusing rows of one import then write side by side —
+    /// and the batch is checked before it books ([`Rows::over_allowance`]); any other import
+    /// as [`Allowances::Locked`].
+    Optimistic,
+    /// From its first refusal on, the transaction holds the import's row and reads what is
+    /// left ([`copy_group`]): the import stops after exactly `max_rejected + 1` refusals.
+    Locked,
+}
 
 /// What a batch's rows came to, before it is booked.
 pub(crate) struct Rows {
@@ -21,6 +37,8 @@ pub(crate) struct Rows {
     sorted: Sorted,
     counts: ByImport<imports::Written>,
     outcome: Outcome,
+    /// Imports whose refusals were counted against their allowance read without the lock.
+    unlocked: Vec<uuid::Uuid>,
 }
 
 impl Rows {
@@ -28,11 +46,28 @@ impl Rows {
     pub(crate) fn refused(&self) -> u64 {
         self.outcome.rejected
     }
+
+    /// Whether an import's refusals, counted without its lock, pass what it has left now that
+    /// its row is locked (other partitions refused its rows meanwhile): then the batch must be
+    /// written again under [`Allowances::Locked`], for the import to stop at exactly the row
+    /// past its bound. Holds the locks to the transaction's end (booking takes them anyway).
+    pub(crate) async fn over_allowance(&self, tx: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        for import in &self.unlocked {
+            let refused = self.counts.get(import).map_or(0, |c| c.rejected);
+            if refused > 0
+                && lock_allowance(tx, *import)
+                    .await?
+                    .is_some_and(|l| l < refused)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// Writes `batch`'s records from `first_new` on, as `targets` say, with their rejected rows and
-/// dead letters; books nothing yet. `settled`: the imports' allowances in `targets` stand (else
-/// a refusal reads them again under the import's lock, [`copy_group`]).
+/// dead letters; books nothing yet. Refusals count against `max_rejected` as `allowances` say.
 pub(crate) async fn write_rows(
     tx: &mut PgConnection,
     settings: &Settings,
@@ -40,18 +75,38 @@ pub(crate) async fn write_rows(
     first_new: usize,
     targets: &ByImport<Target>,
     mode: &Mode,
-    settled: bool,
+    allowances: Allowances,
 ) -> Result<Rows, sqlx::Error> {
     let fresh = &batch.records[first_new..];
     let signer = settings.signer.as_ref();
     let sorted = sort(fresh, |i| batch.decoded.get(first_new + i), targets, signer);
     let mut rejects = Vec::new();
     let mut counts: ByImport<imports::Written> = ByImport::default();
+    let rows = fresh.len() as i64;
+    let unlocked: Vec<uuid::Uuid> = match allowances {
+        Allowances::Optimistic => {
+            let covers = |t: &Target| t.allowance.is_none_or(|l| l >= rows);
+            let mut ids: Vec<_> = targets
+                .iter()
+                .filter(|(_, t)| covers(t))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.sort_unstable(); // locked in one order by every batch
+            ids
+        }
+        _ => Vec::new(),
+    };
     let mut allowances: ByImport<Allowance> = targets
         .iter()
         .map(|(id, t)| {
-            let left = t.allowance;
-            (*id, Allowance { left, settled })
+            let settled = allowances == Allowances::AsRead || unlocked.contains(id);
+            (
+                *id,
+                Allowance {
+                    left: t.allowance,
+                    settled,
+                },
+            )
         })
         .collect();
     for (import, n) in &sorted.set_aside {
@@ -98,6 +153,7 @@ pub(crate) async fn write_rows(
         sorted,
         counts,
         outcome,
+        unlocked,
     })
 }
 
@@ -137,6 +193,7 @@ async fn store_rejects(
     targets: &ByImport<Target>,
 ) -> Result<(), sqlx::Error> {
     let mut earlier: ByImport<i64> = ByImport::default();
+    let mut rows = Vec::with_capacity(rejects.len());
     for r in rejects {
         let before = earlier
             .entry(r.import)
@@ -146,17 +203,16 @@ async fn store_rejects(
             && payload.len() <= imports::rejected::FIELDS_LIMIT;
         *before += 1;
         let fields = kept.then(|| serde_json::from_slice(payload).ok()).flatten();
-        let rejected = imports::Rejected {
+        rows.push(imports::Rejected {
             import_id: r.import,
             line: r.line,
             stage: imports::Stage::Write,
             reason: &r.reason,
             raw: None,
             fields,
-        };
-        imports::insert_rejected(conn, rejected).await?;
+        });
     }
-    Ok(())
+    imports::insert_rejected_many(conn, &rows).await
 }
 
 /// Longest part of a dead letter's value that is kept.

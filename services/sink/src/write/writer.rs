@@ -29,7 +29,7 @@ use crate::write::copy::Mode;
 use crate::write::decode::Decoded;
 use crate::write::how::KeyConflicts;
 use crate::write::pipeline::Signal;
-use crate::write::rows::{book, write_rows};
+use crate::write::rows::{book, write_rows, Allowances};
 use crate::write::ByImport;
 use crate::write::{targets, transaction};
 
@@ -175,8 +175,28 @@ async fn write_once(
     mode: &Mode,
     locked: &Signal,
 ) -> Result<Outcome, sqlx::Error> {
+    match write_as(pool, settings, batch, mode, locked, Allowances::Optimistic).await? {
+        Some(outcome) => Ok(outcome),
+        None => {
+            metrics::counter!("csvbus_sink_allowance_rewrites_total").increment(1);
+            let again = write_as(pool, settings, batch, mode, locked, Allowances::Locked).await?;
+            Ok(again.unwrap_or_default())
+        }
+    }
+}
+
+/// One transaction of [`write_once`]; `None` (rolled back) when refusals counted without
+/// their imports' locks passed what those imports have left.
+async fn write_as(
+    pool: &PgPool,
+    settings: &Settings,
+    batch: &Batch,
+    mode: &Mode,
+    locked: &Signal,
+    allowances: Allowances,
+) -> Result<Option<Outcome>, sqlx::Error> {
     let Some(last) = batch.records.last() else {
-        return Ok(Outcome::default());
+        return Ok(Some(Outcome::default()));
     };
     let key = batch.key(settings);
     let mut tx = transaction::begin(pool, settings.statement_timeout).await?;
@@ -184,34 +204,41 @@ async fn write_once(
         Start::Fresh { first_new, stored } => (first_new, stored),
         Start::Gap { stored } => {
             let gap = Some(stored);
-            return Ok(Outcome {
+            return Ok(Some(Outcome {
                 gap,
                 next_offset: stored,
                 ..Outcome::default()
-            });
+            }));
         }
         Start::Stale => {
             tx.commit().await?;
-            return Ok(Outcome {
+            return Ok(Some(Outcome {
                 gap: Some(0),
                 ..Outcome::default()
-            });
+            }));
         }
     };
     // The next batch of the partition may take the position lock after this one now.
     locked.fire();
     if first_new == batch.records.len() {
-        return Ok(Outcome {
+        return Ok(Some(Outcome {
             skipped: first_new as u64,
             next_offset: stored.max(last.offset + 1),
             ..Outcome::default()
-        });
+        }));
     }
     let fresh = &batch.records[first_new..];
     let targets = targets::load(&mut tx, fresh, batch.partition, &settings.allowed_schemas).await?;
-    let rows = write_rows(&mut tx, settings, batch, first_new, &targets, mode, false).await?;
+    let rows = write_rows(
+        &mut tx, settings, batch, first_new, &targets, mode, allowances,
+    )
+    .await?;
+    if rows.over_allowance(&mut tx).await? {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     let outcome = book(&mut tx, key, stored, rows).await?;
     tx.commit().await?;
     settings.committed(&targets);
-    Ok(outcome)
+    Ok(Some(outcome))
 }
