@@ -53,7 +53,7 @@ pub const METRICS: &[MetricDoc] = &[
     MetricDoc::new(
         "csvbus_sink_pipelined_batches_total",
         Counter,
-        "Batches written behind the one before, by result: committed, conflict, contended, failed, ordinary.",
+        "Batches written behind the one before, by result: committed, conflict, contended, failed, refused, ordinary.",
     ),
     MetricDoc::new(
         "csvbus_sink_rejoins_total",

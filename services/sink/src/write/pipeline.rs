@@ -66,8 +66,9 @@ pub enum Pipelined {
     /// Written the ordinary way.
     Conflict,
     /// Rolled back: it waited too long for the batch before, or failed (a deadlock with the
-    /// batch before, an outage). Written the ordinary way — and so are the partition's next
-    /// batches for a while ([`crate::write::dispatch`]): the two batches reach the same rows.
+    /// batch before, an outage), or Postgres refused rows of it. Written the ordinary way — and
+    /// so are the partition's next batches for a while ([`crate::write::dispatch`]): the two
+    /// batches reach the same rows, or refuse rows again.
     Contended,
 }
 
@@ -86,6 +87,9 @@ pub async fn write(
         Ok(Attempt::Conflict) => (Pipelined::Conflict, "conflict"),
         Ok(Attempt::Ordinary) => (Pipelined::Conflict, "ordinary"),
         Ok(Attempt::Waited) => (Pipelined::Contended, "contended"),
+        // A file's refused rows seldom come alone: its next batches would write their rows
+        // twice too.
+        Ok(Attempt::Refused) => (Pipelined::Contended, "refused"),
         Err(e) => {
             // Written again the ordinary way: a retried write, like any other that failed.
             metrics::counter!("csvbus_sink_retries_total").increment(1);
@@ -107,6 +111,9 @@ enum Attempt {
     Ordinary,
     /// The batch before did not take the lock within [`LOCK_WAIT`].
     Waited,
+    /// Postgres refused rows of it: they count under their import's lock, which the batch
+    /// before needs to book.
+    Refused,
 }
 
 async fn attempt(
@@ -145,7 +152,7 @@ async fn attempt(
         // Refusals count against the import's allowance under its row lock, which the batch
         // before needs to book: written the ordinary way.
         tx.rollback().await?;
-        return Ok(Attempt::Conflict);
+        return Ok(Attempt::Refused);
     }
     let key = batch.key(settings);
     let (why, verdict) = 'check: {
