@@ -315,3 +315,90 @@ async fn refusals_counted_side_by_side_still_stop_exactly_at_max_rejected() {
     );
     assert_eq!(db.count("SELECT count(*) FROM checked").await, 0);
 }
+
+/// The rows written a row at a time read their values as COPY does: a value too long for
+/// `varchar(3)` is refused (a cast to `varchar(3)` would cut it), `numeric(5,2)` rounds and
+/// refuses what overflows, an empty value is NULL and `NOT NULL` refuses it, a bad date is
+/// refused — each at its line with Postgres' message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_written_a_row_at_a_time_read_their_values_as_copy_does() {
+    let (db, mut e) = stack().await;
+    e.set("CSVBUS_TOPIC_PARTITIONS", "1");
+    db.exec(
+        "CREATE TABLE typed (id int PRIMARY KEY, code varchar(3), amount numeric(5,2) NOT NULL,
+                             day date)",
+    )
+    .await;
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    // Every fourth row is bad, in turn: too long, overflowing, empty, not a date.
+    let bad = [
+        "abcd,1.00,2024-01-01",
+        "abc,1000.00,2024-01-01",
+        "abc,,2024-01-01",
+        "abc,1.00,2024-13-01",
+    ];
+    let mut body = "id,code,amount,day\n".to_owned();
+    for id in 1..=400 {
+        let row = match id % 4 {
+            0 => bad[(id / 4 - 1) % 4].to_owned(),
+            _ => format!("c{},{}.005,2024-02-{:02}", id % 10, id % 100, id % 28 + 1),
+        };
+        body.push_str(&format!("{id},{row}\n"));
+    }
+    let http = reqwest::Client::new();
+    let query = "table=typed&max_rejected=1000";
+    let headers = [("content-type", "text/csv")];
+    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["import_id"].as_str().unwrap();
+    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(
+        (
+            rec["rows_written"].as_i64(),
+            rec["rows_write_rejected"].as_i64()
+        ),
+        (Some(300), Some(100)),
+        "{rec}"
+    );
+    let reasons: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT line, reason FROM csvbus.rejected_rows WHERE import_id = $1::uuid ORDER BY line",
+    )
+    .bind(id)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let expect = [
+        "value too long for type character varying(3) (SQLSTATE 22001)",
+        "numeric field overflow (SQLSTATE 22003)",
+        "null value in column \"amount\" of relation \"typed\" violates not-null constraint (SQLSTATE 23502)",
+        "date/time field value out of range: \"2024-13-01\" (SQLSTATE 22008)",
+    ];
+    for (k, (line, reason)) in reasons.iter().enumerate() {
+        assert_eq!(*line, 4 * (k as i64 + 1) + 1);
+        assert_eq!(reason, expect[k % 4], "line {line}");
+    }
+    // 1.005 rounds to 1.01 as COPY rounds it; codes are kept whole.
+    let (sum, codes): (String, i64) = sqlx::query_as(
+        "SELECT sum(amount)::text, count(*) FILTER (WHERE length(code) = 2) FROM typed",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let expected: f64 = (1..=400)
+        .filter(|i| i % 4 != 0)
+        .map(|i| f64::from(i % 100) + 0.01)
+        .sum();
+    assert_eq!(sum, format!("{expected:.2}"));
+    assert_eq!(codes, 300);
+    let metrics = reqwest::get(sink.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("csvbus_sink_copies_total{format=\"one_by_one\"}"));
+    sink.stop().await;
+    upload.stop().await;
+}
