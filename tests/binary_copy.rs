@@ -329,12 +329,10 @@ async fn the_sink_copies_in_binary_and_leaves_refusals_and_other_types_to_csv() 
         (Some(2), Some(1)),
         "{rec}"
     );
-    let (line, reason): (i64, String) =
-        sqlx::query_as("SELECT line, reason FROM csvbus.rejected_rows WHERE import_id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let [(line, reason)] = &db.rejected(&id).await[..] else {
+        panic!("one rejected row")
+    };
+    let line = *line;
     assert_eq!(line, 3);
     assert!(
         reason.contains("value too long for type character varying(3)"),

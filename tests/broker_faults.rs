@@ -110,6 +110,19 @@ async fn stack(topic: &str, upload_env: &[(&str, &str)], sink_env: &[(&str, &str
     }
 }
 
+/// Kills `broker` and starts it again on `addr` — memory storage: empty — with `topic` created
+/// again (what a broker with durable storage would still have).
+async fn restart_empty(mut broker: Child, dir: &Path, addr: SocketAddr, topic: &str) -> Child {
+    broker.kill().await.unwrap();
+    let broker = start_broker(dir, addr);
+    wait_listening(addr).await;
+    let config = csvbus_shared::kafka::client_config(&addr.to_string());
+    csvbus_shared::kafka::ensure_topic(&config, topic, 4)
+        .await
+        .unwrap();
+    broker
+}
+
 async fn signal(child: &Child, sig: &str) {
     let pid = child.id().unwrap().to_string();
     let status = Command::new("kill")
@@ -229,7 +242,7 @@ async fn broker_restarted_mid_import(sink_env: &[(&str, &str)]) {
         db,
         dir,
         broker_addr,
-        mut broker,
+        broker,
         upload,
         sink,
         ..
@@ -262,16 +275,7 @@ async fn broker_restarted_mid_import(sink_env: &[(&str, &str)]) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    broker.kill().await.unwrap();
-    let mut broker = start_broker(&dir, broker_addr);
-    wait_listening(broker_addr).await;
-    csvbus_shared::kafka::ensure_topic(
-        &csvbus_shared::kafka::client_config(&broker_addr.to_string()),
-        &topic,
-        4,
-    )
-    .await
-    .unwrap();
+    let mut broker = restart_empty(broker, &dir, broker_addr, &topic).await;
     while let Some(chunk) = futures::StreamExt::next(&mut rows).await {
         tx.unbounded_send(chunk).unwrap();
     }
@@ -311,7 +315,7 @@ async fn a_topic_refilled_past_the_positions_while_the_sink_is_down_is_written_w
         db,
         dir,
         broker_addr,
-        mut broker,
+        broker,
         upload,
         sink,
         env,
@@ -330,16 +334,7 @@ async fn a_topic_refilled_past_the_positions_while_the_sink_is_down_is_written_w
     assert_eq!(rec["status"], "completed", "{rec}");
     sink.stop().await;
 
-    broker.kill().await.unwrap();
-    let mut broker = start_broker(&dir, broker_addr);
-    wait_listening(broker_addr).await;
-    csvbus_shared::kafka::ensure_topic(
-        &csvbus_shared::kafka::client_config(&broker_addr.to_string()),
-        &topic,
-        4,
-    )
-    .await
-    .unwrap();
+    let mut broker = restart_empty(broker, &dir, broker_addr, &topic).await;
     // About 40 runs: ten records a partition, past every stored position.
     let second = post_keyed_until_accepted(
         &url,

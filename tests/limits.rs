@@ -185,13 +185,7 @@ async fn dense_refusals_written_a_row_at_a_time_stop_exactly_at_max_rejected() {
     assert_eq!(rec["rows_written"], 102, "{rec}");
     assert_eq!(db.count("SELECT count(*) FROM checked").await, 102);
     assert_eq!(db.count("SELECT max(id)::bigint FROM checked").await, 152);
-    let reasons: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT line, reason FROM csvbus.rejected_rows WHERE import_id = $1::uuid ORDER BY line",
-    )
-    .bind(id)
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    let reasons = db.rejected(id).await;
     let lines: Vec<i64> = reasons.iter().map(|(l, _)| *l).collect();
     assert_eq!(lines, (1..=51).map(|k| 3 * k + 1).collect::<Vec<i64>>());
     for (line, reason) in &reasons {
@@ -362,13 +356,7 @@ async fn rows_written_a_row_at_a_time_read_their_values_as_copy_does() {
         (Some(300), Some(100)),
         "{rec}"
     );
-    let reasons: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT line, reason FROM csvbus.rejected_rows WHERE import_id = $1::uuid ORDER BY line",
-    )
-    .bind(id)
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    let reasons = db.rejected(id).await;
     let expect = [
         "value too long for type character varying(3) (SQLSTATE 22001)",
         "numeric field overflow (SQLSTATE 22003)",

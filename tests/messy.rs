@@ -1021,12 +1021,7 @@ async fn rows_ending_with_a_delimiter_the_header_lacks_land() {
             row("DEBIT", "2024-03-16", "-5.00", Some("1043")),
         ]
     );
-    let rejected: Vec<(i64, String)> =
-        sqlx::query_as("SELECT line, reason FROM csvbus.rejected_rows WHERE import_id = $1::uuid")
-            .bind(id)
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+    let rejected = db.rejected(id).await;
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert_eq!(rejected[0].0, 5);
     assert!(

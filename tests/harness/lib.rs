@@ -143,6 +143,17 @@ impl TestDb {
         .expect("rejected rows")
     }
 
+    /// The rejected rows of an import: line and reason, by line.
+    pub async fn rejected(&self, import: &str) -> Vec<(i64, String)> {
+        sqlx::query_as(
+            "SELECT line, reason FROM csvbus.rejected_rows WHERE import_id = $1::uuid ORDER BY line",
+        )
+        .bind(import)
+        .fetch_all(&self.pool)
+        .await
+        .expect("rejected rows")
+    }
+
     /// Runs SQL (DDL for target tables).
     pub async fn exec(&self, sql: &str) {
         sqlx::raw_sql(sql)
