@@ -390,3 +390,65 @@ async fn rows_written_a_row_at_a_time_read_their_values_as_copy_does() {
     sink.stop().await;
     upload.stop().await;
 }
+
+/// An atomic import whose every fifth row the target refuses when it is moved in (a check the
+/// staging table does not have): after the second refused row found by halving, the rest are
+/// inserted from the staging table a row at a time. Each refused row is rejected at its line
+/// with its values, the others land; past `max_rejected` nothing does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atomic_import_with_dense_refusals_is_moved_in_a_row_at_a_time() {
+    let (db, e) = stack().await;
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let http = reqwest::Client::new();
+    let headers = [("content-type", "text/csv")];
+    let body = format!("id,v\n{}", rows(1, 2_000, |i| i % 5 == 0));
+    let query = "table=checked&mode=atomic&max_rejected=1000";
+    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["import_id"].as_str().unwrap();
+    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(rec["rows_written"], 1_600, "{rec}");
+    assert_eq!(rec["rows_write_rejected"], 400, "{rec}");
+    let reasons = db.rejected(id).await;
+    let lines: Vec<i64> = reasons.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, (1..=400).map(|k| 5 * k + 1).collect::<Vec<i64>>());
+    assert!(
+        reasons.iter().all(|(_, r)| r.contains("checked_v_check")),
+        "{reasons:?}"
+    );
+    let fields: i64 = db
+        .count(&format!(
+            "SELECT count(*) FROM csvbus.rejected_rows
+              WHERE import_id = '{id}' AND fields->>'v' = '0' AND (fields->>'id')::int % 5 = 0"
+        ))
+        .await;
+    assert_eq!(fields, 400, "each refused row keeps its values");
+    assert_eq!(db.count("SELECT count(*) FROM checked").await, 1_600);
+    let metrics = reqwest::get(sink.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("csvbus_sink_copies_total{format=\"one_by_one\"}"));
+
+    // Past max_rejected: the move is given up, nothing lands.
+    let body = format!("id,v\n{}", rows(10_001, 2_000, |i| i % 5 == 0));
+    let query = "table=checked&mode=atomic&max_rejected=250";
+    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["import_id"].as_str().unwrap();
+    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "failed", "{rec}");
+    let error = rec["error"].as_str().unwrap();
+    assert!(error.contains("251 rows were refused"), "{error}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM checked WHERE id > 10000")
+            .await,
+        0
+    );
+    sink.stop().await;
+    upload.stop().await;
+}

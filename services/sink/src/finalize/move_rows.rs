@@ -12,7 +12,8 @@ use csvbus_shared::modes::{staging_table, ImportMode, LINE_COLUMN, LINE_COLUMN_S
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::write::bisect::{bisect, Next, RangeWriter, Refusal};
+use crate::write::bisect::{bisect, Next, OneByOne, RangeWriter, Refusal};
+use crate::write::each::{insert_each, Source};
 
 /// A staged row the target refused.
 pub(crate) struct Refused {
@@ -96,6 +97,39 @@ impl RangeWriter for StagedWriter<'_> {
         self.written += rows;
     }
 
+    fn dense(&self) -> bool {
+        self.refused.len() >= 2
+    }
+
+    async fn write_each(
+        &mut self,
+        conn: &mut PgConnection,
+        r: Range<i64>,
+    ) -> Result<Option<OneByOne>, sqlx::Error> {
+        let limit = self.allowed - self.refused.len() as i64 + 1;
+        let source = Source::Staged {
+            stage: &self.stage,
+            columns: &self.imp.columns,
+            lines: r,
+        };
+        let target = self.table.quoted();
+        let Some(looped) = insert_each(conn, &target, source, Some(limit)).await? else {
+            return Ok(None);
+        };
+        self.written += looped.written;
+        if let Some(other) = looped.refused.iter().find(|x| x.failure != Failure::Rows) {
+            self.given_up = Some(other.message.clone());
+            return Ok(Some(OneByOne::Stopped));
+        }
+        let refused = looped.refused.into_iter().map(|x| (x.at, x.message));
+        let rows = refused_rows(conn, &self.stage, refused.collect()).await?;
+        self.refused.extend(rows);
+        Ok(Some(match self.over_allowed() {
+            Next::Stop => OneByOne::Stopped,
+            _ => OneByOne::Done,
+        }))
+    }
+
     async fn refused(
         &mut self,
         conn: &mut PgConnection,
@@ -127,10 +161,17 @@ impl RangeWriter for StagedWriter<'_> {
                 Next::Split
             });
         };
-        let row = refused_row(conn, stage, *line, refusal.message).await?;
-        self.refused.push(row);
+        let rows = refused_rows(conn, stage, vec![(*line, refusal.message)]).await?;
+        self.refused.extend(rows);
+        Ok(self.over_allowed())
+    }
+}
+
+impl StagedWriter<'_> {
+    /// [`Next::Stop`], the move given up, once more rows were refused than allowed.
+    fn over_allowed(&mut self) -> Next {
         if self.refused.len() as i64 <= self.allowed {
-            return Ok(Next::Done);
+            return Next::Done;
         }
         let last = &self.refused[self.refused.len() - 1].reason;
         self.given_up = Some(format!(
@@ -139,7 +180,7 @@ impl RangeWriter for StagedWriter<'_> {
             self.table,
             self.imp.max_rejected,
         ));
-        Ok(Next::Stop)
+        Next::Stop
     }
 }
 
@@ -175,21 +216,29 @@ async fn prepare_move(
     Ok(lo.zip(hi).map(|(lo, hi)| (insert, lo..hi + 1)))
 }
 
-async fn refused_row(
+/// The staged rows at `lines` (ascending), refused with their reasons, with their values.
+async fn refused_rows(
     conn: &mut PgConnection,
     stage: &str,
-    line: i64,
-    reason: String,
-) -> Result<Refused, sqlx::Error> {
-    let fields: Option<serde_json::Value> = sqlx::query_scalar(&format!(
-        "SELECT to_jsonb(s) - '{LINE_COLUMN}' FROM {stage} s WHERE {LINE_COLUMN_SQL} = $1"
-    ))
-    .bind(line)
-    .fetch_optional(conn)
-    .await?;
-    Ok(Refused {
-        line,
-        reason,
-        fields,
-    })
+    refused: Vec<(i64, String)>,
+) -> Result<Vec<Refused>, sqlx::Error> {
+    let lines: Vec<i64> = refused.iter().map(|(l, _)| *l).collect();
+    let fields: std::collections::HashMap<i64, Option<serde_json::Value>> =
+        sqlx::query_as(&format!(
+            "SELECT {LINE_COLUMN_SQL}, to_jsonb(s) - '{LINE_COLUMN}' FROM {stage} s
+          WHERE {LINE_COLUMN_SQL} = ANY($1)"
+        ))
+        .bind(&lines)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(refused
+        .into_iter()
+        .map(|(line, reason)| Refused {
+            line,
+            reason,
+            fields: fields.get(&line).cloned().flatten(),
+        })
+        .collect())
 }

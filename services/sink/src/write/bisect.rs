@@ -22,12 +22,12 @@ pub(crate) struct Refusal {
 }
 
 /// What [`RangeWriter::write_each`] did with a range.
-#[derive(Debug)]
-pub(crate) struct OneByOne {
-    /// The rows refused, each with its place in the range (0-based), in order.
-    pub refused: Vec<(i64, Refusal)>,
-    /// How many rows from the range's start it went through (the others are not written).
-    pub through: i64,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OneByOne {
+    /// Every row is written or refused (and booked as such).
+    Done,
+    /// It stopped at the refusal that spent the import's allowance: stop bisecting.
+    Stopped,
 }
 
 /// What becomes of a refused range.
@@ -71,14 +71,21 @@ pub(crate) trait RangeWriter {
     }
 
     /// Writes `range` one row at a time inside Postgres ([`crate::write::each`]), when the
-    /// writer can, under the savepoint [`bisect`] holds. `None`: it cannot, and the range is
-    /// written by COPYs. It may stop after the refusal that spends the import's allowance.
+    /// writer can, under the savepoint [`bisect`] holds, and books its rows written and
+    /// refused itself. `None`: it cannot (nothing written), and the range is written by
+    /// ranges. It stops at the refusal that spends the import's allowance.
     async fn write_each(
         &mut self,
         _conn: &mut PgConnection,
         _range: Range<i64>,
     ) -> Result<Option<OneByOne>, sqlx::Error> {
         Ok(None)
+    }
+
+    /// Whether the refusals so far make writing the rest a row at a time worth it, where no
+    /// COPY names the rows it refuses (they are found by halving).
+    fn dense(&self) -> bool {
+        false
     }
 
     /// `range` was written: `rows` rows.
@@ -160,8 +167,13 @@ pub(crate) async fn bisect(
                 match each(conn, r.clone(), w).await? {
                     Each::Stopped => return Ok(()),
                     Each::Done => {}
-                    Each::Cannot(rest) => todo.push(Todo::Rest(rest, window)),
+                    Each::Cannot => todo.push(Todo::Rest(r, window)),
                 }
+                continue;
+            }
+            // Refusals found by halving: the writer may find them dense enough.
+            Todo::Write(r) if r.end - r.start > 1 && w.dense() => {
+                todo.push(Todo::Each(r, MIN_WINDOW));
                 continue;
             }
             Todo::Write(r) => r,
@@ -242,50 +254,35 @@ enum Each {
     Done,
     /// The import's allowance is spent: bisecting stops.
     Stopped,
-    /// Nothing was written of these rows: write them by COPYs.
-    Cannot(Range<i64>),
+    /// Nothing was written of it: write it by ranges.
+    Cannot,
 }
 
 /// Writes `r` through [`RangeWriter::write_each`] under the savepoint set for it, which is
-/// released (or, when the writer cannot or fails, rolled back); books its rows in file order.
+/// released (or, when the writer cannot or fails, rolled back).
 async fn each(
     conn: &mut PgConnection,
     r: Range<i64>,
     w: &mut impl RangeWriter,
 ) -> Result<Each, sqlx::Error> {
-    let done = match w.write_each(conn, r.clone()).await {
+    let done = match w.write_each(conn, r).await {
         Ok(Some(done)) => done,
         Ok(None) => {
             conn.execute("RELEASE SAVEPOINT csvbus_rows").await?;
-            return Ok(Each::Cannot(r));
+            return Ok(Each::Cannot);
         }
         Err(e) if classify(&e) == Failure::Outage => return Err(e),
         Err(e) => {
-            tracing::debug!(error = %e, "writing a row at a time failed: by COPY instead");
+            tracing::debug!(error = %e, "writing a row at a time failed: by ranges instead");
             conn.execute("ROLLBACK TO SAVEPOINT csvbus_rows; RELEASE SAVEPOINT csvbus_rows")
                 .await?;
-            return Ok(Each::Cannot(r));
+            return Ok(Each::Cannot);
         }
     };
     conn.execute("RELEASE SAVEPOINT csvbus_rows").await?;
-    let through = r.start + done.through.clamp(0, r.end - r.start);
-    let mut from = r.start;
-    for (at, refusal) in done.refused {
-        let bad = r.start + at;
-        if bad > from {
-            w.written(from..bad, (bad - from) as u64);
-        }
-        if w.refused(conn, bad..bad + 1, refusal).await? == Next::Stop {
-            return Ok(Each::Stopped);
-        }
-        from = bad + 1;
-    }
-    if through > from {
-        w.written(from..through, (through - from) as u64);
-    }
-    Ok(match through < r.end {
-        true => Each::Cannot(through..r.end),
-        false => Each::Done,
+    Ok(match done {
+        OneByOne::Done => Each::Done,
+        OneByOne::Stopped => Each::Stopped,
     })
 }
 

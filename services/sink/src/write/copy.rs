@@ -20,7 +20,7 @@ use crate::config::CopyFormat;
 use crate::write::batch::{Group, Reject};
 use crate::write::binary::{self, Codec};
 use crate::write::bisect::{bisect, Next, OneByOne, RangeWriter, Refusal};
-use crate::write::each::insert_each;
+use crate::write::each::{insert_each, Source};
 use crate::write::how::{without_lines, Format, How, KeyConflicts};
 
 /// How errors of unknown meaning are treated.
@@ -257,23 +257,28 @@ impl RangeWriter for GroupWriter<'_> {
         }
         let limit = self.allowance.left.map(|a| a + 1);
         let relation = self.how.relation(self.g);
-        let Some((refused, through)) = insert_each(conn, &relation, &columns, bytes, limit).await?
-        else {
+        let source = Source::Csv {
+            columns: &columns,
+            csv: bytes,
+        };
+        let Some(looped) = insert_each(conn, &relation, source, limit).await? else {
             return Ok(None);
         };
-        let refused = refused
-            .into_iter()
-            .map(|x| {
-                (
-                    x.index,
-                    Refusal {
-                        message: x.message,
-                        failure: x.failure,
-                    },
-                )
-            })
-            .collect();
-        Ok(Some(OneByOne { refused, through }))
+        let mut from = r.start;
+        for x in looped.refused {
+            let bad = r.start + x.at;
+            if bad > from {
+                self.written(from..bad, (bad - from) as u64);
+            }
+            if self.refuse(conn, bad..bad + 1, &x.message).await? == Next::Stop {
+                return Ok(Some(OneByOne::Stopped));
+            }
+            from = bad + 1;
+        }
+        if r.end > from {
+            self.written(from..r.end, (r.end - from) as u64);
+        }
+        Ok(Some(OneByOne::Done))
     }
 
     fn written(&mut self, r: Range<i64>, n: u64) {

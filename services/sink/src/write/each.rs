@@ -7,15 +7,19 @@
 //! relation one by one, each in a subtransaction of its own: a refused row is caught there and
 //! noted with its SQLSTATE and message, and the loop goes on. One round trip for the lot.
 //!
-//! Each value goes in as `value::base_type`, converted by the type's input function as COPY
-//! converts it; the column's modifier (`varchar(10)`, `numeric(6,2)`) is applied by the
-//! INSERT's assignment, which refuses a value too long as COPY does (an explicit
-//! `::varchar(10)` would cut it). Only errors of the classes that [`csvbus_shared::failure`]
+//! A staged import's rows (atomic, replace), whose move INSERTs name no row they refuse and
+//! are halved, go through the same loop from the staging table. Each CSV value goes in as
+//! `value::base_type`, converted by the type's input function as COPY converts it; the
+//! column's modifier (`varchar(10)`, `numeric(6,2)`) is applied by the INSERT's assignment,
+//! which refuses a value too long as COPY does (an explicit `::varchar(10)` would cut it). Only errors of the classes that [`csvbus_shared::failure`]
 //! calls the rows' own are caught; anything else fails the block, and the caller goes on by
 //! COPY. Statement-level triggers fire once per row here, not once per COPY.
 
 use csvbus_shared::catalog::quote_ident;
 use csvbus_shared::failure::{classify_code, Failure};
+use std::ops::Range;
+
+use csvbus_shared::modes::LINE_COLUMN_SQL;
 use sqlx::{Executor, PgConnection};
 
 /// The conditions a row's INSERT may fail with and the loop goes on: the SQLSTATE classes
@@ -29,41 +33,123 @@ const CAUGHT: &str = "data_exception OR integrity_constraint_violation OR \
 /// A row the loop refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refused {
-    /// Its place among the rows written (0-based).
-    pub index: i64,
+    /// Where it is: its place among the CSV rows (0-based), or its staged line.
+    pub at: i64,
     pub failure: Failure,
     /// Postgres' message with its SQLSTATE, as [`csvbus_shared::failure::describe`] writes it.
     pub message: String,
 }
 
-/// Inserts `csv` — COPY CSV lines of `columns` (unquoted names), in order — into `relation`
-/// (quoted) a row at a time; stops after `limit` refusals. The refused rows, in order, and how
-/// many rows it went through; `None` when the relation's columns cannot be read so (a column
-/// it lacks: the caller's COPY says what is wrong).
+/// What the loop did.
+#[derive(Debug, Default)]
+pub(crate) struct Looped {
+    /// The rows refused, in order.
+    pub refused: Vec<Refused>,
+    /// Rows inserted.
+    pub written: u64,
+}
+
+/// Where the rows come from.
+pub(crate) enum Source<'a> {
+    /// COPY CSV lines of `columns` (unquoted names), in order: COPYed into a temporary table
+    /// of text columns, each value then cast to its column's base type.
+    Csv {
+        columns: &'a [String],
+        csv: &'a [u8],
+    },
+    /// The rows of a staged import's table (quoted) whose line is in `lines`, in line order,
+    /// with `columns` (unquoted) typed already.
+    Staged {
+        stage: &'a str,
+        columns: &'a [String],
+        lines: Range<i64>,
+    },
+}
+
+/// Inserts `source`'s rows into `relation` (quoted) a row at a time, each in a subtransaction;
+/// stops after `limit` refusals. `None` when the relation's columns cannot be read so (a
+/// column it lacks: the caller's COPY says what is wrong).
 pub(crate) async fn insert_each(
     conn: &mut PgConnection,
     relation: &str,
-    columns: &[String],
-    csv: &[u8],
+    source: Source<'_>,
     limit: Option<i64>,
-) -> Result<Option<(Vec<Refused>, i64)>, sqlx::Error> {
-    let Some(types) = base_types(conn, relation, columns).await? else {
-        return Ok(None);
-    };
-    let Some(block) = loop_block(relation, columns, &types, limit) else {
-        return Ok(None);
-    };
-    let texts: Vec<String> = (0..columns.len()).map(|i| format!("c{i} text")).collect();
-    let create = format!(
+) -> Result<Option<Looped>, sqlx::Error> {
+    conn.execute(
         "DROP TABLE IF EXISTS pg_temp.csvbus_each, pg_temp.csvbus_each_refused;
-         CREATE TEMP TABLE csvbus_each
-           (csvbus_ord bigint GENERATED ALWAYS AS IDENTITY, {}) ON COMMIT DROP;
          CREATE TEMP TABLE csvbus_each_refused (ord bigint, state text, message text)
            ON COMMIT DROP",
-        texts.join(", ")
-    );
-    conn.execute(create.as_str()).await?;
-    let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+    )
+    .await?;
+    let (rows, columns, values, ord) = match source {
+        Source::Csv { columns, csv } => {
+            let Some(types) = base_types(conn, relation, columns).await? else {
+                return Ok(None);
+            };
+            copy_texts(conn, columns.len(), csv).await?;
+            let values = types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("r.c{i}::{t}"));
+            let rows = "SELECT * FROM pg_temp.csvbus_each ORDER BY csvbus_ord".to_owned();
+            (rows, columns, values.collect::<Vec<_>>(), "csvbus_ord")
+        }
+        Source::Staged {
+            stage,
+            columns,
+            lines,
+        } => {
+            let rows = format!(
+                "SELECT * FROM {stage}
+                  WHERE {LINE_COLUMN_SQL} >= {} AND {LINE_COLUMN_SQL} < {}
+                  ORDER BY {LINE_COLUMN_SQL}",
+                lines.start, lines.end
+            );
+            let values = columns.iter().map(|c| format!("r.{}", quote_ident(c)));
+            (rows, columns, values.collect(), LINE_COLUMN_SQL)
+        }
+    };
+    let Some(block) = loop_block(relation, columns, &rows, &values, ord, limit) else {
+        return Ok(None);
+    };
+    conn.execute(block.as_str()).await?;
+    let refused: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT ord, state, message FROM pg_temp.csvbus_each_refused ORDER BY ord")
+            .fetch_all(&mut *conn)
+            .await?;
+    let written: Option<String> =
+        sqlx::query_scalar("SELECT current_setting('csvbus.each_written', true)")
+            .fetch_one(&mut *conn)
+            .await?;
+    metrics::counter!("csvbus_sink_copies_total", "format" => "one_by_one").increment(1);
+    let refused = refused
+        .into_iter()
+        .map(|(ord, state, message)| Refused {
+            at: ord,
+            failure: classify_code(&state),
+            message: format!("{message} (SQLSTATE {state})"),
+        })
+        .collect();
+    Ok(Some(Looped {
+        refused,
+        written: written.and_then(|n| n.parse().ok()).unwrap_or(0),
+    }))
+}
+
+/// COPYs `csv` into `pg_temp.csvbus_each`: `width` text columns `c0…`, and `csvbus_ord`
+/// numbering the rows from 0 in order.
+async fn copy_texts(conn: &mut PgConnection, width: usize, csv: &[u8]) -> Result<(), sqlx::Error> {
+    let texts: Vec<String> = (0..width).map(|i| format!("c{i} text")).collect();
+    conn.execute(
+        format!(
+            "CREATE TEMP TABLE csvbus_each (csvbus_ord bigint GENERATED ALWAYS AS IDENTITY
+               (MINVALUE 0 START WITH 0), {}) ON COMMIT DROP",
+            texts.join(", ")
+        )
+        .as_str(),
+    )
+    .await?;
+    let names: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
     let copy = format!(
         "COPY pg_temp.csvbus_each ({}) FROM STDIN WITH (FORMAT csv)",
         names.join(", ")
@@ -72,27 +158,8 @@ pub(crate) async fn insert_each(
     for piece in csv.chunks(128 * 1024) {
         into.send(piece).await?;
     }
-    let rows = i64::try_from(into.finish().await?).unwrap_or(i64::MAX);
-    conn.execute(block.as_str()).await?;
-    let refused: Vec<(i64, String, String)> =
-        sqlx::query_as("SELECT ord, state, message FROM pg_temp.csvbus_each_refused ORDER BY ord")
-            .fetch_all(&mut *conn)
-            .await?;
-    metrics::counter!("csvbus_sink_copies_total", "format" => "one_by_one").increment(1);
-    // Stopped at the limit: through its last refused row.
-    let through = match (limit, refused.last()) {
-        (Some(n), Some((ord, ..))) if refused.len() as i64 >= n => *ord,
-        _ => rows,
-    };
-    let refused = refused
-        .into_iter()
-        .map(|(ord, state, message)| Refused {
-            index: ord - 1,
-            failure: classify_code(&state),
-            message: format!("{message} (SQLSTATE {state})"),
-        })
-        .collect();
-    Ok(Some((refused, through)))
+    into.finish().await?;
+    Ok(())
 }
 
 /// Each of `columns`' type without its modifier, as SQL; `None` if the relation lacks one.
@@ -114,36 +181,37 @@ async fn base_types(
         .collect())
 }
 
-/// The `DO` block that inserts `pg_temp.csvbus_each`'s rows into `relation` one at a time;
-/// `None` if a name would end its quoting.
+/// The `DO` block that inserts the rows of the query `rows` into `relation` one at a time, as
+/// `values` of `r`, noting a refused one by its column `ord`; `None` if a name would end its
+/// quoting. It leaves the rows inserted in the setting `csvbus.each_written`, for the
+/// transaction.
 fn loop_block(
     relation: &str,
     columns: &[String],
-    types: &[String],
+    rows: &str,
+    values: &[String],
+    ord: &str,
     limit: Option<i64>,
 ) -> Option<String> {
     let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-    let values: Vec<String> = types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("r.c{i}::{t}"))
-        .collect();
     let stop = match limit {
         Some(n) => format!("EXIT WHEN refused >= {n};"),
         None => String::new(),
     };
     let body = format!(
-        "DECLARE r record; refused bigint := 0;
+        "DECLARE r record; refused bigint := 0; written bigint := 0;
          BEGIN
-           FOR r IN SELECT * FROM pg_temp.csvbus_each ORDER BY csvbus_ord LOOP
+           FOR r IN {rows} LOOP
              BEGIN
                INSERT INTO {relation} ({}) VALUES ({});
+               written := written + 1;
              EXCEPTION WHEN {CAUGHT} THEN
-               INSERT INTO pg_temp.csvbus_each_refused VALUES (r.csvbus_ord, SQLSTATE, SQLERRM);
+               INSERT INTO pg_temp.csvbus_each_refused VALUES (r.{ord}, SQLSTATE, SQLERRM);
                refused := refused + 1;
                {stop}
              END;
            END LOOP;
+           PERFORM set_config('csvbus.each_written', written::text, true);
          END",
         cols.join(", "),
         values.join(", ")
@@ -157,19 +225,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_loop_casts_to_base_types_and_stops_after_the_limit() {
+    fn the_loop_inserts_the_values_given_and_stops_after_the_limit() {
         let cols = ["id".to_owned(), "a b".to_owned()];
-        let types = ["bigint".to_owned(), "character varying".to_owned()];
-        let block = loop_block("\"public\".\"t\"", &cols, &types, Some(3)).unwrap();
+        let values = [
+            "r.c0::bigint".to_owned(),
+            "r.c1::character varying".to_owned(),
+        ];
+        let rows = "SELECT * FROM pg_temp.csvbus_each ORDER BY csvbus_ord";
+        let block = loop_block("\"public\".\"t\"", &cols, rows, &values, "o", Some(3)).unwrap();
         let insert = "INSERT INTO \"public\".\"t\" (\"id\", \"a b\") \
                       VALUES (r.c0::bigint, r.c1::character varying)";
         assert!(block.contains(insert), "{block}");
         assert!(block.contains("EXIT WHEN refused >= 3;"), "{block}");
-        assert!(!loop_block("t", &cols, &types, None)
+        assert!(!loop_block("t", &cols, rows, &values, "o", None)
             .unwrap()
             .contains("EXIT"));
-        // A type named so that it would end the block's quoting is not written into it.
-        let odd = ["bigint".to_owned(), "\"x$csvbus_each$y\"".to_owned()];
-        assert_eq!(loop_block("t", &cols, &odd, None), None);
+        // A name that would end the block's quoting is not written into it.
+        let odd = ["r.c0".to_owned(), "r.\"x$csvbus_each$y\"".to_owned()];
+        assert_eq!(loop_block("t", &cols, rows, &odd, "o", None), None);
     }
 }
