@@ -452,3 +452,76 @@ async fn an_atomic_import_with_dense_refusals_is_moved_in_a_row_at_a_time() {
     sink.stop().await;
     upload.stop().await;
 }
+
+/// Upsert and skip imports with dense refusals (every fifth row refused by the table's check):
+/// after the second refused row the rest of a group is staged and each row inserted
+/// `ON CONFLICT` in line order, as the staged statement would have it — the last row of a key
+/// wins an upsert, existing keys are skipped — and each refused row is rejected at its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_and_skip_with_dense_refusals_keep_their_meaning() {
+    let (db, mut e) = stack().await;
+    e.set("CSVBUS_TOPIC_PARTITIONS", "1");
+    db.exec("INSERT INTO checked SELECT i, 1 FROM generate_series(1, 100) i")
+        .await;
+    let upload = spawn_upload(&e).await;
+    let sink = spawn_sink(&e).await;
+    let http = reqwest::Client::new();
+    let headers = [("content-type", "text/csv")];
+    // ids 1..=1000 (every fifth refused), then 1..=50 again with v=3, then id 7 refused.
+    let mut body = format!("id,v\n{}", rows(1, 1_000, |i| i % 5 == 0)).replace(",1\n", ",2\n");
+    for id in 1..=50 {
+        body.push_str(&format!("{id},3\n"));
+    }
+    body.push_str("7,0\n");
+    let query = "table=checked&mode=upsert&key=id&max_rejected=1000";
+    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["import_id"].as_str().unwrap();
+    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(rec["rows_write_rejected"], 201, "{rec}");
+    assert_eq!(rec["rows_written"], 1_050 - 200, "{rec}");
+    let mut refused: Vec<i64> = (1..=200).map(|k| 5 * k + 1).collect();
+    refused.push(1_052);
+    assert_eq!(db.rejected_lines(id).await, refused);
+    let expected = |i: i64| match (i <= 50, i % 5 != 0, i <= 100) {
+        (true, ..) => Some(3),
+        (false, true, _) => Some(2),
+        (false, false, true) => Some(1),
+        (false, false, false) => None,
+    };
+    let got: Vec<(i32, i32)> = sqlx::query_as("SELECT id, v FROM checked ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let want: Vec<(i32, i32)> = (1..=1_000)
+        .filter_map(|i| expected(i).map(|v| (i as i32, v)))
+        .collect();
+    assert_eq!(got, want);
+
+    // Skip: every key up to 1000 that is there is skipped, the new ones written.
+    let body = format!("id,v\n{}", rows(1, 1_200, |i| i % 5 == 0));
+    let query = "table=checked&mode=skip&key=id&max_rejected=1000";
+    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["import_id"].as_str().unwrap();
+    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    assert_eq!(rec["status"], "completed", "{rec}");
+    assert_eq!(rec["rows_write_rejected"], 240, "{rec}");
+    assert_eq!(rec["rows_skipped"], 800, "{rec}");
+    assert_eq!(rec["rows_written"], 160, "{rec}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM checked WHERE v = 1 AND id > 1000")
+            .await,
+        160
+    );
+    let metrics = reqwest::get(sink.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("csvbus_sink_copies_total{format=\"one_by_one\"}"));
+    sink.stop().await;
+    upload.stop().await;
+}

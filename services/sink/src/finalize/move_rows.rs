@@ -111,6 +111,7 @@ impl RangeWriter for StagedWriter<'_> {
             stage: &self.stage,
             columns: &self.imp.columns,
             lines: r,
+            then: "",
         };
         let target = self.table.quoted();
         let Some(looped) = insert_each(conn, &target, source, Some(limit)).await? else {

@@ -108,7 +108,8 @@ enum Todo {
     /// past the next refusal instead of all the rest of the range (which Postgres reads and
     /// drops after the error): a refused row's cost does not grow with the batch.
     Rest(Range<i64>, i64),
-    /// The rows after the second row a COPY named as refused: refusals are dense, each would
+    /// The rows after the second row a COPY named as refused (or a range still to write once
+    /// the writer finds its refusals [`RangeWriter::dense`]): refusals are dense, each would
     /// cost a few round trips more; written a row at a time inside Postgres when the writer
     /// can ([`RangeWriter::write_each`]), else as [`Todo::Rest`].
     Each(Range<i64>, i64),

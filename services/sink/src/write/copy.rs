@@ -8,6 +8,7 @@
 //! unknown error aborts the batch — unless the batch already failed too often, then it is
 //! bisected like a data error, so no input can hold a partition.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use csvbus_shared::catalog::quote_ident;
@@ -20,8 +21,8 @@ use crate::config::CopyFormat;
 use crate::write::batch::{Group, Reject};
 use crate::write::binary::{self, Codec};
 use crate::write::bisect::{bisect, Next, OneByOne, RangeWriter, Refusal};
-use crate::write::each::{insert_each, Source};
-use crate::write::how::{without_lines, Format, How, KeyConflicts};
+use crate::write::each::{insert_each, Looped, Source};
+use crate::write::how::{conflict_clause, without_lines, Format, How, KeyConflicts};
 
 /// How errors of unknown meaning are treated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +130,7 @@ pub async fn copy_group(
         rejects,
         allowance,
         handled: 0,
+        refusals: 0,
     };
     bisect(conn, all, &mut w).await?;
     let mut counts = w.counts;
@@ -170,12 +172,15 @@ struct GroupWriter<'a> {
     allowance: &'a mut Allowance,
     /// Rows written or rejected so far.
     handled: u64,
+    /// Rows refused so far.
+    refusals: u32,
 }
 
 impl GroupWriter<'_> {
     /// Rejects the rows `r`; [`Next::Stop`] once the import's allowance is spent.
     fn reject(&mut self, r: Range<i64>, reason: &str) -> Next {
         let n = r.end - r.start;
+        self.refusals = self.refusals.saturating_add(1);
         reject(self.g, r, reason, self.rejects);
         self.handled += n as u64;
         match self.allowance.left.as_mut() {
@@ -244,41 +249,49 @@ impl RangeWriter for GroupWriter<'_> {
         conn: &mut PgConnection,
         r: Range<i64>,
     ) -> Result<Option<OneByOne>, sqlx::Error> {
-        // A plain COPY's rows only (upsert and skip move staged rows by one statement), and
-        // the allowance known: the loop stops at the refusal that spends it.
-        if !matches!(self.how, How::Copy(_)) || !self.allowance.settled {
+        // The allowance known: the loop stops at the refusal that spends it.
+        if !self.allowance.settled {
             return Ok(None);
         }
         let rows = &self.g.rows[r.start as usize..r.end as usize];
         let bytes = &self.g.csv[rows[0].bytes.start..rows[rows.len() - 1].bytes.end];
-        let mut columns = self.g.columns.clone();
-        if matches!(self.g.mode, ImportMode::Atomic | ImportMode::Replace) {
-            columns.push(LINE_COLUMN.to_owned());
-        }
         let limit = self.allowance.left.map(|a| a + 1);
-        let relation = self.how.relation(self.g);
-        let source = Source::Csv {
-            columns: &columns,
-            csv: bytes,
+        let looped = match (&self.how, self.g.mode) {
+            (How::Copy(_), _) => {
+                let mut columns = self.g.columns.clone();
+                if matches!(self.g.mode, ImportMode::Atomic | ImportMode::Replace) {
+                    columns.push(LINE_COLUMN.to_owned());
+                }
+                let relation = self.how.relation(self.g);
+                let source = Source::Csv {
+                    columns: &columns,
+                    csv: bytes,
+                };
+                insert_each(conn, &relation, source, limit).await?
+            }
+            // Upsert and skip: staged, then each row `ON CONFLICT` in line order (the last row
+            // of a key wins an upsert, the first a skip, as the staged statement has it).
+            (How::Staged { .. }, ImportMode::Upsert | ImportMode::Skip) => {
+                self.how.stage_only(conn, bytes).await?;
+                let keys = self.g.conflict.as_deref().unwrap_or_default();
+                let source = Source::Staged {
+                    stage: "pg_temp.csvbus_stage",
+                    columns: &self.g.columns,
+                    lines: i64::MIN..i64::MAX,
+                    then: &conflict_clause(&self.g.columns, keys, self.g.mode),
+                };
+                insert_each(conn, &self.g.table.quoted(), source, limit).await?
+            }
+            _ => None,
         };
-        let Some(looped) = insert_each(conn, &relation, source, limit).await? else {
+        let Some(looped) = looped else {
             return Ok(None);
         };
-        let mut from = r.start;
-        for x in looped.refused {
-            let bad = r.start + x.at;
-            if bad > from {
-                self.written(from..bad, (bad - from) as u64);
-            }
-            if self.refuse(conn, bad..bad + 1, &x.message).await? == Next::Stop {
-                return Ok(Some(OneByOne::Stopped));
-            }
-            from = bad + 1;
-        }
-        if r.end > from {
-            self.written(from..r.end, (r.end - from) as u64);
-        }
-        Ok(Some(OneByOne::Done))
+        self.book_each(conn, r, looped).await
+    }
+
+    fn dense(&self) -> bool {
+        self.refusals >= 2
     }
 
     fn written(&mut self, r: Range<i64>, n: u64) {
@@ -339,6 +352,49 @@ impl RangeWriter for GroupWriter<'_> {
 }
 
 impl GroupWriter<'_> {
+    /// Books what the loop did with the rows `r`: its refusals rejected against the import's
+    /// allowance, the others written (or, skip, skipped when their key was there).
+    async fn book_each(
+        &mut self,
+        conn: &mut PgConnection,
+        r: Range<i64>,
+        looped: Looped,
+    ) -> Result<Option<OneByOne>, sqlx::Error> {
+        let staged = matches!(self.how, How::Staged { .. });
+        let index_of_line: HashMap<i64, i64> = match staged {
+            true => (r.clone())
+                .map(|i| (self.g.rows[i as usize].line, i))
+                .collect(),
+            false => HashMap::new(),
+        };
+        let (mut through, mut stopped, mut refused) = (r.end, false, 0);
+        for x in looped.refused {
+            let at = match staged {
+                true => index_of_line.get(&x.at).copied().unwrap_or(r.end - 1),
+                false => r.start + x.at,
+            };
+            refused += 1;
+            if self.refuse(conn, at..at + 1, &x.message).await? == Next::Stop {
+                (through, stopped) = (at + 1, true);
+                break;
+            }
+        }
+        let ok = ((through - r.start) as u64).saturating_sub(refused);
+        self.handled += ok;
+        match self.g.mode {
+            ImportMode::Skip => {
+                self.counts.written += looped.written;
+                self.counts.skipped += ok.saturating_sub(looped.written);
+            }
+            _ => self.counts.written += ok,
+        }
+        Ok(Some(if stopped {
+            OneByOne::Stopped
+        } else {
+            OneByOne::Done
+        }))
+    }
+
     /// Rejects the rows `r` against the import's allowance as the database has it now: other
     /// partitions' transactions refuse its rows too, so from its first refusal on this
     /// transaction holds the import's row and reads what is left — the import stops after

@@ -7,8 +7,9 @@
 //! relation one by one, each in a subtransaction of its own: a refused row is caught there and
 //! noted with its SQLSTATE and message, and the loop goes on. One round trip for the lot.
 //!
-//! A staged import's rows (atomic, replace), whose move INSERTs name no row they refuse and
-//! are halved, go through the same loop from the staging table. Each CSV value goes in as
+//! Rows already in a typed staging table go through the same loop from there: an upsert or
+//! skip group's (each row `ON CONFLICT`, in line order), and an atomic or replace import's
+//! when it is moved in (its INSERTs name no row they refuse, so they were halved). Each CSV value goes in as
 //! `value::base_type`, converted by the type's input function as COPY converts it; the
 //! column's modifier (`varchar(10)`, `numeric(6,2)`) is applied by the INSERT's assignment,
 //! which refuses a value too long as COPY does (an explicit `::varchar(10)` would cut it). Only errors of the classes that [`csvbus_shared::failure`]
@@ -57,12 +58,13 @@ pub(crate) enum Source<'a> {
         columns: &'a [String],
         csv: &'a [u8],
     },
-    /// The rows of a staged import's table (quoted) whose line is in `lines`, in line order,
-    /// with `columns` (unquoted) typed already.
+    /// The rows of a staging table (quoted) whose line is in `lines`, in line order, with
+    /// `columns` (unquoted) typed already; each INSERT ends with `then` (an `ON CONFLICT`).
     Staged {
         stage: &'a str,
         columns: &'a [String],
         lines: Range<i64>,
+        then: &'a str,
     },
 }
 
@@ -81,7 +83,7 @@ pub(crate) async fn insert_each(
            ON COMMIT DROP",
     )
     .await?;
-    let (rows, columns, values, ord) = match source {
+    let (rows, columns, values, ord, then) = match source {
         Source::Csv { columns, csv } => {
             let Some(types) = base_types(conn, relation, columns).await? else {
                 return Ok(None);
@@ -92,12 +94,13 @@ pub(crate) async fn insert_each(
                 .enumerate()
                 .map(|(i, t)| format!("r.c{i}::{t}"));
             let rows = "SELECT * FROM pg_temp.csvbus_each ORDER BY csvbus_ord".to_owned();
-            (rows, columns, values.collect::<Vec<_>>(), "csvbus_ord")
+            (rows, columns, values.collect::<Vec<_>>(), "csvbus_ord", "")
         }
         Source::Staged {
             stage,
             columns,
             lines,
+            then,
         } => {
             let rows = format!(
                 "SELECT * FROM {stage}
@@ -106,10 +109,16 @@ pub(crate) async fn insert_each(
                 lines.start, lines.end
             );
             let values = columns.iter().map(|c| format!("r.{}", quote_ident(c)));
-            (rows, columns, values.collect(), LINE_COLUMN_SQL)
+            (rows, columns, values.collect(), LINE_COLUMN_SQL, then)
         }
     };
-    let Some(block) = loop_block(relation, columns, &rows, &values, ord, limit) else {
+    let insert = Insert {
+        relation,
+        columns,
+        values: &values,
+        then,
+    };
+    let Some(block) = loop_block(&insert, &rows, ord, limit) else {
         return Ok(None);
     };
     conn.execute(block.as_str()).await?;
@@ -181,30 +190,32 @@ async fn base_types(
         .collect())
 }
 
-/// The `DO` block that inserts the rows of the query `rows` into `relation` one at a time, as
-/// `values` of `r`, noting a refused one by its column `ord`; `None` if a name would end its
-/// quoting. It leaves the rows inserted in the setting `csvbus.each_written`, for the
-/// transaction.
-fn loop_block(
-    relation: &str,
-    columns: &[String],
-    rows: &str,
-    values: &[String],
-    ord: &str,
-    limit: Option<i64>,
-) -> Option<String> {
-    let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+/// One row's INSERT: into `relation` (quoted), `columns` (unquoted) as `values` of `r`, then
+/// `then`.
+struct Insert<'a> {
+    relation: &'a str,
+    columns: &'a [String],
+    values: &'a [String],
+    then: &'a str,
+}
+
+/// The `DO` block that inserts the rows of the query `rows` one at a time, noting a refused
+/// one by its column `ord`; `None` if a name would end its quoting. It leaves the rows inserted
+/// or updated in the setting `csvbus.each_written`, for the transaction.
+fn loop_block(insert: &Insert<'_>, rows: &str, ord: &str, limit: Option<i64>) -> Option<String> {
+    let cols: Vec<String> = insert.columns.iter().map(|c| quote_ident(c)).collect();
     let stop = match limit {
         Some(n) => format!("EXIT WHEN refused >= {n};"),
         None => String::new(),
     };
     let body = format!(
-        "DECLARE r record; refused bigint := 0; written bigint := 0;
+        "DECLARE r record; refused bigint := 0; written bigint := 0; n bigint;
          BEGIN
            FOR r IN {rows} LOOP
              BEGIN
-               INSERT INTO {relation} ({}) VALUES ({});
-               written := written + 1;
+               INSERT INTO {} ({}) VALUES ({}) {};
+               GET DIAGNOSTICS n = ROW_COUNT;
+               written := written + n;
              EXCEPTION WHEN {CAUGHT} THEN
                INSERT INTO pg_temp.csvbus_each_refused VALUES (r.{ord}, SQLSTATE, SQLERRM);
                refused := refused + 1;
@@ -213,8 +224,10 @@ fn loop_block(
            END LOOP;
            PERFORM set_config('csvbus.each_written', written::text, true);
          END",
+        insert.relation,
         cols.join(", "),
-        values.join(", ")
+        insert.values.join(", "),
+        insert.then,
     );
     const TAG: &str = "$csvbus_each$";
     (!body.contains(TAG)).then(|| format!("DO {TAG}{body}{TAG}"))
@@ -226,22 +239,31 @@ mod tests {
 
     #[test]
     fn the_loop_inserts_the_values_given_and_stops_after_the_limit() {
-        let cols = ["id".to_owned(), "a b".to_owned()];
+        let columns = ["id".to_owned(), "a b".to_owned()];
         let values = [
             "r.c0::bigint".to_owned(),
             "r.c1::character varying".to_owned(),
         ];
         let rows = "SELECT * FROM pg_temp.csvbus_each ORDER BY csvbus_ord";
-        let block = loop_block("\"public\".\"t\"", &cols, rows, &values, "o", Some(3)).unwrap();
-        let insert = "INSERT INTO \"public\".\"t\" (\"id\", \"a b\") \
-                      VALUES (r.c0::bigint, r.c1::character varying)";
-        assert!(block.contains(insert), "{block}");
+        let mut insert = Insert {
+            relation: "\"public\".\"t\"",
+            columns: &columns,
+            values: &values,
+            then: "",
+        };
+        let block = loop_block(&insert, rows, "o", Some(3)).unwrap();
+        let expected = "INSERT INTO \"public\".\"t\" (\"id\", \"a b\") \
+                        VALUES (r.c0::bigint, r.c1::character varying) ;";
+        assert!(block.contains(expected), "{block}");
         assert!(block.contains("EXIT WHEN refused >= 3;"), "{block}");
-        assert!(!loop_block("t", &cols, rows, &values, "o", None)
-            .unwrap()
-            .contains("EXIT"));
+        insert.then = "ON CONFLICT (\"id\") DO NOTHING";
+        let block = loop_block(&insert, rows, "o", None).unwrap();
+        assert!(!block.contains("EXIT"), "{block}");
+        let expected = "character varying) ON CONFLICT (\"id\") DO NOTHING;";
+        assert!(block.contains(expected), "{block}");
         // A name that would end the block's quoting is not written into it.
         let odd = ["r.c0".to_owned(), "r.\"x$csvbus_each$y\"".to_owned()];
-        assert_eq!(loop_block("t", &cols, rows, &odd, "o", None), None);
+        insert.values = &odd;
+        assert_eq!(loop_block(&insert, rows, "o", None), None);
     }
 }

@@ -168,6 +168,31 @@ impl How {
     }
 }
 
+impl How {
+    /// Staged: empties the temporary table and COPYs `csv` (with the lines) into it, moving
+    /// nothing yet.
+    pub(crate) async fn stage_only(
+        &self,
+        conn: &mut PgConnection,
+        csv: &[u8],
+    ) -> Result<(), sqlx::Error> {
+        let How::Staged { copy, .. } = self else {
+            return Ok(());
+        };
+        sqlx::query("TRUNCATE pg_temp.csvbus_stage")
+            .execute(&mut *conn)
+            .await?;
+        let mut into = conn
+            .copy_in_raw(&format!("{copy} FROM STDIN WITH (FORMAT csv)"))
+            .await?;
+        for piece in csv.chunks(COPY_PIECE) {
+            into.send(piece).await?;
+        }
+        into.finish().await?;
+        Ok(())
+    }
+}
+
 /// Bytes of COPY data sent at a time.
 const COPY_PIECE: usize = 128 * 1024;
 
@@ -219,14 +244,10 @@ fn on_conflict(
     keys: &[String],
     mode: ImportMode,
 ) -> String {
-    let key_list = keys
-        .iter()
-        .map(|k| quote_ident(k))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let action = conflict_clause(columns, keys, mode);
     if mode == ImportMode::Skip {
         return format!(
-            "INSERT INTO {into} ({cols}) SELECT {cols} {from} ORDER BY {LINE_COLUMN_SQL} ON CONFLICT ({key_list}) DO NOTHING"
+            "INSERT INTO {into} ({cols}) SELECT {cols} {from} ORDER BY {LINE_COLUMN_SQL} {action}"
         );
     }
     let any_null = keys
@@ -234,21 +255,39 @@ fn on_conflict(
         .map(|k| format!("{} IS NULL", quote_ident(k)))
         .collect::<Vec<_>>()
         .join(" OR ");
+    let key_list = quoted_list(keys);
     let distinct = format!("{key_list}, (CASE WHEN {any_null} THEN {LINE_COLUMN_SQL} END)");
+    format!(
+        "INSERT INTO {into} ({cols}) SELECT DISTINCT ON ({distinct}) {cols} {from} \
+         ORDER BY {distinct}, {LINE_COLUMN_SQL} DESC {action}"
+    )
+}
+
+/// `ON CONFLICT (keys) …` of an upsert (the other columns updated) or a skip (nothing done).
+pub(crate) fn conflict_clause(columns: &[String], keys: &[String], mode: ImportMode) -> String {
+    let key_list = quoted_list(keys);
     let updates: Vec<String> = columns
         .iter()
         .filter(|c| !keys.contains(c))
         .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
         .collect();
-    let action = if updates.is_empty() {
-        "DO NOTHING".to_owned()
-    } else {
-        format!("DO UPDATE SET {}", updates.join(", "))
-    };
-    format!(
-        "INSERT INTO {into} ({cols}) SELECT DISTINCT ON ({distinct}) {cols} {from} \
-         ORDER BY {distinct}, {LINE_COLUMN_SQL} DESC ON CONFLICT ({key_list}) {action}"
-    )
+    match (mode, updates.is_empty()) {
+        (ImportMode::Upsert, false) => {
+            format!(
+                "ON CONFLICT ({key_list}) DO UPDATE SET {}",
+                updates.join(", ")
+            )
+        }
+        _ => format!("ON CONFLICT ({key_list}) DO NOTHING"),
+    }
+}
+
+fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|k| quote_ident(k))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
