@@ -25,6 +25,22 @@ async fn stack() -> (TestDb, csvbus_shared::config::Env) {
     (db, e)
 }
 
+/// Posts `body` as CSV with `query`, expects 202, and waits for the import to end: its id and
+/// its record.
+async fn accepted_and_ended(
+    upload: &csvbus_tests::Service<csvbus_upload::UploadError>,
+    query: &str,
+    body: String,
+) -> (String, serde_json::Value) {
+    let http = reqwest::Client::new();
+    let headers = [("content-type", "text/csv")];
+    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["import_id"].as_str().unwrap().to_owned();
+    let rec = csvbus_tests::wait_ended(upload, &id, Duration::from_secs(60)).await;
+    (id, rec)
+}
+
 /// `n` rows with ids from `from`; `v` is 0 (refused by the table) where `bad(id)`.
 fn rows(from: i64, n: i64, bad: impl Fn(i64) -> bool) -> String {
     (from..from + n)
@@ -340,13 +356,9 @@ async fn rows_written_a_row_at_a_time_read_their_values_as_copy_does() {
         };
         body.push_str(&format!("{id},{row}\n"));
     }
-    let http = reqwest::Client::new();
     let query = "table=typed&max_rejected=1000";
-    let headers = [("content-type", "text/csv")];
-    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let id = accepted["import_id"].as_str().unwrap();
-    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    let (id, rec) = accepted_and_ended(&upload, query, body).await;
+    let id = id.as_str();
     assert_eq!(rec["status"], "completed", "{rec}");
     assert_eq!(
         (
@@ -400,14 +412,10 @@ async fn an_atomic_import_with_dense_refusals_is_moved_in_a_row_at_a_time() {
     let (db, e) = stack().await;
     let upload = spawn_upload(&e).await;
     let sink = spawn_sink(&e).await;
-    let http = reqwest::Client::new();
-    let headers = [("content-type", "text/csv")];
     let body = format!("id,v\n{}", rows(1, 2_000, |i| i % 5 == 0));
     let query = "table=checked&mode=atomic&max_rejected=1000";
-    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let id = accepted["import_id"].as_str().unwrap();
-    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    let (id, rec) = accepted_and_ended(&upload, query, body).await;
+    let id = id.as_str();
     assert_eq!(rec["status"], "completed", "{rec}");
     assert_eq!(rec["rows_written"], 1_600, "{rec}");
     assert_eq!(rec["rows_write_rejected"], 400, "{rec}");
@@ -437,10 +445,7 @@ async fn an_atomic_import_with_dense_refusals_is_moved_in_a_row_at_a_time() {
     // Past max_rejected: the move is given up, nothing lands.
     let body = format!("id,v\n{}", rows(10_001, 2_000, |i| i % 5 == 0));
     let query = "table=checked&mode=atomic&max_rejected=250";
-    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let id = accepted["import_id"].as_str().unwrap();
-    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    let (_, rec) = accepted_and_ended(&upload, query, body).await;
     assert_eq!(rec["status"], "failed", "{rec}");
     let error = rec["error"].as_str().unwrap();
     assert!(error.contains("251 rows were refused"), "{error}");
@@ -465,8 +470,6 @@ async fn upsert_and_skip_with_dense_refusals_keep_their_meaning() {
         .await;
     let upload = spawn_upload(&e).await;
     let sink = spawn_sink(&e).await;
-    let http = reqwest::Client::new();
-    let headers = [("content-type", "text/csv")];
     // ids 1..=1000 (every fifth refused), then 1..=50 again with v=3, then id 7 refused.
     let mut body = format!("id,v\n{}", rows(1, 1_000, |i| i % 5 == 0)).replace(",1\n", ",2\n");
     for id in 1..=50 {
@@ -474,10 +477,8 @@ async fn upsert_and_skip_with_dense_refusals_keep_their_meaning() {
     }
     body.push_str("7,0\n");
     let query = "table=checked&mode=upsert&key=id&max_rejected=1000";
-    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let id = accepted["import_id"].as_str().unwrap();
-    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    let (id, rec) = accepted_and_ended(&upload, query, body).await;
+    let id = id.as_str();
     assert_eq!(rec["status"], "completed", "{rec}");
     assert_eq!(rec["rows_write_rejected"], 201, "{rec}");
     assert_eq!(rec["rows_written"], 1_050 - 200, "{rec}");
@@ -502,10 +503,7 @@ async fn upsert_and_skip_with_dense_refusals_keep_their_meaning() {
     // Skip: every key up to 1000 that is there is skipped, the new ones written.
     let body = format!("id,v\n{}", rows(1, 1_200, |i| i % 5 == 0));
     let query = "table=checked&mode=skip&key=id&max_rejected=1000";
-    let (status, accepted) = post_import(&http, &upload.url(""), query, body, &headers).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let id = accepted["import_id"].as_str().unwrap();
-    let rec = csvbus_tests::wait_ended(&upload, id, Duration::from_secs(60)).await;
+    let (_, rec) = accepted_and_ended(&upload, query, body).await;
     assert_eq!(rec["status"], "completed", "{rec}");
     assert_eq!(rec["rows_write_rejected"], 240, "{rec}");
     assert_eq!(rec["rows_skipped"], 800, "{rec}");
