@@ -827,6 +827,21 @@ async fn create_true_names_repeated_empty_and_decomposed_header_names() {
             (5, 6, "y".to_owned(), 7, 8, Some("z".to_owned())),
         ]
     );
+    // A NUL in a header name (DuckDB's `nullbyte_header.csv`) was a 400 `invalid_value`: the
+    // import's record could not store the mapping.
+    let (acc, rec) = create(
+        &upload,
+        "table=nul_named&create=true",
+        "col1|col\u{0}2\nval1|val2\n",
+        "CREATE TABLE \"public\".\"nul_named\" (\"col1\" text, \"col_2\" text)",
+    )
+    .await;
+    let m = serde_json::json!({"field": "col\u{0}2", "column": "col_2"});
+    assert!(
+        acc["read_as"]["mapping"].as_array().unwrap().contains(&m),
+        "{acc}"
+    );
+    assert_eq!(rec["rows_written"], 1, "{rec}");
     upload.stop().await;
     sink.stop().await;
 }
@@ -1412,6 +1427,33 @@ async fn a_quote_inside_a_quoted_field_that_is_not_doubled_is_text() {
         names,
         "pedro \"pdet\" holanda|pedro \"pdet\" ho;landa|say \"hi\"|Lahr \"Vis Bus\"|abcdef|plain"
     );
+    upload.stop().await;
+    sink.stop().await;
+}
+
+/// Fields quoted with `'` and `\'` escapes inside them, as PHP and MySQL scripts write them, in
+/// a file without a `"` (DuckDB's `single_quote_backslash.csv`): read with `"` as the quote,
+/// `'567'` and `'text\'2\'text'` kept their quotes and backslashes, the first column was text
+/// and its first value taken for a header. Read with `'` and `\`, as DuckDB does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_quoted_fields_with_backslash_escapes_are_unquoted() {
+    let (db, upload, sink) = stack("singleq", "").await;
+    let body = "123|TEST8|text1\n345|TEST8|'text\\'2\\'text'\n'567'|TEST8|text3\n";
+    let created = "CREATE TABLE \"public\".\"singles\" (\"column_1\" bigint, \"column_2\" text, \"column_3\" text)";
+    let (acc, rec) = create(&upload, "table=singles&create=true", body, created).await;
+    assert_eq!(acc["read_as"]["quote"], "'", "{acc}");
+    assert_eq!(acc["read_as"]["escape"], "\\", "{acc}");
+    assert!(
+        acc["read_as"]["notes"]
+            .to_string()
+            .contains("fields quoted with ' (detected)"),
+        "{acc}"
+    );
+    assert_eq!(rec["rows_written"], 3, "{rec}");
+    let rows = db
+        .text("SELECT string_agg(column_1 || '=' || column_3, '|' ORDER BY column_1) FROM singles")
+        .await;
+    assert_eq!(rows, "123=text1|345=text'2'text|567=text3");
     upload.stop().await;
     sink.stop().await;
 }

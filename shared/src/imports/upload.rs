@@ -66,7 +66,12 @@ pub async fn create(conn: &mut PgConnection, n: &NewImport<'_>) -> Result<(), sq
     .bind(n.max_rejected)
     .bind(n.key.map(|k| k.0))
     .bind(n.key.map(|k| k.1.as_secs_f64()))
-    .bind(n.read_as.map(sqlx::types::Json))
+    // A header field may hold a NUL, which `jsonb` does not take.
+    .bind(
+        n.read_as
+            .and_then(|r| serde_json::to_value(r).ok())
+            .map(super::storable_json),
+    )
     .bind(n.source)
     .bind(n.notify_url)
     .bind(n.replay_of)
@@ -213,7 +218,7 @@ async fn append_to_read_as<'e>(
           WHERE id = $1",
     )
     .bind(id)
-    .bind(text)
+    .bind(super::storable_text(text).as_ref())
     .bind(key)
     .execute(db)
     .await?;

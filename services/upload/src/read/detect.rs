@@ -12,7 +12,7 @@ use csvbus_shared::read_as::Delimiter;
 use crate::read::header::{blank, inferred, names_over, past_header, typed, Unnamed};
 use crate::read::lines;
 use crate::read::parse::{Escape, Quote};
-use crate::read::quotes::{escapes, swallows_lines, QUOTES};
+use crate::read::quotes::{escapes, opens_fields, swallows_lines, QUOTES};
 use crate::read::requote::requoted;
 
 /// Delimiters `delimiter=auto` chooses from, in the order ties are broken.
@@ -198,9 +198,16 @@ pub fn detect(sample: &[u8], complete: bool, ask: Ask) -> Detected {
                         && best
                             .quote
                             .is_some_and(|q| swallows_lines(sample, d.byte(), (q, best.escape)));
+                    // `'` with `\'` inside its fields (as PHP and MySQL write them) where no
+                    // `"` is in the sample: `"` quotes nothing there, `'` keeps `'it\'s'` whole.
+                    let single_escaped = s.quote == Some(b'\'')
+                        && s.escape == Some(b'\\')
+                        && best.quote == Some(b'"')
+                        && !sample.contains(&b'"')
+                        && opens_fields(sample, d.byte(), b'\'');
                     match s.consistency(&best) {
                         std::cmp::Ordering::Greater => s,
-                        std::cmp::Ordering::Equal if escaped || as_text => s,
+                        std::cmp::Ordering::Equal if escaped || as_text || single_escaped => s,
                         _ => best,
                     }
                 })

@@ -221,6 +221,9 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
                 .to_owned(),
         );
     }
+    if quote == Some(b'\'') && o.quote.is_none() {
+        notes.push("fields quoted with ' (detected): quote=\" reads ' as text".to_owned());
+    }
     if let (Some(e), None) = (escape, o.escape) {
         let e = e as char;
         notes.push(format!(

@@ -34,6 +34,15 @@ pub fn backslash_escapes(sample: &[u8], d: Delimiter, q: u8) -> bool {
         .any(|w| w[0] == b'\\' && w[1] == q && !matches!(w[2], b'\r' | b'\n') && w[2] != d.byte())
 }
 
+/// Whether a field of `sample` starts with `q` (on the first line, after a delimiter or a line
+/// break).
+pub(crate) fn opens_fields(sample: &[u8], d: u8, q: u8) -> bool {
+    sample.first() == Some(&q)
+        || sample
+            .windows(2)
+            .any(|w| w[1] == q && (w[0] == d || matches!(w[0], b'\n' | b'\r')))
+}
+
 /// Whether reading `sample` with quote `q` (and `escape`) runs a quoted field over a line
 /// break and holds a quote that is text in it ([`after_quote`]): `0<tab>"` then `0<tab>"!"` in
 /// a dump of titles, where a quote is a title's first character. Read so, lines vanish into a
@@ -148,6 +157,16 @@ mod tests {
         let path = d("id,dir\n1,\"C:\\temp\\\"\n2,\"D:\\\",x\n");
         assert_eq!(path.escape, None);
         assert_eq!(d("a,b\n1,\"x\"\"y\"\n").escape, None);
+        // `'` quoting with `\'` escapes (PHP, MySQL) where no `"` is in the sample: `'` is the
+        // quote, though `"` (quoting nothing) splits as consistently.
+        let single = d("123|T|t1\n345|T|'text\\'2\\'text'\n'567'|T|t3\n");
+        assert_eq!((single.quote, single.escape), (Some(b'\''), Some(b'\\')));
+        // With a `"` in the sample, `"` stays the quote on a tie.
+        let both = d("id|t\n1|\"x\"\n2|'it\\'s'\n");
+        assert_eq!(both.quote, Some(b'"'));
+        // An apostrophe after a backslash in unquoted text is no reason for `'`.
+        let text = d("id,dir\n1,C:\\'temp\n2,x\n");
+        assert_eq!(text.quote, Some(b'"'));
         // escape=none is kept.
         let none = Ask {
             escape: Some(Escape(None)),
