@@ -1431,6 +1431,57 @@ async fn a_quote_inside_a_quoted_field_that_is_not_doubled_is_text() {
     sink.stop().await;
 }
 
+/// A streaming client's small file (the CLI, `curl -T`, a pipe) arrives before its end is
+/// known: the rows that decide how dates and numbers are read were then the first rows minus
+/// the last, which might be cut. Here the last row alone settles the day first and the decimal
+/// comma: it was left out, so 01/02/2024 was stored as 2 January and 1.234 as 1.234, silently,
+/// and the last row rejected — while the same file sent whole read right. A sample that ends
+/// with a line break outside quotes ends with a whole row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_row_of_a_streamed_file_decides_dates_and_numbers_too() {
+    let ddl = "CREATE TABLE dated (d date, amount numeric)";
+    let (db, upload, sink) = stack("streamed-dates", ddl).await;
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    tx.unbounded_send(Ok(
+        b"d;amount\n01/02/2024;1.234\n31/12/2024;1.234,56\n".to_vec()
+    ))
+    .unwrap();
+    let url = upload.url("/v1/imports?table=dated");
+    let post = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let body = reqwest::Body::wrap_stream(rx);
+        let resp = http.post(url).header("content-type", "text/csv").body(body);
+        resp.send().await.unwrap().json::<Value>().await.unwrap()
+    });
+    // The body's end comes only once the import is recorded: the rows were read as decided.
+    csvbus_tests::eventually("the import recorded", Duration::from_secs(30), || {
+        let db = &db;
+        async move {
+            db.count("SELECT count(*) FROM csvbus.imports WHERE target_table = 'dated'")
+                .await
+                == 1
+        }
+    })
+    .await;
+    drop(tx);
+    let acc = post.await.unwrap();
+    assert_eq!(acc["read_as"]["dateformat"], "dmy", "{acc}");
+    assert_eq!(acc["read_as"]["decimal"], ",", "{acc}");
+    let rec = wait_final(
+        &upload,
+        acc["import_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    let rows = db
+        .text("SELECT string_agg(d || '=' || amount, '|' ORDER BY d) FROM dated")
+        .await;
+    assert_eq!(rows, "2024-02-01=1234|2024-12-31=1234.56");
+    upload.stop().await;
+    sink.stop().await;
+}
+
 /// Fields quoted with `'` and `\'` escapes inside them, as PHP and MySQL scripts write them, in
 /// a file without a `"` (DuckDB's `single_quote_backslash.csv`): read with `"` as the quote,
 /// `'567'` and `'text\'2\'text'` kept their quotes and backslashes, the first column was text

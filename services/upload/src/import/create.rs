@@ -82,7 +82,7 @@ pub fn infer_table(
         .filter_map(Result::ok)
         .collect();
     // A record cut by the end of the sample says nothing.
-    if !complete || rows.len() > SAMPLE_ROWS {
+    if (!complete && !dialect.ends_a_record(sample)) || rows.len() > SAMPLE_ROWS {
         rows.pop();
     }
     // A comment line is no row (one of another width is left out with the short rows).

@@ -89,7 +89,7 @@ fn values(s: &Sample<'_>, fields: &[usize]) -> Vec<String> {
         .skip(usize::from(s.header))
         .map_while(Result::ok)
         .collect();
-    if !s.complete {
+    if !s.complete && !s.dialect.ends_a_record(s.bytes) {
         rows.pop();
     }
     rows.iter()

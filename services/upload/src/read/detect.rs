@@ -11,7 +11,7 @@ use csvbus_shared::read_as::Delimiter;
 
 use crate::read::header::{blank, inferred, names_over, past_header, typed, Unnamed};
 use crate::read::lines;
-use crate::read::parse::{Escape, Quote};
+use crate::read::parse::{Dialect, Escape, Quote};
 use crate::read::quotes::{escapes, opens_fields, swallows_lines, QUOTES};
 use crate::read::requote::requoted;
 
@@ -306,8 +306,16 @@ fn read_records(
             _ => break,
         }
     }
-    // A record cut by the end of the sample says nothing.
-    if !complete && ended >= read.len() && records.len() > 1 {
+    // A record cut by the end of the sample says nothing (one that ends with it is whole).
+    let whole = || {
+        let dialect = Dialect {
+            quote,
+            escape,
+            ..Dialect::plain(Delimiter::from_byte(d).unwrap_or_default())
+        };
+        dialect.ends_a_record(sample)
+    };
+    if !complete && ended >= read.len() && records.len() > 1 && !whole() {
         records.pop();
     }
     records
@@ -435,6 +443,12 @@ mod tests {
     fn a_record_cut_by_the_sample_end_is_left_out() {
         let cut = detect(b"a;b;c\n1;2;3\n4;5", false, Ask::default());
         assert_eq!((cut.delimiter, cut.doubt), (Delimiter::SEMICOLON, None));
+        // Ended by a line break, the last record is whole though more may follow: here it
+        // alone has the header's fields, so left out nothing would split the sample.
+        // Ended by a line break, the last record is whole though more may follow: here it
+        // alone tells `;` from the `|` in a header name.
+        let whole = detect(b"a|b;c\n1;2\n", false, Ask::default());
+        assert_eq!((whole.delimiter, whole.doubt), (Delimiter::SEMICOLON, None));
     }
 
     #[test]

@@ -198,6 +198,32 @@ impl Dialect {
             .flexible(true)
             .from_reader(std::io::Cursor::new(sample))
     }
+
+    /// Whether `sample` ends where a record ends (a line break outside a quoted field), so that
+    /// its last record is whole though more of the body may follow: a streaming client's small
+    /// file often arrives before its end is known. Read with one more byte, such a sample has
+    /// one more record; cut inside a record, or inside a quoted line break, it has not.
+    pub fn ends_a_record(&self, sample: &[u8]) -> bool {
+        if !matches!(sample.last(), Some(b'\n' | b'\r')) {
+            return false;
+        }
+        let taken = [
+            Some(self.delimiter.byte()),
+            self.quote,
+            self.escape,
+            self.comment,
+        ];
+        let Some(more) = (b'0'..=b'9').find(|b| !taken.contains(&Some(*b))) else {
+            return false;
+        };
+        let count = |bytes: &[u8]| {
+            self.sample_reader(bytes)
+                .byte_records()
+                .take_while(Result::is_ok)
+                .count()
+        };
+        count(&[sample, &[more]].concat()) > count(sample)
+    }
 }
 
 /// The records of one input.
@@ -438,4 +464,30 @@ fn open_quote(raw: &[u8], quote: u8, escape: Option<u8>) -> bool {
         i += 1;
     }
     open
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_ends_a_record_at_a_line_break_outside_quotes() {
+        let d = Dialect::plain(Delimiter::COMMA);
+        assert!(d.ends_a_record(b"d\n01/02/2024\n31/12/2024\n"));
+        assert!(d.ends_a_record(b"a,b\r\n1,2\r\n"));
+        assert!(d.ends_a_record(b"a,b\r"));
+        // Cut inside a record, or after a line break inside a quoted field.
+        assert!(!d.ends_a_record(b"a,b\n1,2"));
+        assert!(!d.ends_a_record(b"a,b\n1,\"two\n"));
+        assert!(!d.ends_a_record(b""));
+        // Quotes as text: the line break ends the record.
+        let none = Dialect {
+            quote: None,
+            ..Dialect::plain(Delimiter::COMMA)
+        };
+        assert!(none.ends_a_record(b"a,b\n1,\"two\n"));
+        // A digit that is the delimiter is not the byte added.
+        let digit = Dialect::plain(Delimiter::from_byte(b'0').unwrap());
+        assert!(digit.ends_a_record(b"a0b\n10\n"));
+    }
 }
