@@ -6,12 +6,20 @@
 use std::io;
 use std::pin::Pin;
 
+use std::future::Future;
 use std::task::Poll;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// The most bytes held to decide on the encoding and the dialect.
 pub const SAMPLE_BYTES: usize = 64 * 1024;
+
+/// How long a look ahead waits for its bytes before it decides on those that have come (a
+/// line at least): long enough that a file sent as fast as it can be read (the CLI, curl, a
+/// browser) is looked at as far as it would be sent whole, so it reads the same whoever sends
+/// it; short enough that a client that pauses after its first rows has them sent.
+pub const SAMPLE_WAIT: Duration = Duration::from_secs(1);
 
 pub type Input = Pin<Box<dyn AsyncRead + Send>>;
 
@@ -25,8 +33,8 @@ pub struct Peeked {
 }
 
 /// Reads up to `n` bytes of `input` — fewer when the input ends, or (unless `patient`) when
-/// it has no more bytes ready and at least one line has come: a slow client's first rows are
-/// not held back until `n` bytes have come. A read error is not returned here: the returned
+/// it has no more bytes ready [`SAMPLE_WAIT`] after the look starts and at least one line has
+/// come: a slow client's first rows are not held back until `n` bytes have come. A read error is not returned here: the returned
 /// input gives it after the sample, where it would have come without the look ahead (the
 /// upload answers it as usual).
 pub async fn peek(mut input: Input, n: usize, patient: bool) -> Peeked {
@@ -34,6 +42,7 @@ pub async fn peek(mut input: Input, n: usize, patient: bool) -> Peeked {
     let mut err = None;
     let mut ended = false;
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut wait = (!patient).then(|| Box::pin(tokio::time::sleep(SAMPLE_WAIT)));
     std::future::poll_fn(|cx| loop {
         let want = (n - sample.len()).min(chunk.len());
         if want == 0 {
@@ -50,10 +59,18 @@ pub async fn peek(mut input: Input, n: usize, patient: bool) -> Peeked {
                 err = Some(e);
                 return Poll::Ready(());
             }
-            Poll::Pending if !patient && sample.iter().any(|b| *b == b'\n' || *b == b'\r') => {
-                return Poll::Ready(())
+            Poll::Pending => {
+                // Polled, the wait wakes this look when it is over.
+                let waited = wait
+                    .as_mut()
+                    .is_some_and(|w| w.as_mut().poll(cx).is_ready());
+                let line = sample.iter().any(|b| *b == b'\n' || *b == b'\r');
+                return if waited && line {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
             }
-            Poll::Pending => return Poll::Pending,
         }
     })
     .await;
@@ -133,5 +150,26 @@ mod tests {
         let mut all = Vec::new();
         p.input.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, data);
+    }
+
+    /// Bytes that come within [`SAMPLE_WAIT`] are looked at, however they are paced; a client
+    /// that pauses longer after a line has that line looked at alone.
+    #[tokio::test(start_paused = true)]
+    async fn a_look_ahead_waits_a_while_for_more_then_decides_on_what_came() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(1024);
+        let sending = tokio::spawn(async move {
+            client.write_all(b"d\n01/02/2024\n").await.unwrap();
+            tokio::time::sleep(SAMPLE_WAIT / 2).await;
+            client.write_all(b"31/12/2024\n").await.unwrap();
+            tokio::time::sleep(SAMPLE_WAIT * 10).await;
+            client.write_all(b"12/01/2024\n").await.unwrap();
+        });
+        let started = tokio::time::Instant::now();
+        let p = peek(Box::pin(server), 1000, false).await;
+        assert_eq!(&p.sample[..], b"d\n01/02/2024\n31/12/2024\n");
+        assert!(!p.ended);
+        assert_eq!(started.elapsed(), SAMPLE_WAIT);
+        sending.abort();
     }
 }
