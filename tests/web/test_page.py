@@ -233,6 +233,21 @@ def test_a_messy_file_with_the_page_options_creates_its_table(page, service):
     ]
 
 
+def test_a_column_a_late_value_widened_is_said(page, service):
+    page.goto(service.url)
+    page.fill("#table", "late")
+    page.check("#create")
+    rows = "".join(f"{i},{'n/a' if i == 2050 else i}\n" for i in range(1, 2101))
+    drop(page, "late.csv", "id,n\n" + rows)
+    page.click("#upload-button")
+    card = page.locator("#uploads .card").first
+    expect(card.locator(".status")).to_contain_text("completed", timeout=30_000)
+    expect(card.locator(".read-as")).to_contain_text(
+        'widened: ALTER TABLE "public"."late" ALTER COLUMN "n" TYPE text'
+    )
+    assert service.query("SELECT n FROM late WHERE id = 2050") == [("n/a",)]
+
+
 def test_several_dropped_files_are_uploaded_one_after_the_other(page, service):
     page.goto(service.url)
     page.fill("#table", "cities")

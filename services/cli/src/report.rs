@@ -186,7 +186,7 @@ fn already(r: &Imported) -> String {
     s + ")"
 }
 
-/// What detection chose, renamed or created, when there is anything to say.
+/// What detection chose, renamed, created, widened or added, when there is anything to say.
 fn read_as_line(r: &ReadAs) -> String {
     let mut parts = Vec::new();
     if r.delimiter_detected && r.delimiter != Delimiter::COMMA {
@@ -205,6 +205,9 @@ fn read_as_line(r: &ReadAs) -> String {
     if let Some(ddl) = &r.created {
         parts.push(format!("created: {ddl}"));
     }
+    // The table is not what `created` says any more, or has columns it had not.
+    parts.extend(r.widened.iter().map(|w| format!("widened: {w}")));
+    parts.extend(r.added.iter().map(|a| format!("added: {a}")));
     if parts.is_empty() {
         String::new()
     } else {

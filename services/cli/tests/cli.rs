@@ -585,6 +585,37 @@ async fn infer_prints_the_table_and_import_create_makes_it() {
             ("EMEA".into(), "1.5".into(), "2026-01-02".into(), true)
         ]
     );
+    // A late value that widens a column of the new table is said, as the table is no longer
+    // what `created:` says.
+    let mut late = String::from("id,n\n");
+    for i in 1..=2100 {
+        late += &format!(
+            "{i},{}\n",
+            if i == 2050 {
+                "n/a".to_owned()
+            } else {
+                i.to_string()
+            }
+        );
+    }
+    let file = s.write("late.csv", &late);
+    let args = [
+        "import",
+        &file,
+        "-t",
+        "late",
+        "--create",
+        "--wait",
+        "--progress",
+        "never",
+    ];
+    let out = s.run(&args).await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(
+        text.contains("widened: ALTER TABLE \"public\".\"late\" ALTER COLUMN \"n\" TYPE text"),
+        "{text}"
+    );
     s.stop().await;
 }
 

@@ -127,7 +127,7 @@ function card(file) {
   return c;
 }
 
-/** How the service read the file, in a line: what it detected, renamed, dropped, created. */
+/** How the service read the file, in a line: what it detected, renamed, dropped, created, widened, added. */
 function describeReadAs(r) {
   if (!r) return "";
   const parts = [`delimiter ${r.delimiter}${r.delimiter_detected ? " (detected)" : ""}`,
@@ -135,6 +135,8 @@ function describeReadAs(r) {
   for (const m of r.mapping) parts.push(m.column ? `${m.field} → ${m.column}` : `${m.field} dropped`);
   parts.push(...r.notes);
   if (r.created) parts.push(`created: ${r.created}`);
+  for (const w of r.widened || []) parts.push(`widened: ${w}`);
+  for (const a of r.added || []) parts.push(`added: ${a}`);
   return "Read as: " + parts.join("; ");
 }
 
