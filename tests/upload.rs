@@ -702,7 +702,7 @@ async fn one_client_cannot_hold_every_upload_slot() {
 async fn uploads_past_the_limit_get_429_with_retry_after_and_idle_clients_are_cut_off() {
     let ctx = setup(&[
         ("CSVBUS_MAX_UPLOADS", "1"),
-        ("CSVBUS_BODY_IDLE_TIMEOUT_MS", "1500"),
+        ("CSVBUS_BODY_IDLE_TIMEOUT_MS", "3000"),
     ])
     .await;
     let release = std::sync::Arc::new(tokio::sync::Notify::new());

@@ -177,16 +177,17 @@ fn default_encoding(sample: &[u8]) -> (TextEncoding, Option<String>) {
 /// Decides the encoding and the dialect from the first bytes of `input`.
 pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError> {
     let mut notes = Vec::new();
+    let until = Some(tokio::time::Instant::now() + sniff::SAMPLE_WAIT);
     let (encoding, input, detected) = match o.encoding {
         Some(TextEncoding::Utf8) if !o.encoding_given => {
-            let p = sniff::peek(input, SAMPLE_BYTES, false).await;
+            let p = sniff::peek(input, SAMPLE_BYTES, until).await;
             let (e, note) = default_encoding(&p.sample);
             notes.extend(note);
             (e, p.input, e != TextEncoding::Utf8)
         }
         Some(e) => (e, input, false),
         None => {
-            let p = sniff::peek(input, SAMPLE_BYTES, false).await;
+            let p = sniff::peek(input, SAMPLE_BYTES, until).await;
             (TextEncoding::detect(&p.sample), p.input, true)
         }
     };
@@ -196,7 +197,7 @@ pub async fn prepare(input: Input, o: &ReadOptions) -> Result<Prepared, ApiError
         sample,
         ended: complete,
         input,
-    } = sniff::peek(input, want, o.keep_sample > 0).await;
+    } = sniff::peek(input, want, until.filter(|_| o.keep_sample == 0)).await;
     let given = o.skip_lines.unwrap_or(0);
     let skip = lines::after_lines(&sample, given).ok_or_else(|| {
         let why = if complete {

@@ -32,17 +32,18 @@ pub struct Peeked {
     pub input: Input,
 }
 
-/// Reads up to `n` bytes of `input` — fewer when the input ends, or (unless `patient`) when
-/// it has no more bytes ready [`SAMPLE_WAIT`] after the look starts and at least one line has
-/// come: a slow client's first rows are not held back until `n` bytes have come. A read error is not returned here: the returned
+/// Reads up to `n` bytes of `input` — fewer when the input ends, or when it has no more bytes
+/// ready after `until` (`None`: never; an upload's looks share one, [`SAMPLE_WAIT`] after the
+/// first starts) and at least one line has come: a slow client's first rows are not held back
+/// until `n` bytes have come. A read error is not returned here: the returned
 /// input gives it after the sample, where it would have come without the look ahead (the
 /// upload answers it as usual).
-pub async fn peek(mut input: Input, n: usize, patient: bool) -> Peeked {
+pub async fn peek(mut input: Input, n: usize, until: Option<tokio::time::Instant>) -> Peeked {
     let mut sample = Vec::with_capacity(n.min(SAMPLE_BYTES));
     let mut err = None;
     let mut ended = false;
     let mut chunk = vec![0u8; 16 * 1024];
-    let mut wait = (!patient).then(|| Box::pin(tokio::time::sleep(SAMPLE_WAIT)));
+    let mut wait = until.map(|t| Box::pin(tokio::time::sleep_until(t)));
     std::future::poll_fn(|cx| loop {
         let want = (n - sample.len()).min(chunk.len());
         if want == 0 {
@@ -145,7 +146,7 @@ mod tests {
     #[tokio::test]
     async fn a_peeked_input_reads_the_same_bytes() {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let mut p = peek(Box::pin(io::Cursor::new(data.clone())), 1000, false).await;
+        let mut p = peek(Box::pin(io::Cursor::new(data.clone())), 1000, None).await;
         assert_eq!((&p.sample[..], p.ended), (&data[..1000], false));
         let mut all = Vec::new();
         p.input.read_to_end(&mut all).await.unwrap();
@@ -166,9 +167,14 @@ mod tests {
             client.write_all(b"12/01/2024\n").await.unwrap();
         });
         let started = tokio::time::Instant::now();
-        let p = peek(Box::pin(server), 1000, false).await;
+        let p = peek(Box::pin(server), 1000, Some(started + SAMPLE_WAIT)).await;
         assert_eq!(&p.sample[..], b"d\n01/02/2024\n31/12/2024\n");
         assert!(!p.ended);
+        assert_eq!(started.elapsed(), SAMPLE_WAIT);
+        // A second look of the same upload (after the encoding's) shares the deadline: it
+        // does not wait again.
+        let again = peek(p.input, 1000, Some(started + SAMPLE_WAIT)).await;
+        assert_eq!(again.sample, p.sample);
         assert_eq!(started.elapsed(), SAMPLE_WAIT);
         sending.abort();
     }
