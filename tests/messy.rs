@@ -454,6 +454,45 @@ async fn what_cannot_be_read_as_asked_is_refused_before_any_row() {
         ),
         ("table=t", "id,colour\n1,red\n", 422, "unknown_column"),
         ("table=twins", "first name\nx\n", 422, "ambiguous_column"),
+        // types= is for a table create=true makes, names columns of the file, and types
+        // Postgres knows: nothing but a type name reaches it.
+        ("table=t&types=id:text", "id\n1\n", 400, "invalid_types"),
+        (
+            "table=new&create=true&types=id",
+            "id\n1\n",
+            400,
+            "invalid_types",
+        ),
+        (
+            "table=new&create=true&types=id:nosuchtype",
+            "id\n1\n",
+            400,
+            "invalid_types",
+        ),
+        (
+            "table=new&create=true&types=id:text%20default%201",
+            "id\n1\n",
+            400,
+            "invalid_types",
+        ),
+        (
+            "table=new&create=true&types=id:numeric(1,2,3)",
+            "id\n1\n",
+            400,
+            "invalid_types",
+        ),
+        (
+            "table=new&create=true&types=id:numeric(1001)",
+            "id\n1\n",
+            400,
+            "invalid_types",
+        ),
+        (
+            "table=new&create=true&types=colour:text",
+            "id\n1\n",
+            422,
+            "unknown_column",
+        ),
     ] {
         let (got, answer) = post_import(&http, base, query, body, &[]).await;
         assert_eq!(
@@ -1426,6 +1465,56 @@ async fn a_quote_inside_a_quoted_field_that_is_not_doubled_is_text() {
     assert_eq!(
         names,
         "pedro \"pdet\" holanda|pedro \"pdet\" ho;landa|say \"hi\"|Lahr \"Vis Bus\"|abcdef|plain"
+    );
+    upload.stop().await;
+    sink.stop().await;
+}
+
+/// `types=` gives some columns of the table `create=true` makes their type, by header name or
+/// column name: `id` text though its values are numbers, `amount` numeric(12,2), `when` with a
+/// zone. A value a given type does not take is a rejected row with its line — the column is not
+/// widened, as an inferred one would be. Into a table that exists, `types=` is said to be unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_true_takes_the_types_given_for_some_columns() {
+    let (db, upload, sink) = stack("given-types", "").await;
+    let body = "id,Amount,when,note\n1,12.5,2024-01-02 10:00,a\n2,3,2024-01-03 11:00,b\n3,n/a,2024-01-04 12:00,c\n";
+    let query = "table=typed&create=true&types=id:text,Amount:NUMERIC(12, 2),when:timestamptz";
+    let created = "CREATE TABLE \"public\".\"typed\" (\"id\" text, \"amount\" numeric(12,2), \
+                   \"when\" timestamp with time zone, \"note\" text)";
+    let (acc, rec) = create(&upload, query, body, created).await;
+    assert!(
+        acc["read_as"]["notes"]
+            .to_string()
+            .contains("types given (types=), not inferred, for id, amount, when"),
+        "{acc}"
+    );
+    assert_eq!(rec["rows_written"], 2, "{rec}");
+    assert!(rec["read_as"].get("widened").is_none(), "{rec}");
+    let id = rec["id"].as_str().unwrap();
+    let rejected = db.rejected(id).await;
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].0, 4, "{rejected:?}");
+    let rows = db
+        .text("SELECT string_agg(id || '=' || amount, '|' ORDER BY id) FROM typed")
+        .await;
+    assert_eq!(rows, "1=12.50|2=3.00");
+    // The table exists now: the types stand, and the answer says types= was not used.
+    let http = reqwest::Client::new();
+    let csv = [("content-type", "text/csv")];
+    let (status, acc) = post_import(
+        &http,
+        &upload.url(""),
+        query,
+        "id,Amount,when,note\n4,1,,d\n",
+        &csv,
+    )
+    .await;
+    assert_eq!(status, 202, "{acc}");
+    assert!(
+        acc["read_as"]["notes"]
+            .to_string()
+            .contains("types= not used: the table exists"),
+        "{acc}"
     );
     upload.stop().await;
     sink.stop().await;

@@ -131,6 +131,11 @@ pub struct ImportArgs {
     /// rows; see `csvbus infer`).
     #[arg(long)]
     pub create: bool,
+    /// With --create: types for some columns instead of the inferred ones,
+    /// `name:type` comma-separated (`code:text,amount:numeric(12,2)`); a value such a type does
+    /// not take is a rejected row
+    #[arg(long, requires = "create")]
+    pub types: Option<String>,
     /// Text that means NULL [service default: an unquoted empty field].
     #[arg(long)]
     pub null: Option<String>,
@@ -250,6 +255,9 @@ impl ImportArgs {
             if let Some(v) = value {
                 q.append_pair(name, &v);
             }
+        }
+        if let Some(t) = &self.types {
+            q.append_pair("types", t);
         }
         if let Some(n) = &self.null {
             q.append_pair("null", n);

@@ -616,6 +616,18 @@ async fn infer_prints_the_table_and_import_create_makes_it() {
         text.contains("widened: ALTER TABLE \"public\".\"late\" ALTER COLUMN \"n\" TYPE text"),
         "{text}"
     );
+    // Given its type, the column stays bigint and the late value is a rejected row.
+    let mut typed = args.to_vec();
+    typed[3] = "late_typed";
+    typed.extend(["--types", "n:bigint", "--max-rejected", "1"]);
+    let out = s.run(&typed).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\"n\" bigint"), "{text}");
+    assert!(
+        text.contains("2099 written, 1 rejected by Postgres"),
+        "{text}"
+    );
     s.stop().await;
 }
 

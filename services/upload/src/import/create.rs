@@ -8,6 +8,7 @@ use csvbus_shared::catalog::{quote_ident, Column, TableName};
 use csvbus_shared::read_as::ReadAs;
 
 use crate::error::ApiError;
+use crate::import::given_types;
 use crate::import::start::Plan;
 use crate::import::type_notes;
 use crate::rows::mapping::Mapping;
@@ -237,6 +238,11 @@ pub(crate) fn shape(
     dialect: &Dialect,
     read_as: &mut ReadAs,
 ) -> Result<(), ApiError> {
+    if !plan.create && plan.q.types.is_some() {
+        read_as
+            .notes
+            .push("types= not used: the table exists, and its types stand".to_owned());
+    }
     if !plan.create && plan.q.evolve.is_none() {
         return Ok(());
     }
@@ -252,7 +258,16 @@ pub(crate) fn shape(
         names,
         null: plan.q.null.as_deref(),
     };
-    let file = infer_table(&plan.table.0, sample, complete, dialect, fields)?;
+    let mut file = infer_table(&plan.table.0, sample, complete, dialect, fields)?;
+    if plan.create && !plan.given_types.is_empty() {
+        let header: Vec<String> = file.header.iter().filter(|h| *h != "-").cloned().collect();
+        let given = given_types::apply(&mut plan.given_types, &mut file.columns, &header)?;
+        file.ddl = create_table(&plan.table.0, &file.columns);
+        read_as.notes.push(format!(
+            "types given (types=), not inferred, for {}: a value such a type does not take is a rejected row, not a widened column",
+            given.join(", ")
+        ));
+    }
     if plan.create {
         plan.table.1 = file.columns;
         // The fields go to the columns made for them, whatever the header calls them.
@@ -275,6 +290,15 @@ pub(crate) fn shape(
         read_as.added.push(ddl);
     }
     Ok(())
+}
+
+/// `CREATE TABLE` for `table` with `columns` (their names and types).
+fn create_table(table: &TableName, columns: &[Column]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} {}", quote_ident(&c.name), c.type_name))
+        .collect();
+    format!("CREATE TABLE {} ({})", table.quoted(), cols.join(", "))
 }
 
 /// Why a file without `header=` was read without a header.

@@ -32,6 +32,7 @@ use crate::import::clients::{self, Peer};
 use crate::import::conclude::{conclude, Ended};
 use crate::import::dates::{self, Sample};
 use crate::import::failures;
+use crate::import::given_types;
 use crate::import::idempotency::{self, Claim};
 use crate::import::preview::{preview, Planned, Preview};
 use crate::import::progress::{Progress, ProgressGuard};
@@ -169,6 +170,7 @@ pub(crate) async fn upload(
         decimal_settled: q.decimal.is_some(),
     };
     let (table, create) = resolve_or_create(&app, &q, &mut read).await?;
+    let given_types = given_types(&app, &q, create).await?;
     in_scope(scope, &table.0)?;
     reserved_column(mode, &table.1)?;
     let conflict = resolve_conflict(&app, mode, &table.0, q.conflict.as_deref()).await?;
@@ -202,6 +204,7 @@ pub(crate) async fn upload(
         read,
         table,
         create,
+        given_types,
         mode,
         conflict,
         key,
@@ -408,4 +411,27 @@ async fn run_upload(
     };
     let answer = conclude(&app, &mut guard, &plan, ended, &progress, outcome).await?;
     Ok(answer.into_response())
+}
+
+/// `types=`, resolved when this import creates its table (and checked, though not used, when
+/// the table exists already: a retry of the import that made it).
+async fn given_types(
+    app: &App,
+    q: &UploadQuery,
+    create: bool,
+) -> Result<Vec<given_types::GivenType>, ApiError> {
+    let Some(types) = q.types.as_deref() else {
+        return Ok(Vec::new());
+    };
+    if q.create != Some(true) {
+        return Err(ApiError::bad_request(
+            "invalid_types",
+            "types= gives the types of the table create=true makes: add create=true (an existing table's types are its own)",
+        ));
+    }
+    let pairs = given_types::parse(types)?;
+    if !create {
+        return Ok(Vec::new());
+    }
+    given_types::resolve(&app.pool, pairs).await
 }

@@ -10,6 +10,7 @@ pub(crate) mod conclude;
 pub(crate) mod create;
 pub(crate) mod dates;
 pub(crate) mod failures;
+pub(crate) mod given_types;
 pub(crate) mod idempotency;
 pub(crate) mod ingest;
 pub(crate) mod lookup;

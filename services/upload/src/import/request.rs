@@ -82,6 +82,11 @@ pub struct UploadQuery {
     /// `true`: when the table does not exist, create it from the header, with column types
     /// inferred from the first rows (up to 2000 in the first MiB).
     pub create: Option<bool>,
+    /// With `create=true`: types for some of the new table's columns instead of the inferred
+    /// ones, `name:type` comma-separated (`code:text,amount:numeric(12,2)`); a name is the
+    /// header's or the created column's. A column given a type is not widened by a later
+    /// value: a value it does not take is a rejected row. Not used when the table exists.
+    pub types: Option<String>,
     /// The text that means SQL NULL (default: none; an empty field is an empty string or NULL
     /// as the column's type takes it).
     pub null: Option<String>,

@@ -41,7 +41,12 @@ pub(crate) async fn produce_all(
     // Only a table this import creates adapts its types.
     let widening = plan.create.then(|| {
         let staged = plan.mode.staged().then_some(id);
-        Widening::new(&plan.table.0, staged, header, &plan.table.1)
+        let given: Vec<String> = plan
+            .given_types
+            .iter()
+            .filter_map(|g| g.column.clone())
+            .collect();
+        Widening::new(&plan.table.0, staged, header, (&plan.table.1, &given))
     });
     let (generation, producer) = app.producer();
     let mut rows = RowLoop {

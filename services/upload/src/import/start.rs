@@ -27,6 +27,8 @@ pub struct Plan {
     pub table: (TableName, Vec<catalog::Column>),
     /// `create=true` and the table does not exist: it is created with the import.
     pub create: bool,
+    /// `types=`: the types given columns of the table `create` makes.
+    pub given_types: Vec<crate::import::given_types::GivenType>,
     pub mode: ImportMode,
     /// upsert / skip: the conflict columns.
     pub conflict: Option<Vec<String>>,

@@ -28,18 +28,21 @@ pub struct Widening {
 }
 
 impl Widening {
-    /// For the columns of `header` in the created table `columns`.
+    /// For the columns of `header` in the created table `columns`; those of `given` (types the
+    /// user gave, `types=`) keep their type.
     pub fn new(
         table: &TableName,
         staged: Option<Uuid>,
         header: &Header,
-        columns: &[Column],
+        (columns, given): (&[Column], &[String]),
     ) -> Self {
         let types = header
             .columns
             .iter()
             .map(|c| {
-                let column = columns.iter().find(|t| t.name == *c)?;
+                let column = columns
+                    .iter()
+                    .find(|t| t.name == *c && !given.contains(c))?;
                 SqlType::from_sql(&column.type_name)
             })
             .collect();
