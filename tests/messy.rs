@@ -88,7 +88,7 @@ fn cases() -> Vec<Case> {
             table: "(id int PRIMARY KEY, day date, note text)",
             rows: &["1|2024-12-31|Silvester", "2|2025-01-02|x"],
             rejected_lines: &[],
-            read_as: json!({"dateformat": "ymd", "notes": [
+            read_as: json!({"dateformat": "ymd", "dateformat_guessed": true, "notes": [
                 "dates read year first as their separator is usually written, but \"24-12-31\" reads day first too and no date in the first rows settles it; give dateformat=dmy if the file writes the day first"]}),
         },
         Case {
@@ -97,7 +97,7 @@ fn cases() -> Vec<Case> {
             table: "(id int PRIMARY KEY, day date, note text)",
             rows: &["1|2024-12-31|Silvester", "2|2025-01-02|x"],
             rejected_lines: &[],
-            read_as: json!({"dateformat": "dmy"}),
+            read_as: json!({"dateformat": "dmy", "dateformat_guessed": true}),
         },
         Case {
             file: "dates-short-year-first.csv",
@@ -105,7 +105,7 @@ fn cases() -> Vec<Case> {
             table: "(id int PRIMARY KEY, day date, note text)",
             rows: &["1|2031-12-24|Silvester", "2|2002-01-25|x"],
             rejected_lines: &[],
-            read_as: json!({"dateformat": "dmy"}),
+            read_as: json!({"dateformat": "dmy", "dateformat_guessed": null}),
         },
         Case {
             // Comment lines before the header, one of them split by commas like the header:
@@ -338,7 +338,7 @@ fn cases() -> Vec<Case> {
             table: "(id int PRIMARY KEY, day date)",
             rows: &["1|2024-01-02", "2|2024-03-04"],
             rejected_lines: &[],
-            read_as: json!({"dateformat": "mdy", "notes": [
+            read_as: json!({"dateformat": "mdy", "dateformat_guessed": true, "notes": [
                 "dates read month first (the default): no date in the first rows has a day over 12 to settle it; give dateformat=dmy if the file writes the day first"
             ]}),
         },

@@ -276,6 +276,9 @@ pub struct Decided {
     pub order: DateOrder,
     /// `None` when the values settled it without doubt.
     pub note: Option<String>,
+    /// Nothing settled it: the order is a default or a convention, and dates such as
+    /// `01/02/2024` are read in it on that ground alone.
+    pub guessed: bool,
 }
 
 /// Decides the order from the date values of the first rows: the one their values settle (the
@@ -310,6 +313,7 @@ pub fn decide<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Decided> 
                  12 to settle it; give dateformat=dmy if the file writes the day first"
                     .to_owned(),
             ),
+            guessed: true,
         });
     }
     let orders = [DateOrder::Dmy, DateOrder::Mdy, DateOrder::Ymd];
@@ -338,6 +342,7 @@ pub fn decide<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Decided> 
     Some(Decided {
         order: best,
         note: Some(note),
+        guessed: false,
     })
 }
 
@@ -364,6 +369,7 @@ fn day_or_year_order(counts: [usize; 3], example: &str) -> Decided {
                 "day first"
             },
         )),
+        guessed: true,
     }
 }
 

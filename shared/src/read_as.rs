@@ -50,6 +50,11 @@ pub struct ReadAs {
     /// the file has no such column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dateformat: Option<crate::dates::DateOrder>,
+    /// `true`: `dateformat` was not given and no date of the first rows settled it, so dates
+    /// such as `01/02/2024` are read in a default order — a guess (see `notes`); the CLI exits
+    /// 6. Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dateformat_guessed: bool,
     /// The decimal mark of numbers read into numeric columns: given (`decimal=`) or decided
     /// from the first rows (see `notes`); absent when the file has no such column or nothing
     /// decided it (then a number either mark reads differently is a rejected row).

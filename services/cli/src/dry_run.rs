@@ -14,18 +14,25 @@ use crate::ImportArgs;
 pub const PREVIEW_BYTES: u64 = 1 << 20;
 
 /// Previews every file of `args`; prints each preview (or JSON); [`Verdict::Failed`] when one
-/// was refused.
+/// was refused, [`Verdict::DatesGuessed`] when one's date order would be a guess.
 pub async fn run(client: &Client, args: &ImportArgs) -> Verdict {
     let mut worst = Verdict::Imported;
     for file in &args.files {
         let source = Source::new(file);
-        match preview(client, args, &source).await {
+        let previewed = preview(client, args, &source).await;
+        if let Ok(p) = &previewed {
+            if p.read_as.dateformat_guessed {
+                worst = worst.max(Verdict::DatesGuessed);
+            }
+        }
+        match previewed {
             Ok(p) if args.json => {
                 let mut v = serde_json::to_value(&p).unwrap_or_default();
                 v["file"] = source.name().into();
                 println!("{v}");
             }
             Ok(p) => println!("{}", describe(&source.name(), &p)),
+
             Err(e) => {
                 let r = refused(&source.name(), &e);
                 match args.json {

@@ -272,6 +272,8 @@ fn judge(args: &ImportArgs, r: &Imported) -> Verdict {
     let rejected = r.rows_rejected as i64 + r.rows_write_rejected.unwrap_or(0);
     if rejected > args.max_rejected.unwrap_or(0) as i64 {
         Verdict::RowsRejected
+    } else if r.read_as.as_ref().is_some_and(|a| a.dateformat_guessed) {
+        Verdict::DatesGuessed
     } else {
         Verdict::Imported
     }

@@ -49,13 +49,16 @@ pub const EXIT_REJECTED: u8 = 3;
 pub const EXIT_ALREADY_IMPORTED: u8 = 4;
 /// An import failed after some of its rows were written: they stay in the table.
 pub const EXIT_PARTLY_WRITTEN: u8 = 5;
+/// Imported, but nothing in a file's first rows settled the order of its dates: dates such as
+/// `01/02/2024` were read in a default order, a guess. `--dateformat` says the order.
+pub const EXIT_DATES_GUESSED: u8 = 6;
 
 /// csvbus: CSV over HTTP → Kafka → PostgreSQL.
 ///
 /// Exit status (`import`, the worst of its files): 0 imported; 1 refused or failed with
 /// nothing written, or the service unreachable; 2 usage error; 3 more rows rejected than
 /// --max-rejected allows; 4 imported already, nothing imported again; 5 failed after some
-/// rows were written.
+/// rows were written; 6 imported, but the order of the dates was a guess (give --dateformat).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -136,6 +139,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             Ok(ExitCode::from(match verdict {
                 Verdict::Imported => EXIT_OK,
+                Verdict::DatesGuessed => EXIT_DATES_GUESSED,
                 Verdict::RowsRejected => EXIT_REJECTED,
                 Verdict::AlreadyImported => EXIT_ALREADY_IMPORTED,
                 Verdict::Failed => EXIT_FAILED,

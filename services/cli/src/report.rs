@@ -16,6 +16,9 @@ use crate::client::ClientError;
 pub enum Verdict {
     /// Imported (and with `--wait`, completed) with no more rejected rows than allowed.
     Imported,
+    /// Imported so, but nothing in the first rows settled the order of its dates: dates such
+    /// as `01/02/2024` were read in a default order, a guess (`read_as.dateformat_guessed`).
+    DatesGuessed,
     /// Imported, but more rows were rejected than `--max-rejected` allows (0 when not given).
     RowsRejected,
     /// Imported already, with these options into this table: nothing was imported again.
@@ -145,6 +148,9 @@ pub fn human(report: &Report) -> String {
         s += &format!(" — {e}");
     }
     s += &format!(" ({:.1}s)", r.seconds);
+    if r.result == Verdict::DatesGuessed {
+        s += &format!("\n  {DATES_GUESSED}");
+    }
     if r.result == Verdict::PartlyWritten {
         s += "\n  the rows written stay in the table: import only the rest, or use --mode atomic \
               for all or nothing";
@@ -154,6 +160,11 @@ pub fn human(report: &Report) -> String {
     }
     s
 }
+
+/// What a file whose date order was a guess is told.
+pub const DATES_GUESSED: &str = "the order of the dates was a guess (nothing in the first rows \
+     settled it, see the note above): --dateformat dmy, mdy or ymd says how the file writes \
+     them (exit status 6)";
 
 /// The status, and for a completed import with rejected rows, how many: such an import is not
 /// a plain success.

@@ -527,3 +527,47 @@ async fn a_dry_run_shows_how_files_would_be_read_and_imports_nothing() {
     assert_eq!(fresh, None);
     s.stop().await;
 }
+
+/// Dates no value of the first rows settles (`01/02/2024`, `03/04/2024`) are read in the
+/// default order, month first: a guess, which the import says and exits 6 for — not 0 — as a
+/// preview does; told the order, it exits 0 and reads them so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guessed_order_of_dates_is_said_and_exits_6() {
+    let s = stack(&[], true).await;
+    s.db.exec("CREATE TABLE visits (id int, day date)").await;
+    let file = s.write("visits.csv", "id,day\n1,01/02/2024\n2,03/04/2024\n");
+    let run = |extra: &'static [&'static str]| {
+        let mut args = vec!["import", &file, "-t", "visits", "--wait", "--again"];
+        args.extend(extra);
+        args
+    };
+    let out = s.run(&run(&[])).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert!(
+        text.contains("the order of the dates was a guess"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dates read month first (the default)"),
+        "{text}"
+    );
+    let out = s.run(&run(&["--json"])).await;
+    let r = report(&out, 0);
+    assert_eq!(r["result"], "dates_guessed", "{r}");
+    assert_eq!(r["read_as"]["dateformat_guessed"], true, "{r}");
+    let out = s.run(&["import", &file, "-t", "visits", "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
+    // Told, nothing is guessed.
+    let out = s.run(&run(&["--dateformat", "dmy"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let days =
+        s.db.text("SELECT string_agg(day::text, ',' ORDER BY day) FROM visits WHERE id = 1")
+            .await;
+    assert_eq!(days, "2024-01-02,2024-01-02,2024-02-01");
+    // A value over 12 settles the order: no guess.
+    let settled = s.write("settled.csv", "id,day\n3,01/02/2024\n4,13/02/2024\n");
+    let out = s.run(&["import", &settled, "-t", "visits", "--wait"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    s.stop().await;
+}

@@ -45,6 +45,7 @@ pub(crate) fn decide(
             match dates::decide(values.iter().map(String::as_str)) {
                 Some(d) => {
                     read_as.notes.extend(d.note);
+                    read_as.dateformat_guessed = d.guessed;
                     d.order
                 }
                 None => DateOrder::default(),
