@@ -429,10 +429,23 @@ fn fit(base: &str, suffix: &str) -> String {
 
 /// `CREATE TABLE` for `table` with these columns and types.
 pub fn create_table(table: &TableName, columns: &[String], types: &[SqlType]) -> String {
+    create_table_of(
+        table,
+        columns
+            .iter()
+            .map(String::as_str)
+            .zip(types.iter().map(|t| t.sql())),
+    )
+}
+
+/// `CREATE TABLE` for `table` with these columns, each with its type as SQL names it.
+pub fn create_table_of<'a>(
+    table: &TableName,
+    columns: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> String {
     let cols: Vec<String> = columns
-        .iter()
-        .zip(types)
-        .map(|(c, t)| format!("{} {}", quote_ident(c), t.sql()))
+        .into_iter()
+        .map(|(c, t)| format!("{} {t}", quote_ident(c)))
         .collect();
     format!("CREATE TABLE {} ({})", table.quoted(), cols.join(", "))
 }

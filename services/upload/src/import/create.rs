@@ -262,7 +262,11 @@ pub(crate) fn shape(
     if plan.create && !plan.given_types.is_empty() {
         let header: Vec<String> = file.header.iter().filter(|h| *h != "-").cloned().collect();
         let given = given_types::apply(&mut plan.given_types, &mut file.columns, &header)?;
-        file.ddl = create_table(&plan.table.0, &file.columns);
+        let columns = file.columns.iter();
+        file.ddl = infer::create_table_of(
+            &plan.table.0,
+            columns.map(|c| (c.name.as_str(), c.type_name.as_str())),
+        );
         read_as.notes.push(format!(
             "types given (types=), not inferred, for {}: a value such a type does not take is a rejected row, not a widened column",
             given.join(", ")
@@ -290,15 +294,6 @@ pub(crate) fn shape(
         read_as.added.push(ddl);
     }
     Ok(())
-}
-
-/// `CREATE TABLE` for `table` with `columns` (their names and types).
-fn create_table(table: &TableName, columns: &[Column]) -> String {
-    let cols: Vec<String> = columns
-        .iter()
-        .map(|c| format!("{} {}", quote_ident(&c.name), c.type_name))
-        .collect();
-    format!("CREATE TABLE {} ({})", table.quoted(), cols.join(", "))
 }
 
 /// Why a file without `header=` was read without a header.
